@@ -1,0 +1,4 @@
+//! lookout keeps compose services on the newest image their owners allow.
+//!
+//! The library holds everything; `src/main.rs` only parses the command line and calls in here.
+//! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
