@@ -1,0 +1,142 @@
+//! Durable file replacement: a file on disk is either its old bytes or its new bytes, never half.
+//!
+//! Every file lookout changes (compose files, `.env` files, the state file) goes through
+//! [`replace`]: write a temp file in the same folder, fsync it, rename it over the target, fsync
+//! the folder. The temp file takes the target's mode and, when the process may, its owner.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// What went wrong while replacing a file, with the path it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct DurableError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+fn err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DurableError {
+    let path = path.to_path_buf();
+    move |source| DurableError {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The permissions a new file gets when the target does not exist yet.
+#[derive(Debug, Clone, Copy)]
+pub struct NewFileMode(pub u32);
+
+/// Replaces `path` with `bytes` atomically and durably.
+///
+/// When `path` exists, the new file keeps its mode and (if permitted) its owner and group.
+/// When it does not, it is created with `new_mode`. On any error the target is untouched and the
+/// temp file is removed.
+pub fn replace(path: &Path, bytes: &[u8], new_mode: NewFileMode) -> Result<(), DurableError> {
+    let dir = parent_dir(path);
+    let existing = match fs::metadata(path) {
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(err("cannot read metadata of", path)(e)),
+    };
+    let tmp = temp_path(path);
+    let result = write_temp(&tmp, bytes, existing.as_ref(), new_mode)
+        .and_then(|()| fs::rename(&tmp, path).map_err(err("cannot rename temp file onto", path)))
+        .and_then(|()| sync_dir(&dir));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_temp(
+    tmp: &Path,
+    bytes: &[u8],
+    existing: Option<&fs::Metadata>,
+    new_mode: NewFileMode,
+) -> Result<(), DurableError> {
+    let mode = existing.map_or(new_mode.0, |m| m.mode() & 0o7777);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(tmp)
+        .map_err(err("cannot create temp file", tmp))?;
+    // The umask may have narrowed the mode given to open(2); set it exactly.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(err("cannot set mode of", tmp))?;
+    if let Some(meta) = existing {
+        // Keeping the owner needs privileges; without them the file stays ours, which is what
+        // an unprivileged editor would produce too.
+        let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
+    }
+    file.write_all(bytes)
+        .map_err(err("cannot write temp file", tmp))?;
+    file.sync_all()
+        .map_err(err("cannot fsync temp file", tmp))?;
+    Ok(())
+}
+
+/// Fsyncs a folder so a rename inside it survives a power cut.
+pub fn sync_dir(dir: &Path) -> Result<(), DurableError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err("cannot fsync folder", dir))
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `.<name>.lookout-tmp.<pid>.<n>` next to the target: hidden, and unique per process and call.
+fn temp_path(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy());
+    parent_dir(path).join(format!(".{name}.lookout-tmp.{}.{n}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_bytes_and_keeps_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("compose.yaml");
+        fs::write(&path, b"old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        replace(&path, b"new", NewFileMode(0o600)).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file is left behind");
+    }
+
+    #[test]
+    fn creates_missing_file_with_given_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        replace(&path, b"{}", NewFileMode(0o600)).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn failure_leaves_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-folder").join("x");
+        let e = replace(&path, b"new", NewFileMode(0o600)).unwrap_err();
+        assert!(e.to_string().contains("missing-folder"), "{e}");
+    }
+}
