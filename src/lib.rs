@@ -4,4 +4,5 @@
 //! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
 
 pub mod durable;
+pub mod policy;
 pub mod reference;

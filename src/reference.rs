@@ -87,12 +87,19 @@ impl ImageRef {
         let registry = match registry {
             Some(host) => {
                 validate_host(input, host)?;
-                if host == LEGACY_DOCKER_HUB { DOCKER_HUB.to_owned() } else { host.to_owned() }
+                if host == LEGACY_DOCKER_HUB {
+                    DOCKER_HUB.to_owned()
+                } else {
+                    host.to_owned()
+                }
             }
             None => DOCKER_HUB.to_owned(),
         };
         if path.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(ReferenceError::UpperCase { input: input.to_owned(), path: path.to_owned() });
+            return Err(ReferenceError::UpperCase {
+                input: input.to_owned(),
+                path: path.to_owned(),
+            });
         }
         for component in path.split('/') {
             if !valid_component(component) {
@@ -108,9 +115,16 @@ impl ImageRef {
             path.to_owned()
         };
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
-            return Err(ReferenceError::TooLong { input: input.to_owned() });
+            return Err(ReferenceError::TooLong {
+                input: input.to_owned(),
+            });
         }
-        Ok(Self { registry, repository, tag, digest })
+        Ok(Self {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// The registry host, with port when given: `docker.io`, `registry:5000`, `[::1]:5000`.
@@ -139,18 +153,28 @@ impl ImageRef {
 
     /// The same repository at another tag, without a digest.
     pub fn with_tag(&self, tag: &str) -> Self {
-        Self { tag: Some(tag.to_owned()), digest: None, ..self.clone() }
+        Self {
+            tag: Some(tag.to_owned()),
+            digest: None,
+            ..self.clone()
+        }
     }
 
     /// The same reference pinned to `digest` (the tag, if any, is kept for readers).
     pub fn with_digest(&self, digest: &str) -> Self {
-        Self { digest: Some(digest.to_owned()), ..self.clone() }
+        Self {
+            digest: Some(digest.to_owned()),
+            ..self.clone()
+        }
     }
 
     /// The short form Docker prints: `nginx:1.27`, `team/app:1`, `ghcr.io/o/r@sha256:…`.
     pub fn familiar(&self) -> String {
         let name = if self.registry == DOCKER_HUB {
-            self.repository.strip_prefix("library/").unwrap_or(&self.repository).to_owned()
+            self.repository
+                .strip_prefix("library/")
+                .unwrap_or(&self.repository)
+                .to_owned()
         } else {
             self.name()
         };
@@ -227,10 +251,16 @@ fn valid_component(c: &str) -> bool {
 
 /// A host (`[a-zA-Z0-9-]` labels joined by `.`, or a bracketed IPv6 address), optional `:port`.
 fn validate_host(input: &str, host: &str) -> Result<(), ReferenceError> {
-    let bad = || ReferenceError::InvalidRegistry { input: input.to_owned(), host: host.to_owned() };
+    let bad = || ReferenceError::InvalidRegistry {
+        input: input.to_owned(),
+        host: host.to_owned(),
+    };
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         let (addr, after) = rest.split_once(']').ok_or_else(bad)?;
-        if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        if addr.is_empty()
+            || !addr
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
         {
             return Err(bad());
         }
@@ -273,18 +303,27 @@ fn validate_tag(input: &str, tag: &str) -> Result<(), ReferenceError> {
     if ok {
         Ok(())
     } else {
-        Err(ReferenceError::InvalidTag { input: input.to_owned(), tag: tag.to_owned() })
+        Err(ReferenceError::InvalidTag {
+            input: input.to_owned(),
+            tag: tag.to_owned(),
+        })
     }
 }
 
 fn validate_digest(input: &str, digest: &str) -> Result<(), ReferenceError> {
     let ok = digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     });
     if ok {
         Ok(())
     } else {
-        Err(ReferenceError::InvalidDigest { input: input.to_owned(), digest: digest.to_owned() })
+        Err(ReferenceError::InvalidDigest {
+            input: input.to_owned(),
+            digest: digest.to_owned(),
+        })
     }
 }
 
@@ -306,8 +345,14 @@ mod tests {
             (Ok(r), Ok(want)) => assert_eq!(r.to_string(), want, "input {input:?}"),
             (Err(e), Err(fragment)) => {
                 let msg = e.to_string();
-                assert!(msg.contains(fragment), "input {input:?}: {msg:?} lacks {fragment:?}");
-                assert!(msg.contains(input) || input.is_empty(), "message quotes input: {msg}");
+                assert!(
+                    msg.contains(fragment),
+                    "input {input:?}: {msg:?} lacks {fragment:?}"
+                );
+                assert!(
+                    msg.contains(input) || input.is_empty(),
+                    "message quotes input: {msg}"
+                );
             }
             (got, want) => panic!("input {input:?}: got {got:?}, want {want:?}"),
         }
@@ -324,7 +369,10 @@ mod tests {
             ("docker.io/nginx", Ok("docker.io/library/nginx:latest")),
             ("index.docker.io/nginx:1", Ok("docker.io/library/nginx:1")),
             ("bitnami/redis:7.2", Ok("docker.io/bitnami/redis:7.2")),
-            ("registry:5000/team/app:1.2", Ok("registry:5000/team/app:1.2")),
+            (
+                "registry:5000/team/app:1.2",
+                Ok("registry:5000/team/app:1.2"),
+            ),
             ("localhost/app", Ok("localhost/app:latest")),
             ("localhost:5000/app:v1", Ok("localhost:5000/app:v1")),
             ("127.0.0.1:5000/a/b/c:t", Ok("127.0.0.1:5000/a/b/c:t")),
@@ -332,7 +380,10 @@ mod tests {
             ("ghcr.io/o/r", Ok("ghcr.io/o/r:latest")),
             (&with_digest, Ok(&with_digest)),
             (&format!("redis:7@{D}"), Ok(&tag_and_digest)),
-            ("my-registry.example.com/a__b/c-d/e.f:tag_1.0-x", Ok("my-registry.example.com/a__b/c-d/e.f:tag_1.0-x")),
+            (
+                "my-registry.example.com/a__b/c-d/e.f:tag_1.0-x",
+                Ok("my-registry.example.com/a__b/c-d/e.f:tag_1.0-x"),
+            ),
             ("a--b/c", Ok("docker.io/a--b/c:latest")),
             ("Example.com/app:1", Ok("Example.com/app:1")),
             ("foo_bar:TAG", Ok("docker.io/library/foo_bar:TAG")),
@@ -361,7 +412,10 @@ mod tests {
 
     #[test]
     fn long_tags_and_names_are_bounded() {
-        check(&format!("nginx:{}", "a".repeat(128)), Ok(&format!("docker.io/library/nginx:{}", "a".repeat(128))));
+        check(
+            &format!("nginx:{}", "a".repeat(128)),
+            Ok(&format!("docker.io/library/nginx:{}", "a".repeat(128))),
+        );
         check(&format!("nginx:{}", "a".repeat(129)), Err("invalid tag"));
         check(&format!("x.io/{}", "a".repeat(260)), Err("longer than"));
     }
@@ -369,7 +423,10 @@ mod tests {
     #[test]
     fn parts_and_short_form() {
         let r = ImageRef::parse("nginx:1.27").unwrap();
-        assert_eq!((r.registry(), r.repository(), r.tag()), ("docker.io", "library/nginx", Some("1.27")));
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag()),
+            ("docker.io", "library/nginx", Some("1.27"))
+        );
         assert_eq!(r.familiar(), "nginx:1.27");
         assert_eq!(r.with_tag("1.28").familiar(), "nginx:1.28");
         assert_eq!(r.with_digest(D).familiar(), format!("nginx:1.27@{D}"));
