@@ -226,6 +226,13 @@ impl Policy {
         let tag_regex = spec.tag_regex.as_deref().and_then(|r| match Regex::new(r) {
             Ok(re) => Some(re),
             Err(e) => {
+                // The regex crate's message spans lines (pattern, caret, error); keep the error.
+                let e = e.to_string();
+                let e = e
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ");
                 problem("tag_regex", format!("{r:?} is not a valid regex: {e}"));
                 None
             }

@@ -1,0 +1,469 @@
+//! Reading a parsed document field by field, collecting every problem with its path.
+//!
+//! The configuration is parsed into a JSON value first (TOML and JSON alike) and then read through
+//! [`Obj`], which knows where it is (`services[1].registry_config`), substitutes `${VAR}` and
+//! `${VAR:-default}` in strings, accepts the string forms environment variables bring (`"1"`,
+//! `"30m"`), and reports unknown keys with the valid ones. Nothing stops at the first problem.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::Secret;
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: `services[1].registry_type`, or `check_interval (from CHECK_INTERVAL)`.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// What every reader shares: the environment and the problems and warnings found so far.
+pub struct Ctx<'e> {
+    pub env: &'e dyn Fn(&str) -> Option<String>,
+    pub problems: RefCell<Vec<Problem>>,
+    pub warnings: RefCell<Vec<Problem>>,
+}
+
+impl<'e> Ctx<'e> {
+    pub fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            env,
+            problems: RefCell::default(),
+            warnings: RefCell::default(),
+        }
+    }
+
+    pub fn problem(&self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.borrow_mut().push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.borrow_mut().push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// A JSON object being read, with its path.
+pub struct Obj<'a, 'e> {
+    pub ctx: &'a Ctx<'e>,
+    pub path: String,
+    map: &'a Map<String, Value>,
+    known: Vec<&'static str>,
+}
+
+impl<'a, 'e> Obj<'a, 'e> {
+    pub fn new(ctx: &'a Ctx<'e>, path: String, map: &'a Map<String, Value>) -> Self {
+        Self {
+            ctx,
+            path,
+            map,
+            known: Vec::new(),
+        }
+    }
+
+    pub fn at(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// The raw value of `key`, marking the key as known. `null` counts as absent.
+    pub fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.known.push(key);
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn type_problem(&self, key: &str, want: &str, got: &Value, secret: bool) {
+        let shown = if secret {
+            "a value".to_owned()
+        } else {
+            format!("{got}")
+        };
+        self.ctx
+            .problem(self.at(key), format!("expected {want}, found {shown}"));
+    }
+
+    /// A string, with `${VAR}` substituted. A value that is only an unset `${VAR}` is absent.
+    pub fn string(&mut self, key: &'static str) -> Option<String> {
+        self.string_inner(key, false)
+    }
+
+    /// Like [`Obj::string`], but the value never appears in a message.
+    pub fn secret(&mut self, key: &'static str) -> Option<Secret> {
+        self.string_inner(key, true).map(Secret::new)
+    }
+
+    fn string_inner(&mut self, key: &'static str, secret: bool) -> Option<String> {
+        let value = self.get(key)?;
+        let Value::String(s) = value else {
+            self.type_problem(key, "a string", value, secret);
+            return None;
+        };
+        let path = self.at(key);
+        match substitute(s, self.ctx.env) {
+            Ok(Substituted { text, unset }) => {
+                if !unset.is_empty() {
+                    let names = unset.join(", ");
+                    if text.is_empty() {
+                        self.ctx.warn(
+                            &path,
+                            format!(
+                                "environment variable {names} is not set; the setting is left out"
+                            ),
+                        );
+                        return None;
+                    }
+                    self.ctx.warn(
+                        &path,
+                        format!(
+                            "environment variable {names} is not set; substituted an empty string"
+                        ),
+                    );
+                }
+                Some(text)
+            }
+            Err(message) => {
+                self.ctx.problem(path, message);
+                None
+            }
+        }
+    }
+
+    /// `true`/`false`, or the strings `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
+    pub fn bool(&mut self, key: &'static str) -> Option<bool> {
+        let value = self.get(key)?;
+        match value {
+            Value::Bool(b) => Some(*b),
+            Value::Number(n) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => {
+                Some(n.as_u64() == Some(1))
+            }
+            Value::String(_) => {
+                let s = self.string(key)?;
+                match s.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => Some(true),
+                    "0" | "false" | "no" | "off" | "" => Some(false),
+                    _ => {
+                        self.ctx
+                            .problem(self.at(key), format!("expected true or false, found {s:?}"));
+                        None
+                    }
+                }
+            }
+            other => {
+                self.type_problem(key, "true or false", other, false);
+                None
+            }
+        }
+    }
+
+    /// A whole number, or a string of one.
+    pub fn uint(&mut self, key: &'static str) -> Option<u64> {
+        let value = self.get(key)?;
+        match value {
+            Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
+            Value::String(_) => {
+                let s = self.string(key)?;
+                s.trim().parse().ok().or_else(|| {
+                    self.ctx.problem(
+                        self.at(key),
+                        format!("expected a whole number, found {s:?}"),
+                    );
+                    None
+                })
+            }
+            other => {
+                self.type_problem(key, "a whole number", other, false);
+                None
+            }
+        }
+    }
+
+    /// Seconds as a number, or a duration such as `90s`, `30m`, `1h30m`, `2d`.
+    pub fn duration(&mut self, key: &'static str) -> Option<Duration> {
+        let value = self.get(key)?;
+        match value {
+            Value::Number(n) if n.as_u64().is_some() => n.as_u64().map(Duration::from_secs),
+            Value::String(_) => {
+                let s = self.string(key)?;
+                parse_duration(&s).or_else(|| {
+                    self.ctx.problem(
+                        self.at(key),
+                        format!("{s:?} is not a duration: write seconds (3600) or a duration such as \"90s\", \"30m\", \"1h30m\", \"2d\""),
+                    );
+                    None
+                })
+            }
+            other => {
+                self.type_problem(key, "seconds or a duration such as \"30m\"", other, false);
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of words; the message lists them.
+    pub fn choice<T>(
+        &mut self,
+        key: &'static str,
+        names: &[&str],
+        parse: fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let s = self.string(key)?;
+        parse(&s).or_else(|| {
+            self.ctx.problem(
+                self.at(key),
+                format!("{s:?} is not one of {}", names.join(", ")),
+            );
+            None
+        })
+    }
+
+    /// A nested object.
+    pub fn object(&mut self, key: &'static str) -> Option<Obj<'a, 'e>> {
+        let value = self.get(key)?;
+        match value {
+            Value::Object(map) => Some(Obj::new(self.ctx, self.at(key), map)),
+            other => {
+                self.type_problem(key, "a table / object", other, false);
+                None
+            }
+        }
+    }
+
+    /// An array of objects.
+    pub fn objects(&mut self, key: &'static str) -> Vec<Obj<'a, 'e>> {
+        let Some(value) = self.get(key) else {
+            return Vec::new();
+        };
+        let Value::Array(items) = value else {
+            self.type_problem(key, "a list", value, false);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{}[{i}]", self.at(key));
+            match item {
+                Value::Object(map) => out.push(Obj::new(self.ctx, path, map)),
+                other => self
+                    .ctx
+                    .problem(path, format!("expected a table / object, found {other}")),
+            }
+        }
+        out
+    }
+
+    /// Reports every key that no reader asked for, with the valid keys.
+    pub fn finish(self) {
+        let mut valid = self.known.clone();
+        valid.sort_unstable();
+        valid.dedup();
+        for key in self.map.keys() {
+            if !self.known.contains(&key.as_str()) {
+                let hint = closest(key, &valid)
+                    .map(|k| format!("did you mean {k:?}? "))
+                    .unwrap_or_default();
+                self.ctx.problem(
+                    self.at(key),
+                    format!("unknown key; {hint}valid keys are {}", valid.join(", ")),
+                );
+            }
+        }
+    }
+}
+
+/// The result of `${VAR}` substitution, with the names of unset variables without default.
+#[derive(Debug)]
+pub struct Substituted {
+    pub text: String,
+    pub unset: Vec<String>,
+}
+
+/// Substitutes `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`. A lone `$` stays as it is.
+pub fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Substituted, String> {
+    let mut text = String::with_capacity(s.len());
+    let mut unset = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        text.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            text.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed \"${{\" in {s:?}"))?;
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            let valid_name = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_name {
+                return Err(format!(
+                    "\"${{{expr}}}\" is not a variable reference; write ${{NAME}} or ${{NAME:-default}}"
+                ));
+            }
+            match (
+                env(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
+                (Some(v), _) => text.push_str(&v),
+                (None, Some(d)) => text.push_str(d),
+                (None, None) => unset.push(name.to_owned()),
+            }
+            rest = &body[end + 1..];
+        } else {
+            text.push('$');
+            rest = after;
+        }
+    }
+    text.push_str(rest);
+    Ok(Substituted { text, unset })
+}
+
+/// `3600`, `90s`, `30m`, `1h30m`, `2d`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    let mut any = false;
+    for c in s.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            ' ' if number.is_empty() => {}
+            's' | 'm' | 'h' | 'd' | 'w' => {
+                let n: u64 = number.parse().ok()?;
+                let unit = match c {
+                    's' => 1,
+                    'm' => 60,
+                    'h' => 3600,
+                    'd' => 86_400,
+                    _ => 604_800,
+                };
+                total = total.checked_add(n.checked_mul(unit)?)?;
+                number.clear();
+                any = true;
+            }
+            _ => return None,
+        }
+    }
+    (any && number.is_empty()).then(|| Duration::from_secs(total))
+}
+
+/// The valid key closest to a misspelt one, when it is close enough to be a likely typo.
+fn closest<'k>(key: &str, valid: &[&'k str]) -> Option<&'k str> {
+    valid
+        .iter()
+        .map(|v| (edit_distance(key, v), *v))
+        .filter(|(d, v)| *d <= 2.max(v.len() / 4))
+        .min()
+        .map(|(_, v)| v)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOME" => Some("/root".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn substitution() {
+        let check = |s: &str, want: &str, unset: &[&str]| {
+            let got = substitute(s, &env).unwrap();
+            assert_eq!(
+                (
+                    got.text.as_str(),
+                    got.unset.iter().map(String::as_str).collect::<Vec<_>>()
+                ),
+                (want, unset.to_vec()),
+                "{s:?}"
+            );
+        };
+        check("${HOME}/x", "/root/x", &[]);
+        check("${NOPE:-fallback}", "fallback", &[]);
+        check("${EMPTY:-fallback}", "fallback", &[]);
+        check("${EMPTY}", "", &[]);
+        check("a${NOPE}b", "ab", &["NOPE"]);
+        check("$$HOME and $5", "$HOME and $5", &[]);
+        check("no vars", "no vars", &[]);
+        assert!(substitute("${HOME", &env).unwrap_err().contains("unclosed"));
+        assert!(
+            substitute("${1X}", &env)
+                .unwrap_err()
+                .contains("not a variable")
+        );
+    }
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("3600", Some(3600)),
+            ("90s", Some(90)),
+            ("30m", Some(1800)),
+            ("1h30m", Some(5400)),
+            ("1h 30m", Some(5400)),
+            ("2d", Some(172_800)),
+            ("1w", Some(604_800)),
+            ("", None),
+            ("m", None),
+            ("30x", None),
+            ("30", Some(30)),
+            ("1h30", None),
+            ("-5s", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_duration(s).map(|d| d.as_secs()), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn typo_hints() {
+        assert_eq!(
+            closest("tag_patern", &["tag_pattern", "tag_regex"]),
+            Some("tag_pattern")
+        );
+        assert_eq!(closest("zzzzzz", &["tag_pattern", "tag_regex"]), None);
+    }
+}

@@ -1,0 +1,700 @@
+//! The one configuration schema: read from TOML or JSON, checked as a whole.
+//!
+//! [`load`] reads a file and the environment; [`parse`] and [`validate`] are pure. The Docker
+//! Auto-Updater's `updater_config.json` loads unchanged and means the same. Settings can be
+//! overridden by `LOOKOUT_*` environment variables and by the seed's `.env` names
+//! (`CHECK_INTERVAL`, …); `LOOKOUT_*` wins over the seed's name, and both win over the file.
+//! Validation reports every problem at once, each with its path and the valid choices.
+
+mod fields;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use fields::{Ctx, Obj};
+pub use fields::{Problem, parse_duration, substitute};
+
+use crate::policy::{Policy, PolicyKind, PolicySpec, UpdateLevel};
+use crate::reference::ImageRef;
+
+/// Where lookout looks for its configuration when none is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/lookout/state.json";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
+
+/// A secret string: shown as `***` by `Debug` and `Display`, so it cannot leak into a log line
+/// or an error message by accident. [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The kind of registry a service's image lives in, which picks the adapter that talks to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegistryKind {
+    DockerHub,
+    Ecr,
+    Gcr,
+    Oci,
+}
+
+impl RegistryKind {
+    pub const NAMES: &'static [&'static str] = &["docker_hub", "ecr", "gcr", "oci"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "docker_hub" => Some(Self::DockerHub),
+            "ecr" => Some(Self::Ecr),
+            "gcr" => Some(Self::Gcr),
+            "oci" => Some(Self::Oci),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DockerHub => "docker_hub",
+            Self::Ecr => "ecr",
+            Self::Gcr => "gcr",
+            Self::Oci => "oci",
+        }
+    }
+
+    /// The kind a registry host implies: `*.dkr.ecr.*.amazonaws.com` is ECR, `gcr.io`,
+    /// `*.gcr.io` and `*-docker.pkg.dev` are Google, `docker.io` is Docker Hub, anything else
+    /// speaks the OCI distribution API.
+    pub fn infer(host: &str) -> Self {
+        let name = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        let ecr = name.contains(".dkr.ecr.")
+            && (name.ends_with(".amazonaws.com") || name.ends_with(".amazonaws.com.cn"));
+        if ecr {
+            Self::Ecr
+        } else if name == "gcr.io" || name.ends_with(".gcr.io") || name.ends_with("-docker.pkg.dev")
+        {
+            Self::Gcr
+        } else if name == "docker.io" || name == "index.docker.io" || name == "registry-1.docker.io"
+        {
+            Self::DockerHub
+        } else {
+            Self::Oci
+        }
+    }
+}
+
+impl fmt::Display for RegistryKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A service's `registry_config`: credentials and connection settings for its registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// AWS region (ECR); taken from the host when absent.
+    pub region: Option<String>,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<Secret>,
+    pub aws_session_token: Option<Secret>,
+    /// An API endpoint other than the public one (ECR private endpoints, tests).
+    pub endpoint_url: Option<String>,
+    /// Google Cloud project (informational; the image path carries it).
+    pub project_id: Option<String>,
+    /// A Google service-account key file.
+    pub service_account_path: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Speak plain HTTP to this registry (loopback registries are always allowed plain HTTP).
+    pub insecure: bool,
+    /// A PEM file of extra CA certificates to trust for this registry.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A log level name as operators write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub const NAMES: &'static [&'static str] = &["trace", "debug", "info", "warn", "error"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "trace" => Some(Self::Trace),
+            "debug" => Some(Self::Debug),
+            "info" => Some(Self::Info),
+            "warn" | "warning" => Some(Self::Warn),
+            "error" => Some(Self::Error),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+impl LogFormat {
+    pub const NAMES: &'static [&'static str] = &["plain", "json"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "plain" | "text" => Some(Self::Plain),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A daily time range `HH:MM-HH:MM` in minutes after midnight; `end < start` crosses midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+/// Parses `02:00-04:00,14:00-15:30`.
+pub fn parse_windows(s: &str) -> Result<Vec<TimeRange>, String> {
+    let clock = |t: &str| -> Option<u16> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
+    };
+    s.split(',')
+        .map(|part| {
+            let (a, b) = part.split_once('-').ok_or(())?;
+            match (clock(a), clock(b)) {
+                (Some(start_minute), Some(end_minute)) if start_minute != end_minute => {
+                    Ok(TimeRange { start_minute, end_minute })
+                }
+                _ => Err(()),
+            }
+        })
+        .collect::<Result<_, ()>>()
+        .map_err(|()| {
+            format!("{s:?} is not a list of windows: write HH:MM-HH:MM[,HH:MM-HH:MM…], e.g. \"02:00-04:00,14:00-15:30\"")
+        })
+}
+
+/// One service lookout keeps up to date.
+///
+/// Built from a plain key/value object ([`ServiceSpec::from_object`]), so the same rules apply
+/// whether the object came from the configuration file or, later, from container labels.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// The name lookout knows the service by (state, metrics, API).
+    pub name: String,
+    /// The image reference the service runs, as configured.
+    pub image: ImageRef,
+    pub compose_file: PathBuf,
+    /// The service's name inside the compose file (defaults to `name`).
+    pub compose_service: String,
+    pub registry_type: RegistryKind,
+    pub registry: RegistrySettings,
+    pub enabled: bool,
+    pub policy_spec: PolicySpec,
+    pub policy: Policy,
+    pub health_timeout: Duration,
+    pub health_stable: Duration,
+    /// An HTTP URL that must answer 2xx before the update counts as healthy.
+    pub probe_url: Option<String>,
+    /// Write `repo:tag@sha256:…` into the compose file.
+    pub pin_digest: bool,
+    /// Remove the image the service left after a successful update.
+    pub cleanup: bool,
+    /// Service-specific maintenance windows (the global ones apply when absent).
+    pub maintenance_window: Option<Vec<TimeRange>>,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub check_interval: Duration,
+    pub health_timeout: Duration,
+    pub health_stable: Duration,
+    pub compose_timeout: Duration,
+    pub state_file: PathBuf,
+    pub state_backups: u64,
+    pub state_backup_dir: Option<PathBuf>,
+    /// Use a fallback state location when `state_file`'s folder is not writable.
+    pub state_fallback: bool,
+    /// Address of the HTTP API and `/metrics`.
+    pub listen: SocketAddr,
+    pub api_token: Option<Secret>,
+    pub webhook_url: Option<String>,
+    pub maintenance_window: Option<Vec<TimeRange>>,
+    pub pause_updates: bool,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    pub cleanup: bool,
+    pub pin_digest: bool,
+    pub services: Vec<ServiceSpec>,
+    /// Things worth knowing that are not errors (an unset `${VAR}`).
+    pub warnings: Vec<Problem>,
+}
+
+/// Why a configuration could not be used. Messages name the file; they never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid {format}: {message}")]
+    Syntax {
+        path: PathBuf,
+        format: Format,
+        message: String,
+    },
+    #[error("configuration file {path} has {} problem(s):\n{}", problems.len(), list(problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The syntax a configuration file is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Json,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Toml => "TOML",
+            Self::Json => "JSON",
+        })
+    }
+}
+
+impl Format {
+    /// `.json` files (and text starting with `{`) are JSON; everything else is TOML.
+    pub fn detect(path: &Path, text: &str) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Self::Json,
+            Some("toml") => Self::Toml,
+            _ if text.trim_start().starts_with('{') => Self::Json,
+            _ => Self::Toml,
+        }
+    }
+}
+
+/// Reads, parses and validates the configuration file at `path`, with the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let env = |name: &str| std::env::var(name).ok();
+    from_text(path, &text, &env)
+}
+
+/// Parses and validates `text` (named `path` in messages), with `env` as the environment.
+pub fn from_text(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let format = Format::detect(path, text);
+    let doc = parse(text, format).map_err(|message| ConfigError::Syntax {
+        path: path.to_owned(),
+        format,
+        message,
+    })?;
+    validate(&doc, env).map_err(|problems| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// Parses TOML or JSON into one document shape.
+pub fn parse(text: &str, format: Format) -> Result<Value, String> {
+    match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
+        Format::Toml => {
+            toml::from_str::<Value>(text).map_err(|e| e.to_string().trim_end().to_owned())
+        }
+    }
+}
+
+/// Global settings that environment variables may override: (key, seed `.env` name).
+/// Each may also be set as `LOOKOUT_<KEY>`, which wins over the seed's name.
+pub const ENV_OVERRIDES: &[(&str, Option<&str>)] = &[
+    ("check_interval", Some("CHECK_INTERVAL")),
+    ("health_timeout", Some("HEALTH_TIMEOUT")),
+    ("health_stable", Some("HEALTH_STABLE")),
+    ("compose_timeout", Some("COMPOSE_TIMEOUT")),
+    ("state_file", None),
+    ("state_backups", Some("STATE_BACKUPS")),
+    ("state_backup_dir", Some("STATE_BACKUP_DIR")),
+    ("state_fallback", None),
+    ("listen", None),
+    ("metrics_port", Some("METRICS_PORT")),
+    ("api_token", None),
+    ("webhook_url", Some("WEBHOOK_URL")),
+    ("maintenance_window", Some("MAINTENANCE_WINDOW")),
+    ("pause_updates", Some("PAUSE_UPDATES")),
+    ("log_level", Some("LOG_LEVEL")),
+    ("log_format", Some("LOG_FORMAT")),
+    ("cleanup", None),
+    ("pin_digest", None),
+];
+
+/// Validates a parsed document into a [`Config`], or lists every problem.
+pub fn validate(doc: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
+    let ctx = Ctx::new(env);
+    let Value::Object(file_map) = doc else {
+        return Err(vec![Problem {
+            path: "(top level)".into(),
+            message: "expected a table / object of settings".into(),
+        }]);
+    };
+    // Environment overrides become ordinary string values, so they are checked like the file's.
+    let mut map = file_map.clone();
+    let mut overridden = Vec::new();
+    for (key, seed) in ENV_OVERRIDES {
+        let lookout_name = format!("LOOKOUT_{}", key.to_ascii_uppercase());
+        let found = env(&lookout_name)
+            .map(|v| (lookout_name.clone(), v))
+            .or_else(|| seed.and_then(|s| env(s).map(|v| (s.to_owned(), v))));
+        if let Some((name, value)) = found
+            .map(|(n, v)| (n, strip_inline_comment(&v)))
+            .filter(|(_, v)| !v.is_empty())
+        {
+            map.insert((*key).to_owned(), Value::String(value));
+            overridden.push((*key, name));
+        }
+    }
+    let config = read_config(&ctx, &map);
+    let mut problems = ctx.problems.into_inner();
+    for p in &mut problems {
+        if let Some((_, name)) = overridden.iter().find(|(k, _)| p.path == *k) {
+            p.path = format!("{} (from environment variable {name})", p.path);
+        }
+    }
+    match config {
+        Some(mut c) if problems.is_empty() => {
+            c.warnings = ctx.warnings.into_inner();
+            Ok(c)
+        }
+        _ => Err(problems),
+    }
+}
+
+/// `INFO   # DEBUG|INFO` → `INFO`: systemd's `EnvironmentFile=` keeps such comments in the value,
+/// and the seed's `.env` has them.
+fn strip_inline_comment(value: &str) -> String {
+    let b = value.as_bytes();
+    let cut = (1..b.len()).find(|&i| b[i] == b'#' && matches!(b[i - 1], b' ' | b'\t'));
+    let value = cut.map_or(value, |i| &value[..i]);
+    value.trim().to_owned()
+}
+
+fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
+    let mut top = Obj::new(ctx, String::new(), map);
+    let check_interval = top
+        .duration("check_interval")
+        .unwrap_or(Duration::from_secs(3600));
+    if check_interval < Duration::from_secs(10) {
+        ctx.problem("check_interval", format!("{}s is too short: checks every few seconds burn registry rate limits; use at least 10s, or registry push hooks for fast updates", check_interval.as_secs()));
+    }
+    let health_timeout = top
+        .duration("health_timeout")
+        .unwrap_or(Duration::from_secs(180));
+    let health_stable = top
+        .duration("health_stable")
+        .unwrap_or(Duration::from_secs(10));
+    let compose_timeout = top
+        .duration("compose_timeout")
+        .unwrap_or(Duration::from_secs(120));
+    let state_file = top
+        .string("state_file")
+        .map_or_else(|| PathBuf::from(DEFAULT_STATE_FILE), PathBuf::from);
+    let state_backups = top.uint("state_backups").unwrap_or(5);
+    let state_backup_dir = top.string("state_backup_dir").map(PathBuf::from);
+    let state_fallback = top.bool("state_fallback").unwrap_or(false);
+    let mut listen: SocketAddr = DEFAULT_LISTEN
+        .parse()
+        .expect("default listen address parses");
+    if let Some(s) = top.string("listen") {
+        match s.parse() {
+            Ok(addr) => listen = addr,
+            Err(_) => ctx.problem(
+                top.at("listen"),
+                format!("{s:?} is not an address such as \"127.0.0.1:9100\""),
+            ),
+        }
+    }
+    if let Some(port) = top.uint("metrics_port") {
+        match u16::try_from(port) {
+            Ok(p) if p > 0 => listen.set_port(p),
+            _ => ctx.problem(
+                top.at("metrics_port"),
+                format!("{port} is not a TCP port (1-65535)"),
+            ),
+        }
+    }
+    let api_token = top.secret("api_token");
+    if api_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+        ctx.problem(
+            top.at("api_token"),
+            "is shorter than 16 characters; use a long random token (e.g. `openssl rand -hex 32`)",
+        );
+    }
+    let webhook_url = top.string("webhook_url");
+    if let Some(url) = &webhook_url {
+        check_url(ctx, &top.at("webhook_url"), url);
+    }
+    let maintenance_window = windows(&mut top, "maintenance_window");
+    let pause_updates = top.bool("pause_updates").unwrap_or(false);
+    let log_level = top
+        .choice("log_level", LogLevel::NAMES, LogLevel::parse)
+        .unwrap_or(LogLevel::Info);
+    let log_format = top
+        .choice("log_format", LogFormat::NAMES, LogFormat::parse)
+        .unwrap_or(LogFormat::Plain);
+    let cleanup = top.bool("cleanup").unwrap_or(false);
+    let pin_digest = top.bool("pin_digest").unwrap_or(false);
+
+    let defaults = ServiceDefaults {
+        health_timeout,
+        health_stable,
+        cleanup,
+        pin_digest,
+    };
+    let service_objs = top.objects("services");
+    let mut services = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (i, obj) in service_objs.into_iter().enumerate() {
+        let Some(s) = ServiceSpec::from_object(obj, &defaults) else {
+            continue;
+        };
+        if let Some(first) = seen.insert(s.name.clone(), i) {
+            ctx.problem(
+                format!("services[{i}].name"),
+                format!(
+                    "{:?} is already the name of services[{first}]; names must be unique",
+                    s.name
+                ),
+            );
+        }
+        services.push(s);
+    }
+    top.finish();
+    Some(Config {
+        check_interval,
+        health_timeout,
+        health_stable,
+        compose_timeout,
+        state_file,
+        state_backups,
+        state_backup_dir,
+        state_fallback,
+        listen,
+        api_token,
+        webhook_url,
+        maintenance_window,
+        pause_updates,
+        log_level,
+        log_format,
+        cleanup,
+        pin_digest,
+        services,
+        warnings: Vec::new(),
+    })
+}
+
+fn windows(obj: &mut Obj<'_, '_>, key: &'static str) -> Option<Vec<TimeRange>> {
+    let s = obj.string(key)?;
+    parse_windows(&s)
+        .map_err(|e| obj.ctx.problem(obj.at(key), e))
+        .ok()
+}
+
+fn check_url(ctx: &Ctx<'_>, path: &str, url: &str) {
+    let ok = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if !ok {
+        ctx.problem(path, format!("{url:?} is not an http:// or https:// URL"));
+    }
+}
+
+/// Global settings a service inherits unless it sets its own.
+struct ServiceDefaults {
+    health_timeout: Duration,
+    health_stable: Duration,
+    cleanup: bool,
+    pin_digest: bool,
+}
+
+impl ServiceSpec {
+    /// Reads one service from a key/value object; problems go to the object's context.
+    fn from_object(mut o: Obj<'_, '_>, defaults: &ServiceDefaults) -> Option<Self> {
+        let name = o.string("name");
+        if name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty() || n.contains(char::is_control))
+        {
+            o.ctx.problem(
+                o.at("name"),
+                "must be a non-empty name without control characters",
+            );
+        }
+        let image_text = o.string("image");
+        let image = image_text.as_deref().and_then(|s| {
+            ImageRef::parse(s)
+                .map_err(|e| o.ctx.problem(o.at("image"), e.to_string()))
+                .ok()
+        });
+        let compose_file = o.string("compose_file").map(PathBuf::from);
+        let compose_service = o.string("compose_service");
+        let registry_type = o.choice("registry_type", RegistryKind::NAMES, RegistryKind::parse);
+        let enabled = o.bool("enabled").unwrap_or(true);
+        let policy_spec = PolicySpec {
+            policy: o.choice("policy", PolicyKind::NAMES, PolicyKind::parse),
+            tag_pattern: o.string("tag_pattern"),
+            tag_regex: o.string("tag_regex"),
+            semver_pattern: o.string("semver_pattern"),
+            semver_range: o.string("semver_range"),
+            update_level: o.choice("update_level", UpdateLevel::NAMES, UpdateLevel::parse),
+            prerelease: o.bool("prerelease"),
+        };
+        let policy = Policy::compile(&policy_spec)
+            .map_err(|problems| {
+                for p in problems {
+                    o.ctx.problem(o.at(p.field), p.message);
+                }
+            })
+            .ok();
+        let registry = o
+            .object("registry_config")
+            .map(read_registry_settings)
+            .unwrap_or_default();
+        let health_timeout = o
+            .duration("health_timeout")
+            .unwrap_or(defaults.health_timeout);
+        let health_stable = o
+            .duration("health_stable")
+            .unwrap_or(defaults.health_stable);
+        let probe_url = o.string("probe_url");
+        if let Some(url) = &probe_url {
+            check_url(o.ctx, &o.at("probe_url"), url);
+        }
+        let pin_digest = o.bool("pin_digest").unwrap_or(defaults.pin_digest);
+        let cleanup = o.bool("cleanup").unwrap_or(defaults.cleanup);
+        let maintenance_window = windows(&mut o, "maintenance_window");
+
+        for (key, present) in [
+            ("name", name.is_some()),
+            ("image", image_text.is_some()),
+            ("compose_file", compose_file.is_some()),
+        ] {
+            if !present {
+                o.ctx.problem(o.at(key), "is required");
+            }
+        }
+        if let Some(img) = &image
+            && img.tag().is_none()
+        {
+            o.ctx.problem(o.at("image"), format!("{:?} pins a digest without a tag; give the tag to follow, e.g. \"repo:1.2@sha256:…\"", image_text.unwrap_or_default()));
+        }
+        o.finish();
+        let image = image?;
+        let name = name?;
+        Some(Self {
+            compose_service: compose_service.unwrap_or_else(|| name.clone()),
+            name,
+            registry_type: registry_type.unwrap_or_else(|| RegistryKind::infer(image.registry())),
+            image,
+            compose_file: compose_file?,
+            registry,
+            enabled,
+            policy_spec,
+            policy: policy?,
+            health_timeout,
+            health_stable,
+            probe_url,
+            pin_digest,
+            cleanup,
+            maintenance_window,
+        })
+    }
+}
+
+fn read_registry_settings(mut o: Obj<'_, '_>) -> RegistrySettings {
+    let s = RegistrySettings {
+        region: o.string("region"),
+        aws_access_key_id: o.string("aws_access_key_id"),
+        aws_secret_access_key: o.secret("aws_secret_access_key"),
+        aws_session_token: o.secret("aws_session_token"),
+        endpoint_url: o.string("endpoint_url"),
+        project_id: o.string("project_id"),
+        service_account_path: o.string("service_account_path").map(PathBuf::from),
+        username: o.string("username"),
+        password: o.secret("password"),
+        insecure: o.bool("insecure").unwrap_or(false),
+        ca_file: o.string("ca_file").map(PathBuf::from),
+    };
+    if let Some(url) = &s.endpoint_url {
+        check_url(o.ctx, &o.at("endpoint_url"), url);
+    }
+    if s.aws_access_key_id.is_some() != s.aws_secret_access_key.is_some() {
+        o.ctx.problem(o.path.clone(), "set both aws_access_key_id and aws_secret_access_key, or neither (to use the default AWS credential chain)");
+    }
+    if s.username.is_some() != s.password.is_some() {
+        o.ctx
+            .problem(o.path.clone(), "set both username and password, or neither");
+    }
+    o.finish();
+    s
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,296 @@
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load_str(
+    name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    from_text(Path::new(name), text, env)
+}
+
+fn problems(name: &str, text: &str) -> Vec<String> {
+    match load_str(name, text, &no_env) {
+        Err(ConfigError::Invalid { problems, .. }) => {
+            problems.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+const SEED: &str = include_str!("../../tests/fixtures/config/updater_config.json");
+
+#[test]
+fn the_seed_configuration_loads_unchanged() {
+    let c = load_str("updater_config.json", SEED, &no_env).unwrap();
+    assert_eq!(c.check_interval, Duration::from_secs(30));
+    assert_eq!(c.services.len(), 3);
+    let web = &c.services[0];
+    assert_eq!(
+        (web.name.as_str(), web.compose_service.as_str()),
+        ("webapp", "web")
+    );
+    assert_eq!(web.image.to_string(), "docker.io/myregistry/webapp:latest");
+    assert_eq!(web.registry_type, RegistryKind::DockerHub);
+    assert_eq!(web.policy.kind(), PolicyKind::Digest);
+    assert_eq!(
+        web.compose_file,
+        PathBuf::from("/opt/apps/webapp/docker-compose.yml")
+    );
+    let api = &c.services[1];
+    assert_eq!(api.registry_type, RegistryKind::Ecr);
+    assert_eq!(api.policy.kind(), PolicyKind::Glob);
+    assert_eq!(api.registry.region.as_deref(), Some("us-east-1"));
+    let release = &c.services[2];
+    assert_eq!(release.policy.kind(), PolicyKind::Semver);
+    assert!(web.enabled && release.enabled);
+    assert_eq!(c.health_timeout, Duration::from_secs(180));
+}
+
+#[test]
+fn toml_and_json_mean_the_same() {
+    let toml = r#"
+check_interval = "30s"
+[[services]]
+name = "webapp"
+image = "myregistry/webapp:latest"
+compose_file = "/opt/apps/webapp/docker-compose.yml"
+compose_service = "web"
+registry_type = "docker_hub"
+"#;
+    let t = load_str("lookout.toml", toml, &no_env).unwrap();
+    let j = load_str("x.json", SEED, &no_env).unwrap();
+    assert_eq!(t.check_interval, j.check_interval);
+    assert_eq!(t.services[0].image, j.services[0].image);
+    assert_eq!(t.services[0].compose_service, j.services[0].compose_service);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_path() {
+    let text = r#"{
+      "check_interval": "soon",
+      "log_level": "loud",
+      "colour": "blue",
+      "services": [
+        {"name": "a", "image": "nginx", "compose_file": "/c.yml", "registry_type": "docker_hub"},
+        {"name": "b", "image": "Nginx", "compose_file": "/c.yml", "registry_type": "dockerhub",
+         "tag_patern": "x*", "tag_regex": "(", "update_level": "huge"},
+        {"name": "a", "compose_file": "/c.yml", "image": "nginx", "registry_config": {"regoin": "x"}},
+        "not an object"
+      ]
+    }"#;
+    let got = problems("bad.json", text);
+    let expect = [
+        "check_interval: \"soon\" is not a duration",
+        "log_level: \"loud\" is not one of trace, debug, info, warn, error",
+        "services[1].image: image reference \"Nginx\": repository name \"Nginx\" must be lower-case",
+        "services[1].registry_type: \"dockerhub\" is not one of docker_hub, ecr, gcr, oci",
+        "services[1].update_level: \"huge\" is not one of major, minor, patch",
+        "services[1].tag_regex: \"(\" is not a valid regex",
+        "services[1].tag_patern: unknown key; did you mean \"tag_pattern\"?",
+        "services[2].registry_config.regoin: unknown key; did you mean \"region\"?",
+        "services[3]: expected a table / object",
+        "services[2].name: \"a\" is already the name of services[0]",
+        "colour: unknown key",
+    ];
+    for want in expect {
+        assert!(
+            got.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in\n{}",
+            got.join("\n")
+        );
+    }
+    assert_eq!(got.len(), expect.len(), "{}", got.join("\n"));
+}
+
+#[test]
+fn required_fields() {
+    let got = problems("x.toml", "[[services]]\nname = \"a\"\n");
+    assert_eq!(
+        got,
+        [
+            "services[0].image: is required",
+            "services[0].compose_file: is required"
+        ]
+    );
+}
+
+#[test]
+fn environment_substitution_and_overrides() {
+    let env = |name: &str| match name {
+        "AWS_ACCESS_KEY_ID" => Some("AKIAEXAMPLE".to_owned()),
+        "AWS_SECRET_ACCESS_KEY" => Some("s3cr3t-value".to_owned()),
+        "CHECK_INTERVAL" => Some("3600         # seconds".to_owned()),
+        "LOOKOUT_HEALTH_TIMEOUT" => Some("5m".to_owned()),
+        "HEALTH_TIMEOUT" => Some("1".to_owned()),
+        "PAUSE_UPDATES" => Some("1".to_owned()),
+        "MAINTENANCE_WINDOW" => Some("02:00-04:00,23:30-00:30".to_owned()),
+        "APPS" => Some("/srv".to_owned()),
+        _ => None,
+    };
+    let text = r#"
+check_interval = 30
+[[services]]
+name = "api"
+image = "111111111111.dkr.ecr.us-east-1.amazonaws.com/api:staging-old"
+compose_file = "${APPS}/api/compose.yml"
+tag_pattern = "staging-*"
+registry_config = { aws_access_key_id = "${AWS_ACCESS_KEY_ID}", aws_secret_access_key = "${AWS_SECRET_ACCESS_KEY}", region = "${AWS_REGION:-us-east-1}" }
+"#;
+    let c = load_str("l.toml", text, &env).unwrap();
+    assert_eq!(
+        c.check_interval,
+        Duration::from_secs(3600),
+        "the environment wins over the file"
+    );
+    assert_eq!(
+        c.health_timeout,
+        Duration::from_secs(300),
+        "LOOKOUT_* wins over the seed's name"
+    );
+    assert!(c.pause_updates);
+    assert_eq!(
+        c.maintenance_window.as_ref().unwrap()[1],
+        TimeRange {
+            start_minute: 1410,
+            end_minute: 30
+        }
+    );
+    let s = &c.services[0];
+    assert_eq!(s.compose_file, PathBuf::from("/srv/api/compose.yml"));
+    assert_eq!(s.registry.region.as_deref(), Some("us-east-1"));
+    assert_eq!(
+        s.registry.aws_secret_access_key.as_ref().unwrap().expose(),
+        "s3cr3t-value"
+    );
+    assert!(
+        !format!("{c:?}").contains("s3cr3t-value"),
+        "secrets never show in Debug output"
+    );
+    assert_eq!(
+        s.health_timeout,
+        Duration::from_secs(300),
+        "services inherit the global timeout"
+    );
+}
+
+#[test]
+fn an_override_with_a_bad_value_names_the_variable() {
+    let env = |name: &str| (name == "LOOKOUT_LOG_FORMAT").then(|| "xml".to_owned());
+    let got = match load_str("l.toml", "", &env) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        got[0].to_string(),
+        "log_format (from environment variable LOOKOUT_LOG_FORMAT): \"xml\" is not one of plain, json"
+    );
+}
+
+#[test]
+fn unset_variables_are_warnings_and_leave_the_setting_out() {
+    let text = r#"{"services": [{"name": "a", "image": "nginx", "compose_file": "/c.yml",
+        "registry_config": {"username": "${HUB_USER}", "password": "${HUB_PASSWORD}"}}]}"#;
+    let c = load_str("c.json", text, &no_env).unwrap();
+    assert_eq!(c.services[0].registry.username, None);
+    assert_eq!(c.warnings.len(), 2);
+    assert!(
+        c.warnings[0].to_string().contains("HUB_USER is not set"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_errors() {
+    let text = r#"{"api_token": "short-secret", "services": [{"name": "a", "image": "nginx", "compose_file": "/c.yml",
+        "registry_config": {"password": 123456789, "username": "u"}}]}"#;
+    let got = problems("c.json", text).join("\n");
+    assert!(
+        !got.contains("short-secret") && !got.contains("123456789"),
+        "{got}"
+    );
+    assert!(
+        got.contains("services[0].registry_config.password: expected a string, found a value"),
+        "{got}"
+    );
+    assert!(
+        got.contains("api_token: is shorter than 16 characters"),
+        "{got}"
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_file_and_place() {
+    let e = load_str("/etc/lookout/lookout.toml", "check_interval = = 3", &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("configuration file /etc/lookout/lookout.toml is not valid TOML"),
+        "{e}"
+    );
+    assert!(e.contains("line 1"), "{e}");
+    let e = load_str("c.json", "{\"services\": [}", &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not valid JSON") && e.contains("line 1 column 15"),
+        "{e}"
+    );
+}
+
+#[test]
+fn registry_kind_is_inferred_from_the_host() {
+    let cases = [
+        (
+            "111111111111.dkr.ecr.us-east-1.amazonaws.com",
+            RegistryKind::Ecr,
+        ),
+        (
+            "111111111111.dkr.ecr.cn-north-1.amazonaws.com.cn",
+            RegistryKind::Ecr,
+        ),
+        ("gcr.io", RegistryKind::Gcr),
+        ("eu.gcr.io", RegistryKind::Gcr),
+        ("europe-west1-docker.pkg.dev", RegistryKind::Gcr),
+        ("docker.io", RegistryKind::DockerHub),
+        ("ghcr.io", RegistryKind::Oci),
+        ("127.0.0.1:5000", RegistryKind::Oci),
+        ("amazonaws.com.evil.io", RegistryKind::Oci),
+    ];
+    for (host, kind) in cases {
+        assert_eq!(RegistryKind::infer(host), kind, "{host}");
+    }
+}
+
+#[test]
+fn maintenance_windows() {
+    assert_eq!(
+        parse_windows("02:00-04:00").unwrap(),
+        [TimeRange {
+            start_minute: 120,
+            end_minute: 240
+        }]
+    );
+    for bad in [
+        "2:00-04:00",
+        "02:00",
+        "25:00-01:00",
+        "02:00-02:00",
+        "",
+        "02:00-04:00,",
+    ] {
+        assert!(parse_windows(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn the_shipped_default_configuration_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/lookout.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = from_text(&path, &text, &no_env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
