@@ -1,1 +1,5 @@
-fn main() {}
+//! The `lookout` binary: everything lives in the library; this only hands over to its CLI.
+
+fn main() -> std::process::ExitCode {
+    lookout::cli::main()
+}

@@ -1,0 +1,135 @@
+//! The command line: clap definitions and one handler per subcommand.
+//!
+//! The only module that prints to stdout. Exit codes: 0 success; 1 the command ran and found a
+//! problem (an invalid configuration, a failed lookup); 2 the command line is wrong or the
+//! subcommand is not available in this build.
+
+mod tags;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config;
+
+/// Exit code when the command ran and found a problem.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for a wrong command line or a subcommand this build does not have yet.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lookout",
+    version,
+    about = "Keeps compose services on the newest image their owners allow: health-gated, with automatic rollback."
+)]
+pub struct Cli {
+    /// Configuration file (TOML, or JSON such as the Docker Auto-Updater's updater_config.json).
+    #[arg(long, short, global = true, env = "LOOKOUT_CONFIG", default_value = config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Choose the newest allowed tag from a tag list (a file now; a live registry later).
+    Tags(tags::TagsArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run the daemon: check on schedule, update inside maintenance windows.
+    Run,
+    /// Check every configured service once and show what could be updated.
+    Check(JsonFlag),
+    /// Run one update pass now.
+    Update(JsonFlag),
+    /// Show what runs, what failed, and any update in flight.
+    Status(JsonFlag),
+    /// Return a service to the image it ran before its last update.
+    Rollback {
+        /// The service's configured name.
+        service: String,
+    },
+    /// Check the environment: Docker, compose, files, registries, state folder.
+    Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file and list every problem at once (default: --config).
+    Validate {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses the command line, runs the command, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let code = match run(cli, &mut out) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = out.flush();
+            eprintln!("error: {e:#}");
+            EXIT_FAILURE
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// Runs one parsed command, writing its report to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Tags(args) => tags::run(&args, out),
+        Command::Config(ConfigCommand::Validate { file }) => {
+            validate(&file.unwrap_or(cli.config), out)
+        }
+        Command::Run => not_yet("run"),
+        Command::Check(_) => not_yet("check"),
+        Command::Update(_) => not_yet("update"),
+        Command::Status(_) => not_yet("status"),
+        Command::Rollback { .. } => not_yet("rollback"),
+        Command::Doctor => not_yet("doctor"),
+    }
+}
+
+fn not_yet(command: &str) -> anyhow::Result<u8> {
+    eprintln!("lookout {command}: not yet implemented in this version");
+    Ok(EXIT_USAGE)
+}
+
+fn validate(path: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<u8> {
+    match config::load(path) {
+        Ok(c) => {
+            for w in &c.warnings {
+                writeln!(out, "warning: {w}")?;
+            }
+            let enabled = c.services.iter().filter(|s| s.enabled).count();
+            writeln!(
+                out,
+                "{}: valid ({} service(s), {enabled} enabled; check every {}s)",
+                path.display(),
+                c.services.len(),
+                c.check_interval.as_secs()
+            )?;
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(EXIT_FAILURE)
+        }
+    }
+}

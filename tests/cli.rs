@@ -1,0 +1,169 @@
+//! The `lookout` binary as an operator runs it: tag selection and configuration validation.
+
+use crate::util::{Scratch, fixture, lookout};
+
+fn output(args: &[&str]) -> (i32, String, String) {
+    let out = lookout().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tags_from_file_prints_the_choice_as_json() {
+    let file = fixture("tags/nginx.tsv");
+    let (code, stdout, stderr) = output(&[
+        "tags",
+        "--from-file",
+        file.to_str().unwrap(),
+        "--current",
+        "1.25.3-alpine",
+        "--policy",
+        "semver",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["current"], "1.25.3-alpine");
+    assert_eq!(v["selected"], "1.31.4-alpine");
+    assert_eq!(v["policy"], "semver");
+    assert!(v["candidates"].as_u64().unwrap() > 50, "{v}");
+    // Without policy options the digest policy stays on the tag.
+    let (_, stdout, _) = output(&[
+        "tags",
+        "--from-file",
+        file.to_str().unwrap(),
+        "--current",
+        "1.25.3-alpine",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (v["policy"].as_str(), v["selected"].as_str()),
+        (Some("digest"), Some("1.25.3-alpine"))
+    );
+}
+
+#[test]
+fn tags_from_file_explains_in_text() {
+    let scratch = Scratch::new("cli-tags-text");
+    let list = scratch.write(
+        "tags.tsv",
+        "# tag\tpushed\nstaging-aaa\t100\nstaging-bbb\t300\nstaging-ccc\t200\n",
+    );
+    let (code, stdout, _) = output(&[
+        "tags",
+        "--from-file",
+        list.to_str().unwrap(),
+        "--current",
+        "staging-aaa",
+        "--tag-pattern",
+        "staging-*",
+    ]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("selected:   staging-bbb"), "{stdout}");
+    assert!(stdout.contains("policy:     glob"), "{stdout}");
+    let (_, stdout, _) = output(&[
+        "tags",
+        "--from-file",
+        list.to_str().unwrap(),
+        "--current",
+        "staging-bbb",
+        "--tag-pattern",
+        "staging-*",
+        "--json",
+    ]);
+    assert!(stdout.contains("\"selected\":null"), "{stdout}");
+}
+
+#[test]
+fn tags_rejects_bad_flags_and_files_clearly() {
+    let scratch = Scratch::new("cli-tags-bad");
+    let list = scratch.write("tags.tsv", "1.0\tyesterday\n");
+    let (code, _, stderr) = output(&[
+        "tags",
+        "--from-file",
+        list.to_str().unwrap(),
+        "--current",
+        "1.0",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("tags.tsv") && stderr.contains("line 1") && stderr.contains("yesterday"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(&[
+        "tags",
+        "--from-file",
+        list.to_str().unwrap(),
+        "--current",
+        "1.0",
+        "--tag-regex",
+        "(",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--tag-regex"), "{stderr}");
+    let (code, _, stderr) = output(&[
+        "tags",
+        "--from-file",
+        "x",
+        "--current",
+        "1",
+        "--update-level",
+        "huge",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("major, minor, patch"), "{stderr}");
+}
+
+#[test]
+fn config_validate_accepts_the_shipped_and_seed_configurations() {
+    for file in [
+        fixture("../../config/lookout.toml"),
+        fixture("config/updater_config.json"),
+    ] {
+        let (code, stdout, stderr) = output(&["config", "validate", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{}: {stderr}", file.display());
+        assert!(stdout.contains("valid"), "{stdout}");
+    }
+}
+
+#[test]
+fn config_validate_lists_every_problem_and_fails() {
+    let scratch = Scratch::new("cli-config-bad");
+    let file = scratch.write(
+        "bad.json",
+        r#"{"services": [{"name": "a", "image": "nginx", "compose_file": "/c.yml", "registry_type": "dockerhub", "tag_patern": "x"}]}"#,
+    );
+    let (code, _, stderr) = output(&["config", "validate", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(
+            "services[0].registry_type: \"dockerhub\" is not one of docker_hub, ecr, gcr, oci"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("services[0].tag_patern: unknown key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
+}
+
+#[test]
+fn unfinished_subcommands_say_so_with_exit_code_2() {
+    for cmd in [
+        &["run"][..],
+        &["check"],
+        &["update"],
+        &["status"],
+        &["rollback", "web"],
+        &["doctor"],
+    ] {
+        let (code, _, stderr) = output(cmd);
+        assert_eq!(code, 2, "{cmd:?}");
+        assert!(stderr.contains("not yet implemented"), "{cmd:?}: {stderr}");
+    }
+}

@@ -1,0 +1,123 @@
+//! Tiny images built locally: `FROM scratch` plus a static busybox, labelled for cleanup.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{Scratch, run};
+
+/// Where Debian's `busybox-static` puts its binary (`tests/run` installs it).
+const BUSYBOX: &str = "/bin/busybox";
+
+/// An image built for one test; its tags are removed when it is dropped.
+pub struct TestImage {
+    /// Every `name:tag` this image got, removed on drop.
+    pub tags: Vec<String>,
+    /// The local image id (`sha256:…`).
+    pub id: String,
+}
+
+impl TestImage {
+    /// Builds `FROM scratch` + busybox with extra Dockerfile lines (e.g. `HEALTHCHECK …`, `CMD …`),
+    /// a file `/version` holding `version`, and the label `lookout.test=<scratch id>`.
+    pub fn build(scratch: &Scratch, tag: &str, version: &str, extra: &str) -> Self {
+        let ctx = scratch.join(&format!("image-build-{}", tag.replace(['/', ':'], "_")));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::copy(busybox(), ctx.join("busybox")).unwrap();
+        std::fs::write(ctx.join("version"), version).unwrap();
+        let dockerfile = format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             COPY version /version\nLABEL lookout.test={}\nCMD [\"/bin/sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n{extra}\n",
+            scratch.id
+        );
+        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        let out = run(Command::new("docker")
+            .args(["build", "-q", "-t", tag])
+            .arg(&ctx)
+            .env("DOCKER_BUILDKIT", "0"));
+        let id = out.trim().to_owned();
+        Self {
+            tags: vec![tag.to_owned()],
+            id,
+        }
+    }
+
+    /// Tags the image with another name (removed on drop too).
+    pub fn tag(&mut self, tag: &str) {
+        run(Command::new("docker").args(["tag", &self.id, tag]));
+        self.tags.push(tag.to_owned());
+    }
+
+    /// Pushes `tag` and returns the digest the registry reports (`sha256:…`).
+    pub fn push(&self, tag: &str) -> String {
+        run(Command::new("docker").args(["push", "-q", tag]));
+        repo_digest(tag).unwrap_or_else(|| panic!("{tag} has no repo digest after push"))
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("docker");
+        cmd.args(["rmi", "-f"]).args(&self.tags);
+        let _ = cmd.output();
+    }
+}
+
+/// The digest Docker recorded for `tag` when it was pushed or pulled, if any.
+pub fn repo_digest(tag: &str) -> Option<String> {
+    let repo = tag
+        .rsplit_once(':')
+        .map_or(tag, |(r, t)| if t.contains('/') { tag } else { r });
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{json .RepoDigests}}", tag])
+        .output()
+        .ok()?;
+    let digests: Vec<String> = serde_json::from_slice(&out.stdout).ok()?;
+    digests
+        .iter()
+        .find_map(|d| d.strip_prefix(&format!("{repo}@")).map(str::to_owned))
+}
+
+/// Removes every container and image labelled with this scratch's id (for tests that create
+/// containers through compose, whose names the test does not know).
+pub fn remove_labelled(scratch_id: &str) {
+    let label = format!("label=lookout.test={scratch_id}");
+    if let Ok(out) = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &label])
+        .output()
+    {
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
+        }
+    }
+    if let Ok(out) = Command::new("docker")
+        .args(["images", "-q", "--filter", &label])
+        .output()
+    {
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rmi", "-f"])
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
+fn busybox() -> PathBuf {
+    let path = Path::new(BUSYBOX);
+    assert!(
+        path.exists(),
+        "{BUSYBOX} is missing: run tests/run, which installs Debian's busybox-static"
+    );
+    path.to_path_buf()
+}

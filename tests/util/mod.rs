@@ -1,0 +1,117 @@
+//! The shared test harness: a scratch folder per test, the real peers (a local registry, the
+//! Docker engine) started on loopback, and cleanup that runs also when a test fails.
+//!
+//! Everything a test creates in Docker carries the label `lookout.test=<run id>` so it can be
+//! found and removed; [`Scratch`] and [`LocalRegistry`] clean up in `Drop`.
+
+#![allow(dead_code)] // Each area uses a different part of the harness.
+
+pub mod docker;
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use docker::TestImage;
+pub use registry::{LocalRegistry, RegistryAuth};
+
+/// A folder of its own for one test, removed when the test ends (kept when `LOOKOUT_KEEP_SCRATCH`
+/// is set, to look at after a failure).
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    /// A unique id for this test run, used in labels and image names.
+    pub id: String,
+}
+
+impl Scratch {
+    pub fn new(test: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{}-{}-{}",
+            sanitize(test),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("lookout-{id}-"))
+            .tempdir()
+            .expect("create scratch folder");
+        Self { dir, id }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file (creating folders) and returns its path.
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("LOOKOUT_KEEP_SCRATCH").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("scratch kept at {}", kept.keep().display());
+        }
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Runs a command, panicking with its output when it fails; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `lookout` binary built for these tests.
+pub fn lookout() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lookout"))
+}
+
+/// A file of the repository's `tests/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
