@@ -4,3 +4,4 @@
 //! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
 
 pub mod durable;
+pub mod state;
