@@ -371,3 +371,297 @@ pub fn decide_recovery(entry: &JournalEntry, seen: &Observed) -> Recovery {
         _ => Recovery::RollBack,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    const OLD_FILE: &[u8] = b"services:\n  web:\n    image: nginx:1.27.3\n";
+    const NEW_FILE: &[u8] = b"services:\n  web:\n    image: nginx:1.27.4\n";
+
+    fn version(tag: &str, digest: &str) -> ImageVersion {
+        ImageVersion {
+            image: "docker.io/library/nginx".into(),
+            tag: Some(tag.into()),
+            digest: digest.into(),
+        }
+    }
+
+    /// An update of `web` from 1.27.3 to 1.27.4; `file_changes: false` makes it a digest-only
+    /// update whose file stays the same.
+    fn intent(file_changes: bool) -> UpdateIntent {
+        let new_file = if file_changes { NEW_FILE } else { OLD_FILE };
+        UpdateIntent {
+            service: "web".into(),
+            kind: ChangeKind::Update,
+            actor: "schedule".into(),
+            from: version("1.27.3", "sha256:old"),
+            to: version("1.27.4", "sha256:new"),
+            file: FileChange {
+                path: "/srv/web/compose.yaml".into(),
+                old_sha256: sha256_hex(OLD_FILE),
+                new_sha256: sha256_hex(new_file),
+                old_bytes: SavedBytes::new(OLD_FILE),
+            },
+        }
+    }
+
+    /// `file`: old | new | other | missing; `runs`: old | new | other | none.
+    fn check(
+        file_changes: bool,
+        step: Step,
+        file: &str,
+        runs: &str,
+        healthy: bool,
+        expect: Recovery,
+    ) {
+        let entry = JournalEntry {
+            intent: intent(file_changes),
+            step,
+            started_at: ts("2025-03-01T10:00:00Z"),
+            step_at: ts("2025-03-01T10:00:05Z"),
+        };
+        let file_sha256 = match file {
+            "old" => Some(sha256_hex(OLD_FILE)),
+            "new" => Some(sha256_hex(NEW_FILE)),
+            "other" => Some(sha256_hex(b"edited by hand")),
+            "missing" => None,
+            _ => panic!("bad file state {file}"),
+        };
+        let running_digest = match runs {
+            "old" => Some("sha256:old".to_string()),
+            "new" => Some("sha256:new".to_string()),
+            "other" => Some("sha256:other".to_string()),
+            "none" => None,
+            _ => panic!("bad container state {runs}"),
+        };
+        let seen = Observed {
+            file_sha256,
+            running_digest,
+            healthy,
+        };
+        let got = decide_recovery(&entry, &seen);
+        assert_eq!(
+            got, expect,
+            "file_changes={file_changes} step={step} file={file} runs={runs} healthy={healthy}"
+        );
+    }
+
+    #[test]
+    fn recovery_when_the_file_changes() {
+        use Recovery::*;
+        use Step::*;
+        // Someone else changed the file: never overwrite it, whatever the step.
+        check(true, HealthGate, "other", "new", true, Conflict);
+        check(true, Planned, "other", "old", true, Conflict);
+        check(true, RollingBack, "missing", "old", true, Conflict);
+        // A rollback was under way: finish it, even if the new version now looks healthy.
+        check(true, RollingBack, "new", "new", true, RollBack);
+        check(true, RollingBack, "old", "old", true, RollBack);
+        check(true, RollingBack, "old", "none", false, RollBack);
+        // The new bytes and a healthy new container: commit, whatever step was recorded.
+        check(true, HealthGate, "new", "new", true, Commit);
+        check(true, FileWritten, "new", "new", true, Commit);
+        // New bytes but the new version is not proven: roll back.
+        check(true, HealthGate, "new", "new", false, RollBack);
+        check(true, FileWritten, "new", "old", true, RollBack);
+        check(true, OldImageTagged, "new", "old", true, RollBack);
+        check(true, ContainerStarted, "new", "none", false, RollBack);
+        check(true, ContainerStarted, "new", "other", true, RollBack);
+        // Old bytes: the update never took effect.
+        check(true, Planned, "old", "old", true, NothingToDo);
+        check(true, Pulled, "old", "old", false, NothingToDo);
+        check(true, OldImageTagged, "old", "none", false, NothingToDo);
+        // Old bytes but the new image runs: inconsistent, undo it.
+        check(true, ContainerStarted, "old", "new", true, RollBack);
+    }
+
+    #[test]
+    fn recovery_when_only_the_digest_changes() {
+        use Recovery::*;
+        use Step::*;
+        check(false, HealthGate, "old", "new", true, Commit);
+        check(false, HealthGate, "old", "new", false, RollBack);
+        check(false, Planned, "old", "old", true, NothingToDo);
+        check(false, Pulled, "old", "none", false, NothingToDo);
+        // Once the old image is tagged, the tag may have moved: restore it.
+        check(false, OldImageTagged, "old", "old", true, RollBack);
+        check(false, FileWritten, "old", "none", false, RollBack);
+        check(false, RollingBack, "old", "new", true, RollBack);
+        check(false, HealthGate, "other", "new", true, Conflict);
+    }
+
+    #[test]
+    fn begin_advance_finish_committed() {
+        let mut state = State::default();
+        let t0 = ts("2025-03-01T10:00:00Z");
+        state.begin_update(intent(true), t0).unwrap();
+        assert_eq!(state.journal_entry("web").unwrap().step, Step::Planned);
+        for (i, step) in [Step::Pulled, Step::OldImageTagged, Step::FileWritten]
+            .into_iter()
+            .enumerate()
+        {
+            let now = ts(&format!("2025-03-01T10:00:0{}Z", i + 1));
+            state.advance("web", step, now).unwrap();
+            let entry = state.journal_entry("web").unwrap();
+            assert_eq!((entry.step, entry.step_at), (step, now));
+        }
+        // Repeating a step is allowed; going back is not.
+        state
+            .advance("web", Step::FileWritten, ts("2025-03-01T10:00:04Z"))
+            .unwrap();
+        let back = state.advance("web", Step::Pulled, ts("2025-03-01T10:00:05Z"));
+        assert_eq!(
+            back,
+            Err(JournalError::StepBackwards {
+                service: "web".into(),
+                from: Step::FileWritten,
+                to: Step::Pulled
+            })
+        );
+
+        let done = ts("2025-03-01T10:01:30.500Z");
+        let record = state.finish("web", Outcome::Committed, done).unwrap();
+        assert!(state.journal.is_empty());
+        assert_eq!(record.duration_ms, 90_500);
+        assert_eq!(record.actor, "schedule");
+        let svc = &state.services["web"];
+        assert_eq!(svc.running, Some(version("1.27.4", "sha256:new")));
+        assert_eq!(svc.last_update, Some(done));
+        assert_eq!(svc.history, vec![record]);
+    }
+
+    #[test]
+    fn rolled_back_blocks_the_candidate_and_commit_of_it_clears_it() {
+        let mut state = State::default();
+        let t0 = ts("2025-03-01T10:00:00Z");
+        state.begin_update(intent(true), t0).unwrap();
+        let reason = "health gate timed out after 60s".to_string();
+        state
+            .finish(
+                "web",
+                Outcome::RolledBack {
+                    reason: reason.clone(),
+                },
+                t0,
+            )
+            .unwrap();
+        let svc = &state.services["web"];
+        assert_eq!(svc.running, Some(version("1.27.3", "sha256:old")));
+        assert_eq!(svc.last_update, None, "a rollback is not an update");
+        let failed = svc.failed_candidate.clone().unwrap();
+        assert_eq!((failed.version, failed.reason), (intent(true).to, reason));
+
+        // An interrupted attempt blames nobody and leaves the failed candidate alone.
+        state.begin_update(intent(true), t0).unwrap();
+        let abandoned = Outcome::Abandoned {
+            reason: "interrupted".into(),
+        };
+        state.finish("web", abandoned, t0).unwrap();
+        assert!(state.services["web"].failed_candidate.is_some());
+
+        // The same candidate succeeding later clears it.
+        state.begin_update(intent(true), t0).unwrap();
+        state.finish("web", Outcome::Committed, t0).unwrap();
+        assert_eq!(state.services["web"].failed_candidate, None);
+        assert_eq!(state.services["web"].history.len(), 3);
+    }
+
+    #[test]
+    fn one_update_per_service_and_only_known_ones() {
+        let mut state = State::default();
+        let t0 = ts("2025-03-01T10:00:00Z");
+        state.begin_update(intent(true), t0).unwrap();
+        assert_eq!(
+            state.begin_update(intent(true), t0),
+            Err(JournalError::AlreadyInFlight {
+                service: "web".into(),
+                step: Step::Planned
+            })
+        );
+        let mut other = intent(true);
+        other.service = "db".into();
+        state.begin_update(other, t0).unwrap();
+        assert_eq!(state.journal.len(), 2);
+        let not_in_flight = JournalError::NotInFlight {
+            service: "cache".into(),
+        };
+        assert_eq!(
+            state.advance("cache", Step::Pulled, t0),
+            Err(not_in_flight.clone())
+        );
+        assert_eq!(
+            state.finish("cache", Outcome::Committed, t0),
+            Err(not_in_flight)
+        );
+    }
+
+    #[test]
+    fn refuses_intent_whose_saved_bytes_do_not_match_the_hash() {
+        let mut state = State::default();
+        let mut bad = intent(true);
+        bad.file.old_bytes = SavedBytes::new(NEW_FILE);
+        let err = state
+            .begin_update(bad, ts("2025-03-01T10:00:00Z"))
+            .unwrap_err();
+        assert!(
+            matches!(err, JournalError::OldBytesMismatch { .. }),
+            "{err}"
+        );
+        assert!(state.journal.is_empty());
+    }
+
+    #[test]
+    fn history_keeps_the_newest_entries() {
+        let mut state = State::default();
+        for minute in 0..HISTORY_LIMIT + 7 {
+            let now = Timestamp::from_second(1_700_000_000 + 60 * minute as i64).unwrap();
+            state.begin_update(intent(true), now).unwrap();
+            state.finish("web", Outcome::Committed, now).unwrap();
+        }
+        let history = &state.services["web"].history;
+        assert_eq!(history.len(), HISTORY_LIMIT);
+        let first = Timestamp::from_second(1_700_000_000 + 60 * 7).unwrap();
+        assert_eq!(history[0].started_at, first, "the oldest 7 were dropped");
+    }
+
+    #[test]
+    fn duration_is_zero_when_the_clock_stepped_back() {
+        let mut state = State::default();
+        state
+            .begin_update(intent(true), ts("2025-03-01T10:00:00Z"))
+            .unwrap();
+        let record = state
+            .finish("web", Outcome::Committed, ts("2025-03-01T09:59:00Z"))
+            .unwrap();
+        assert_eq!(record.duration_ms, 0);
+    }
+
+    #[test]
+    fn saved_bytes_restore_exactly_and_hide_content_in_debug() {
+        let text = b"TOKEN=s3cret\n";
+        let binary = [0u8, 159, 146, 150, 255, b'\n'];
+        for bytes in [&text[..], &binary[..], &[][..]] {
+            let saved = SavedBytes::new(bytes);
+            let json = serde_json::to_string(&saved).unwrap();
+            let back: SavedBytes = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.to_bytes().as_deref(), Some(bytes), "{json}");
+            assert!(!format!("{saved:?}").contains("s3cret"));
+        }
+        assert!(matches!(SavedBytes::new(&binary), SavedBytes::Hex(_)));
+        assert_eq!(SavedBytes::Hex("abc".into()).to_bytes(), None);
+        assert_eq!(SavedBytes::Hex("zz".into()).to_bytes(), None);
+    }
+
+    #[test]
+    fn sha256_hex_matches_a_known_value() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

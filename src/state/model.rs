@@ -209,3 +209,131 @@ impl State {
         self.services.get_mut(service)?.failed_candidate.take()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn sample() -> State {
+        let mut state = State::default();
+        let v1 = ImageVersion {
+            image: "docker.io/library/nginx".into(),
+            tag: Some("1.27.3".into()),
+            digest: "sha256:aaa".into(),
+        };
+        let v2 = ImageVersion {
+            tag: Some("1.27.4".into()),
+            digest: "sha256:bbb".into(),
+            ..v1.clone()
+        };
+        state.record_check("web", Some(v1.clone()), ts("2025-03-01T10:00:00Z"));
+        let svc = state.services.get_mut("web").unwrap();
+        svc.failed_candidate = Some(FailedCandidate {
+            version: v2.clone(),
+            reason: "health gate timed out after 60s".into(),
+            at: ts("2025-03-01T10:05:00.123456789Z"),
+        });
+        svc.history.push(HistoryEntry {
+            kind: ChangeKind::Update,
+            actor: "schedule".into(),
+            from: v1,
+            to: v2,
+            started_at: ts("2025-03-01T10:04:00Z"),
+            finished_at: ts("2025-03-01T10:05:00Z"),
+            duration_ms: 60_000,
+            outcome: Outcome::RolledBack {
+                reason: "health gate timed out after 60s".into(),
+            },
+        });
+        state
+    }
+
+    #[test]
+    fn render_then_parse_gives_the_same_state() {
+        let state = sample();
+        let text = render(&state);
+        assert!(text.ends_with("}\n"));
+        assert!(
+            text.contains("\n  \"format_version\": 1,\n"),
+            "pretty-printed: {text}"
+        );
+        assert!(
+            text.contains("\"2025-03-01T10:05:00.123456789Z\""),
+            "{text}"
+        );
+        assert_eq!(parse(&text).unwrap(), state);
+    }
+
+    /// Parses `text` and compares the kind of result with `expect`: `ok`, `empty`, `not_json`,
+    /// `no_version`, `too_new N` or `shape`.
+    fn check(text: &str, expect: &str) {
+        let got = match parse(text) {
+            Ok(_) => "ok".to_string(),
+            Err(ParseError::Empty) => "empty".to_string(),
+            Err(ParseError::NotJson(_)) => "not_json".to_string(),
+            Err(ParseError::NoVersion) => "no_version".to_string(),
+            Err(ParseError::TooNew { found }) => format!("too_new {found}"),
+            Err(ParseError::Shape { .. }) => "shape".to_string(),
+        };
+        assert_eq!(got, expect, "input: {text:?}");
+    }
+
+    #[test]
+    fn parse_accepts_only_usable_files() {
+        let whole = render(&sample());
+        check(&whole, "ok");
+        check(r#"{"format_version": 1}"#, "ok");
+        // An older file without later fields, and a field this version does not know.
+        check(r#"{"format_version": 1, "services": {"web": {}}}"#, "ok");
+        check(r#"{"format_version": 1, "added_later": [1, 2]}"#, "ok");
+        check("", "empty");
+        check(" \n\t", "empty");
+        check(&whole[..whole.len() / 2], "not_json");
+        check(&whole[..whole.len() - 3], "not_json");
+        check("\0\0\0\0", "not_json");
+        check("[1, 2]", "no_version");
+        check(r#"{"services": {}}"#, "no_version");
+        check(r#"{"format_version": 0}"#, "no_version");
+        check(r#"{"format_version": "1"}"#, "no_version");
+        check(r#"{"format_version": 2}"#, "too_new 2");
+        // A newer file is reported as newer even when its layout changed completely.
+        check(
+            r#"{"format_version": 3, "services": [1, 2, 3]}"#,
+            "too_new 3",
+        );
+        check(r#"{"format_version": 1, "services": [1, 2, 3]}"#, "shape");
+        check(
+            r#"{"format_version": 1, "journal": [{"step": "planned"}]}"#,
+            "shape",
+        );
+    }
+
+    #[test]
+    fn only_too_new_is_not_corruption() {
+        assert!(!ParseError::TooNew { found: 2 }.is_corruption());
+        assert!(ParseError::Empty.is_corruption());
+        assert!(ParseError::NotJson("x".into()).is_corruption());
+    }
+
+    #[test]
+    fn record_check_keeps_running_image_when_unknown() {
+        let mut state = sample();
+        let before = state.services["web"].running.clone();
+        state.record_check("web", None, ts("2025-03-02T00:00:00Z"));
+        let svc = &state.services["web"];
+        assert_eq!(svc.running, before);
+        assert_eq!(svc.last_check, Some(ts("2025-03-02T00:00:00Z")));
+    }
+
+    #[test]
+    fn clear_failed_candidate_returns_it_once() {
+        let mut state = sample();
+        assert!(state.clear_failed_candidate("web").is_some());
+        assert_eq!(state.clear_failed_candidate("web"), None);
+        assert_eq!(state.clear_failed_candidate("no-such-service"), None);
+    }
+}
