@@ -588,3 +588,7 @@ fn parent_dir(path: &Path) -> PathBuf {
         _ => PathBuf::from("."),
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
