@@ -133,10 +133,7 @@ pub struct OpenReport {
 impl OpenReport {
     /// True when a damaged state file was found (`lookout_state_restores_total` counts these).
     pub fn recovered_from_corruption(&self) -> bool {
-        matches!(
-            self.origin,
-            Origin::Restored { .. } | Origin::StartedFreshAfterCorruption { .. }
-        )
+        self.origin.is_recovery()
     }
 }
 
@@ -169,10 +166,20 @@ pub enum Origin {
     },
 }
 
+impl Origin {
+    /// True when the state file was damaged and had to be set aside.
+    pub fn is_recovery(&self) -> bool {
+        matches!(
+            self,
+            Origin::Restored { .. } | Origin::StartedFreshAfterCorruption { .. }
+        )
+    }
+}
+
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Origin::Fresh => f.write_str("no state file yet, starting fresh"),
+            Origin::Fresh => f.write_str("does not exist yet: starting fresh"),
             Origin::Loaded => f.write_str("loaded"),
             Origin::Restored {
                 backup,
@@ -293,10 +300,10 @@ impl StateStore {
             }
             Some(Err(problem)) => recover(path, &backup_dir, problem, now)?,
         };
-        if !matches!(origin, Origin::Loaded | Origin::Fresh) {
+        if origin.is_recovery() {
             warn!(state_file = %path.display(), "{origin}");
         } else {
-            info!(state_file = %path.display(), "state {origin}");
+            info!(state_file = %path.display(), "state file {origin}");
         }
         let next_backup_seq = list_backups(&backup_dir, path)
             .map(|list| list.last().map_or(1, |(seq, _)| seq + 1))
