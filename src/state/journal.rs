@@ -1,0 +1,667 @@
+//! The update journal: what an update is about to do and how far it got, written down before it
+//! touches anything, so a lookout that starts after a crash can finish or undo it.
+//!
+//! This module holds the data model, the pure state transitions (`begin_update`, `advance`,
+//! `finish`) and the pure recovery decision [`decide_recovery`]. The store persists the
+//! transitions; the update engine acts on the decision.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::model::{
+    ChangeKind, FailedCandidate, HISTORY_LIMIT, HistoryEntry, ImageVersion, Outcome, State,
+};
+
+/// How far an update got. Each step is recorded *after* it is done, except
+/// [`Step::RollingBack`], which is recorded before the rollback starts. Steps only move forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The intent is recorded; nothing outside lookout has changed.
+    Planned,
+    /// The candidate image was pulled by digest; what runs has not changed.
+    Pulled,
+    /// The image that runs now was tagged so that rollback can restore it exactly.
+    OldImageTagged,
+    /// The compose or `.env` file holds the new bytes (for a digest-only update, whose file
+    /// does not change: the tag now points at the new image).
+    FileWritten,
+    /// `compose up` replaced the old container with one on the new image.
+    ContainerStarted,
+    /// The new container is being watched until it is healthy or the gate times out.
+    HealthGate,
+    /// The update is being undone: old file bytes, old image, old container.
+    RollingBack,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Step::Planned => "planned",
+            Step::Pulled => "pulled",
+            Step::OldImageTagged => "old_image_tagged",
+            Step::FileWritten => "file_written",
+            Step::ContainerStarted => "container_started",
+            Step::HealthGate => "health_gate",
+            Step::RollingBack => "rolling_back",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Exact bytes kept in the state file so rollback can restore a file byte for byte.
+///
+/// UTF-8 text (every compose and `.env` file in practice) is stored as is, readable by a person;
+/// anything else as hex. `Debug` prints only the length: `.env` files hold secrets.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "encoding", content = "data", rename_all = "snake_case")]
+pub enum SavedBytes {
+    Utf8(String),
+    Hex(String),
+}
+
+impl SavedBytes {
+    pub fn new(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => SavedBytes::Utf8(text.to_owned()),
+            Err(_) => SavedBytes::Hex(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+        }
+    }
+
+    /// The original bytes; `None` if hex data was damaged by hand.
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+        match self {
+            SavedBytes::Utf8(text) => Some(text.as_bytes().to_vec()),
+            SavedBytes::Hex(hex) => {
+                if hex.len() % 2 != 0 {
+                    return None;
+                }
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect()
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for SavedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self.to_bytes().map_or(0, |b| b.len());
+        write!(f, "SavedBytes({len} bytes)")
+    }
+}
+
+/// The lowercase hex SHA-256 of `bytes`, the form used for file hashes in the journal.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The one file an update edits (a compose file or an `.env` file) before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    pub path: PathBuf,
+    /// [`sha256_hex`] of the bytes before the update.
+    pub old_sha256: String,
+    /// [`sha256_hex`] of the bytes the update writes. Equal to `old_sha256` when the file does
+    /// not change (an update that keeps the tag and moves the digest).
+    pub new_sha256: String,
+    /// The bytes before the update, restored on rollback.
+    pub old_bytes: SavedBytes,
+}
+
+/// What an update means to do, recorded before it does anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateIntent {
+    /// The service's configured name.
+    pub service: String,
+    pub kind: ChangeKind,
+    /// Who asked: `schedule`, `cli`, `api`, `webhook`, …
+    pub actor: String,
+    pub from: ImageVersion,
+    pub to: ImageVersion,
+    pub file: FileChange,
+}
+
+/// An update in flight: its intent and the last step it reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub intent: UpdateIntent,
+    pub step: Step,
+    pub started_at: Timestamp,
+    /// When `step` was recorded.
+    pub step_at: Timestamp,
+}
+
+/// A journal operation that does not fit the journal as it is. These are bugs in the caller,
+/// not conditions of the machine; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    #[error(
+        "service {service}: an update is already in flight (step {step}); finish it before starting another"
+    )]
+    AlreadyInFlight { service: String, step: Step },
+    #[error("service {service}: no update is in flight")]
+    NotInFlight { service: String },
+    #[error("service {service}: the update cannot go back from step {from} to step {to}")]
+    StepBackwards {
+        service: String,
+        from: Step,
+        to: Step,
+    },
+    #[error(
+        "service {service}: the saved old bytes of {path} do not hash to old_sha256 {expected}; refusing to journal a rollback that could not restore them"
+    )]
+    OldBytesMismatch {
+        service: String,
+        path: PathBuf,
+        expected: String,
+    },
+}
+
+impl State {
+    /// The update in flight for `service`, if any.
+    pub fn journal_entry(&self, service: &str) -> Option<&JournalEntry> {
+        self.journal.iter().find(|e| e.intent.service == service)
+    }
+
+    fn journal_entry_mut(&mut self, service: &str) -> Result<&mut JournalEntry, JournalError> {
+        self.journal
+            .iter_mut()
+            .find(|e| e.intent.service == service)
+            .ok_or_else(|| JournalError::NotInFlight {
+                service: service.to_owned(),
+            })
+    }
+
+    /// Records the intent of an update at [`Step::Planned`].
+    pub fn begin_update(
+        &mut self,
+        intent: UpdateIntent,
+        now: Timestamp,
+    ) -> Result<(), JournalError> {
+        if let Some(entry) = self.journal_entry(&intent.service) {
+            return Err(JournalError::AlreadyInFlight {
+                service: intent.service,
+                step: entry.step,
+            });
+        }
+        let restorable = intent
+            .file
+            .old_bytes
+            .to_bytes()
+            .is_some_and(|b| sha256_hex(&b) == intent.file.old_sha256);
+        if !restorable {
+            return Err(JournalError::OldBytesMismatch {
+                service: intent.service,
+                path: intent.file.path,
+                expected: intent.file.old_sha256,
+            });
+        }
+        self.journal.push(JournalEntry {
+            intent,
+            step: Step::Planned,
+            started_at: now,
+            step_at: now,
+        });
+        Ok(())
+    }
+
+    /// Records that the update of `service` reached `step`. Recording the current step again
+    /// is allowed (a retried step); going back is not.
+    pub fn advance(
+        &mut self,
+        service: &str,
+        step: Step,
+        now: Timestamp,
+    ) -> Result<(), JournalError> {
+        let entry = self.journal_entry_mut(service)?;
+        if step < entry.step {
+            return Err(JournalError::StepBackwards {
+                service: service.to_owned(),
+                from: entry.step,
+                to: step,
+            });
+        }
+        entry.step = step;
+        entry.step_at = now;
+        Ok(())
+    }
+
+    /// Ends the update of `service`: removes its journal entry, appends it to the history and
+    /// sets what runs, the last update and the failed candidate according to `outcome`.
+    pub fn finish(
+        &mut self,
+        service: &str,
+        outcome: Outcome,
+        now: Timestamp,
+    ) -> Result<HistoryEntry, JournalError> {
+        let index = self
+            .journal
+            .iter()
+            .position(|e| e.intent.service == service)
+            .ok_or_else(|| JournalError::NotInFlight {
+                service: service.to_owned(),
+            })?;
+        let entry = self.journal.remove(index);
+        let intent = entry.intent;
+        let duration_ms = now
+            .duration_since(entry.started_at)
+            .as_millis()
+            .try_into()
+            .unwrap_or(0);
+        let record = HistoryEntry {
+            kind: intent.kind,
+            actor: intent.actor,
+            from: intent.from.clone(),
+            to: intent.to.clone(),
+            started_at: entry.started_at,
+            finished_at: now,
+            duration_ms,
+            outcome: outcome.clone(),
+        };
+
+        let svc = self.services.entry(service.to_owned()).or_default();
+        match outcome {
+            Outcome::Committed => {
+                if svc
+                    .failed_candidate
+                    .as_ref()
+                    .is_some_and(|f| f.version == intent.to)
+                {
+                    svc.failed_candidate = None;
+                }
+                svc.running = Some(intent.to);
+                svc.last_update = Some(now);
+            }
+            Outcome::RolledBack { reason } | Outcome::RollbackFailed { reason } => {
+                svc.failed_candidate = Some(FailedCandidate {
+                    version: intent.to,
+                    reason,
+                    at: now,
+                });
+                svc.running = Some(intent.from);
+            }
+            Outcome::Abandoned { .. } => svc.running = Some(intent.from),
+        }
+        svc.history.push(record.clone());
+        let excess = svc.history.len().saturating_sub(HISTORY_LIMIT);
+        svc.history.drain(..excess);
+        Ok(record)
+    }
+}
+
+/// What a starting lookout sees of a service whose update was in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// [`sha256_hex`] of the edited file now; `None` if the file is missing.
+    pub file_sha256: Option<String>,
+    /// Digest of the image the service's container runs now; `None` if no container runs.
+    pub running_digest: Option<String>,
+    /// Whether that container passed the health gate just now.
+    pub healthy: bool,
+}
+
+/// What to do about an update found in the journal at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The new file and the new image are in place and healthy: finish as committed.
+    Commit,
+    /// Something of the update is in effect but not proven good, or a rollback was under way:
+    /// restore the old bytes and the old image (both steps are safe to repeat).
+    RollBack,
+    /// Nothing the update changes is in effect: drop the entry, touch nothing.
+    NothingToDo,
+    /// The file holds neither the old nor the new bytes (or is gone): someone else changed it.
+    /// lookout does not overwrite it; an operator decides.
+    Conflict,
+}
+
+/// Decides how to recover an interrupted update. Pure.
+///
+/// ```text
+/// file now \ runs now   new, healthy  new, unhealthy  old          other or none
+/// neither old nor new   Conflict      Conflict        Conflict     Conflict
+/// (step RollingBack, any file but the above: RollBack)
+/// old bytes             RollBack      RollBack        NothingToDo  NothingToDo
+/// new bytes             Commit        RollBack        RollBack     RollBack
+/// unchanged (old = new) Commit        RollBack        NothingToDo before OldImageTagged,
+///                                                     RollBack from it on
+/// ```
+///
+/// When the file does not change, only the tag moved; before the old image is tagged the tag
+/// cannot have moved, from then on it may have.
+pub fn decide_recovery(entry: &JournalEntry, seen: &Observed) -> Recovery {
+    let file = &entry.intent.file;
+    let hash = seen.file_sha256.as_deref();
+    let file_old = hash == Some(file.old_sha256.as_str());
+    let file_new = hash == Some(file.new_sha256.as_str());
+    if !file_old && !file_new {
+        return Recovery::Conflict;
+    }
+    if entry.step == Step::RollingBack {
+        return Recovery::RollBack;
+    }
+    let digest = seen.running_digest.as_deref();
+    let runs_new = digest == Some(entry.intent.to.digest.as_str());
+    match (file_old, file_new) {
+        // The file does not change in this update: only the tag and the container tell.
+        (true, true) => {
+            if runs_new {
+                if seen.healthy {
+                    Recovery::Commit
+                } else {
+                    Recovery::RollBack
+                }
+            } else if entry.step < Step::OldImageTagged {
+                Recovery::NothingToDo
+            } else {
+                Recovery::RollBack
+            }
+        }
+        (true, false) if runs_new => Recovery::RollBack,
+        (true, false) => Recovery::NothingToDo,
+        _ if runs_new && seen.healthy => Recovery::Commit,
+        _ => Recovery::RollBack,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    const OLD_FILE: &[u8] = b"services:\n  web:\n    image: nginx:1.27.3\n";
+    const NEW_FILE: &[u8] = b"services:\n  web:\n    image: nginx:1.27.4\n";
+
+    fn version(tag: &str, digest: &str) -> ImageVersion {
+        ImageVersion {
+            image: "docker.io/library/nginx".into(),
+            tag: Some(tag.into()),
+            digest: digest.into(),
+        }
+    }
+
+    /// An update of `web` from 1.27.3 to 1.27.4; `file_changes: false` makes it a digest-only
+    /// update whose file stays the same.
+    fn intent(file_changes: bool) -> UpdateIntent {
+        let new_file = if file_changes { NEW_FILE } else { OLD_FILE };
+        UpdateIntent {
+            service: "web".into(),
+            kind: ChangeKind::Update,
+            actor: "schedule".into(),
+            from: version("1.27.3", "sha256:old"),
+            to: version("1.27.4", "sha256:new"),
+            file: FileChange {
+                path: "/srv/web/compose.yaml".into(),
+                old_sha256: sha256_hex(OLD_FILE),
+                new_sha256: sha256_hex(new_file),
+                old_bytes: SavedBytes::new(OLD_FILE),
+            },
+        }
+    }
+
+    /// `file`: old | new | other | missing; `runs`: old | new | other | none.
+    fn check(
+        file_changes: bool,
+        step: Step,
+        file: &str,
+        runs: &str,
+        healthy: bool,
+        expect: Recovery,
+    ) {
+        let entry = JournalEntry {
+            intent: intent(file_changes),
+            step,
+            started_at: ts("2025-03-01T10:00:00Z"),
+            step_at: ts("2025-03-01T10:00:05Z"),
+        };
+        let file_sha256 = match file {
+            "old" => Some(sha256_hex(OLD_FILE)),
+            "new" => Some(sha256_hex(NEW_FILE)),
+            "other" => Some(sha256_hex(b"edited by hand")),
+            "missing" => None,
+            _ => panic!("bad file state {file}"),
+        };
+        let running_digest = match runs {
+            "old" => Some("sha256:old".to_string()),
+            "new" => Some("sha256:new".to_string()),
+            "other" => Some("sha256:other".to_string()),
+            "none" => None,
+            _ => panic!("bad container state {runs}"),
+        };
+        let seen = Observed {
+            file_sha256,
+            running_digest,
+            healthy,
+        };
+        let got = decide_recovery(&entry, &seen);
+        assert_eq!(
+            got, expect,
+            "file_changes={file_changes} step={step} file={file} runs={runs} healthy={healthy}"
+        );
+    }
+
+    #[test]
+    fn recovery_when_the_file_changes() {
+        use Recovery::*;
+        use Step::*;
+        // Someone else changed the file: never overwrite it, whatever the step.
+        check(true, HealthGate, "other", "new", true, Conflict);
+        check(true, Planned, "other", "old", true, Conflict);
+        check(true, RollingBack, "missing", "old", true, Conflict);
+        // A rollback was under way: finish it, even if the new version now looks healthy.
+        check(true, RollingBack, "new", "new", true, RollBack);
+        check(true, RollingBack, "old", "old", true, RollBack);
+        check(true, RollingBack, "old", "none", false, RollBack);
+        // The new bytes and a healthy new container: commit, whatever step was recorded.
+        check(true, HealthGate, "new", "new", true, Commit);
+        check(true, FileWritten, "new", "new", true, Commit);
+        // New bytes but the new version is not proven: roll back.
+        check(true, HealthGate, "new", "new", false, RollBack);
+        check(true, FileWritten, "new", "old", true, RollBack);
+        check(true, OldImageTagged, "new", "old", true, RollBack);
+        check(true, ContainerStarted, "new", "none", false, RollBack);
+        check(true, ContainerStarted, "new", "other", true, RollBack);
+        // Old bytes: the update never took effect.
+        check(true, Planned, "old", "old", true, NothingToDo);
+        check(true, Pulled, "old", "old", false, NothingToDo);
+        check(true, OldImageTagged, "old", "none", false, NothingToDo);
+        // Old bytes but the new image runs: inconsistent, undo it.
+        check(true, ContainerStarted, "old", "new", true, RollBack);
+    }
+
+    #[test]
+    fn recovery_when_only_the_digest_changes() {
+        use Recovery::*;
+        use Step::*;
+        check(false, HealthGate, "old", "new", true, Commit);
+        check(false, HealthGate, "old", "new", false, RollBack);
+        check(false, Planned, "old", "old", true, NothingToDo);
+        check(false, Pulled, "old", "none", false, NothingToDo);
+        // Once the old image is tagged, the tag may have moved: restore it.
+        check(false, OldImageTagged, "old", "old", true, RollBack);
+        check(false, FileWritten, "old", "none", false, RollBack);
+        check(false, RollingBack, "old", "new", true, RollBack);
+        check(false, HealthGate, "other", "new", true, Conflict);
+    }
+
+    #[test]
+    fn begin_advance_finish_committed() {
+        let mut state = State::default();
+        let t0 = ts("2025-03-01T10:00:00Z");
+        state.begin_update(intent(true), t0).unwrap();
+        assert_eq!(state.journal_entry("web").unwrap().step, Step::Planned);
+        for (i, step) in [Step::Pulled, Step::OldImageTagged, Step::FileWritten]
+            .into_iter()
+            .enumerate()
+        {
+            let now = ts(&format!("2025-03-01T10:00:0{}Z", i + 1));
+            state.advance("web", step, now).unwrap();
+            let entry = state.journal_entry("web").unwrap();
+            assert_eq!((entry.step, entry.step_at), (step, now));
+        }
+        // Repeating a step is allowed; going back is not.
+        state
+            .advance("web", Step::FileWritten, ts("2025-03-01T10:00:04Z"))
+            .unwrap();
+        let back = state.advance("web", Step::Pulled, ts("2025-03-01T10:00:05Z"));
+        assert_eq!(
+            back,
+            Err(JournalError::StepBackwards {
+                service: "web".into(),
+                from: Step::FileWritten,
+                to: Step::Pulled
+            })
+        );
+
+        let done = ts("2025-03-01T10:01:30.500Z");
+        let record = state.finish("web", Outcome::Committed, done).unwrap();
+        assert!(state.journal.is_empty());
+        assert_eq!(record.duration_ms, 90_500);
+        assert_eq!(record.actor, "schedule");
+        let svc = &state.services["web"];
+        assert_eq!(svc.running, Some(version("1.27.4", "sha256:new")));
+        assert_eq!(svc.last_update, Some(done));
+        assert_eq!(svc.history, vec![record]);
+    }
+
+    #[test]
+    fn rolled_back_blocks_the_candidate_and_commit_of_it_clears_it() {
+        let mut state = State::default();
+        let t0 = ts("2025-03-01T10:00:00Z");
+        state.begin_update(intent(true), t0).unwrap();
+        let reason = "health gate timed out after 60s".to_string();
+        state
+            .finish(
+                "web",
+                Outcome::RolledBack {
+                    reason: reason.clone(),
+                },
+                t0,
+            )
+            .unwrap();
+        let svc = &state.services["web"];
+        assert_eq!(svc.running, Some(version("1.27.3", "sha256:old")));
+        assert_eq!(svc.last_update, None, "a rollback is not an update");
+        let failed = svc.failed_candidate.clone().unwrap();
+        assert_eq!((failed.version, failed.reason), (intent(true).to, reason));
+
+        // An interrupted attempt blames nobody and leaves the failed candidate alone.
+        state.begin_update(intent(true), t0).unwrap();
+        let abandoned = Outcome::Abandoned {
+            reason: "interrupted".into(),
+        };
+        state.finish("web", abandoned, t0).unwrap();
+        assert!(state.services["web"].failed_candidate.is_some());
+
+        // The same candidate succeeding later clears it.
+        state.begin_update(intent(true), t0).unwrap();
+        state.finish("web", Outcome::Committed, t0).unwrap();
+        assert_eq!(state.services["web"].failed_candidate, None);
+        assert_eq!(state.services["web"].history.len(), 3);
+    }
+
+    #[test]
+    fn one_update_per_service_and_only_known_ones() {
+        let mut state = State::default();
+        let t0 = ts("2025-03-01T10:00:00Z");
+        state.begin_update(intent(true), t0).unwrap();
+        assert_eq!(
+            state.begin_update(intent(true), t0),
+            Err(JournalError::AlreadyInFlight {
+                service: "web".into(),
+                step: Step::Planned
+            })
+        );
+        let mut other = intent(true);
+        other.service = "db".into();
+        state.begin_update(other, t0).unwrap();
+        assert_eq!(state.journal.len(), 2);
+        let not_in_flight = JournalError::NotInFlight {
+            service: "cache".into(),
+        };
+        assert_eq!(
+            state.advance("cache", Step::Pulled, t0),
+            Err(not_in_flight.clone())
+        );
+        assert_eq!(
+            state.finish("cache", Outcome::Committed, t0),
+            Err(not_in_flight)
+        );
+    }
+
+    #[test]
+    fn refuses_intent_whose_saved_bytes_do_not_match_the_hash() {
+        let mut state = State::default();
+        let mut bad = intent(true);
+        bad.file.old_bytes = SavedBytes::new(NEW_FILE);
+        let err = state
+            .begin_update(bad, ts("2025-03-01T10:00:00Z"))
+            .unwrap_err();
+        assert!(
+            matches!(err, JournalError::OldBytesMismatch { .. }),
+            "{err}"
+        );
+        assert!(state.journal.is_empty());
+    }
+
+    #[test]
+    fn history_keeps_the_newest_entries() {
+        let mut state = State::default();
+        for minute in 0..HISTORY_LIMIT + 7 {
+            let now = Timestamp::from_second(1_700_000_000 + 60 * minute as i64).unwrap();
+            state.begin_update(intent(true), now).unwrap();
+            state.finish("web", Outcome::Committed, now).unwrap();
+        }
+        let history = &state.services["web"].history;
+        assert_eq!(history.len(), HISTORY_LIMIT);
+        let first = Timestamp::from_second(1_700_000_000 + 60 * 7).unwrap();
+        assert_eq!(history[0].started_at, first, "the oldest 7 were dropped");
+    }
+
+    #[test]
+    fn duration_is_zero_when_the_clock_stepped_back() {
+        let mut state = State::default();
+        state
+            .begin_update(intent(true), ts("2025-03-01T10:00:00Z"))
+            .unwrap();
+        let record = state
+            .finish("web", Outcome::Committed, ts("2025-03-01T09:59:00Z"))
+            .unwrap();
+        assert_eq!(record.duration_ms, 0);
+    }
+
+    #[test]
+    fn saved_bytes_restore_exactly_and_hide_content_in_debug() {
+        let text = b"TOKEN=s3cret\n";
+        let binary = [0u8, 159, 146, 150, 255, b'\n'];
+        for bytes in [&text[..], &binary[..], &[][..]] {
+            let saved = SavedBytes::new(bytes);
+            let json = serde_json::to_string(&saved).unwrap();
+            let back: SavedBytes = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.to_bytes().as_deref(), Some(bytes), "{json}");
+            assert!(!format!("{saved:?}").contains("s3cret"));
+        }
+        assert!(matches!(SavedBytes::new(&binary), SavedBytes::Hex(_)));
+        assert_eq!(SavedBytes::Hex("abc".into()).to_bytes(), None);
+        assert_eq!(SavedBytes::Hex("zz".into()).to_bytes(), None);
+    }
+
+    #[test]
+    fn sha256_hex_matches_a_known_value() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
