@@ -3,4 +3,5 @@
 //! The library holds everything; `src/main.rs` only parses the command line and calls in here.
 //! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
 
+pub mod compose;
 pub mod durable;
