@@ -133,7 +133,11 @@ pub(crate) fn image_value(image: &str, pin_digest: Option<&str>) -> Result<Strin
     let hex = digest
         .strip_prefix("sha256:")
         .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| invalid(&format!("the digest {digest:?} is not sha256:<64 hex digits>")))?;
+        .ok_or_else(|| {
+            invalid(&format!(
+                "the digest {digest:?} is not sha256:<64 hex digits>"
+            ))
+        })?;
     let without_digest = image.split_once('@').map_or(image, |(name, _)| name);
     Ok(format!("{without_digest}@sha256:{hex}"))
 }
@@ -211,7 +215,9 @@ fn verify(
     }
     for s in services {
         if !changed_services.contains(s) {
-            return fail(format!("the image of service {s:?} would not read {new_value:?}"));
+            return fail(format!(
+                "the image of service {s:?} would not read {new_value:?}"
+            ));
         }
     }
     Ok(())

@@ -215,20 +215,50 @@ mod tests {
         check("TAG=1.25\n", "TAG", "1.26", "TAG=1.26\n");
         check("A=1\nTAG=1.25\nB=2", "TAG", "1.26", "A=1\nTAG=1.26\nB=2");
         check("export TAG=1.25\n", "TAG", "1.26", "export TAG=1.26\n");
-        check("TAG='1.25'  # pinned\n", "TAG", "1.26", "TAG='1.26'  # pinned\n");
-        check("TAG=\"1.25\"\r\nX=y\r\n", "TAG", "1.26", "TAG=\"1.26\"\r\nX=y\r\n");
-        check("TAG=1.25 # comment\n", "TAG", "1.26", "TAG=1.26 # comment\n");
+        check(
+            "TAG='1.25'  # pinned\n",
+            "TAG",
+            "1.26",
+            "TAG='1.26'  # pinned\n",
+        );
+        check(
+            "TAG=\"1.25\"\r\nX=y\r\n",
+            "TAG",
+            "1.26",
+            "TAG=\"1.26\"\r\nX=y\r\n",
+        );
+        check(
+            "TAG=1.25 # comment\n",
+            "TAG",
+            "1.26",
+            "TAG=1.26 # comment\n",
+        );
         check("TAG = 1.25\n", "TAG", "1.26", "TAG = 1.26\n");
         check("TAG=\n", "TAG", "1.26", "TAG=1.26\n");
-        check("# TAG=old\nTAG=1.25\n", "TAG", "1.26", "# TAG=old\nTAG=1.26\n");
+        check(
+            "# TAG=old\nTAG=1.25\n",
+            "TAG",
+            "1.26",
+            "# TAG=old\nTAG=1.26\n",
+        );
         check("TAGX=1\nTAG=1.25\n", "TAG", "1.26", "TAGX=1\nTAG=1.26\n");
         check("  TAG=1.25\r\n", "TAG", "1.26", "  TAG=1.26\r\n");
-        check("NOTE=\"a\nb\"\nTAG=1\n", "TAG", "2", "NOTE=\"a\nb\"\nTAG=2\n");
+        check(
+            "NOTE=\"a\nb\"\nTAG=1\n",
+            "TAG",
+            "2",
+            "NOTE=\"a\nb\"\nTAG=2\n",
+        );
     }
 
     #[test]
     fn refusals() {
-        check("A=1\n", "TAG", "1.26", "error: TAG is not defined in the env file");
+        check(
+            "A=1\n",
+            "TAG",
+            "1.26",
+            "error: TAG is not defined in the env file",
+        );
         check(
             "TAG=1\nTAG=2\n",
             "TAG",
@@ -249,7 +279,10 @@ mod tests {
     #[test]
     fn parses_values() {
         let e = parse_env("A='x y' # c\nexport B=\"q\\\"r\"\nC=v#w\n#D=1\nE\n");
-        let got: Vec<_> = e.iter().map(|e| (e.name.as_str(), e.value.as_str(), e.line)).collect();
+        let got: Vec<_> = e
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_str(), e.line))
+            .collect();
         assert_eq!(got, [("A", "x y", 1), ("B", "q\"r", 2), ("C", "v#w", 3)]);
     }
 }

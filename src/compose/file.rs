@@ -124,7 +124,7 @@ impl PlannedEdit {
         self.old == self.new
     }
 
-    /// The change as a unified diff (`--- a/FILE`, `+++ b/FILE`), empty when nothing changes.
+    /// The change as a unified diff (`--- FILE`, `+++ FILE`), empty when nothing changes.
     pub fn unified_diff(&self) -> String {
         if self.is_noop() {
             return String::new();
@@ -133,7 +133,7 @@ impl PlannedEdit {
         similar::TextDiff::from_lines(&self.old, &self.new)
             .unified_diff()
             .context_radius(3)
-            .header(&format!("a/{name}"), &format!("b/{name}"))
+            .header(&name, &name)
             .to_string()
     }
 

@@ -197,10 +197,22 @@ mod tests {
         check("postgres:${PG_TAG}", "postgres:|PG_TAG|-|");
         check("${REG}/app:1", "|REG|-|/app:1");
         check("$$HOME/${TAG}", "$HOME/|TAG|-|");
-        check("nginx:1", "error: \"nginx:1\" uses 0 variables; lookout edits an image held in exactly one");
-        check("${REG}/app:${TAG}", "error: \"${REG}/app:${TAG}\" uses 2 variables; lookout edits an image held in exactly one");
-        check("${A:-${B}}", "error: nested variable reference in \"${A:-${B}}\"");
-        check("${A:+x}", "error: `${A:+x}` substitutes another value when A is set; lookout cannot say which value to change");
+        check(
+            "nginx:1",
+            "error: \"nginx:1\" uses 0 variables; lookout edits an image held in exactly one",
+        );
+        check(
+            "${REG}/app:${TAG}",
+            "error: \"${REG}/app:${TAG}\" uses 2 variables; lookout edits an image held in exactly one",
+        );
+        check(
+            "${A:-${B}}",
+            "error: nested variable reference in \"${A:-${B}}\"",
+        );
+        check(
+            "${A:+x}",
+            "error: `${A:+x}` substitutes another value when A is set; lookout cannot say which value to change",
+        );
         check("${A", "error: unclosed `${` in \"${A\"");
     }
 

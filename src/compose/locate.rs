@@ -28,7 +28,10 @@ pub(crate) struct Resolved {
 impl<'t> Project<'t> {
     pub fn parse(text: &'t str) -> Result<Project<'t>, ComposeError> {
         let doc = Doc::parse(text)?;
-        if !matches!(doc.nodes[doc.resolve(doc.root, &mut Vec::new())].kind, Kind::Map { .. }) {
+        if !matches!(
+            doc.nodes[doc.resolve(doc.root, &mut Vec::new())].kind,
+            Kind::Map { .. }
+        ) {
             return Err(ComposeError::NotCompose {
                 reason: "the top level is not a mapping".into(),
             });
@@ -194,7 +197,9 @@ fn scalar_parts(
         token,
     } = &doc.nodes[node].kind
     else {
-        return Err(unsupported("its `image:` is a mapping or a list, not a text value"));
+        return Err(unsupported(
+            "its `image:` is a mapping or a list, not a text value",
+        ));
     };
     let quote = match style {
         ScalarStyle::Plain => Quote::Plain,
@@ -203,7 +208,7 @@ fn scalar_parts(
         ScalarStyle::Literal | ScalarStyle::Folded => {
             let (line, _) = line_col(doc.text, token.start);
             return Err(unsupported(&format!(
-                "its `image:` on line {line} is a block scalar (`|` or `>`); write it on one line"
+                "its `image:` value on line {line} is a block scalar (`|` or `>`); write it on one line"
             )));
         }
     };

@@ -96,7 +96,9 @@ pub enum ComposeError {
     NotCompose { reason: String },
     #[error("no service {service:?}; the services are: {}", known.join(", "))]
     UnknownService { service: String, known: Vec<String> },
-    #[error("service {service:?} has only `build:` and no `image:`, so there is no image to update")]
+    #[error(
+        "service {service:?} has only `build:` and no `image:`, so there is no image to update"
+    )]
     BuildOnly { service: String },
     #[error("service {service:?} has no `image:` to update")]
     NoImage { service: String },
@@ -142,7 +144,9 @@ pub enum ComposeError {
         template: String,
         image: String,
     },
-    #[error("variable {variable} is also used on line {line} outside an image; lookout will not change it")]
+    #[error(
+        "variable {variable} is also used on line {line} outside an image; lookout will not change it"
+    )]
     VariableUsedElsewhere { variable: String, line: usize },
     #[error("{variable} is not defined in the env file")]
     EnvVarMissing { variable: String },

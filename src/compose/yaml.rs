@@ -140,14 +140,19 @@ impl<'t> Doc<'t> {
                     )
                 }
                 Event::Alias(anchor_id) => {
-                    let target = anchor_nodes.get(anchor_id).copied().flatten().ok_or_else(|| {
-                        let (line, col) = line_col(text, start);
-                        ComposeError::InvalidYaml {
-                            line,
-                            col,
-                            message: "alias to an unknown anchor".into(),
-                        }
-                    })?;
+                    let target =
+                        anchor_nodes
+                            .get(anchor_id)
+                            .copied()
+                            .flatten()
+                            .ok_or_else(|| {
+                                let (line, col) = line_col(text, start);
+                                ComposeError::InvalidYaml {
+                                    line,
+                                    col,
+                                    message: "alias to an unknown anchor".into(),
+                                }
+                            })?;
                     doc.push(Kind::Alias(target), None, &mut anchor_nodes)
                 }
                 Event::SequenceStart(anchor_id, _) => {
