@@ -140,6 +140,11 @@ fn edits_keep_layout_quotes_and_comments() {
         "services:\n    web: {image: nginx:1.27, ports: ['80:80']}\n",
     );
     check(
+        "services: {web: {image: nginx}}\n",
+        "web",
+        "services: {web: {image: nginx:1.27}}\n",
+    );
+    check(
         "services:\n  web:\n    image:\n      nginx:1.25\n",
         "web",
         "services:\n  web:\n    image:\n      nginx:1.27\n",
@@ -432,6 +437,9 @@ fn apply_writes_keeps_mode_and_can_be_restored() {
         0o640
     );
     assert_eq!(plan.previous_bytes(), text.as_bytes());
+    restore(&path, plan.previous_bytes(), plan.new_bytes()).unwrap();
+    assert_eq!(fs::read_to_string(&path).unwrap(), text);
+    // A second rollback (say, after a crash mid-rollback) finds the old bytes and is done.
     restore(&path, plan.previous_bytes(), plan.new_bytes()).unwrap();
     assert_eq!(fs::read_to_string(&path).unwrap(), text);
     assert_eq!(

@@ -148,7 +148,11 @@ impl PlannedEdit {
 
 /// Puts `previous` back into `path` (a rollback), unless the file no longer holds
 /// `expected_current` (the bytes lookout wrote): then someone else changed it, and it is left.
+/// A file that already holds `previous` (a rollback run twice, after a crash) is left as it is.
 pub fn restore(path: &Path, previous: &[u8], expected_current: &[u8]) -> Result<(), ComposeError> {
+    if fs::read(path).is_ok_and(|current| current == previous) {
+        return Ok(());
+    }
     replace_if_unchanged(path, expected_current, previous)
 }
 
@@ -292,4 +296,19 @@ pub fn set_image_command(
         plan.apply()?;
     }
     Ok(plan.unified_diff())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_length_and_sha256() {
+        let f = Fingerprint::of(b"abc");
+        assert_eq!(
+            f.to_string(),
+            "3:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_ne!(f, Fingerprint::of(b"abd"));
+    }
 }
