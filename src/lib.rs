@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
 
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod durable;
 pub mod policy;

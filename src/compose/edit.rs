@@ -1,0 +1,295 @@
+//! Replacing the bytes of one image value in compose text, and proving nothing else changed.
+//!
+//! [`set_image`] writes the new reference into the value's token in its own quote style, then
+//! checks the result twice: the bytes outside the token are identical, and a second, independent
+//! YAML parser (`serde_yaml_ng`, merge keys applied) reads the same document except for the image
+//! of the intended services (and, for a shared anchor, its definition under an `x-` key).
+
+use std::ops::Range;
+
+use serde_yaml_ng::Value;
+
+use super::locate::{Project, locate_in};
+use super::{ComposeError, ImageSite, Quote};
+
+/// How [`set_image`] may edit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EditOptions {
+    /// Update every service that shares the image through an anchor, alias, merge key or
+    /// variable, as one group. Without it such an edit is refused.
+    pub allow_anchor_group: bool,
+    /// Pin the image: write `repo:tag@sha256:…` with this digest (`sha256:<64 hex>`). Any digest
+    /// already in the new or current value is replaced.
+    pub pin_digest: Option<String>,
+}
+
+/// The result of a pure edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// The whole new text.
+    pub text: String,
+    /// Bytes of the old value token that were replaced.
+    pub span: Range<usize>,
+    pub old_value: String,
+    pub new_value: String,
+    /// Every service whose image changes (the target, and its group when allowed).
+    pub services: Vec<String>,
+}
+
+impl Edit {
+    /// True when the value already was the new one and the text is unchanged.
+    pub fn is_noop(&self) -> bool {
+        self.old_value == self.new_value
+    }
+}
+
+/// Sets `service`'s image to `new_image` in compose `text`. Pure: returns the new text.
+///
+/// Refuses (never guesses) when the image lives in a variable (edit the env file instead: see
+/// [`super::plan_set_image`]), when it is shared with other services and
+/// [`EditOptions::allow_anchor_group`] is off, or when the result would read differently in any
+/// other way.
+pub fn set_image(
+    text: &str,
+    service: &str,
+    new_image: &str,
+    opts: &EditOptions,
+) -> Result<Edit, ComposeError> {
+    let new_value = image_value(new_image, opts.pin_digest.as_deref())?;
+    let project = Project::parse(text)?;
+    let (span, quote, old_value, services) = match locate_in(&project, service)? {
+        ImageSite::Inline { span, quote, value } => (span, quote, value, vec![service.into()]),
+        ImageSite::Anchor {
+            anchor,
+            span,
+            quote,
+            value,
+            services,
+        } => {
+            if !opts.allow_anchor_group {
+                return Err(ComposeError::AnchorShared {
+                    service: service.to_string(),
+                    anchor,
+                    others: services.into_iter().filter(|s| s != service).collect(),
+                });
+            }
+            (span, quote, value, services)
+        }
+        ImageSite::Variable { template, name, .. } => {
+            return Err(ComposeError::ImageInVariable {
+                service: service.to_string(),
+                template,
+                variable: name,
+            });
+        }
+    };
+    if old_value == new_value {
+        return Ok(Edit {
+            text: text.to_string(),
+            span,
+            old_value,
+            new_value,
+            services,
+        });
+    }
+    let token = render(&new_value, quote);
+    let mut out = String::with_capacity(text.len() + token.len());
+    out.push_str(&text[..span.start]);
+    out.push_str(&token);
+    out.push_str(&text[span.end..]);
+    verify(text, &out, &span, &token, &old_value, &new_value, &services)?;
+    Ok(Edit {
+        text: out,
+        span,
+        old_value,
+        new_value,
+        services,
+    })
+}
+
+/// Checks a new image reference and adds the digest to pin, if any.
+pub(crate) fn image_value(image: &str, pin_digest: Option<&str>) -> Result<String, ComposeError> {
+    let invalid = |reason: &str| ComposeError::InvalidImage {
+        image: image.to_string(),
+        reason: reason.to_string(),
+    };
+    if image.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if let Some(c) = image
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-:/@+".contains(*c)))
+    {
+        return Err(invalid(&format!(
+            "{c:?} cannot appear in an image reference"
+        )));
+    }
+    if !image.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(invalid("it must start with a letter or digit"));
+    }
+    let Some(digest) = pin_digest else {
+        return Ok(image.to_string());
+    };
+    let hex = digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| {
+            invalid(&format!(
+                "the digest {digest:?} is not sha256:<64 hex digits>"
+            ))
+        })?;
+    let without_digest = image.split_once('@').map_or(image, |(name, _)| name);
+    Ok(format!("{without_digest}@sha256:{hex}"))
+}
+
+/// The new token in the quote style of the old one. A plain value that YAML would read as
+/// something other than this text (a number, `true`, `null`…) is double-quoted instead.
+fn render(value: &str, quote: Quote) -> String {
+    match quote {
+        Quote::Plain if plain_is_string(value) => value.to_string(),
+        Quote::Single => format!("'{}'", value.replace('\'', "''")),
+        Quote::Plain | Quote::Double => {
+            format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+        }
+    }
+}
+
+fn plain_is_string(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    let special = [
+        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ".inf", ".nan",
+    ];
+    !special.contains(&lower.as_str())
+        && value.parse::<f64>().is_err()
+        && !value.starts_with(|c: char| "-?:,[]{}#&*!|>'\"%@`".contains(c))
+        && !value.contains(": ")
+        && !value.contains(" #")
+        && !value.ends_with(':')
+}
+
+/// Proves that `after` differs from `before` only by the intended image value.
+fn verify(
+    before: &str,
+    after: &str,
+    span: &Range<usize>,
+    token: &str,
+    old_value: &str,
+    new_value: &str,
+    services: &[String],
+) -> Result<(), ComposeError> {
+    let fail = |detail: String| Err(ComposeError::VerifyFailed { detail });
+    if after.as_bytes()[..span.start] != before.as_bytes()[..span.start]
+        || after.as_bytes()[span.start + token.len()..] != before.as_bytes()[span.end..]
+    {
+        return fail("bytes outside the image value would change".into());
+    }
+    let parse = |text: &str| -> Result<Value, String> {
+        let mut v: Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        v.apply_merge().map_err(|e| e.to_string())?;
+        Ok(v)
+    };
+    let old = match parse(before) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("the file does not read as YAML: {e}")),
+    };
+    let new = match parse(after) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("the edited file would not read as YAML: {e}")),
+    };
+    let mut diffs = Vec::new();
+    diff(&old, &new, &mut Vec::new(), &mut diffs);
+    let mut changed_services = Vec::new();
+    for (path, a, b) in &diffs {
+        let is_image_change = a.as_str() == Some(old_value) && b.as_str() == Some(new_value);
+        let where_ = path.join(".");
+        match path.as_slice() {
+            [top, s, key] if top == "services" && key == "image" && is_image_change => {
+                if !services.contains(s) {
+                    return fail(format!("the image of service {s:?} would change too"));
+                }
+                changed_services.push(s.clone());
+            }
+            [top, ..] if top.starts_with("x-") && is_image_change => {}
+            _ => return fail(format!("{where_} would change")),
+        }
+    }
+    for s in services {
+        if !changed_services.contains(s) {
+            return fail(format!(
+                "the image of service {s:?} would not read {new_value:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Collects `(path, before, after)` for every place where two YAML values differ.
+fn diff(a: &Value, b: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value, Value)>) {
+    match (a, b) {
+        (Value::Mapping(ma), Value::Mapping(mb)) => {
+            for (k, va) in ma {
+                path.push(key_text(k));
+                match mb.get(k) {
+                    Some(vb) => diff(va, vb, path, out),
+                    None => out.push((path.clone(), va.clone(), Value::Null)),
+                }
+                path.pop();
+            }
+            for (k, vb) in mb {
+                if !ma.contains_key(k) {
+                    path.push(key_text(k));
+                    out.push((path.clone(), Value::Null, vb.clone()));
+                    path.pop();
+                }
+            }
+        }
+        (Value::Sequence(sa), Value::Sequence(sb)) if sa.len() == sb.len() => {
+            for (i, (va, vb)) in sa.iter().zip(sb).enumerate() {
+                path.push(i.to_string());
+                diff(va, vb, path, out);
+                path.pop();
+            }
+        }
+        _ if a == b => {}
+        _ => out.push((path.clone(), a.clone(), b.clone())),
+    }
+}
+
+fn key_text(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => serde_yaml_ng::to_string(other)
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_values() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(image_value("nginx:1.27", None).unwrap(), "nginx:1.27");
+        assert_eq!(
+            image_value("nginx:1.27", Some(&d)).unwrap(),
+            format!("nginx:1.27@{d}")
+        );
+        assert_eq!(
+            image_value(&format!("nginx:1.26@sha256:{}", "cd".repeat(32)), Some(&d)).unwrap(),
+            format!("nginx:1.26@{d}")
+        );
+        assert!(image_value("nginx 1", None).is_err());
+        assert!(image_value("${X}", None).is_err());
+        assert!(image_value("nginx", Some("sha256:xyz")).is_err());
+    }
+
+    #[test]
+    fn plain_values_that_yaml_reads_otherwise_are_quoted() {
+        assert_eq!(render("nginx:1", Quote::Plain), "nginx:1");
+        assert_eq!(render("1.5", Quote::Plain), "\"1.5\"");
+        assert_eq!(render("null", Quote::Plain), "\"null\"");
+        assert_eq!(render("a", Quote::Single), "'a'");
+    }
+}

@@ -1,0 +1,226 @@
+//! Compose variable interpolation in a value: `$VAR`, `${VAR}`, `${VAR:-default}` and friends.
+//!
+//! lookout never substitutes variables; it only needs to know which variables a value uses and,
+//! for an image value built around one variable (`${IMAGE}`, `postgres:${PG_TAG}`), which part of
+//! a new image reference that variable must hold.
+
+/// One piece of a value: literal text or a variable reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Literal(String),
+    Var {
+        name: String,
+        /// `-`, `:-`, `?`, `:?`, `+`, `:+`, or empty for a plain reference.
+        op: String,
+        /// The text after the operator (a default, an error message, an alternative).
+        arg: String,
+    },
+}
+
+/// Splits a value into literal text and variable references. `$$` is a literal `$`.
+/// Nested references (`${A:-${B}}`) are refused: lookout could not say which value to change.
+pub(crate) fn parse(value: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut rest = value;
+    while let Some(pos) = rest.find('$') {
+        literal.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            literal.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('{') {
+            let close = inner
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in {value:?}"))?;
+            let body = &inner[..close];
+            if body.contains('$') {
+                return Err(format!("nested variable reference in {value:?}"));
+            }
+            let name_len = name_len(body);
+            if name_len == 0 {
+                return Err(format!("`${{{body}}}` does not start with a variable name"));
+            }
+            let (name, modifier) = body.split_at(name_len);
+            let op_len = match modifier.as_bytes() {
+                [] => 0,
+                [b':', b'-' | b'?' | b'+', ..] => 2,
+                [b'-' | b'?' | b'+', ..] => 1,
+                _ => return Err(format!("unknown modifier in `${{{body}}}`")),
+            };
+            flush(&mut literal, &mut pieces);
+            pieces.push(Piece::Var {
+                name: name.to_string(),
+                op: modifier[..op_len].to_string(),
+                arg: modifier[op_len..].to_string(),
+            });
+            rest = &inner[close + 1..];
+        } else {
+            let n = name_len(after);
+            if n == 0 {
+                // A lone `$` stays literal, as compose leaves it.
+                literal.push('$');
+            } else {
+                flush(&mut literal, &mut pieces);
+                pieces.push(Piece::Var {
+                    name: after[..n].to_string(),
+                    op: String::new(),
+                    arg: String::new(),
+                });
+            }
+            rest = &after[n..];
+        }
+    }
+    literal.push_str(rest);
+    flush(&mut literal, &mut pieces);
+    Ok(pieces)
+}
+
+fn flush(literal: &mut String, pieces: &mut Vec<Piece>) {
+    if !literal.is_empty() {
+        pieces.push(Piece::Literal(std::mem::take(literal)));
+    }
+}
+
+/// Length of a variable name at the start of `s`: `[A-Za-z_][A-Za-z0-9_]*`.
+fn name_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    if !bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+    {
+        return 0;
+    }
+    bytes
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count()
+}
+
+/// The variables a value refers to, in order, without repeats.
+pub(crate) fn variables(value: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for piece in parse(value).unwrap_or_default() {
+        if let Piece::Var { name, .. } = piece
+            && !out.contains(&name)
+        {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// A value built around exactly one variable: `prefix${NAME…}suffix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Template {
+    pub prefix: String,
+    pub name: String,
+    pub default: Option<String>,
+    pub suffix: String,
+}
+
+/// Reads `value` as a [`Template`], or says why lookout cannot edit it through one variable.
+pub(crate) fn template(value: &str) -> Result<Template, String> {
+    let pieces = parse(value)?;
+    let vars: Vec<_> = pieces
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| matches!(p, Piece::Var { .. }))
+        .collect();
+    let [(at, Piece::Var { name, op, arg })] = vars[..] else {
+        return Err(format!(
+            "{value:?} uses {} variables; lookout edits an image held in exactly one",
+            vars.len()
+        ));
+    };
+    let default = match op.as_str() {
+        "" | "?" | ":?" => None,
+        "-" | ":-" => Some(arg.clone()),
+        _ => {
+            return Err(format!(
+                "`${{{name}{op}{arg}}}` substitutes another value when {name} is set; \
+                 lookout cannot say which value to change"
+            ));
+        }
+    };
+    let literal = |p: Option<&Piece>| match p {
+        Some(Piece::Literal(s)) => s.clone(),
+        _ => String::new(),
+    };
+    Ok(Template {
+        prefix: if at > 0 {
+            literal(pieces.first())
+        } else {
+            String::new()
+        },
+        name: name.clone(),
+        default,
+        suffix: literal(pieces.get(at + 1)),
+    })
+}
+
+impl Template {
+    /// The value the variable must hold so the whole value reads `image`.
+    pub fn value_for(&self, image: &str) -> Option<String> {
+        let middle = image
+            .strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?;
+        (!middle.is_empty()).then(|| middle.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(value: &str, expect: &str) {
+        let got = match template(value) {
+            Ok(t) => format!(
+                "{}|{}|{}|{}",
+                t.prefix,
+                t.name,
+                t.default.as_deref().unwrap_or("-"),
+                t.suffix
+            ),
+            Err(e) => format!("error: {e}"),
+        };
+        assert_eq!(got, expect, "template({value:?})");
+    }
+
+    #[test]
+    fn templates() {
+        check("${IMAGE}", "|IMAGE|-|");
+        check("$IMAGE", "|IMAGE|-|");
+        check("${IMAGE:-nginx:1.25}", "|IMAGE|nginx:1.25|");
+        check("${IMAGE-nginx}", "|IMAGE|nginx|");
+        check("${IMAGE:?set IMAGE}", "|IMAGE|-|");
+        check("postgres:${PG_TAG}", "postgres:|PG_TAG|-|");
+        check("${REG}/app:1", "|REG|-|/app:1");
+        check("$$HOME/${TAG}", "$HOME/|TAG|-|");
+        check(
+            "nginx:1",
+            "error: \"nginx:1\" uses 0 variables; lookout edits an image held in exactly one",
+        );
+        check(
+            "${REG}/app:${TAG}",
+            "error: \"${REG}/app:${TAG}\" uses 2 variables; lookout edits an image held in exactly one",
+        );
+        check(
+            "${A:-${B}}",
+            "error: nested variable reference in \"${A:-${B}}\"",
+        );
+        check(
+            "${A:+x}",
+            "error: `${A:+x}` substitutes another value when A is set; lookout cannot say which value to change",
+        );
+        check("${A", "error: unclosed `${` in \"${A\"");
+    }
+
+    #[test]
+    fn value_for_keeps_prefix_and_suffix() {
+        let t = template("postgres:${PG_TAG}").unwrap();
+        assert_eq!(t.value_for("postgres:17").as_deref(), Some("17"));
+        assert_eq!(t.value_for("mysql:8"), None);
+        assert_eq!(t.value_for("postgres:"), None);
+    }
+}
