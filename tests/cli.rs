@@ -167,3 +167,94 @@ fn unfinished_subcommands_say_so_with_exit_code_2() {
         assert!(stderr.contains("not yet implemented"), "{cmd:?}: {stderr}");
     }
 }
+
+#[test]
+fn compose_set_image_prints_the_diff_then_writes() {
+    let scratch = Scratch::new("cli-compose-set-image");
+    let original =
+        "services:\n  web:\n    image: \"nginx:1.25\"  # pinned by ops\n  db:\n    build: ./db\n";
+    let file = scratch.write("compose.yaml", original);
+    let f = file.to_str().unwrap();
+    let (code, stdout, stderr) = output(&[
+        "compose",
+        "set-image",
+        "--file",
+        f,
+        "--service",
+        "web",
+        "--image",
+        "nginx:1.27",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("-    image: \"nginx:1.25\"  # pinned by ops")
+            && stdout.contains("+    image: \"nginx:1.27\"  # pinned by ops"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        original,
+        "without --write nothing changes"
+    );
+
+    let (code, _, stderr) = output(&[
+        "compose",
+        "set-image",
+        "--file",
+        f,
+        "--service",
+        "web",
+        "--image",
+        "nginx:1.27",
+        "--write",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        original.replace("1.25", "1.27")
+    );
+
+    let (code, _, stderr) = output(&[
+        "compose",
+        "set-image",
+        "--file",
+        f,
+        "--service",
+        "api",
+        "--image",
+        "x:1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("api") && stderr.contains("web") && stderr.contains("db"),
+        "unknown service lists the known ones: {stderr}"
+    );
+    let (code, _, stderr) = output(&[
+        "compose",
+        "set-image",
+        "--file",
+        f,
+        "--service",
+        "db",
+        "--image",
+        "x:1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("build"), "{stderr}");
+    let broken = scratch.write("broken.yaml", "services:\n  web:\n    image: [unclosed\n");
+    let (code, _, stderr) = output(&[
+        "compose",
+        "set-image",
+        "--file",
+        broken.to_str().unwrap(),
+        "--service",
+        "web",
+        "--image",
+        "x:1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("broken.yaml") && stderr.contains("line"),
+        "{stderr}"
+    );
+}

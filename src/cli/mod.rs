@@ -4,6 +4,7 @@
 //! problem (an invalid configuration, a failed lookup); 2 the command line is wrong or the
 //! subcommand is not available in this build.
 
+mod compose;
 mod tags;
 
 use std::io::Write;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Edit compose files the way lookout does: one value, every other byte kept.
+    #[command(subcommand)]
+    Compose(compose::ComposeCommand),
     /// Run the daemon: check on schedule, update inside maintenance windows.
     Run,
     /// Check every configured service once and show what could be updated.
@@ -97,6 +101,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Config(ConfigCommand::Validate { file }) => {
             validate(&file.unwrap_or(cli.config), out)
         }
+        Command::Compose(cmd) => compose::run(&cmd, out),
         Command::Run => not_yet("run"),
         Command::Check(_) => not_yet("check"),
         Command::Update(_) => not_yet("update"),
