@@ -7,6 +7,7 @@ pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod durable;
+pub mod notify;
 pub mod policy;
 pub mod reference;
 pub mod state;
