@@ -425,7 +425,7 @@ fn the_seed_files_are_kept_as_they_are_and_validate_together() {
 }
 
 #[test]
-fn the_env_template_is_all_comments_and_names_known_overrides() {
+fn the_env_template_sets_nothing_by_default() {
     let template = repo("deploy/lookout.env");
     assert!(
         env_file(&template).is_empty(),
