@@ -8,6 +8,7 @@ pub mod compose;
 pub mod config;
 pub mod durable;
 pub mod engine;
+pub mod notify;
 pub mod policy;
 pub mod reference;
 pub mod state;
