@@ -9,4 +9,6 @@ pub mod config;
 pub mod durable;
 pub mod policy;
 pub mod reference;
+pub mod schedule;
 pub mod state;
+pub mod telemetry;
