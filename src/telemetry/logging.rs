@@ -7,14 +7,29 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LogLevel};
 
-/// The subscriber lookout logs through, writing to `writer`. lookout's own events are kept from
-/// `level` up; other crates' from `warn` up. `format` only picks the formatter.
+/// The subscriber lookout logs through, writing to `writer` without colours. lookout's own
+/// events are kept from `level` up; other crates' from `warn` up. `format` only picks the
+/// formatter.
 pub fn subscriber<W>(level: LogLevel, format: LogFormat, writer: W) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    build(level, format, writer, false)
+}
+
+fn build<W>(
+    level: LogLevel,
+    format: LogFormat,
+    writer: W,
+    ansi: bool,
+) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::new(format!("warn,lookout={}", level.as_str()));
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi && format == LogFormat::Plain);
     let layer: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Plain => layer.boxed(),
         LogFormat::Json => layer
@@ -27,9 +42,11 @@ where
     Registry::default().with(layer).with(filter)
 }
 
-/// Installs [`subscriber`] writing to stderr as the global default. Fails when one is set.
+/// Installs [`subscriber`] writing to stderr as the global default, with colours when stderr is
+/// a terminal. Fails when a global subscriber is already set.
 pub fn init_logging(level: LogLevel, format: LogFormat) -> Result<(), LoggingError> {
-    tracing::subscriber::set_global_default(subscriber(level, format, std::io::stderr))
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing::subscriber::set_global_default(build(level, format, std::io::stderr, ansi))
         .map_err(|_| LoggingError::AlreadySet)
 }
 
