@@ -70,7 +70,7 @@ pub enum ScheduleKind {
     /// Every so long.
     Interval(Duration),
     /// At the times a cron expression matches, read in a time zone.
-    Cron(CronExpr, TimeZone),
+    Cron(Box<CronExpr>, TimeZone),
 }
 
 /// When checks run: a kind plus a random delay of up to `jitter` added to each due time, so
@@ -91,7 +91,7 @@ impl Schedule {
 
     pub fn cron(expr: CronExpr, tz: TimeZone, jitter: Duration) -> Self {
         Self {
-            kind: ScheduleKind::Cron(expr, tz),
+            kind: ScheduleKind::Cron(Box::new(expr), tz),
             jitter,
         }
     }
@@ -100,7 +100,7 @@ impl Schedule {
     pub fn from_config(config: &crate::config::Config, local: &TimeZone) -> Self {
         let kind = match &config.schedule {
             Some(expr) => ScheduleKind::Cron(
-                expr.clone(),
+                Box::new(expr.clone()),
                 config.timezone.clone().unwrap_or_else(|| local.clone()),
             ),
             None => ScheduleKind::Interval(config.check_interval),
