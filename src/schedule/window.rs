@@ -136,6 +136,29 @@ impl Windows {
         }
     }
 
+    /// The windows that apply to `service`: its own `maintenance_window`, `maintenance_days`
+    /// and `timezone` where set, else the global ones; `local` is the zone used when neither
+    /// names one (the system's zone, read once at start).
+    pub fn for_service(
+        config: &crate::config::Config,
+        service: &crate::config::ServiceSpec,
+        local: &TimeZone,
+    ) -> Self {
+        Self {
+            ranges: service
+                .maintenance_window
+                .clone()
+                .or_else(|| config.maintenance_window.clone())
+                .unwrap_or_default(),
+            days: service.maintenance_days.or(config.maintenance_days),
+            tz: service
+                .timezone
+                .clone()
+                .or_else(|| config.timezone.clone())
+                .unwrap_or_else(|| local.clone()),
+        }
+    }
+
     /// Whether these windows allow changes at any time.
     pub fn is_unrestricted(&self) -> bool {
         self.ranges.is_empty() && self.days.is_none_or(|d| d == WeekdaySet::ALL)
