@@ -11,4 +11,6 @@ pub mod engine;
 pub mod notify;
 pub mod policy;
 pub mod reference;
+pub mod schedule;
 pub mod state;
+pub mod telemetry;

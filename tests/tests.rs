@@ -6,3 +6,4 @@ mod cli;
 mod compose;
 mod deploy;
 mod harness;
+mod telemetry;

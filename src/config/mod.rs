@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
 
 use fields::{Ctx, Obj};
@@ -20,6 +21,8 @@ pub use fields::{Problem, parse_duration, substitute};
 
 use crate::policy::{Policy, PolicyKind, PolicySpec, UpdateLevel};
 use crate::reference::ImageRef;
+use crate::schedule::{CronExpr, WeekdaySet};
+use crate::telemetry::{EventKind, WebhookFormat};
 
 /// Where lookout looks for its configuration when none is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
@@ -237,6 +240,23 @@ pub struct ServiceSpec {
     pub cleanup: bool,
     /// Service-specific maintenance windows (the global ones apply when absent).
     pub maintenance_window: Option<Vec<TimeRange>>,
+    /// Service-specific days for the windows (the global ones apply when absent).
+    pub maintenance_days: Option<WeekdaySet>,
+    /// Service-specific time zone for the windows (the global one applies when absent).
+    pub timezone: Option<TimeZone>,
+}
+
+/// One webhook endpoint.
+#[derive(Debug, Clone)]
+pub struct WebhookSpec {
+    pub url: String,
+    /// The events sent to it; `None` sends all.
+    pub events: Option<Vec<EventKind>>,
+    /// Signs each body with HMAC-SHA256 (`X-Lookout-Signature: sha256=…`).
+    pub secret: Option<Secret>,
+    pub format: WebhookFormat,
+    /// Limit for one delivery attempt.
+    pub timeout: Duration,
 }
 
 /// The whole, validated configuration.
@@ -256,6 +276,18 @@ pub struct Config {
     pub api_token: Option<Secret>,
     pub webhook_url: Option<String>,
     pub maintenance_window: Option<Vec<TimeRange>>,
+    /// Days of the week the windows apply on (`None`: every day).
+    pub maintenance_days: Option<WeekdaySet>,
+    /// The time zone of windows and the cron `schedule` (`None`: the system's local zone).
+    pub timezone: Option<TimeZone>,
+    /// A cron expression; when set, checks follow it instead of `check_interval`.
+    pub schedule: Option<CronExpr>,
+    /// Up to this much random delay is added to each due check.
+    pub check_jitter: Duration,
+    /// Run a check as soon as lookout starts.
+    pub first_check_at_start: bool,
+    /// Every webhook endpoint, `webhook_url` (generic format, all events) last.
+    pub webhooks: Vec<WebhookSpec>,
     pub pause_updates: bool,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
@@ -378,6 +410,11 @@ pub const ENV_OVERRIDES: &[(&str, Option<&str>)] = &[
     ("api_token", None),
     ("webhook_url", Some("WEBHOOK_URL")),
     ("maintenance_window", Some("MAINTENANCE_WINDOW")),
+    ("maintenance_days", None),
+    ("timezone", None),
+    ("schedule", None),
+    ("check_jitter", None),
+    ("first_check_at_start", None),
     ("pause_updates", Some("PAUSE_UPDATES")),
     ("log_level", Some("LOG_LEVEL")),
     ("log_format", Some("LOG_FORMAT")),
@@ -491,6 +528,35 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         check_url(ctx, &top.at("webhook_url"), url);
     }
     let maintenance_window = windows(&mut top, "maintenance_window");
+    let maintenance_days = weekdays(&mut top, "maintenance_days");
+    let timezone = timezone(&mut top, "timezone");
+    let schedule = top.string("schedule").and_then(|s| {
+        CronExpr::parse(&s)
+            .map_err(|e| ctx.problem(top.at("schedule"), e))
+            .ok()
+    });
+    let check_jitter = top.duration("check_jitter").unwrap_or_else(|| {
+        if schedule.is_some() {
+            Duration::ZERO
+        } else {
+            (check_interval / 10).min(Duration::from_secs(300))
+        }
+    });
+    let first_check_at_start = top.bool("first_check_at_start").unwrap_or(true);
+    let mut webhooks: Vec<WebhookSpec> = top
+        .objects("webhooks")
+        .into_iter()
+        .filter_map(read_webhook)
+        .collect();
+    if let Some(url) = &webhook_url {
+        webhooks.push(WebhookSpec {
+            url: url.clone(),
+            events: None,
+            secret: None,
+            format: WebhookFormat::Generic,
+            timeout: DEFAULT_WEBHOOK_TIMEOUT,
+        });
+    }
     let pause_updates = top.bool("pause_updates").unwrap_or(false);
     let log_level = top
         .choice("log_level", LogLevel::NAMES, LogLevel::parse)
@@ -539,6 +605,12 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         api_token,
         webhook_url,
         maintenance_window,
+        maintenance_days,
+        timezone,
+        schedule,
+        check_jitter,
+        first_check_at_start,
+        webhooks,
         pause_updates,
         log_level,
         log_format,
@@ -554,6 +626,117 @@ fn windows(obj: &mut Obj<'_, '_>, key: &'static str) -> Option<Vec<TimeRange>> {
     parse_windows(&s)
         .map_err(|e| obj.ctx.problem(obj.at(key), e))
         .ok()
+}
+
+/// Days of the week: `"mon-fri"`, `"sat,sun"` or `["mon", "tue"]`.
+fn weekdays(obj: &mut Obj<'_, '_>, key: &'static str) -> Option<WeekdaySet> {
+    let list = string_list(obj, key)?;
+    match WeekdaySet::parse(&list.join(",")) {
+        Ok(set) if !set.is_empty() => Some(set),
+        Ok(_) => {
+            obj.ctx
+                .problem(obj.at(key), "names no day; leave it out for every day");
+            None
+        }
+        Err(e) => {
+            obj.ctx.problem(obj.at(key), e);
+            None
+        }
+    }
+}
+
+/// An IANA time zone name; `"local"` means the system's zone (the same as leaving it out).
+fn timezone(obj: &mut Obj<'_, '_>, key: &'static str) -> Option<TimeZone> {
+    let name = obj.string(key)?;
+    if name.trim().eq_ignore_ascii_case("local") {
+        return None;
+    }
+    TimeZone::get(name.trim())
+        .map_err(|_| {
+            obj.ctx.problem(
+                obj.at(key),
+                format!("{name:?} is not an IANA time zone: write a name such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\", or \"local\""),
+            )
+        })
+        .ok()
+}
+
+/// A list of strings, or one comma-separated string (as environment variables bring it).
+fn string_list(obj: &mut Obj<'_, '_>, key: &'static str) -> Option<Vec<String>> {
+    match obj.get(key)? {
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => out.push(s.trim().to_owned()),
+                    other => obj.ctx.problem(
+                        format!("{}[{i}]", obj.at(key)),
+                        format!("expected a string, found {other}"),
+                    ),
+                }
+            }
+            Some(out)
+        }
+        Value::String(_) => obj.string(key).map(|s| {
+            s.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect()
+        }),
+        other => {
+            obj.ctx.problem(
+                obj.at(key),
+                format!("expected a list of strings, found {other}"),
+            );
+            None
+        }
+    }
+}
+
+/// How long one webhook delivery attempt may take unless the endpoint says otherwise.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn read_webhook(mut o: Obj<'_, '_>) -> Option<WebhookSpec> {
+    let url = o.string("url");
+    match &url {
+        Some(u) => check_url(o.ctx, &o.at("url"), u),
+        None => o.ctx.problem(o.at("url"), "is required"),
+    }
+    let events = string_list(&mut o, "events").and_then(|names| {
+        if names.iter().any(|n| n == "all" || n == "*") {
+            return None;
+        }
+        let mut kinds = Vec::new();
+        for name in names {
+            match EventKind::parse(&name) {
+                Some(k) => kinds.push(k),
+                None => o.ctx.problem(
+                    o.at("events"),
+                    format!(
+                        "{name:?} is not one of {}, all",
+                        EventKind::NAMES.join(", ")
+                    ),
+                ),
+            }
+        }
+        Some(kinds)
+    });
+    let secret = o.secret("secret");
+    let format = o
+        .choice("format", WebhookFormat::NAMES, WebhookFormat::parse)
+        .unwrap_or(WebhookFormat::Generic);
+    let timeout = o.duration("timeout").unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
+    if timeout.is_zero() {
+        o.ctx.problem(o.at("timeout"), "must be longer than 0s");
+    }
+    o.finish();
+    Some(WebhookSpec {
+        url: url?,
+        events,
+        secret,
+        format,
+        timeout,
+    })
 }
 
 fn check_url(ctx: &Ctx<'_>, path: &str, url: &str) {
@@ -630,6 +813,8 @@ impl ServiceSpec {
         let pin_digest = o.bool("pin_digest").unwrap_or(defaults.pin_digest);
         let cleanup = o.bool("cleanup").unwrap_or(defaults.cleanup);
         let maintenance_window = windows(&mut o, "maintenance_window");
+        let maintenance_days = weekdays(&mut o, "maintenance_days");
+        let timezone = timezone(&mut o, "timezone");
 
         for (key, present) in [
             ("name", name.is_some()),
@@ -664,6 +849,8 @@ impl ServiceSpec {
             pin_digest,
             cleanup,
             maintenance_window,
+            maintenance_days,
+            timezone,
         })
     }
 }

@@ -294,3 +294,133 @@ fn the_shipped_default_configuration_validates() {
     let c = from_text(&path, &text, &no_env).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
+
+#[test]
+fn schedule_window_and_webhook_keys() {
+    let text = r#"
+check_interval = "30m"
+timezone = "Europe/Berlin"
+maintenance_window = "22:00-02:00"
+maintenance_days = "mon-fri"
+first_check_at_start = false
+webhook_url = "https://example.com/legacy"
+
+[[webhooks]]
+url = "https://hooks.slack.com/services/x"
+format = "slack"
+events = ["updated", "rolled_back"]
+secret = "${HOOK_SECRET}"
+timeout = "5s"
+
+[[services]]
+name = "web"
+image = "nginx:1.27.0"
+compose_file = "/c.yml"
+maintenance_days = ["sat", "sun"]
+timezone = "UTC"
+"#;
+    let env = |name: &str| (name == "HOOK_SECRET").then(|| "hunter2".to_owned());
+    let c = load_str("x.toml", text, &env).unwrap();
+    assert_eq!(
+        c.timezone.as_ref().and_then(|t| t.iana_name()),
+        Some("Europe/Berlin")
+    );
+    assert_eq!(
+        c.maintenance_days.unwrap().to_string(),
+        "mon,tue,wed,thu,fri"
+    );
+    assert!(!c.first_check_at_start);
+    assert_eq!(
+        c.check_jitter,
+        Duration::from_secs(180),
+        "10% of the interval"
+    );
+    assert!(c.schedule.is_none());
+    let [slack, legacy] = &c.webhooks[..] else {
+        panic!("{:?}", c.webhooks)
+    };
+    assert_eq!(slack.format, WebhookFormat::Slack);
+    assert_eq!(
+        slack.events.as_deref(),
+        Some(&[EventKind::Updated, EventKind::RolledBack][..])
+    );
+    assert_eq!(slack.secret.as_ref().map(Secret::expose), Some("hunter2"));
+    assert_eq!(slack.timeout, Duration::from_secs(5));
+    assert_eq!(legacy.url, "https://example.com/legacy");
+    assert_eq!(
+        (legacy.format, legacy.events.is_none()),
+        (WebhookFormat::Generic, true)
+    );
+    let web = &c.services[0];
+    assert_eq!(web.maintenance_days.unwrap().to_string(), "sat,sun");
+    assert_eq!(
+        web.timezone.as_ref().and_then(|t| t.iana_name()),
+        Some("UTC")
+    );
+
+    // Defaults: first check at start, jitter capped at 5 minutes, no jitter for cron.
+    let c = load_str("x.toml", "check_interval = \"1d\"", &no_env).unwrap();
+    assert!(c.first_check_at_start && c.timezone.is_none() && c.webhooks.is_empty());
+    assert_eq!(c.check_jitter, Duration::from_secs(300));
+    let c = load_str("x.toml", "schedule = \"0 3 * * mon-fri\"", &no_env).unwrap();
+    assert_eq!(
+        c.schedule.map(|s| s.to_string()).as_deref(),
+        Some("0 3 * * mon-fri")
+    );
+    assert_eq!(c.check_jitter, Duration::ZERO);
+    // Environment variables set them too, as comma-separated strings.
+    let env = |name: &str| match name {
+        "LOOKOUT_MAINTENANCE_DAYS" => Some("sat,sun".to_owned()),
+        "LOOKOUT_SCHEDULE" => Some("*/15 * * * *".to_owned()),
+        _ => None,
+    };
+    let c = load_str("x.toml", "", &env).unwrap();
+    assert_eq!(c.maintenance_days.unwrap().to_string(), "sat,sun");
+    assert!(c.schedule.is_some());
+}
+
+#[test]
+fn bad_schedule_window_and_webhook_keys_are_reported_with_paths() {
+    let text = r#"
+timezone = "Mars/Olympus"
+schedule = "every day"
+maintenance_days = "mon-fry"
+first_check_at_start = "maybe"
+
+[[webhooks]]
+format = "teams"
+events = ["updated", "exploded", 3]
+timeout = "0s"
+colour = "red"
+
+[[services]]
+name = "web"
+image = "nginx:1.27.0"
+compose_file = "/c.yml"
+maintenance_days = 5
+timezone = "Berlin"
+"#;
+    let got = problems("x.toml", text);
+    let expect = [
+        "timezone: \"Mars/Olympus\" is not an IANA time zone",
+        "schedule: \"every day\" is not a cron expression",
+        "maintenance_days: \"mon-fry\" is not a list of days",
+        "first_check_at_start: expected true or false",
+        "webhooks[0].url: is required",
+        "webhooks[0].format: \"teams\" is not one of generic, slack, discord",
+        "webhooks[0].events: \"exploded\" is not one of update_available, update_started, updated, rolled_back, update_failed, all",
+        "webhooks[0].events[2]: expected a string, found 3",
+        "webhooks[0].timeout: must be longer than 0s",
+        "webhooks[0].colour: unknown key",
+        "services[0].maintenance_days: expected a list of strings, found 5",
+        "services[0].timezone: \"Berlin\" is not an IANA time zone",
+    ];
+    for want in expect {
+        assert!(
+            got.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in\n{}",
+            got.join("\n")
+        );
+    }
+    assert_eq!(got.len(), expect.len(), "{}", got.join("\n"));
+}

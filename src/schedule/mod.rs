@@ -1,0 +1,24 @@
+//! When lookout checks, and when it may change things.
+//!
+//! Everything here is a pure function of values, except [`Scheduler::run`], which sleeps through
+//! tokio time. The wall clock enters only through a [`Clock`]: [`SystemClock`] in the daemon,
+//! [`TokioClock`] in tests, where it follows `tokio::time::pause()` / `advance()`.
+//!
+//! - [`Windows`]: maintenance windows (daily time ranges, days of the week, a time zone) and the
+//!   decision [`Windows::may_change_now`]: may an update that needs this long start now, or when?
+//! - [`Schedule`]: an interval with jitter or a cron expression in a time zone → the next run.
+//! - [`Scheduler`]: the loop that runs a check at each due time and skips (and counts) a due time
+//!   that arrives while the previous check still runs.
+
+mod clock;
+mod plan;
+mod runner;
+mod window;
+
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use plan::{CronExpr, Schedule, ScheduleKind};
+pub use runner::{RunReport, Scheduler};
+pub use window::{Decision, WeekdaySet, Windows};
+
+#[cfg(test)]
+mod tests;
