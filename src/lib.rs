@@ -3,6 +3,7 @@
 //! The library holds everything; `src/main.rs` only parses the command line and calls in here.
 //! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
 
+pub mod api;
 pub mod cli;
 pub mod compose;
 pub mod config;

@@ -30,6 +30,9 @@ pub struct State {
     /// At most one entry per service.
     #[serde(default)]
     pub journal: Vec<JournalEntry>,
+    /// Updates paused through the API (`POST /api/v1/pause`); kept across restarts.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl Default for State {
@@ -38,6 +41,7 @@ impl Default for State {
             format_version: FORMAT_VERSION,
             services: BTreeMap::new(),
             journal: Vec::new(),
+            paused: false,
         }
     }
 }

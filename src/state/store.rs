@@ -362,6 +362,14 @@ impl StateStore {
         })
     }
 
+    /// Pauses or resumes updates (the API's pause and resume); persists across restarts.
+    pub fn set_paused(&mut self, paused: bool, now: Timestamp) -> Result<(), StateError> {
+        self.change(now, |state| {
+            state.paused = paused;
+            Ok(())
+        })
+    }
+
     /// Forgets the failed candidate of `service` so it may be tried again.
     pub fn clear_failed_candidate(
         &mut self,
