@@ -9,4 +9,5 @@ pub mod config;
 pub mod durable;
 pub mod policy;
 pub mod reference;
+pub mod runtime;
 pub mod state;
