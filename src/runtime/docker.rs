@@ -24,9 +24,10 @@ pub struct Docker {
 }
 
 impl Docker {
-    /// Connects to the engine `DOCKER_HOST` names (the local socket when unset) and agrees on an
-    /// API version both sides speak: bollard speaks a newer API than older engines accept (Docker
-    /// 20.10 speaks 1.41), so the version is negotiated down before any other request.
+    /// Connects to the engine `DOCKER_HOST` names (`unix://…` or `tcp://…`; the local socket when
+    /// unset) and agrees on an API version both sides speak. bollard defaults to a newer API than
+    /// older engines accept (Docker 20.10 speaks 1.41), so the version is negotiated down before
+    /// any other request.
     pub async fn connect() -> Result<Self, RuntimeError> {
         let host = std::env::var("DOCKER_HOST")
             .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
@@ -34,7 +35,7 @@ impl Docker {
             host: host.clone(),
             detail: e.to_string(),
         };
-        let client = bollard::Docker::connect_with_local_defaults()
+        let client = bollard::Docker::connect_with_defaults()
             .map_err(connect_error)?
             .negotiate_version()
             .await
