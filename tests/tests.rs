@@ -6,4 +6,5 @@ mod cli;
 mod compose;
 mod deploy;
 mod harness;
+mod runtime;
 mod telemetry;

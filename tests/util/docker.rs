@@ -30,8 +30,11 @@ impl TestImage {
             scratch.id
         );
         std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        // `--no-cache`: tests build in parallel and remove their images when done; a build that
+        // reused another test's cached intermediate image fails when that test removes it
+        // ("unknown parent image ID").
         let out = run(Command::new("docker")
-            .args(["build", "-q", "-t", tag])
+            .args(["build", "-q", "--no-cache", "-t", tag])
             .arg(&ctx)
             .env("DOCKER_BUILDKIT", "0"));
         let id = out.trim().to_owned();

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // Each area uses a different part of the harness.
 
+pub mod compose;
 pub mod docker;
 pub mod registry;
 
