@@ -8,3 +8,4 @@ pub mod config;
 pub mod durable;
 pub mod policy;
 pub mod reference;
+pub mod registry;
