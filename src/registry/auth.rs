@@ -163,13 +163,18 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_challenge(r#"Bearer realm="https://ghcr.io/token",scope="repository:o/r:pull,push""#),
+            parse_challenge(
+                r#"Bearer realm="https://ghcr.io/token",scope="repository:o/r:pull,push""#
+            ),
             Some(Challenge::Bearer {
                 realm: "https://ghcr.io/token".into(),
                 service: None
             })
         );
-        assert_eq!(parse_challenge(r#"Basic realm="lookout-test""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge(r#"Basic realm="lookout-test""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(parse_challenge("Negotiate"), None);
         assert_eq!(parse_challenge(r#"Bearer service="x""#), None);
     }

@@ -37,8 +37,14 @@ pub async fn check_service(
     let current = running.tag().unwrap_or("latest");
     let mut tags = cycle.tags(registry.as_ref(), running).await?.to_vec();
     let limit = cycle.registries().options().max_created_lookups;
-    let created_lookups =
-        fill_push_times(registry.as_ref(), &service.policy, running, &mut tags, limit).await?;
+    let created_lookups = fill_push_times(
+        registry.as_ref(),
+        &service.policy,
+        running,
+        &mut tags,
+        limit,
+    )
+    .await?;
     let selection = service.policy.select(current, &tags);
     let candidate = selection.selected(current).map(|t| running.with_tag(t));
     let digests = match &candidate {
@@ -89,7 +95,12 @@ pub fn tags_needing_push_times(
     // filters, which keeps the filter rules in the policy module.
     let mut wanted: Vec<usize> = (0..tags.len())
         .filter(|&i| tags[i].pushed.is_none())
-        .filter(|&i| policy.select(current, std::slice::from_ref(&tags[i])).candidates > 0)
+        .filter(|&i| {
+            policy
+                .select(current, std::slice::from_ref(&tags[i]))
+                .candidates
+                > 0
+        })
         .collect();
     wanted.sort_by(|&a, &b| natural_cmp(&tags[b].name, &tags[a].name));
     wanted.truncate(limit);
@@ -118,12 +129,19 @@ mod tests {
         .into_iter()
         .map(|(n, p)| Tag::new(n, p))
         .collect();
-        let names = |ix: Vec<usize>| ix.into_iter().map(|i| tags[i].name.clone()).collect::<Vec<_>>();
+        let names = |ix: Vec<usize>| {
+            ix.into_iter()
+                .map(|i| tags[i].name.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             names(tags_needing_push_times(&glob, "build-2", &tags, 20)),
             ["build-10", "build-9", "build-2"]
         );
-        assert_eq!(names(tags_needing_push_times(&glob, "build-2", &tags, 2)), ["build-10", "build-9"]);
+        assert_eq!(
+            names(tags_needing_push_times(&glob, "build-2", &tags, 2)),
+            ["build-10", "build-9"]
+        );
         let semver = Policy::compile(&PolicySpec {
             policy: Some(PolicyKind::Semver),
             ..PolicySpec::default()

@@ -116,7 +116,10 @@ fn default_path() -> Option<PathBuf> {
 
 /// The names Docker may have stored `host` under, the helper's name first.
 fn keys_for(host: &str) -> Vec<String> {
-    if matches!(host, "docker.io" | "index.docker.io" | "registry-1.docker.io") {
+    if matches!(
+        host,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    ) {
         vec![
             HUB_KEY.to_owned(),
             "index.docker.io".to_owned(),
@@ -218,7 +221,10 @@ mod tests {
         let config = r#"{"auths":{"127.0.0.1:5000":{"auth":"bWU6c2VjcmV0"},
             "https://index.docker.io/v1/":{"auth":"aHViOnB3"},
             "https://ghcr.io":{"username":"u","password":"p"}}}"#;
-        assert_eq!(cred(config, "127.0.0.1:5000"), Credential::basic("me", "secret"));
+        assert_eq!(
+            cred(config, "127.0.0.1:5000"),
+            Credential::basic("me", "secret")
+        );
         assert_eq!(cred(config, "docker.io"), Credential::basic("hub", "pw"));
         assert_eq!(cred(config, "ghcr.io"), Credential::basic("u", "p"));
         assert_eq!(cred(config, "quay.io"), Credential::Anonymous);

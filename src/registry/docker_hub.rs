@@ -65,14 +65,20 @@ impl DockerHub {
                 .await
                 .map_err(|e| self.err(repo, e.into_kind(what)))?;
             if matches!(reply.status.as_u16(), 401 | 403 | 404) && pages == 0 {
-                tracing::debug!(repository = repo, status = reply.status.as_u16(), "Docker Hub's tags API refused; using the registry's tag list");
+                tracing::debug!(
+                    repository = repo,
+                    status = reply.status.as_u16(),
+                    "Docker Hub's tags API refused; using the registry's tag list"
+                );
                 return Ok(None);
             }
             let reply = self.registry.expect_ok(repo, what, reply)?;
             let page: HubPage = serde_json::from_slice(&reply.body).map_err(|e| {
                 self.err(
                     repo,
-                    ErrorKind::protocol(format!("Docker Hub's tags page is not the documented JSON: {e}")),
+                    ErrorKind::protocol(format!(
+                        "Docker Hub's tags page is not the documented JSON: {e}"
+                    )),
                 )
             })?;
             tags.extend(page.results.into_iter().map(|r| {
@@ -127,4 +133,3 @@ impl Registry for DockerHub {
         self.registry.created(image).await
     }
 }
-

@@ -101,7 +101,9 @@ impl CredentialSource for AuthorizationToken {
             .authorization_token()
             .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| ErrorKind::auth("ECR's authorization token is not base64 of user:password"))?;
+            .ok_or_else(|| {
+                ErrorKind::auth("ECR's authorization token is not base64 of user:password")
+            })?;
         let (user, password) = decoded
             .split_once(':')
             .ok_or_else(|| ErrorKind::auth("ECR's authorization token is not user:password"))?;
@@ -111,9 +113,12 @@ impl CredentialSource for AuthorizationToken {
             .expires_at()
             .and_then(|t| SystemTime::try_from(*t).ok())
             .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(3600));
+        // Asking again at once for a token that claims to be expired would only repeat the
+        // call; keep any token at least a minute.
         let renew_at = expires
             .checked_sub(Duration::from_secs(300))
-            .unwrap_or(expires);
+            .unwrap_or(expires)
+            .max(SystemTime::now() + Duration::from_secs(60));
         *cached = Some((credential.clone(), renew_at));
         Ok(credential)
     }
@@ -179,14 +184,11 @@ impl Registry for Ecr {
     async fn tags(&self, image: &ImageRef) -> Result<Vec<Tag>, RegistryError> {
         let repo = image.repository();
         let client = self.api.client().await;
-        let mut call = client
-            .describe_images()
-            .repository_name(repo)
-            .filter(
-                aws_sdk_ecr::types::DescribeImagesFilter::builder()
-                    .tag_status(aws_sdk_ecr::types::TagStatus::Tagged)
-                    .build(),
-            );
+        let mut call = client.describe_images().repository_name(repo).filter(
+            aws_sdk_ecr::types::DescribeImagesFilter::builder()
+                .tag_status(aws_sdk_ecr::types::TagStatus::Tagged)
+                .build(),
+        );
         if let Some(id) = &self.api.registry_id {
             call = call.registry_id(id);
         }

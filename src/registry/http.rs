@@ -262,12 +262,21 @@ impl Transport {
                     _ => {}
                 }
                 let wait = wait.unwrap_or_else(|| self.backoff(attempt));
-                tracing::info!(registry, wait_s = wait.as_secs_f64(), "registry rate limit (HTTP 429); waiting as asked");
+                tracing::info!(
+                    registry,
+                    wait_s = wait.as_secs_f64(),
+                    "registry rate limit (HTTP 429); waiting as asked"
+                );
                 tokio::time::sleep(wait).await;
                 continue;
             }
             if reply.status.is_server_error() && !last {
-                tracing::debug!(registry, status = reply.status.as_u16(), attempt, "registry server error; retrying");
+                tracing::debug!(
+                    registry,
+                    status = reply.status.as_u16(),
+                    attempt,
+                    "registry server error; retrying"
+                );
                 tokio::time::sleep(self.backoff(attempt)).await;
                 continue;
             }
@@ -332,7 +341,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("retry-after", "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);

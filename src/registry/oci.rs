@@ -156,7 +156,13 @@ impl Distribution {
         let what = format!("HEAD manifest {reference}");
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let reply = self
-            .request(repo, Method::HEAD, &url, Some(&MANIFEST_TYPES.join(", ")), &what)
+            .request(
+                repo,
+                Method::HEAD,
+                &url,
+                Some(&MANIFEST_TYPES.join(", ")),
+                &what,
+            )
             .await
             .map_err(|k| self.err(repo, k))?;
         let reply = self.expect_ok(repo, &what, reply)?;
@@ -217,7 +223,13 @@ impl Distribution {
         let what = format!("GET manifest {reference}");
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
         let reply = self
-            .request(repo, Method::GET, &url, Some(&MANIFEST_TYPES.join(", ")), &what)
+            .request(
+                repo,
+                Method::GET,
+                &url,
+                Some(&MANIFEST_TYPES.join(", ")),
+                &what,
+            )
             .await
             .map_err(|k| self.err(repo, k))?;
         let reply = self.expect_ok(repo, &what, reply)?;
@@ -238,7 +250,10 @@ impl Distribution {
                 .map_err(|k| self.err(repo, k))?;
             let reply = self.expect_ok(repo, what, reply)?;
             let page: serde_json::Value = serde_json::from_slice(&reply.body).map_err(|e| {
-                self.err(repo, ErrorKind::protocol(format!("tag list is not JSON: {e}")))
+                self.err(
+                    repo,
+                    ErrorKind::protocol(format!("tag list is not JSON: {e}")),
+                )
             })?;
             pages.push(page);
             let Some(next) = reply.header("link").and_then(next_link) else {
@@ -429,7 +444,9 @@ impl Distribution {
             builder = builder.header(AUTHORIZATION, basic);
         }
         let request = builder.build().map_err(|e| {
-            ErrorKind::auth(format!("the token realm {realm:?} is not a usable URL: {e}"))
+            ErrorKind::auth(format!(
+                "the token realm {realm:?} is not a usable URL: {e}"
+            ))
         })?;
         let what = "GET token";
         let reply = self
@@ -507,9 +524,11 @@ fn error_detail(body: &[u8]) -> String {
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
-        let is_next = params
-            .split(';')
-            .any(|p| p.trim().replace(' ', "").eq_ignore_ascii_case("rel=\"next\""));
+        let is_next = params.split(';').any(|p| {
+            p.trim()
+                .replace(' ', "")
+                .eq_ignore_ascii_case("rel=\"next\"")
+        });
         let url = url.trim().strip_prefix('<')?.strip_suffix('>')?;
         is_next.then(|| url.to_owned())
     })
@@ -626,7 +645,12 @@ mod tests {
         ] {
             assert!(is_loopback(host), "{host}");
         }
-        for host in ["ghcr.io", "10.0.0.1:5000", "registry.local:5000", "[::2]:5000"] {
+        for host in [
+            "ghcr.io",
+            "10.0.0.1:5000",
+            "registry.local:5000",
+            "[::2]:5000",
+        ] {
             assert!(!is_loopback(host), "{host}");
         }
     }

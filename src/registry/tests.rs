@@ -31,7 +31,10 @@ fn platforms_read_and_print_as_docker_writes_them() {
     let p = Platform::parse("linux/arm64/v8").unwrap();
     assert_eq!(p.variant.as_deref(), Some("v8"));
     assert_eq!(p.to_string(), "linux/arm64/v8");
-    assert_eq!(Platform::parse("linux/amd64").unwrap().to_string(), "linux/amd64");
+    assert_eq!(
+        Platform::parse("linux/amd64").unwrap().to_string(),
+        "linux/amd64"
+    );
     assert_eq!(Platform::parse("linux"), None);
     assert_eq!(Platform::parse("a/b/c/d"), None);
     assert_eq!(Platform::host().os, std::env::consts::OS);

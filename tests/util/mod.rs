@@ -6,8 +6,11 @@
 
 #![allow(dead_code)] // Each area uses a different part of the harness.
 
+pub mod distribution;
 pub mod docker;
+pub mod fake_http;
 pub mod registry;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
