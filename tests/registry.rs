@@ -660,3 +660,214 @@ async fn docker_hub_push_times_come_from_the_tags_api_and_rate_limits_are_read()
     assert_eq!(stats.ratelimit_remaining.get("hub.docker.com"), Some(&76));
     assert_eq!(stats.ratelimit_limit.get("hub.docker.com"), Some(&100));
 }
+
+#[tokio::test]
+async fn ecr_tags_and_push_times_come_from_describe_images_and_the_password_from_get_authorization_token()
+ {
+    use crate::util::moto::{Moto, PASSWORD};
+    let scratch = Scratch::new("registry-ecr");
+    let moto = Moto::start(&scratch);
+    let registry = LocalRegistry::start(
+        &scratch,
+        RegistryAuth::Basic {
+            user: "AWS".into(),
+            password: PASSWORD.into(),
+        },
+    );
+    let pusher = Pusher::new(&registry.host, Some(("AWS", PASSWORD)));
+    let ecr = moto.ecr().await;
+    ecr.create_repository()
+        .repository_name("team/app")
+        .send()
+        .await
+        .unwrap();
+    let before = jiff::Timestamp::now().as_second() - 1;
+    let mut digests = std::collections::HashMap::new();
+    for tag in ["1.0.0", "1.1.0"] {
+        let d = pusher
+            .image("team/app", tag, tag, "2024-01-01T00:00:00Z")
+            .await;
+        let (manifest, _) = pusher.get_manifest("team/app", tag).await;
+        ecr.put_image()
+            .repository_name("team/app")
+            .image_tag(tag)
+            .image_manifest(String::from_utf8(manifest).unwrap())
+            .send()
+            .await
+            .unwrap();
+        digests.insert(tag, d);
+    }
+    let after = jiff::Timestamp::now().as_second() + 1;
+
+    let settings = RegistrySettings {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(moto.endpoint.clone()),
+        aws_access_key_id: Some("testing".into()),
+        aws_secret_access_key: Some(Secret::new("testing")),
+        ..RegistrySettings::default()
+    };
+    let img = image(&registry.image("team/app:1.0.0"));
+    let registries = Registries::new(options());
+    let r = adapter(&registries, RegistryKind::Ecr, &img, &settings);
+    let tags = r.tags(&img).await.unwrap();
+    assert_eq!(tag_names(&tags), ["1.0.0", "1.1.0"]);
+    for t in &tags {
+        let pushed = t.pushed.expect("DescribeImages gives imagePushedAt");
+        assert!(
+            (before..=after).contains(&pushed),
+            "{pushed} not in {before}..={after}"
+        );
+    }
+    assert_eq!(
+        registry.count("GET", "/tags/list"),
+        0,
+        "tags come from DescribeImages"
+    );
+    // The registry accepts only the password GetAuthorizationToken gave.
+    for tag in ["1.0.0", "1.1.0"] {
+        let d = r.digest(&img.with_tag(tag)).await.unwrap();
+        assert_eq!(d.manifest, digests[tag]);
+    }
+
+    // Without a region the adapter says what to set.
+    let msg = match registries.get(RegistryKind::Ecr, &img, &RegistrySettings::default()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("an ECR adapter without a region"),
+    };
+    assert!(msg.contains("registry_config.region"), "{msg}");
+}
+
+#[tokio::test]
+async fn google_tokens_come_from_the_key_s_token_uri_and_push_times_from_tags_list() {
+    use base64::Engine;
+    let scratch = Scratch::new("registry-gcr");
+    let access_token = "ya29.lookout-test-token";
+    // A test-only RSA key, made for this run.
+    let key_path = scratch.join("sa-key.pem");
+    run(Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key_path));
+    let token_server = FakeHttp::start(move |req| {
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        let form: std::collections::HashMap<String, String> =
+            reqwest::Url::parse(&format!("http://x/?{body}"))
+                .unwrap()
+                .query_pairs()
+                .into_owned()
+                .collect();
+        let assertion = form.get("assertion").cloned().unwrap_or_default();
+        let claims = assertion
+            .split('.')
+            .nth(1)
+            // gcp_auth pads its base64url segments; JWTs usually do not.
+            .and_then(|c| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c.trim_end_matches('='))
+                    .ok()
+            })
+            .and_then(|c| serde_json::from_slice::<serde_json::Value>(&c).ok());
+        let ok = req.method == "POST"
+            && form.get("grant_type").map(String::as_str)
+                == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+            && claims.as_ref().is_some_and(|c| {
+                c["iss"] == "lookout-test@project.iam.gserviceaccount.com"
+                    && c["scope"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("cloud-platform")
+            });
+        if !ok {
+            return Response::json(400, &serde_json::json!({"error": "invalid_grant"}));
+        }
+        Response::json(
+            200,
+            &serde_json::json!({"access_token": "ya29.lookout-test-token", "expires_in": 3600, "token_type": "Bearer"}),
+        )
+    });
+    let key_file = scratch.write(
+        "service-account.json",
+        serde_json::json!({
+            "type": "service_account", "project_id": "project", "private_key_id": "test-key",
+            "private_key": std::fs::read_to_string(&key_path).unwrap(),
+            "client_email": "lookout-test@project.iam.gserviceaccount.com", "client_id": "1",
+            "token_uri": token_server.url("/token"),
+        })
+        .to_string(),
+    );
+    let settings = RegistrySettings {
+        service_account_path: Some(key_file),
+        ..RegistrySettings::default()
+    };
+
+    // The registry: htpasswd user oauth2accesstoken with the access token as its password.
+    let registry = LocalRegistry::start(
+        &scratch,
+        RegistryAuth::Basic {
+            user: "oauth2accesstoken".into(),
+            password: access_token.into(),
+        },
+    );
+    let pusher = Pusher::new(&registry.host, Some(("oauth2accesstoken", access_token)));
+    let digest = pusher
+        .image("project/repo/app", "v1", "v1", "2024-01-01T00:00:00Z")
+        .await;
+    let registries = Registries::new(options());
+    let img = image(&registry.image("project/repo/app:v1"));
+    let r = adapter(&registries, RegistryKind::Gcr, &img, &settings);
+    assert_eq!(r.digest(&img).await.unwrap().manifest, digest);
+    assert_eq!(
+        r.digest(&img.with_tag("v1")).await.unwrap().manifest,
+        digest
+    );
+
+    // Google's tags/list, with its `manifest` map, behind the same basic auth.
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("oauth2accesstoken:{access_token}"))
+    );
+    let google = FakeHttp::start(move |req| {
+        if req.header("authorization") != Some(expected.as_str()) {
+            return Response::status(401).header(
+                "WWW-Authenticate",
+                "Basic realm=\"https://us-docker.pkg.dev\"",
+            );
+        }
+        Response::json(
+            200,
+            &serde_json::json!({
+                "child": [],
+                "manifest": {
+                    "sha256:1111111111111111111111111111111111111111111111111111111111111111": {
+                        "imageSizeBytes": "1000", "layerId": "",
+                        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                        "tag": ["v1"], "timeCreatedMs": "0", "timeUploadedMs": "1700000000000"},
+                    "sha256:2222222222222222222222222222222222222222222222222222222222222222": {
+                        "imageSizeBytes": "1000", "layerId": "",
+                        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                        "tag": ["v2", "latest"], "timeCreatedMs": "0", "timeUploadedMs": "1710000000000"}
+                },
+                "name": "project/repo/app",
+                "tags": ["latest", "v1", "v2"]
+            }),
+        )
+    });
+    let gimg = image(&format!("{}/project/repo/app:v1", google.addr));
+    let g = adapter(&registries, RegistryKind::Gcr, &gimg, &settings);
+    let tags = g.tags(&gimg).await.unwrap();
+    let pushed = |n: &str| tags.iter().find(|t| t.name == n).unwrap().pushed;
+    assert_eq!(pushed("v1"), Some(1_700_000_000));
+    assert_eq!(pushed("v2"), Some(1_710_000_000));
+    assert_eq!(pushed("latest"), Some(1_710_000_000));
+    // One challenge, then basic auth; the access token was fetched once per adapter (each
+    // adapter reads the key file into its own gcp_auth provider, which caches the token).
+    assert_eq!(google.requests().len(), 2);
+    assert_eq!(token_server.requests().len(), 2);
+}

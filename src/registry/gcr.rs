@@ -53,14 +53,26 @@ impl GoogleToken {
 #[async_trait]
 impl CredentialSource for GoogleToken {
     async fn credential(&self) -> Result<Credential, ErrorKind> {
-        let token = self
-            .provider()
-            .await?
-            .token(&[SCOPE])
-            .await
-            .map_err(|e| ErrorKind::auth(format!("cannot get a Google access token: {e}")))?;
+        let token = self.provider().await?.token(&[SCOPE]).await.map_err(|e| {
+            ErrorKind::auth(format!(
+                "cannot get a Google access token: {}",
+                error_chain(&e)
+            ))
+        })?;
         Ok(Credential::basic("oauth2accesstoken", token.as_str()))
     }
+}
+
+/// `e: cause: cause` — gcp_auth's messages say little without their causes.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
 }
 
 pub struct Gcr {

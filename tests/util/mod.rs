@@ -9,6 +9,7 @@
 pub mod distribution;
 pub mod docker;
 pub mod fake_http;
+pub mod moto;
 pub mod registry;
 pub mod token;
 
