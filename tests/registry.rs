@@ -871,3 +871,81 @@ async fn google_tokens_come_from_the_key_s_token_uri_and_push_times_from_tags_li
     assert_eq!(google.requests().len(), 2);
     assert_eq!(token_server.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn lookout_tags_image_and_lookout_check_ask_the_live_registry() {
+    let scratch = Scratch::new("registry-cli");
+    let registry = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
+    let pusher = Pusher::new(&registry.host, None);
+    let mut newest = String::new();
+    for t in ["1.0.0", "1.1.0", "1.2.0"] {
+        newest = pusher.image("cli/app", t, t, "2024-01-01T00:00:00Z").await;
+    }
+    let docker_config = scratch.path().join("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+
+    let out = crate::util::lookout()
+        .args([
+            "tags",
+            &registry.image("cli/app:1.0.0"),
+            "--policy",
+            "semver",
+            "--json",
+        ])
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["selected"], "1.2.0");
+    assert_eq!(v["digest"], newest.as_str());
+    assert_eq!(v["tags"].as_array().unwrap().len(), 3);
+    assert_eq!(v["requests"], 2, "one tag list, one HEAD");
+
+    let dead = format!("127.0.0.1:{}", free_port());
+    let config = scratch.write(
+        "lookout.toml",
+        format!(
+            "[[services]]\nname = \"web\"\nimage = \"{}/cli/app:1.1.0\"\ncompose_file = \"/c.yml\"\npolicy = \"semver\"\n\n\
+             [[services]]\nname = \"gone\"\nimage = \"{dead}/x/app:1\"\ncompose_file = \"/c.yml\"\n",
+            registry.host
+        ),
+    );
+    let out = crate::util::lookout()
+        .args(["check", "--json", "--config"])
+        .arg(&config)
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let web = &v["services"][0];
+    assert_eq!(web["candidate"], registry.image("cli/app:1.2.0"));
+    assert_eq!(web["digest"], newest.as_str());
+    assert_eq!(web["platform_digest"], newest.as_str());
+    let gone = &v["services"][1];
+    let err = gone["error"].as_str().unwrap();
+    assert!(err.contains(&dead) && err.contains("x/app"), "{err}");
+    assert_eq!(v["failed"], 1);
+
+    let out = crate::util::lookout()
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("candidate: ") && text.contains("1 failed"),
+        "{text}"
+    );
+}
