@@ -12,6 +12,7 @@ pub mod engine;
 pub mod notify;
 pub mod policy;
 pub mod reference;
+pub mod registry;
 pub mod runtime;
 pub mod schedule;
 pub mod state;

@@ -156,7 +156,6 @@ fn config_validate_lists_every_problem_and_fails() {
 fn unfinished_subcommands_say_so_with_exit_code_2() {
     for cmd in [
         &["run"][..],
-        &["check"],
         &["update"],
         &["status"],
         &["rollback", "web"],

@@ -6,5 +6,6 @@ mod cli;
 mod compose;
 mod deploy;
 mod harness;
+mod registry;
 mod runtime;
 mod telemetry;

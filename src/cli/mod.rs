@@ -4,6 +4,7 @@
 //! problem (an invalid configuration, a failed lookup); 2 the command line is wrong or the
 //! subcommand is not available in this build.
 
+mod check;
 mod compose;
 mod tags;
 
@@ -37,7 +38,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Choose the newest allowed tag from a tag list (a file now; a live registry later).
+    /// List an image's live tags and show which one the policy chooses (or read a tag list file).
     Tags(tags::TagsArgs),
     /// Work with configuration files.
     #[command(subcommand)]
@@ -103,7 +104,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         }
         Command::Compose(cmd) => compose::run(&cmd, out),
         Command::Run => not_yet("run"),
-        Command::Check(_) => not_yet("check"),
+        Command::Check(flags) => check::run(&cli.config, flags.json, out),
         Command::Update(_) => not_yet("update"),
         Command::Status(_) => not_yet("status"),
         Command::Rollback { .. } => not_yet("rollback"),

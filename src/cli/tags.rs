@@ -1,4 +1,4 @@
-//! `lookout tags`: show which tag a policy chooses, from a tag list file.
+//! `lookout tags`: show which tag a policy chooses, from a live registry or a tag list file.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -6,11 +6,15 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::policy::{Policy, PolicyKind, PolicySpec, UpdateLevel, parse_tag_list};
+use crate::config::{RegistryKind, RegistrySettings};
+use crate::policy::{Policy, PolicyKind, PolicySpec, Tag, UpdateLevel, parse_tag_list};
+use crate::reference::ImageRef;
+use crate::registry::{Registries, RegistryOptions};
 
 #[derive(Debug, Args)]
 pub struct TagsArgs {
-    /// Image whose live tags to list (needs registry access; use --from-file for a tag list).
+    /// Image whose live tags to list, e.g. `nginx:1.27` or `ghcr.io/org/app:v2`; its tag is
+    /// the current one unless --current says otherwise.
     pub image: Option<String>,
     /// Read tags from FILE: lines `TAG[<TAB>PUSHED_UNIX_SECONDS]`, `#` comments.
     #[arg(long, value_name = "FILE")]
@@ -84,10 +88,11 @@ pub fn run(args: &TagsArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         }
     };
     let Some(file) = &args.from_file else {
-        eprintln!(
-            "lookout tags IMAGE: live registry lookups are not yet implemented in this version; use --from-file FILE"
-        );
-        return Ok(super::EXIT_USAGE);
+        let Some(image) = &args.image else {
+            eprintln!("error: give an IMAGE to list its live tags, or --from-file FILE");
+            return Ok(super::EXIT_USAGE);
+        };
+        return live(image, args, &policy, out);
     };
     let Some(current) = args.current.clone() else {
         eprintln!("error: --current TAG is required with --from-file");
@@ -120,4 +125,100 @@ pub fn run(args: &TagsArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         writeln!(out, "why:        {}", selection.reason)?;
     }
     Ok(0)
+}
+
+/// Lists `image`'s live tags and shows what the policy chooses. Credentials come from Docker's
+/// `config.json`; the registry kind is inferred from the host.
+fn live(image: &str, args: &TagsArgs, policy: &Policy, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let image = match ImageRef::parse(image) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(super::EXIT_USAGE);
+        }
+    };
+    let current = args
+        .current
+        .clone()
+        .or_else(|| image.tag().map(str::to_owned))
+        .unwrap_or_else(|| "latest".to_owned());
+    let kind = RegistryKind::infer(image.registry());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let registries = Registries::new(RegistryOptions::default());
+    let lookup = runtime.block_on(async {
+        let registry = registries.get(kind, &image, &RegistrySettings::default())?;
+        let mut tags = registry.tags(&image).await?;
+        tags.sort_by(|a, b| crate::policy::natural_cmp(&a.name, &b.name));
+        let selection = policy.select(&current, &tags);
+        let digests = match selection.selected(&current) {
+            Some(t) => Some(registry.digest(&image.with_tag(t)).await?),
+            None => None,
+        };
+        Ok::<_, crate::registry::RegistryError>((tags, selection, digests))
+    });
+    let (tags, selection, digests) = match lookup {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(super::EXIT_FAILURE);
+        }
+    };
+    let selected = selection.selected(&current);
+    let requests = registries.stats().requests.values().sum::<u64>();
+    if args.json {
+        let json = serde_json::json!({
+            "image": image.to_string(),
+            "registry_type": kind.as_str(),
+            "tags": tags.iter().map(|t| serde_json::json!({"name": t.name, "pushed": t.pushed.map(rfc3339)})).collect::<Vec<_>>(),
+            "current": current,
+            "selected": selected,
+            "digest": digests.as_ref().map(|d| &d.manifest),
+            "platform_digest": digests.as_ref().and_then(|d| d.platform.as_ref()),
+            "policy": policy.kind().as_str(),
+            "candidates": selection.candidates,
+            "reason": selection.reason,
+            "requests": requests,
+        });
+        writeln!(out, "{json}")?;
+        return Ok(0);
+    }
+    writeln!(out, "{} ({}): {} tags", image.name(), kind, tags.len())?;
+    for Tag { name, pushed } in &tags {
+        match pushed {
+            Some(p) => writeln!(out, "  {name:<40} pushed {}", rfc3339(*p))?,
+            None => writeln!(out, "  {name}")?,
+        }
+    }
+    writeln!(out, "current:    {current}")?;
+    writeln!(out, "selected:   {}", selected.unwrap_or("(no update)"))?;
+    if let Some(d) = &digests {
+        writeln!(out, "digest:     {}", d.manifest)?;
+        if d.platform.as_deref() != Some(d.manifest.as_str()) {
+            let platform = registries.options().platform.to_string();
+            writeln!(
+                out,
+                "{platform}: {}",
+                d.platform.as_deref().unwrap_or("(not in the index)")
+            )?;
+        }
+    }
+    writeln!(out, "policy:     {}", policy.kind())?;
+    writeln!(
+        out,
+        "candidates: {} of {} tags",
+        selection.candidates,
+        tags.len()
+    )?;
+    writeln!(out, "why:        {}", selection.reason)?;
+    writeln!(out, "requests:   {requests}")?;
+    Ok(0)
+}
+
+/// Unix seconds as `2024-02-01T12:00:00Z`.
+fn rfc3339(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs).map_or_else(|_| secs.to_string(), |t| t.to_string())
 }

@@ -7,8 +7,12 @@
 #![allow(dead_code)] // Each area uses a different part of the harness.
 
 pub mod compose;
+pub mod distribution;
 pub mod docker;
+pub mod fake_http;
+pub mod moto;
 pub mod registry;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,152 @@
+//! One service's registry check: its tags, the tag its policy chooses, and that tag's digests.
+//!
+//! The reference that runs comes in as a value: until the runtime module reads it from Docker,
+//! callers pass the configured image. Comparing the candidate's digests with the local image's
+//! is the engine's decision, not this module's.
+
+use crate::config::ServiceSpec;
+use crate::policy::{Policy, PolicyKind, Selection, Tag, natural_cmp};
+use crate::reference::ImageRef;
+
+use super::{CheckCycle, Digests, Registry, RegistryError};
+
+/// What the registry says about one service.
+#[derive(Debug, Clone)]
+pub struct ServiceCheck {
+    pub service: String,
+    /// The reference the service runs.
+    pub running: ImageRef,
+    /// How many tags the repository has.
+    pub tags: usize,
+    /// Tags whose push time came from reading the image config (`created`).
+    pub created_lookups: usize,
+    pub selection: Selection,
+    /// The reference the policy chose (the running tag itself for the digest policy).
+    pub candidate: Option<ImageRef>,
+    /// The candidate's digests now.
+    pub digests: Option<Digests>,
+}
+
+/// Checks `service`, which runs `running`, within `cycle`.
+pub async fn check_service(
+    cycle: &CheckCycle,
+    service: &ServiceSpec,
+    running: &ImageRef,
+) -> Result<ServiceCheck, RegistryError> {
+    let registry = cycle.registry(service)?;
+    let current = running.tag().unwrap_or("latest");
+    let mut tags = cycle.tags(registry.as_ref(), running).await?.to_vec();
+    let limit = cycle.registries().options().max_created_lookups;
+    let created_lookups = fill_push_times(
+        registry.as_ref(),
+        &service.policy,
+        running,
+        &mut tags,
+        limit,
+    )
+    .await?;
+    let selection = service.policy.select(current, &tags);
+    let candidate = selection.selected(current).map(|t| running.with_tag(t));
+    let digests = match &candidate {
+        Some(c) => Some(cycle.digest(registry.as_ref(), c).await?),
+        None => None,
+    };
+    Ok(ServiceCheck {
+        service: service.name.clone(),
+        running: running.clone(),
+        tags: tags.len(),
+        created_lookups,
+        selection,
+        candidate,
+        digests,
+    })
+}
+
+/// Glob and regex policies choose the tag pushed last. When the registry gave no push times,
+/// read the build time (`created`) of at most `limit` candidates — the latest in natural order,
+/// the ones most likely to win — and use it as the push time. Returns how many were read.
+async fn fill_push_times(
+    registry: &dyn Registry,
+    policy: &Policy,
+    running: &ImageRef,
+    tags: &mut [Tag],
+    limit: usize,
+) -> Result<usize, RegistryError> {
+    let wanted = tags_needing_push_times(policy, running.tag().unwrap_or("latest"), tags, limit);
+    for &i in &wanted {
+        let image = running.with_tag(&tags[i].name);
+        tags[i].pushed = registry.created(&image).await?;
+    }
+    Ok(wanted.len())
+}
+
+/// The indexes of the tags whose push time a policy needs and the registry did not give: only
+/// for glob and regex policies, only candidates the policy would consider, at most `limit`.
+pub fn tags_needing_push_times(
+    policy: &Policy,
+    current: &str,
+    tags: &[Tag],
+    limit: usize,
+) -> Vec<usize> {
+    if !matches!(policy.kind(), PolicyKind::Glob | PolicyKind::Regex) {
+        return Vec::new();
+    }
+    // `select` over one tag counts it as a candidate exactly when it passes the policy's
+    // filters, which keeps the filter rules in the policy module.
+    let mut wanted: Vec<usize> = (0..tags.len())
+        .filter(|&i| tags[i].pushed.is_none())
+        .filter(|&i| {
+            policy
+                .select(current, std::slice::from_ref(&tags[i]))
+                .candidates
+                > 0
+        })
+        .collect();
+    wanted.sort_by(|&a, &b| natural_cmp(&tags[b].name, &tags[a].name));
+    wanted.truncate(limit);
+    wanted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicySpec;
+
+    #[test]
+    fn only_unknown_push_times_of_matching_tags_are_read_latest_first_and_bounded() {
+        let glob = Policy::compile(&PolicySpec {
+            tag_pattern: Some("build-*".into()),
+            ..PolicySpec::default()
+        })
+        .unwrap();
+        let tags: Vec<Tag> = [
+            ("build-9", None),
+            ("build-10", None),
+            ("build-11", Some(5)),
+            ("other", None),
+            ("build-2", None),
+        ]
+        .into_iter()
+        .map(|(n, p)| Tag::new(n, p))
+        .collect();
+        let names = |ix: Vec<usize>| {
+            ix.into_iter()
+                .map(|i| tags[i].name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(tags_needing_push_times(&glob, "build-2", &tags, 20)),
+            ["build-10", "build-9", "build-2"]
+        );
+        assert_eq!(
+            names(tags_needing_push_times(&glob, "build-2", &tags, 2)),
+            ["build-10", "build-9"]
+        );
+        let semver = Policy::compile(&PolicySpec {
+            policy: Some(PolicyKind::Semver),
+            ..PolicySpec::default()
+        })
+        .unwrap();
+        assert!(tags_needing_push_times(&semver, "1.0.0", &tags, 20).is_empty());
+    }
+}

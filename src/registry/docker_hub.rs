@@ -1,0 +1,135 @@
+//! The `docker_hub` adapter: Docker Hub's registry for digests, its web API for tags.
+//!
+//! Digests come from `registry-1.docker.io` through [`Distribution`] (the registry's challenge
+//! names `auth.docker.io` as the token service; tokens are cached per repository scope).
+//! Tags and push times come from the Hub web API,
+//! `GET /v2/namespaces/{namespace}/repositories/{repository}/tags?page_size=100`, whose
+//! results carry `tag_last_pushed`: one request per 100 tags, and those requests do not count
+//! against the pull rate limit the way manifest requests do. When the web API refuses
+//! (a private repository it needs another login for), tags come from the registry's
+//! `tags/list` without push times. `ratelimit-limit` / `ratelimit-remaining` are recorded from
+//! every answer by [`super::http::Transport`].
+
+use async_trait::async_trait;
+use reqwest::Method;
+
+use super::oci::{Distribution, configured_or_docker};
+use super::{Adapter, Digests, ErrorKind, Registry, RegistryError};
+use crate::policy::Tag;
+use crate::reference::ImageRef;
+
+/// The request-count label of Hub's web API.
+pub const HUB_API_LABEL: &str = "hub.docker.com";
+
+/// Hub answers at most 100 tags a page.
+const PAGE_SIZE: usize = 100;
+
+pub struct DockerHub {
+    registry: Distribution,
+    api_base: String,
+}
+
+impl DockerHub {
+    pub(crate) fn new(ctx: &Adapter<'_>) -> Result<Self, RegistryError> {
+        let endpoints = &ctx.options.docker_hub;
+        let credentials = configured_or_docker(ctx);
+        let registry = Distribution::with_base(ctx, endpoints.registry.clone(), credentials)?;
+        Ok(Self {
+            registry,
+            api_base: endpoints.api.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// Tags with push times from the web API; `Ok(None)` when it refuses the repository.
+    async fn hub_tags(&self, repo: &str) -> Result<Option<Vec<Tag>>, RegistryError> {
+        let (namespace, name) = repo
+            .split_once('/')
+            .expect("Docker Hub repositories are normalised to namespace/name");
+        let mut url = format!(
+            "{}/v2/namespaces/{namespace}/repositories/{name}/tags?page_size={PAGE_SIZE}",
+            self.api_base
+        );
+        let client = self.registry.client();
+        let mut tags = Vec::new();
+        let mut pages = 0;
+        loop {
+            let what = "GET Hub tags";
+            let request = client
+                .request(Method::GET, &url)
+                .build()
+                .map_err(|e| self.err(repo, ErrorKind::protocol(e.to_string())))?;
+            let reply = self
+                .registry
+                .transport()
+                .send(HUB_API_LABEL, client, request)
+                .await
+                .map_err(|e| self.err(repo, e.into_kind(what)))?;
+            if matches!(reply.status.as_u16(), 401 | 403 | 404) && pages == 0 {
+                tracing::debug!(
+                    repository = repo,
+                    status = reply.status.as_u16(),
+                    "Docker Hub's tags API refused; using the registry's tag list"
+                );
+                return Ok(None);
+            }
+            let reply = self.registry.expect_ok(repo, what, reply)?;
+            let page: HubPage = serde_json::from_slice(&reply.body).map_err(|e| {
+                self.err(
+                    repo,
+                    ErrorKind::protocol(format!(
+                        "Docker Hub's tags page is not the documented JSON: {e}"
+                    )),
+                )
+            })?;
+            tags.extend(page.results.into_iter().map(|r| {
+                let pushed = r
+                    .tag_last_pushed
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .map(|t| t.as_second());
+                Tag::new(r.name, pushed)
+            }));
+            pages += 1;
+            match page.next {
+                Some(next) if !next.is_empty() && pages < 10_000 => url = next,
+                _ => return Ok(Some(tags)),
+            }
+        }
+    }
+
+    fn err(&self, repo: &str, kind: ErrorKind) -> RegistryError {
+        kind.at(self.registry.label(), repo)
+    }
+}
+
+/// One page of `GET /v2/namespaces/{ns}/repositories/{repo}/tags`.
+#[derive(serde::Deserialize)]
+struct HubPage {
+    next: Option<String>,
+    #[serde(default)]
+    results: Vec<HubTag>,
+}
+
+#[derive(serde::Deserialize)]
+struct HubTag {
+    name: String,
+    tag_last_pushed: Option<String>,
+}
+
+#[async_trait]
+impl Registry for DockerHub {
+    async fn digest(&self, image: &ImageRef) -> Result<Digests, RegistryError> {
+        self.registry.digest(image).await
+    }
+
+    async fn tags(&self, image: &ImageRef) -> Result<Vec<Tag>, RegistryError> {
+        if let Some(tags) = self.hub_tags(image.repository()).await? {
+            return Ok(tags);
+        }
+        let names = self.registry.tag_names(image.repository()).await?;
+        Ok(names.into_iter().map(|n| Tag::new(n, None)).collect())
+    }
+
+    async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError> {
+        self.registry.created(image).await
+    }
+}
