@@ -6,6 +6,7 @@
 
 mod check;
 mod compose;
+mod ops;
 mod tags;
 
 use std::io::Write;
@@ -50,8 +51,17 @@ pub enum Command {
     Run,
     /// Check every configured service once and show what could be updated.
     Check(JsonFlag),
-    /// Run one update pass now.
-    Update(JsonFlag),
+    /// Run one update pass now (all enabled services, or the ones named).
+    Update {
+        /// Services to update (configured names); default: all.
+        services: Vec<String>,
+        /// Check and report what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what runs, what failed, and any update in flight.
     Status(JsonFlag),
     /// Return a service to the image it ran before its last update.
@@ -105,11 +115,38 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Compose(cmd) => compose::run(&cmd, out),
         Command::Run => not_yet("run"),
         Command::Check(flags) => check::run(&cli.config, flags.json, out),
-        Command::Update(_) => not_yet("update"),
-        Command::Status(_) => not_yet("status"),
-        Command::Rollback { .. } => not_yet("rollback"),
+        Command::Update {
+            services,
+            dry_run,
+            json,
+        } => {
+            init_logging();
+            ops::update(&cli.config, services, dry_run, json, out)
+        }
+        Command::Status(JsonFlag { json }) => ops::status(&cli.config, json, out),
+        Command::Rollback { service } => {
+            init_logging();
+            ops::rollback(&cli.config, &service, out)
+        }
         Command::Doctor => not_yet("doctor"),
     }
+}
+
+/// Logs to stderr, at the level `LOG_LEVEL` / `RUST_LOG` asks for (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .or_else(|_| {
+            tracing_subscriber::EnvFilter::try_new(
+                std::env::var("LOG_LEVEL")
+                    .unwrap_or_else(|_| "info".into())
+                    .to_lowercase(),
+            )
+        })
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn not_yet(command: &str) -> anyhow::Result<u8> {

@@ -13,6 +13,7 @@
 use async_trait::async_trait;
 use reqwest::Method;
 
+use super::auth::Credential;
 use super::oci::{Distribution, configured_or_docker};
 use super::{Adapter, Digests, ErrorKind, Registry, RegistryError};
 use crate::policy::Tag;
@@ -131,5 +132,9 @@ impl Registry for DockerHub {
 
     async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError> {
         self.registry.created(image).await
+    }
+
+    async fn credential(&self, image: &ImageRef) -> Result<Credential, RegistryError> {
+        self.registry.credential(image.repository()).await
     }
 }

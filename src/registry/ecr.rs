@@ -212,6 +212,10 @@ impl Registry for Ecr {
     async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError> {
         self.registry.created(image).await
     }
+
+    async fn credential(&self, image: &ImageRef) -> Result<Credential, RegistryError> {
+        self.registry.credential(image.repository()).await
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use crate::config::{RegistryKind, RegistrySettings, ServiceSpec};
 use crate::policy::Tag;
 use crate::reference::ImageRef;
 
+pub use auth::Credential;
 pub use check::{ServiceCheck, check_service};
 pub use cycle::CheckCycle;
 pub use error::{ErrorKind, RegistryError};
@@ -50,6 +51,10 @@ pub trait Registry: Send + Sync {
     /// When the image behind `image` was built (its config's `created`), for registries that
     /// have no push times. Cached by digest; `None` when the image does not say.
     async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError>;
+
+    /// The credential a pull of `image` must present (what `docker login` would have stored):
+    /// the configured one, Docker's `config.json`, or a freshly minted cloud token.
+    async fn credential(&self, image: &ImageRef) -> Result<Credential, RegistryError>;
 }
 
 /// The digests a reference points to.

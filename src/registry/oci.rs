@@ -394,6 +394,14 @@ impl Distribution {
         }
     }
 
+    /// The credential this client presents, for pulls by the Docker engine.
+    pub async fn credential(&self, repo: &str) -> Result<Credential, RegistryError> {
+        self.credentials
+            .credential()
+            .await
+            .map_err(|kind| self.err(repo, kind))
+    }
+
     async fn credential_words(&self) -> &'static str {
         match self.credentials.credential().await {
             Ok(Credential::Anonymous) => {
@@ -626,6 +634,10 @@ impl Registry for OciRegistry {
 
     async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError> {
         self.api.created(image).await
+    }
+
+    async fn credential(&self, image: &ImageRef) -> Result<Credential, RegistryError> {
+        self.api.credential(image.repository()).await
     }
 }
 

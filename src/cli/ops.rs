@@ -1,0 +1,210 @@
+//! `lookout update`, `lookout rollback` and `lookout status`: operations on the configured
+//! services, through the same engine the daemon uses.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::config;
+use crate::engine::{Engine, PassOptions, ServiceOutcome, UpdateResult};
+use crate::state::{self, Outcome, State};
+
+use super::{EXIT_FAILURE, EXIT_USAGE};
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Starts the engine and finishes any update an earlier lookout left half done.
+async fn engine(config_path: &Path) -> anyhow::Result<Engine<crate::runtime::Docker>> {
+    let config = config::load(config_path)?;
+    let engine = Engine::start(config).await?;
+    if engine.opened.recovered_from_corruption() {
+        tracing::warn!(origin = ?engine.opened.origin, "the state file was damaged and has been restored");
+    }
+    for r in engine.recover().await {
+        eprintln!("recovered {}: {:?}: {}", r.service, r.decision, r.detail);
+    }
+    Ok(engine)
+}
+
+/// `lookout update [SERVICE…] [--dry-run] [--json]`: one pass now.
+pub fn update(
+    config_path: &Path,
+    services: Vec<String>,
+    dry_run: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    runtime()?.block_on(async {
+        let engine = engine(config_path).await?;
+        for name in &services {
+            if engine.service(name).is_none() {
+                let known: Vec<&str> = engine
+                    .config
+                    .services
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                eprintln!(
+                    "error: no service {name:?} in {}; configured: {}",
+                    config_path.display(),
+                    known.join(", ")
+                );
+                return Ok(EXIT_USAGE);
+            }
+        }
+        let paused = engine.config.pause_updates;
+        let outcomes = engine
+            .pass(&PassOptions {
+                only: services,
+                dry_run,
+                actor: "cli".into(),
+                paused,
+            })
+            .await;
+        print_outcomes(&outcomes, json, out)?;
+        let bad = outcomes.iter().any(|o| {
+            matches!(
+                o.result.as_str(),
+                "failed" | "rolled_back" | "rollback_failed" | "check_failed"
+            )
+        });
+        Ok(if bad { EXIT_FAILURE } else { 0 })
+    })
+}
+
+fn print_outcomes(
+    outcomes: &[ServiceOutcome],
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(outcomes)?)?;
+        return Ok(());
+    }
+    if outcomes.is_empty() {
+        writeln!(out, "no services configured")?;
+    }
+    for o in outcomes {
+        let change = match (&o.from, &o.to) {
+            (Some(from), Some(to)) => format!(" {from} → {to}"),
+            (Some(from), None) => format!(" {from}"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "{}: {}{change} ({:.1}s){}",
+            o.service,
+            o.result.replace('_', " "),
+            o.duration.as_secs_f64(),
+            o.reason
+                .as_deref()
+                .map(|r| format!("\n    {r}"))
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(())
+}
+
+/// `lookout rollback SERVICE`.
+pub fn rollback(config_path: &Path, service: &str, out: &mut dyn Write) -> anyhow::Result<u8> {
+    runtime()?.block_on(async {
+        let engine = engine(config_path).await?;
+        match engine.rollback(service, "cli").await {
+            Ok(report) => {
+                writeln!(
+                    out,
+                    "{}: {} {} → {} ({:.1}s)",
+                    report.service,
+                    report.result.as_str().replace('_', " "),
+                    report.from,
+                    report.to,
+                    report.duration.as_secs_f64()
+                )?;
+                if let Some(reason) = report.result.reason() {
+                    writeln!(out, "    {reason}")?;
+                }
+                Ok(if report.result == UpdateResult::Updated {
+                    0
+                } else {
+                    EXIT_FAILURE
+                })
+            }
+            Err(e) => {
+                eprintln!("error: cannot roll back {service:?}: {e}");
+                Ok(EXIT_FAILURE)
+            }
+        }
+    })
+}
+
+/// `lookout status [--json]`: reads the state file without taking its lock, so it works while
+/// the daemon runs.
+pub fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let config = config::load(config_path)?;
+    let path = &config.state_file;
+    let state = match std::fs::read_to_string(path) {
+        Ok(text) => {
+            state::parse(&text).with_context(|| format!("state file {}", path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read state file {}", path.display()));
+        }
+    };
+    if json {
+        writeln!(out, "{}", state::render(&state))?;
+        return Ok(0);
+    }
+    writeln!(out, "state: {}", path.display())?;
+    for spec in &config.services {
+        let s = state.services.get(&spec.name);
+        let running = s
+            .and_then(|s| s.running.as_ref())
+            .map_or_else(|| "(not checked yet)".to_owned(), ToString::to_string);
+        writeln!(
+            out,
+            "{}: {running}{}",
+            spec.name,
+            if spec.enabled { "" } else { " [disabled]" }
+        )?;
+        if let Some(s) = s {
+            if let Some(t) = s.last_check {
+                writeln!(out, "    last check:  {t}")?;
+            }
+            if let Some(t) = s.last_update {
+                writeln!(out, "    last update: {t}")?;
+            }
+            if let Some(f) = &s.failed_candidate {
+                writeln!(out, "    blocked:     {} ({})", f.version, f.reason)?;
+            }
+            if let Some(h) = s.history.last() {
+                let result = match &h.outcome {
+                    Outcome::Committed => "committed".to_owned(),
+                    Outcome::RolledBack { reason } => format!("rolled back: {reason}"),
+                    Outcome::RollbackFailed { reason } => format!("ROLLBACK FAILED: {reason}"),
+                    Outcome::Abandoned { reason } => format!("abandoned: {reason}"),
+                };
+                writeln!(out, "    last change: {} → {} ({result})", h.from, h.to)?;
+            }
+        }
+    }
+    for entry in &state.journal {
+        writeln!(
+            out,
+            "IN FLIGHT: {} {} → {}, step {:?} since {} ({})",
+            entry.intent.service,
+            entry.intent.from,
+            entry.intent.to,
+            entry.step,
+            entry.step_at,
+            entry.intent.file.path.display()
+        )?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,23 @@
+//! Crash points for the fault tests, compiled only with the `failpoints` feature.
+//!
+//! With `LOOKOUT_FAILPOINT=<name>` set, the process stops at that point of an update: it says so on
+//! stderr and waits, and the test kills it with `kill -9`. The names are the points of
+//! [`super::update`]: `after_pull`, `after_journal`, `after_file_write`, `after_up`,
+//! `during_health_gate`, `during_rollback`. Without the feature, [`hit`] is empty.
+
+/// The line a test waits for before it kills the process.
+pub const REACHED: &str = "lookout failpoint reached:";
+
+#[cfg(feature = "failpoints")]
+pub fn hit(name: &str) {
+    if std::env::var("LOOKOUT_FAILPOINT").as_deref() == Ok(name) {
+        eprintln!("{REACHED} {name}");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &str) {}

@@ -1,0 +1,291 @@
+//! One pass over the configured services: find what runs, ask the registry, decide, and update
+//! the services that should be updated — the seed's `--once`, and each cycle of the daemon.
+//!
+//! A service whose check fails does not stop the others. Updates of services in the same compose
+//! project run one at a time (this pass runs every update one after the other).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{Config, ServiceSpec};
+use crate::engine::decide::{Candidate, Decision, Facts, Hold, Running, decide};
+use crate::engine::update::{ImageSource, UpdateRequest, UpdateResult, Updater};
+use crate::reference::ImageRef;
+use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_service};
+use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
+use crate::runtime::{ContainerRuntime, ContainerState, RegistryLogin};
+use crate::state::{ChangeKind, ImageVersion, StateStore};
+
+/// What a pass did for one service: `{service, from, to, digest, result, reason, duration}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceOutcome {
+    pub service: String,
+    /// The image that ran when the pass began.
+    pub from: Option<String>,
+    /// The candidate, when there is one.
+    pub to: Option<String>,
+    pub digest: Option<String>,
+    /// `up_to_date`, `update_available` (dry run, or held), `updated`, `rolled_back`, `failed`,
+    /// `rollback_failed`, `check_failed`, `skipped`.
+    pub result: String,
+    pub reason: Option<String>,
+    /// Where a failed update stopped.
+    pub stage: Option<String>,
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// What one pass is allowed to do.
+#[derive(Debug, Clone, Default)]
+pub struct PassOptions {
+    /// Only these services (by configured name); all enabled ones when empty.
+    pub only: Vec<String>,
+    /// Check and decide, change nothing.
+    pub dry_run: bool,
+    /// Who asked, recorded in history: `cli`, `schedule`, `api`, `hook`.
+    pub actor: String,
+    /// Updates are paused: check, but hold every update.
+    pub paused: bool,
+}
+
+/// The seams a pass goes through.
+pub struct Pass<'a, R: ContainerRuntime> {
+    pub config: &'a Config,
+    pub runtime: &'a R,
+    pub compose: &'a ComposeCli,
+    pub registries: &'a std::sync::Arc<Registries>,
+    pub store: &'a Mutex<StateStore>,
+    pub now: &'a (dyn Fn() -> jiff::Timestamp + Send + Sync),
+}
+
+impl<R: ContainerRuntime> Pass<'_, R> {
+    /// Runs one pass and reports per service.
+    pub async fn run(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
+        let cycle = CheckCycle::new(self.registries.clone());
+        let mut out = Vec::new();
+        for spec in self.config.services.iter().filter(|s| selected(s, opts)) {
+            let started = Instant::now();
+            let span = tracing::info_span!("check", service = %spec.name);
+            let _enter = span.enter();
+            let mut outcome = self.one(&cycle, spec, opts).await;
+            outcome.duration = started.elapsed();
+            out.push(outcome);
+        }
+        out
+    }
+
+    async fn one(
+        &self,
+        cycle: &CheckCycle,
+        spec: &ServiceSpec,
+        opts: &PassOptions,
+    ) -> ServiceOutcome {
+        let mut report = ServiceOutcome {
+            service: spec.name.clone(),
+            from: None,
+            to: None,
+            digest: None,
+            result: "check_failed".into(),
+            reason: None,
+            stage: None,
+            duration: Duration::ZERO,
+        };
+        let project = match self
+            .compose
+            .project(&spec.compose_file, None, |n| std::env::var(n).ok())
+        {
+            Ok(p) => p,
+            Err(e) => return report.with_reason(e.to_string()),
+        };
+        let (running, running_text) = match self.running(spec, &project).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                report.result = "skipped".into();
+                return report.with_reason(format!(
+                    "no running container of compose service {:?} in project {:?}; lookout updates running services only",
+                    spec.compose_service, project.name
+                ));
+            }
+            Err(e) => return report.with_reason(e),
+        };
+        report.from = Some(running_text.clone());
+        let check = match check_service(cycle, spec, &running.reference).await {
+            Ok(c) => c,
+            Err(e) => return report.with_reason(e.to_string()),
+        };
+        let candidate = match (&check.candidate, &check.digests) {
+            (Some(reference), Some(d)) => Some(Candidate {
+                reference: reference.clone(),
+                manifest_digest: d.manifest.clone(),
+                platform_digest: d.platform.clone(),
+            }),
+            _ => None,
+        };
+        let state_failed = self
+            .store
+            .lock()
+            .expect("state lock")
+            .state()
+            .services
+            .get(&spec.name)
+            .and_then(|s| s.failed_candidate.clone());
+        let decision = decide(&Facts {
+            running: &running,
+            candidate: candidate.as_ref(),
+            failed: state_failed.as_ref(),
+            enabled: spec.enabled || opts.only.contains(&spec.name),
+            paused: opts.paused,
+        });
+        self.record_check(spec, &running);
+        match decision {
+            Decision::UpToDate { reason } => {
+                report.result = "up_to_date".into();
+                report.with_reason(format!("{reason}; {}", check.selection.reason))
+            }
+            Decision::Hold { candidate, hold } => {
+                report.result = "update_available".into();
+                report.to = Some(candidate.reference.familiar());
+                report.digest = Some(candidate.manifest_digest);
+                report.with_reason(match hold {
+                    Hold::Disabled => "the service is disabled (enabled = false)".into(),
+                    Hold::Paused => "updates are paused".into(),
+                    Hold::FailedBefore { reason } => format!(
+                        "this candidate failed before ({reason}); waiting for a different one"
+                    ),
+                })
+            }
+            Decision::Update {
+                candidate,
+                tag_changes,
+                reason,
+            } => {
+                report.to = Some(candidate.reference.familiar());
+                report.digest = Some(candidate.manifest_digest.clone());
+                if opts.dry_run {
+                    report.result = "update_available".into();
+                    return report.with_reason(format!("would update: {reason}"));
+                }
+                let login = match pull_login(cycle, spec, &candidate.reference).await {
+                    Ok(login) => login,
+                    Err(e) => return report.with_reason(e.to_string()),
+                };
+                let request = UpdateRequest {
+                    spec: spec.clone(),
+                    project,
+                    running,
+                    running_text,
+                    candidate,
+                    tag_changes,
+                    source: ImageSource::Registry { login },
+                    kind: ChangeKind::Update,
+                    actor: opts.actor.clone(),
+                    env_file: None,
+                };
+                let updater = Updater {
+                    runtime: self.runtime,
+                    compose: self.compose,
+                    store: self.store,
+                    now: self.now,
+                };
+                let done = updater.update(&request).await;
+                report.result = done.result.as_str().into();
+                report.stage = done.result.stage().map(|s| s.as_str().to_owned());
+                report.reason = Some(match &done.result {
+                    UpdateResult::Updated => reason,
+                    other => other.reason().unwrap_or_default().to_owned(),
+                });
+                report
+            }
+        }
+    }
+
+    /// The running container of the service: its image reference (as compose wrote it), id and
+    /// the registry digests Docker recorded for that image.
+    async fn running(
+        &self,
+        spec: &ServiceSpec,
+        project: &ComposeProject,
+    ) -> Result<Option<(Running, String)>, String> {
+        let containers = self
+            .runtime
+            .service_containers(&project.name, &spec.compose_service)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(container) = containers
+            .into_iter()
+            .find(|c| c.state == ContainerState::Running)
+        else {
+            return Ok(None);
+        };
+        let reference = ImageRef::parse(&container.image_ref)
+            .map_err(|e| format!("container {}: {e}", container.name))?;
+        let image = self
+            .runtime
+            .image(&container.image_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let repo_digests = image.map(|i| i.repo_digests).unwrap_or_default();
+        Ok(Some((
+            Running {
+                reference,
+                image_id: container.image_id,
+                repo_digests,
+            },
+            container.image_ref,
+        )))
+    }
+
+    fn record_check(&self, spec: &ServiceSpec, running: &Running) {
+        let version = ImageVersion {
+            image: running.reference.name(),
+            tag: running.reference.tag().map(str::to_owned),
+            digest: running.digest(),
+        };
+        if let Err(e) = self.store.lock().expect("state lock").record_check(
+            &spec.name,
+            Some(version),
+            (self.now)(),
+        ) {
+            tracing::warn!(error = %e, "cannot record the check in the state file");
+        }
+    }
+}
+
+/// What the Docker engine must present to pull `image`, from the registry layer (lookout never
+/// runs `docker login`).
+async fn pull_login(
+    cycle: &CheckCycle,
+    spec: &ServiceSpec,
+    image: &ImageRef,
+) -> Result<Option<RegistryLogin>, RegistryError> {
+    let registry = cycle.registry(spec)?;
+    Ok(match registry.credential(image).await? {
+        Credential::Anonymous => None,
+        Credential::Basic { username, password } => Some(RegistryLogin {
+            username,
+            password,
+            server: image.registry().to_owned(),
+        }),
+    })
+}
+
+fn selected(spec: &ServiceSpec, opts: &PassOptions) -> bool {
+    if opts.only.is_empty() {
+        true
+    } else {
+        opts.only.iter().any(|n| n == &spec.name)
+    }
+}
+
+impl ServiceOutcome {
+    fn with_reason(mut self, reason: String) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+}

@@ -1,0 +1,251 @@
+//! At start, finish what an interrupted update left: commit it when the new container is healthy
+//! on the expected image, otherwise put back the recorded old bytes and the old image.
+//!
+//! What to do is decided by [`crate::state::decide_recovery`] from what is observed now (the
+//! file's hash, the image the container runs, its health); this module observes and acts.
+
+use std::time::Duration;
+
+use crate::compose;
+use crate::config::ServiceSpec;
+use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
+use crate::runtime::health::{GateOptions, wait_healthy};
+use crate::runtime::{ContainerRuntime, ContainerState};
+use crate::state::{
+    JournalEntry, Observed, Outcome, Recovery, StateStore, Step, decide_recovery, sha256_hex,
+};
+
+use super::update::rollback_tag;
+
+/// What recovery did for one interrupted update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub service: String,
+    pub decision: Recovery,
+    /// What was done, or why nothing could be.
+    pub detail: String,
+    /// Whether the journal entry was closed.
+    pub closed: bool,
+}
+
+/// Finishes every update in the journal. `find` maps a service name to its configuration and
+/// compose project (a service no longer configured is reported and left in the journal).
+pub async fn recover<R: ContainerRuntime>(
+    runtime: &R,
+    compose: &ComposeCli,
+    store: &std::sync::Mutex<StateStore>,
+    now: &(dyn Fn() -> jiff::Timestamp + Send + Sync),
+    find: &dyn Fn(&str) -> Option<(ServiceSpec, ComposeProject)>,
+) -> Vec<Recovered> {
+    let entries = store.lock().expect("state lock").in_flight();
+    let mut out = Vec::new();
+    for entry in entries {
+        let service = entry.intent.service.clone();
+        let Some((spec, project)) = find(&service) else {
+            out.push(Recovered {
+                service,
+                decision: Recovery::Conflict,
+                detail: "the service is no longer in the configuration; its journal entry is kept for an operator".into(),
+                closed: false,
+            });
+            continue;
+        };
+        let r = recover_one(runtime, compose, &spec, &project, &entry).await;
+        let closed = match &r.outcome {
+            Some(outcome) => {
+                match store
+                    .lock()
+                    .expect("state lock")
+                    .finish(&service, outcome.clone(), now())
+                {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::error!(%service, error = %e, "cannot close the journal entry");
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
+        tracing::warn!(%service, decision = ?r.decision, detail = %r.detail, "finished an interrupted update");
+        out.push(Recovered {
+            service,
+            decision: r.decision,
+            detail: r.detail,
+            closed,
+        });
+    }
+    out
+}
+
+struct OneResult {
+    decision: Recovery,
+    detail: String,
+    outcome: Option<Outcome>,
+}
+
+async fn recover_one<R: ContainerRuntime>(
+    runtime: &R,
+    compose: &ComposeCli,
+    spec: &ServiceSpec,
+    project: &ComposeProject,
+    entry: &JournalEntry,
+) -> OneResult {
+    let intent = &entry.intent;
+    let gate = GateOptions {
+        timeout: spec.health_timeout,
+        stable: spec.health_stable,
+        probe_url: spec.probe_url.clone(),
+        poll: Duration::from_millis(500),
+    };
+    let file_now = std::fs::read(&intent.file.path).ok();
+    let new_ref = format!("{}@{}", intent.to.image, intent.to.digest);
+    let new_id = runtime.image(&new_ref).await.ok().flatten().map(|i| i.id);
+    let container = runtime
+        .service_containers(&project.name, &spec.compose_service)
+        .await
+        .ok()
+        .and_then(|cs| cs.into_iter().find(|c| c.state == ContainerState::Running));
+    let runs_new = matches!((&container, &new_id), (Some(c), Some(id)) if &c.image_id == id);
+    let healthy = runs_new
+        && wait_healthy(
+            runtime,
+            &project.name,
+            &spec.compose_service,
+            new_id.as_deref().unwrap_or_default(),
+            &gate,
+        )
+        .await
+        .is_ok();
+    let seen = Observed {
+        file_sha256: file_now.as_deref().map(sha256_hex),
+        running_digest: if runs_new {
+            Some(intent.to.digest.clone())
+        } else {
+            container.map(|c| c.image_id)
+        },
+        healthy,
+    };
+    let decision = decide_recovery(entry, &seen);
+    match decision {
+        Recovery::Commit => OneResult {
+            decision,
+            detail: "the new container is healthy on the expected image".into(),
+            outcome: Some(Outcome::Committed),
+        },
+        Recovery::NothingToDo => OneResult {
+            decision,
+            detail: "the update was interrupted before it changed anything".into(),
+            outcome: Some(Outcome::Abandoned {
+                reason: format!("interrupted at step {:?}", entry.step),
+            }),
+        },
+        Recovery::Conflict => OneResult {
+            decision,
+            detail: format!(
+                "{} holds neither the old nor the new bytes (changed by someone else?); lookout leaves it alone — restore it by hand and run `lookout status`",
+                intent.file.path.display()
+            ),
+            outcome: None,
+        },
+        Recovery::RollBack => match roll_back(
+            runtime,
+            compose,
+            spec,
+            project,
+            entry,
+            file_now.as_deref(),
+            &gate,
+        )
+        .await
+        {
+            Ok(()) => {
+                // A rollback that was already under way is a real failure of the candidate; an
+                // update cut off before its health gate proved nothing about it.
+                let reason = format!(
+                    "interrupted at step {:?}; restored the old file and image",
+                    entry.step
+                );
+                let outcome = if entry.step == Step::RollingBack {
+                    Outcome::RolledBack {
+                        reason: reason.clone(),
+                    }
+                } else {
+                    Outcome::Abandoned {
+                        reason: reason.clone(),
+                    }
+                };
+                OneResult {
+                    decision,
+                    detail: reason,
+                    outcome: Some(outcome),
+                }
+            }
+            Err(e) => OneResult {
+                decision,
+                detail: format!("rollback after the interruption failed: {e}"),
+                outcome: Some(Outcome::RollbackFailed { reason: e }),
+            },
+        },
+    }
+}
+
+async fn roll_back<R: ContainerRuntime>(
+    runtime: &R,
+    compose_cli: &ComposeCli,
+    spec: &ServiceSpec,
+    project: &ComposeProject,
+    entry: &JournalEntry,
+    file_now: Option<&[u8]>,
+    gate: &GateOptions,
+) -> Result<(), String> {
+    let intent = &entry.intent;
+    let old = intent.file.old_bytes.to_bytes().ok_or_else(|| {
+        format!(
+            "the journal's copy of {} is damaged; restore it by hand",
+            intent.file.path.display()
+        )
+    })?;
+    if let Some(current) = file_now
+        && current != old.as_slice()
+    {
+        compose::restore(&intent.file.path, &old, current).map_err(|e| e.to_string())?;
+    }
+    // The old image is under the rollback tag when the update got that far; put its own tag back.
+    let rollback_ref = format!("{}:{}", intent.from.image, rollback_tag(&intent.service));
+    let old_id = match runtime
+        .image(&rollback_ref)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(image) => {
+            let tag = intent.from.tag.as_deref().unwrap_or("latest");
+            runtime
+                .tag(&image.id, &intent.from.image, tag)
+                .await
+                .map_err(|e| e.to_string())?;
+            image.id
+        }
+        None => {
+            let reference = format!(
+                "{}:{}",
+                intent.from.image,
+                intent.from.tag.as_deref().unwrap_or("latest")
+            );
+            runtime
+                .image(&reference)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("the old image {reference} is gone; cannot restore it"))?
+                .id
+        }
+    };
+    compose_cli
+        .up(project, &spec.compose_service)
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_healthy(runtime, &project.name, &spec.compose_service, &old_id, gate)
+        .await
+        .map(|_| ())
+        .map_err(|f| format!("the old container is not healthy: {f}"))
+}

@@ -1,0 +1,428 @@
+//! End to end on the real Docker engine: `lookout update` and `lookout rollback` as an operator
+//! runs them, against images built here and pushed to a local registry, with compose v2 and v1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::docker::remove_labelled;
+use crate::util::{LocalRegistry, RegistryAuth, Scratch, TestImage, lookout, run};
+
+/// The compose tool a test drives (lookout detects v2 first; `LOOKOUT_COMPOSE_BINARY` picks v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    V2,
+    V1,
+}
+
+impl Flavor {
+    fn command(self) -> Command {
+        match self {
+            Flavor::V2 => {
+                let mut c = Command::new("docker");
+                c.arg("compose");
+                c
+            }
+            Flavor::V1 => Command::new("/usr/bin/docker-compose"),
+        }
+    }
+}
+
+/// A HEALTHCHECK that passes once the container has created its marker file.
+pub const HEALTHY: &str = "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD [\"/bin/test\", \"-f\", \"/healthy\"]\n\
+    CMD [\"/bin/sh\", \"-c\", \"touch /healthy; trap 'exit 0' TERM; while true; do sleep 1; done\"]";
+/// A HEALTHCHECK that never passes.
+pub const UNHEALTHY: &str =
+    "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD [\"/bin/false\"]";
+/// No HEALTHCHECK; runs until stopped.
+pub const NO_CHECK: &str = "";
+/// No HEALTHCHECK; exits after 3 seconds.
+pub const EXITS_AFTER_3S: &str = "CMD [\"/bin/sh\", \"-c\", \"sleep 3; exit 1\"]";
+
+/// A compose project in a scratch folder, with lookout's configuration next to it. Dropping it
+/// runs `compose down` and removes every labelled container and image.
+pub struct Project {
+    pub scratch: Scratch,
+    pub registry: LocalRegistry,
+    pub flavor: Flavor,
+    pub dir: PathBuf,
+    pub compose_file: PathBuf,
+    pub config: PathBuf,
+    pub repo: String,
+    images: Vec<TestImage>,
+}
+
+impl Project {
+    /// `compose` is the compose file text with `{image}` for `HOST/e2e/app` and `{label}` for
+    /// the test label; `service` is lookout's service settings (TOML lines).
+    pub fn new(test: &str, flavor: Flavor, compose: &str, service: &str) -> Self {
+        let scratch = Scratch::new(test);
+        let registry = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
+        let repo = registry.image("e2e/app");
+        // v1 and v2 both derive the project name from an alphanumeric folder name alike.
+        let name: String = format!("lk{}", scratch.id)
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let dir = scratch.join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let compose_file = dir.join("compose.yaml");
+        std::fs::write(
+            &compose_file,
+            compose
+                .replace("{image}", &repo)
+                .replace("{label}", &scratch.id),
+        )
+        .unwrap();
+        let config = scratch.join("lookout.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_file = \"{}\"\ncheck_interval = 60\nhealth_timeout = \"30s\"\nhealth_stable = \"4s\"\ncompose_timeout = \"60s\"\n\n[[services]]\nname = \"app\"\ncompose_file = \"{}\"\ncompose_service = \"app\"\n{service}\n",
+                scratch.join("state/state.json").display(),
+                compose_file.display()
+            )
+            .replace("{image}", &repo),
+        )
+        .unwrap();
+        Self {
+            scratch,
+            registry,
+            flavor,
+            dir,
+            compose_file,
+            config,
+            repo,
+            images: Vec::new(),
+        }
+    }
+
+    /// Builds `e2e/app:TAG` with `dockerfile` lines, pushes it, and returns its local image id.
+    pub fn push(&mut self, tag: &str, dockerfile: &str) -> String {
+        let reference = format!("{}:{tag}", self.repo);
+        let image = TestImage::build(&self.scratch, &reference, tag, dockerfile);
+        image.push(&reference);
+        let id = image.id.clone();
+        self.images.push(image);
+        id
+    }
+
+    pub fn compose(&self, args: &[&str]) -> String {
+        let mut cmd = self.flavor.command();
+        cmd.current_dir(&self.dir)
+            .args(["-f", "compose.yaml"])
+            .args(args);
+        run(&mut cmd)
+    }
+
+    pub fn up(&self) {
+        self.compose(&["up", "-d"]);
+    }
+
+    /// Runs `lookout --config CONFIG ARGS`, with v1 selected for v1 projects.
+    pub fn lookout(&self, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = lookout();
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("LOG_LEVEL", "info");
+        if self.flavor == Flavor::V1 {
+            cmd.env("LOOKOUT_COMPOSE_BINARY", "/usr/bin/docker-compose");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `lookout update --json`, returning the one service's report.
+    pub fn update(&self) -> serde_json::Value {
+        let (code, stdout, stderr) = self.lookout(&["update", "--json"]);
+        let reports: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("update printed no JSON ({e}), exit {code}:\n{stdout}\n{stderr}")
+        });
+        let report = reports[0].clone();
+        eprintln!("lookout update: exit {code}: {report}\n{stderr}");
+        report
+    }
+
+    /// The running container of service `app`: (id, image id, health).
+    pub fn running(&self) -> (String, String, String) {
+        let ids = self.compose(&["ps", "-q", "app"]);
+        let id = ids
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("no container for app"))
+            .trim()
+            .to_owned();
+        let out = run(Command::new("docker").args([
+            "inspect",
+            "--format",
+            "{{.Image}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}",
+            &id,
+        ]));
+        let mut f = out.split_whitespace();
+        let image = f.next().unwrap().to_owned();
+        let status = f.next().unwrap().to_owned();
+        let health = f.next().unwrap().to_owned();
+        (id, image, format!("{status}/{health}"))
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.scratch.join("state/state.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub fn read(&self, path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let mut cmd = self.flavor.command();
+        let _ = cmd
+            .current_dir(&self.dir)
+            .args(["-f", "compose.yaml", "down", "--timeout", "1"])
+            .output();
+        remove_labelled(&self.scratch.id);
+        // Tags lookout made (rollback tags, retags) on the test's repository.
+        if let Ok(out) = Command::new("docker")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}", &self.repo])
+            .output()
+        {
+            let refs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            if !refs.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rmi", "-f"])
+                    .args(&refs)
+                    .output();
+            }
+        }
+    }
+}
+
+const COMPOSE_TAGGED: &str = "services:\n  app:\n    # the service under test\n    image: '{image}:1.0.0'  # keep the quotes\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n";
+
+/// Updates 1.0.0 → 1.1.0, then refuses 2.0.0 whose health check fails: rolled back to exactly
+/// the bytes before, the old container healthy, the candidate blocked on the next pass.
+fn semver_update_then_rollback(flavor: Flavor) {
+    let mut p = Project::new(
+        &format!("engine-semver-{flavor:?}"),
+        flavor,
+        COMPOSE_TAGGED,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    p.push("1.0.0", HEALTHY);
+    p.up();
+    let before = p.read(&p.compose_file);
+
+    let id_110 = p.push("1.1.0", HEALTHY);
+    let report = p.update();
+    assert_eq!(report["result"], "updated", "{report}");
+    assert_eq!(report["to"].as_str().unwrap(), format!("{}:1.1.0", p.repo));
+    let after = p.read(&p.compose_file);
+    assert_eq!(
+        after,
+        before.replace(":1.0.0'", ":1.1.0'"),
+        "exactly one value changed"
+    );
+    let (container, image, health) = p.running();
+    assert_eq!(
+        (image.as_str(), health.as_str()),
+        (id_110.as_str(), "running/healthy")
+    );
+
+    p.push("2.0.0", UNHEALTHY);
+    let report = p.update();
+    assert_eq!(report["result"], "rolled_back", "{report}");
+    assert_eq!(report["stage"], "health_gate", "{report}");
+    assert_eq!(
+        p.read(&p.compose_file),
+        after,
+        "the compose file is byte-identical to before the failed update"
+    );
+    let (_, image, health) = p.running();
+    assert_eq!(
+        (image.as_str(), health.as_str()),
+        (id_110.as_str(), "running/healthy"),
+        "the old container is back and healthy"
+    );
+    let failed = &p.state()["services"]["app"]["failed_candidate"];
+    assert_eq!(failed["version"]["tag"], "2.0.0", "{failed}");
+
+    let (container_before, _, _) = p.running();
+    let report = p.update();
+    assert_eq!(report["result"], "update_available", "{report}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("failed before"),
+        "{report}"
+    );
+    assert_eq!(
+        p.running().0,
+        container_before,
+        "a blocked candidate restarts nothing"
+    );
+    let _ = container;
+}
+
+#[test]
+fn semver_update_and_failed_candidate_rollback_compose_v2() {
+    semver_update_then_rollback(Flavor::V2);
+}
+
+#[test]
+fn semver_update_and_failed_candidate_rollback_compose_v1() {
+    semver_update_then_rollback(Flavor::V1);
+}
+
+/// `latest` follows its digest: a new healthy push is taken, a crash-looping one is rolled back,
+/// and the compose file never changes.
+#[test]
+fn latest_digest_update_and_rollback_of_a_crash_loop() {
+    let compose = "services:\n  app:\n    image: {image}:latest\n    restart: unless-stopped\n    labels:\n      lookout.test: \"{label}\"\n";
+    let mut p = Project::new(
+        "engine-latest",
+        Flavor::V2,
+        compose,
+        "image = \"{image}:latest\"\n",
+    );
+    p.push("latest", HEALTHY);
+    p.up();
+    let file = p.read(&p.compose_file);
+
+    let id_b = p.push("latest", &format!("{HEALTHY}\nLABEL build=b"));
+    let report = p.update();
+    assert_eq!(report["result"], "updated", "{report}");
+    assert_eq!(p.running().1, id_b);
+    assert_eq!(
+        p.read(&p.compose_file),
+        file,
+        "a digest update leaves the file alone"
+    );
+
+    p.push("latest", &format!("{EXITS_AFTER_3S}\nLABEL build=c"));
+    let report = p.update();
+    assert_eq!(report["result"], "rolled_back", "{report}");
+    let (_, image, health) = p.running();
+    assert_eq!(
+        (image.as_str(), health.as_str()),
+        (id_b.as_str(), "running/healthy")
+    );
+    let local_latest = run(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &format!("{}:latest", p.repo),
+    ]));
+    assert_eq!(
+        local_latest.trim(),
+        id_b,
+        "the local `latest` tag points to the restored image"
+    );
+    assert_eq!(p.read(&p.compose_file), file);
+}
+
+/// Without a HEALTHCHECK, a container that exits after 3 s fails the stability period.
+#[test]
+fn a_service_without_healthcheck_that_exits_is_rolled_back() {
+    let compose = "services:\n  app:\n    image: {image}:1.0.0\n    labels:\n      lookout.test: \"{label}\"\n";
+    let mut p = Project::new(
+        "engine-nocheck",
+        Flavor::V2,
+        compose,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    let id_old = p.push("1.0.0", NO_CHECK);
+    p.up();
+    let before = p.read(&p.compose_file);
+    p.push("1.1.0", EXITS_AFTER_3S);
+    let report = p.update();
+    assert_eq!(report["result"], "rolled_back", "{report}");
+    assert_eq!(p.read(&p.compose_file), before);
+    let (_, image, health) = p.running();
+    assert_eq!(
+        (image.as_str(), health.as_str()),
+        (id_old.as_str(), "running/none")
+    );
+}
+
+/// `image: …:${TAG}`: the project's `.env` changes, the compose file does not.
+#[test]
+fn a_variable_image_updates_the_env_file_only() {
+    let compose = "services:\n  app:\n    image: \"{image}:${TAG}\"\n    labels:\n      lookout.test: \"{label}\"\n";
+    let mut p = Project::new(
+        "engine-env",
+        Flavor::V2,
+        compose,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    let env = p.dir.join(".env");
+    std::fs::write(&env, "# the app's version\nTAG=1.0.0\n").unwrap();
+    p.push("1.0.0", HEALTHY);
+    p.up();
+    let compose_before = p.read(&p.compose_file);
+    let id_new = p.push("1.1.0", HEALTHY);
+    let report = p.update();
+    assert_eq!(report["result"], "updated", "{report}");
+    assert_eq!(p.read(&env), "# the app's version\nTAG=1.1.0\n");
+    assert_eq!(p.read(&p.compose_file), compose_before);
+    assert_eq!(p.running().1, id_new);
+}
+
+/// With nothing new, a pass pulls nothing and restarts nothing.
+#[test]
+fn nothing_new_pulls_nothing_and_restarts_nothing() {
+    let mut p = Project::new(
+        "engine-idle",
+        Flavor::V2,
+        COMPOSE_TAGGED,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    p.push("1.0.0", HEALTHY);
+    p.up();
+    let (container, _, _) = p.running();
+    let blobs_before = p.registry.count("GET", "/blobs/");
+    let report = p.update();
+    assert_eq!(report["result"], "up_to_date", "{report}");
+    assert_eq!(p.running().0, container, "no restart");
+    assert_eq!(
+        p.registry.count("GET", "/blobs/"),
+        blobs_before,
+        "no layer or config was fetched"
+    );
+    assert_eq!(
+        p.registry.count("GET", "/manifests/1.0.0"),
+        0,
+        "no pull by tag"
+    );
+}
+
+/// `lookout rollback` returns to the image the service ran before its last update.
+#[test]
+fn rollback_returns_to_the_previous_image() {
+    let mut p = Project::new(
+        "engine-manual-rollback",
+        Flavor::V2,
+        COMPOSE_TAGGED,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    let id_old = p.push("1.0.0", HEALTHY);
+    p.up();
+    let before = p.read(&p.compose_file);
+    p.push("1.1.0", HEALTHY);
+    assert_eq!(p.update()["result"], "updated");
+    let (code, stdout, stderr) = p.lookout(&["rollback", "app"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(p.read(&p.compose_file), before);
+    let (_, image, health) = p.running();
+    assert_eq!(
+        (image.as_str(), health.as_str()),
+        (id_old.as_str(), "running/healthy")
+    );
+}
