@@ -25,8 +25,10 @@ impl TestImage {
         std::fs::copy(busybox(), ctx.join("busybox")).unwrap();
         std::fs::write(ctx.join("version"), version).unwrap();
         let dockerfile = format!(
-            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
-             COPY version /version\nLABEL lookout.test={}\nCMD [\"/bin/sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n{extra}\n",
+            // The label comes first so every intermediate image carries it too and
+            // `remove_labelled` finds what a failed build left behind.
+            "FROM scratch\nLABEL lookout.test={}\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             COPY version /version\nCMD [\"/bin/sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n{extra}\n",
             scratch.id
         );
         std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
@@ -100,7 +102,7 @@ pub fn remove_labelled(scratch_id: &str) {
         }
     }
     if let Ok(out) = Command::new("docker")
-        .args(["images", "-q", "--filter", &label])
+        .args(["images", "-aq", "--filter", &label])
         .output()
     {
         let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
