@@ -240,7 +240,7 @@ fn semver_update_then_rollback(flavor: Flavor) {
     p.push("2.0.0", UNHEALTHY);
     let report = p.update();
     assert_eq!(report["result"], "rolled_back", "{report}");
-    assert_eq!(report["stage"], "health_gate", "{report}");
+    assert_eq!(report["stage"], "health", "{report}");
     assert_eq!(
         p.read(&p.compose_file),
         after,

@@ -4,10 +4,14 @@
 use std::io::Write;
 use std::path::Path;
 
+use std::time::Duration;
+
 use anyhow::Context;
+use tokio::task::JoinHandle;
 
 use crate::config;
 use crate::engine::{Engine, PassOptions, ServiceOutcome, UpdateResult};
+use crate::runtime::Docker;
 use crate::state::{self, Outcome, State};
 
 use super::{EXIT_FAILURE, EXIT_USAGE};
@@ -19,17 +23,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Starts the engine and finishes any update an earlier lookout left half done.
-async fn engine(config_path: &Path) -> anyhow::Result<Engine<crate::runtime::Docker>> {
+/// Starts the engine and finishes any update an earlier lookout left half done. Webhooks are
+/// delivered while the command runs; [`finish`] gives queued ones a moment to go out.
+async fn engine(config_path: &Path) -> anyhow::Result<(Engine<Docker>, JoinHandle<()>)> {
     let config = config::load(config_path)?;
-    let engine = Engine::start(config).await?;
-    if engine.opened.recovered_from_corruption() {
-        tracing::warn!(origin = ?engine.opened.origin, "the state file was damaged and has been restored");
-    }
+    let (engine, deliveries) = Engine::start(config).await?;
+    let deliveries = tokio::spawn(deliveries.run(std::future::pending()));
     for r in engine.recover().await {
         eprintln!("recovered {}: {:?}: {}", r.service, r.decision, r.detail);
     }
-    Ok(engine)
+    Ok((engine, deliveries))
+}
+
+/// Closes the engine and waits (at most 10 s) for queued webhooks.
+async fn finish(engine: Engine<Docker>, deliveries: JoinHandle<()>) {
+    drop(engine);
+    let _ = tokio::time::timeout(Duration::from_secs(10), deliveries).await;
 }
 
 /// `lookout update [SERVICE…] [--dry-run] [--json]`: one pass now.
@@ -41,32 +50,27 @@ pub fn update(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     runtime()?.block_on(async {
-        let engine = engine(config_path).await?;
-        for name in &services {
-            if engine.service(name).is_none() {
-                let known: Vec<&str> = engine
-                    .config
-                    .services
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect();
-                eprintln!(
-                    "error: no service {name:?} in {}; configured: {}",
-                    config_path.display(),
-                    known.join(", ")
-                );
-                return Ok(EXIT_USAGE);
-            }
+        let (engine, deliveries) = engine(config_path).await?;
+        let config = engine.config();
+        if let Some(name) = services.iter().find(|n| engine.service(n).is_none()) {
+            let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+            eprintln!(
+                "error: no service {name:?} in {}; configured: {}",
+                config_path.display(),
+                known.join(", ")
+            );
+            return Ok(EXIT_USAGE);
         }
-        let paused = engine.config.pause_updates;
-        let outcomes = engine
-            .pass(&PassOptions {
-                only: services,
-                dry_run,
-                actor: "cli".into(),
-                paused,
-            })
-            .await;
+        let paused =
+            config.pause_updates || engine.store.lock().expect("state lock").state().paused;
+        let opts = PassOptions {
+            only: services,
+            dry_run,
+            actor: "cli".into(),
+            paused,
+        };
+        let outcomes = engine.pass(&opts).await;
+        finish(engine, deliveries).await;
         print_outcomes(&outcomes, json, out)?;
         let bad = outcomes.iter().any(|o| {
             matches!(
@@ -114,8 +118,10 @@ fn print_outcomes(
 /// `lookout rollback SERVICE`.
 pub fn rollback(config_path: &Path, service: &str, out: &mut dyn Write) -> anyhow::Result<u8> {
     runtime()?.block_on(async {
-        let engine = engine(config_path).await?;
-        match engine.rollback(service, "cli").await {
+        let (engine, deliveries) = engine(config_path).await?;
+        let result = engine.rollback(service, "cli").await;
+        finish(engine, deliveries).await;
+        match result {
             Ok(report) => {
                 writeln!(
                     out,

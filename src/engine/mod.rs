@@ -13,21 +13,24 @@ pub mod pass;
 pub mod recovery;
 pub mod update;
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use decide::{Candidate, Decision, Facts, Hold, Running, decide};
 pub use pass::{Pass, PassOptions, ServiceOutcome};
 pub use recovery::Recovered;
-pub use update::{ImageSource, Stage, UpdateReport, UpdateRequest, UpdateResult, Updater};
+pub use update::{ImageSource, UpdateReport, UpdateRequest, UpdateResult, Updater};
 
 use crate::config::{Config, ServiceSpec};
 use crate::reference::ImageRef;
 use crate::registry::{Registries, RegistryOptions};
 use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
 use crate::runtime::{ContainerRuntime, ContainerState, Docker};
+use crate::schedule::SystemClock;
 use crate::state::{
-    ChangeKind, OpenReport, Outcome, StateStore, StoreOptions, default_fallback_paths,
+    ChangeKind, OpenReport, Origin, Outcome, StateStore, StoreOptions, default_fallback_paths,
 };
+use crate::telemetry::{Deliveries, Event, Telemetry, TelemetrySettings};
 
 /// Why lookout could not start working on this host.
 #[derive(Debug, thiserror::Error)]
@@ -41,13 +44,17 @@ pub enum StartError {
 /// Everything lookout works with on a host: the configuration, Docker, compose, the registries
 /// and the state store.
 pub struct Engine<R: ContainerRuntime> {
-    pub config: Config,
+    /// The configuration in force; replaced whole by [`Engine::reload`].
+    config: RwLock<Arc<Config>>,
     pub runtime: R,
     pub compose: ComposeCli,
     pub registries: Arc<Registries>,
     pub store: Mutex<StateStore>,
     /// How the state file was opened (fresh, loaded, restored from a backup).
     pub opened: OpenReport,
+    pub telemetry: Telemetry,
+    /// The candidate last announced per service (`update_available` once per candidate).
+    announced: Mutex<HashMap<String, String>>,
 }
 
 /// The wall clock, the one place the engine reads it.
@@ -68,7 +75,8 @@ pub fn open_store(config: &Config) -> Result<(StateStore, OpenReport), crate::st
 
 impl Engine<Docker> {
     /// Connects to Docker, finds compose, and opens (and locks) the state store.
-    pub async fn start(config: Config) -> Result<Self, StartError> {
+    /// Webhooks go out once the caller runs the returned [`Deliveries`].
+    pub async fn start(config: Config) -> Result<(Self, Deliveries), StartError> {
         let (store, opened) = open_store(&config)?;
         let runtime = Docker::connect().await?;
         // LOOKOUT_COMPOSE_BINARY names the compose program (e.g. /usr/bin/docker-compose for v1);
@@ -80,7 +88,10 @@ impl Engine<Docker> {
             }
             None => ComposeCli::detect(config.compose_timeout).await?,
         };
-        Ok(Self::with(config, runtime, compose, store, opened))
+        let settings = TelemetrySettings::from_config(&config);
+        let (telemetry, deliveries) = Telemetry::new(settings, Arc::new(SystemClock));
+        let engine = Self::with(config, runtime, compose, store, opened, telemetry);
+        Ok((engine, deliveries))
     }
 }
 
@@ -91,19 +102,54 @@ impl<R: ContainerRuntime> Engine<R> {
         compose: ComposeCli,
         store: StateStore,
         opened: OpenReport,
+        telemetry: Telemetry,
     ) -> Self {
+        match &opened.origin {
+            Origin::Restored {
+                backup,
+                corrupt_moved_to,
+                ..
+            } => telemetry.emit(Event::StateRestored {
+                from_backup: Some(backup.clone()),
+                set_aside: Some(corrupt_moved_to.clone()),
+            }),
+            Origin::StartedFreshAfterCorruption {
+                corrupt_moved_to, ..
+            } => telemetry.emit(Event::StateRestored {
+                from_backup: None,
+                set_aside: Some(corrupt_moved_to.clone()),
+            }),
+            _ => {}
+        }
         Self {
             registries: Arc::new(Registries::new(RegistryOptions::default())),
-            config,
+            config: RwLock::new(Arc::new(config)),
             runtime,
             compose,
             store: Mutex::new(store),
             opened,
+            telemetry,
+            announced: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
-        self.config.services.iter().find(|s| s.name == name)
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().expect("config lock").clone()
+    }
+
+    /// Puts a new, already validated configuration in force (SIGHUP). Metric labels and webhook
+    /// endpoints stay as they were at start.
+    pub fn reload(&self, config: Config) {
+        *self.config.write().expect("config lock") = Arc::new(config);
+    }
+
+    pub fn service(&self, name: &str) -> Option<ServiceSpec> {
+        self.config()
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
     }
 
     /// The service's compose project, named as the detected compose flavor names it.
@@ -134,13 +180,16 @@ impl<R: ContainerRuntime> Engine<R> {
 
     /// One check-and-update pass.
     pub async fn pass(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
+        let config = self.config();
         let pass = Pass {
-            config: &self.config,
+            config: &config,
             runtime: &self.runtime,
             compose: &self.compose,
             registries: &self.registries,
             store: &self.store,
             now: &system_now,
+            telemetry: &self.telemetry,
+            announced: &self.announced,
         };
         pass.run(opts).await
     }

@@ -4,6 +4,7 @@
 //! A service whose check fails does not stop the others. Updates of services in the same compose
 //! project run one at a time (this pass runs every update one after the other).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,9 @@ use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_s
 use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
 use crate::runtime::{ContainerRuntime, ContainerState, RegistryLogin};
 use crate::state::{ChangeKind, ImageVersion, StateStore};
+use crate::telemetry::{
+    Candidate as TelemetryCandidate, CheckResult, Event, Telemetry, UpdateInfo,
+};
 
 /// What a pass did for one service: `{service, from, to, digest, result, reason, duration}`.
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +66,10 @@ pub struct Pass<'a, R: ContainerRuntime> {
     pub registries: &'a std::sync::Arc<Registries>,
     pub store: &'a Mutex<StateStore>,
     pub now: &'a (dyn Fn() -> jiff::Timestamp + Send + Sync),
+    /// Where logs, metrics and webhooks come from: one event per occurrence.
+    pub telemetry: &'a Telemetry,
+    /// The candidate last announced per service, so `update_available` is sent once per candidate.
+    pub announced: &'a Mutex<HashMap<String, String>>,
 }
 
 impl<R: ContainerRuntime> Pass<'_, R> {
@@ -75,6 +83,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             let _enter = span.enter();
             let mut outcome = self.one(&cycle, spec, opts).await;
             outcome.duration = started.elapsed();
+            self.telemetry.emit(check_finished(spec, &outcome));
             out.push(outcome);
         }
         out
@@ -149,6 +158,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                 report.with_reason(format!("{reason}; {}", check.selection.reason))
             }
             Decision::Hold { candidate, hold } => {
+                self.announce(spec, &report, &candidate);
                 report.result = "update_available".into();
                 report.to = Some(candidate.reference.familiar());
                 report.digest = Some(candidate.manifest_digest);
@@ -165,6 +175,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                 tag_changes,
                 reason,
             } => {
+                self.announce(spec, &report, &candidate);
                 report.to = Some(candidate.reference.familiar());
                 report.digest = Some(candidate.manifest_digest.clone());
                 if opts.dry_run {
@@ -187,6 +198,14 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                     actor: opts.actor.clone(),
                     env_file: None,
                 };
+                let mut info = update_info(
+                    spec,
+                    &request.running_text,
+                    &request.running.digest(),
+                    &request.candidate,
+                    (self.now)(),
+                );
+                self.telemetry.emit(Event::UpdateStarted(info.clone()));
                 let updater = Updater {
                     runtime: self.runtime,
                     compose: self.compose,
@@ -194,6 +213,20 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                     now: self.now,
                 };
                 let done = updater.update(&request).await;
+                info.duration = Some(done.duration);
+                self.telemetry.emit(match &done.result {
+                    UpdateResult::Updated => Event::Updated(info),
+                    UpdateResult::RolledBack { reason, .. } => Event::RolledBack {
+                        update: info,
+                        reason: reason.clone(),
+                    },
+                    UpdateResult::Failed { stage, reason }
+                    | UpdateResult::RollbackFailed { stage, reason } => Event::UpdateFailed {
+                        update: info,
+                        stage: *stage,
+                        reason: reason.clone(),
+                    },
+                });
                 report.result = done.result.as_str().into();
                 report.stage = done.result.stage().map(|s| s.as_str().to_owned());
                 report.reason = Some(match &done.result {
@@ -241,6 +274,18 @@ impl<R: ContainerRuntime> Pass<'_, R> {
         )))
     }
 
+    /// `update_available`, once per service and candidate digest.
+    fn announce(&self, spec: &ServiceSpec, report: &ServiceOutcome, candidate: &Candidate) {
+        let mut announced = self.announced.lock().expect("announced lock");
+        if announced.get(&spec.name) == Some(&candidate.manifest_digest) {
+            return;
+        }
+        announced.insert(spec.name.clone(), candidate.manifest_digest.clone());
+        let from = report.from.clone().unwrap_or_default();
+        let info = update_info(spec, &from, "", candidate, (self.now)());
+        self.telemetry.emit(Event::UpdateAvailable(info));
+    }
+
     fn record_check(&self, spec: &ServiceSpec, running: &Running) {
         let version = ImageVersion {
             image: running.reference.name(),
@@ -273,6 +318,48 @@ async fn pull_login(
             server: image.registry().to_owned(),
         }),
     })
+}
+
+/// The `CheckFinished` event of one service's report.
+fn check_finished(spec: &ServiceSpec, outcome: &ServiceOutcome) -> Event {
+    let result = match outcome.result.as_str() {
+        "check_failed" | "skipped" => CheckResult::Failed,
+        "up_to_date" | "updated" => CheckResult::UpToDate,
+        _ => CheckResult::UpdateAvailable,
+    };
+    let update_available = (result == CheckResult::UpdateAvailable)
+        .then(|| outcome.to.clone())
+        .flatten()
+        .map(|image| TelemetryCandidate {
+            image,
+            digest: outcome.digest.clone(),
+        });
+    Event::CheckFinished {
+        service: spec.name.clone(),
+        result,
+        update_available,
+        duration: outcome.duration,
+    }
+}
+
+fn update_info(
+    spec: &ServiceSpec,
+    from: &str,
+    from_digest: &str,
+    candidate: &Candidate,
+    at: jiff::Timestamp,
+) -> UpdateInfo {
+    UpdateInfo {
+        service: spec.name.clone(),
+        compose_service: spec.compose_service.clone(),
+        compose_file: spec.compose_file.clone(),
+        old_image: from.to_owned(),
+        new_image: candidate.reference.familiar(),
+        old_digest: (!from_digest.is_empty()).then(|| from_digest.to_owned()),
+        new_digest: Some(candidate.manifest_digest.clone()),
+        started_at: at,
+        duration: None,
+    }
 }
 
 fn selected(spec: &ServiceSpec, opts: &PassOptions) -> bool {

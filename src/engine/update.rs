@@ -26,6 +26,7 @@ use crate::state::{
 };
 
 use super::failpoint;
+use crate::telemetry::Stage;
 
 /// The tag under which lookout keeps the image a service ran before its last update, so it
 /// cannot be pruned and a rollback can restore it: `lookout-rollback-<service>`.
@@ -56,34 +57,6 @@ pub fn with_tag(text: &str, tag: &str) -> String {
         None => name,
     };
     format!("{base}:{tag}")
-}
-
-/// Where an update stopped, for reports and the `stage` metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Pull,
-    Plan,
-    Journal,
-    Tag,
-    Edit,
-    Up,
-    HealthGate,
-    Rollback,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pull => "pull",
-            Self::Plan => "plan",
-            Self::Journal => "journal",
-            Self::Tag => "tag",
-            Self::Edit => "edit",
-            Self::Up => "up",
-            Self::HealthGate => "health_gate",
-            Self::Rollback => "rollback",
-        }
-    }
 }
 
 /// How an update ended.
@@ -349,7 +322,7 @@ impl<R: ContainerRuntime> Updater<'_, R> {
 
         // 7-8. Health gate, which also checks the container runs the new image.
         self.step(service, Step::HealthGate)
-            .map_err(|e| (Stage::HealthGate, e))?;
+            .map_err(|e| (Stage::Health, e))?;
         failpoint::hit("during_health_gate");
         wait_healthy(
             self.runtime,
@@ -359,7 +332,7 @@ impl<R: ContainerRuntime> Updater<'_, R> {
             &gate_options(&req.spec),
         )
         .await
-        .map_err(|failure| (Stage::HealthGate, failure.to_string()))?;
+        .map_err(|failure| (Stage::Health, failure.to_string()))?;
         Ok(())
     }
 
