@@ -58,6 +58,9 @@ pub enum Command {
         /// Check and report what would change; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Update now even outside the maintenance windows.
+        #[arg(long)]
+        ignore_window: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -113,15 +116,16 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             validate(&file.unwrap_or(cli.config), out)
         }
         Command::Compose(cmd) => compose::run(&cmd, out),
-        Command::Run => not_yet("run"),
+        Command::Run => run_daemon(&cli.config),
         Command::Check(flags) => check::run(&cli.config, flags.json, out),
         Command::Update {
             services,
             dry_run,
+            ignore_window,
             json,
         } => {
             init_logging();
-            ops::update(&cli.config, services, dry_run, json, out)
+            ops::update(&cli.config, services, dry_run, ignore_window, json, out)
         }
         Command::Status(JsonFlag { json }) => ops::status(&cli.config, json, out),
         Command::Rollback { service } => {
@@ -130,6 +134,24 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         }
         Command::Doctor => not_yet("doctor"),
     }
+}
+
+/// `lookout run`: the daemon, until SIGTERM or SIGINT.
+fn run_daemon(config: &std::path::Path) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: finishing the work in progress"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing the work in progress"),
+            }
+        };
+        crate::daemon::run(config, shutdown).await?;
+        Ok(0)
+    })
 }
 
 /// Logs to stderr, at the level `LOG_LEVEL` / `RUST_LOG` asks for (default `info`).

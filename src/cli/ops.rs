@@ -46,6 +46,7 @@ pub fn update(
     config_path: &Path,
     services: Vec<String>,
     dry_run: bool,
+    ignore_window: bool,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
@@ -68,6 +69,7 @@ pub fn update(
             dry_run,
             actor: "cli".into(),
             paused,
+            respect_windows: !ignore_window,
         };
         let outcomes = engine.pass(&opts).await;
         finish(engine, deliveries).await;

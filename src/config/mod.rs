@@ -274,6 +274,8 @@ pub struct Config {
     /// Address of the HTTP API and `/metrics`.
     pub listen: SocketAddr,
     pub api_token: Option<Secret>,
+    /// Secret for registry push hooks (`/hooks/{source}`); hooks are off without it.
+    pub hook_secret: Option<Secret>,
     pub webhook_url: Option<String>,
     pub maintenance_window: Option<Vec<TimeRange>>,
     /// Days of the week the windows apply on (`None`: every day).
@@ -408,6 +410,7 @@ pub const ENV_OVERRIDES: &[(&str, Option<&str>)] = &[
     ("listen", None),
     ("metrics_port", Some("METRICS_PORT")),
     ("api_token", None),
+    ("hook_secret", None),
     ("webhook_url", Some("WEBHOOK_URL")),
     ("maintenance_window", Some("MAINTENANCE_WINDOW")),
     ("maintenance_days", None),
@@ -523,6 +526,13 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
             "is shorter than 16 characters; use a long random token (e.g. `openssl rand -hex 32`)",
         );
     }
+    let hook_secret = top.secret("hook_secret");
+    if hook_secret.as_ref().is_some_and(|t| t.expose().len() < 16) {
+        ctx.problem(
+            top.at("hook_secret"),
+            "is shorter than 16 characters; use a long random secret (e.g. `openssl rand -hex 32`)",
+        );
+    }
     let webhook_url = top.string("webhook_url");
     if let Some(url) = &webhook_url {
         check_url(ctx, &top.at("webhook_url"), url);
@@ -603,6 +613,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         state_fallback,
         listen,
         api_token,
+        hook_secret,
         webhook_url,
         maintenance_window,
         maintenance_days,

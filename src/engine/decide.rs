@@ -67,6 +67,9 @@ pub enum Hold {
     Paused,
     /// This candidate failed before and is not retried until a different one appears.
     FailedBefore { reason: String },
+    /// Outside the service's maintenance window (or too close to its end); `reason` says when
+    /// the next one opens.
+    OutsideWindow { reason: String },
 }
 
 /// What to do about one service.
@@ -94,6 +97,8 @@ pub struct Facts<'a> {
     pub failed: Option<&'a FailedCandidate>,
     pub enabled: bool,
     pub paused: bool,
+    /// Why changes are not allowed now (maintenance window), if they are not.
+    pub outside_window: Option<String>,
 }
 
 /// Decides what to do about one service.
@@ -129,7 +134,9 @@ pub fn decide(f: &Facts<'_>) -> Decision {
     } else if f.paused {
         Some(Hold::Paused)
     } else {
-        None
+        f.outside_window
+            .clone()
+            .map(|reason| Hold::OutsideWindow { reason })
     };
     if let Some(hold) = hold {
         return Decision::Hold {
@@ -223,6 +230,7 @@ mod tests {
             failed: fail.as_ref(),
             enabled,
             paused,
+            outside_window: None,
         };
         let got = match decide(&facts) {
             Decision::UpToDate { .. } => "up-to-date",
@@ -243,6 +251,10 @@ mod tests {
                 hold: Hold::FailedBefore { .. },
                 ..
             } => "hold-failed",
+            Decision::Hold {
+                hold: Hold::OutsideWindow { .. },
+                ..
+            } => "hold-window",
         };
         assert_eq!(got, expect, "{facts:#?}");
     }
@@ -367,5 +379,35 @@ mod tests {
             false,
             "update-tag",
         );
+    }
+
+    #[test]
+    fn outside_a_window_updates_wait_and_nothing_else_changes() {
+        let run = running("app:1.0.0", &[OLD]);
+        let cand = candidate("app:1.1.0", NEW, None);
+        let facts = |window: Option<&str>, cand: &Candidate| {
+            decide(&Facts {
+                running: &run,
+                candidate: Some(cand),
+                failed: None,
+                enabled: true,
+                paused: false,
+                outside_window: window.map(str::to_owned),
+            })
+        };
+        match facts(Some("next window opens at 02:00"), &cand) {
+            Decision::Hold {
+                hold: Hold::OutsideWindow { reason },
+                ..
+            } => assert!(reason.contains("02:00")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(facts(None, &cand), Decision::Update { .. }));
+        // A service that is up to date stays up to date whatever the window.
+        let same = candidate("app:1.0.0", OLD, None);
+        assert!(matches!(
+            facts(Some("closed"), &same),
+            Decision::UpToDate { .. }
+        ));
     }
 }

@@ -17,6 +17,7 @@ use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_service};
 use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
 use crate::runtime::{ContainerRuntime, ContainerState, RegistryLogin};
+use crate::schedule::{Decision as WindowDecision, Windows};
 use crate::state::{ChangeKind, ImageVersion, StateStore};
 use crate::telemetry::{
     Candidate as TelemetryCandidate, CheckResult, Event, Telemetry, UpdateInfo,
@@ -56,6 +57,9 @@ pub struct PassOptions {
     pub actor: String,
     /// Updates are paused: check, but hold every update.
     pub paused: bool,
+    /// Hold updates outside each service's maintenance windows (the daemon, and `lookout update`
+    /// unless told otherwise).
+    pub respect_windows: bool,
 }
 
 /// The seams a pass goes through.
@@ -150,6 +154,11 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             failed: state_failed.as_ref(),
             enabled: spec.enabled || opts.only.contains(&spec.name),
             paused: opts.paused,
+            outside_window: if opts.respect_windows {
+                self.outside_window(spec)
+            } else {
+                None
+            },
         });
         self.record_check(spec, &running);
         match decision {
@@ -165,6 +174,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                 report.with_reason(match hold {
                     Hold::Disabled => "the service is disabled (enabled = false)".into(),
                     Hold::Paused => "updates are paused".into(),
+                    Hold::OutsideWindow { reason } => reason,
                     Hold::FailedBefore { reason } => format!(
                         "this candidate failed before ({reason}); waiting for a different one"
                     ),
@@ -272,6 +282,25 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             },
             container.image_ref,
         )))
+    }
+
+    /// Why an update of `spec` may not start now: outside its maintenance windows, or too close
+    /// to a window's end to finish (compose timeout plus health timeout).
+    fn outside_window(&self, spec: &ServiceSpec) -> Option<String> {
+        let local = jiff::tz::TimeZone::system();
+        let windows = Windows::for_service(self.config, spec, &local);
+        let needed = self.config.compose_timeout + spec.health_timeout;
+        match windows.may_change_now((self.now)(), needed) {
+            WindowDecision::Allowed { .. } => None,
+            WindowDecision::WaitUntil(at) => Some(format!(
+                "outside the maintenance window (or too close to its end to finish within {}s); the next one opens at {at}",
+                needed.as_secs()
+            )),
+            WindowDecision::NoWindowLongEnough => Some(format!(
+                "no maintenance window is long enough for an update that may take {}s (compose_timeout + health_timeout)",
+                needed.as_secs()
+            )),
+        }
     }
 
     /// `update_available`, once per service and candidate digest.
