@@ -55,8 +55,20 @@ impl Project {
     /// `compose` is the compose file text with `{image}` for `HOST/e2e/app` and `{label}` for
     /// the test label; `service` is lookout's service settings (TOML lines).
     pub fn new(test: &str, flavor: Flavor, compose: &str, service: &str) -> Self {
+        Self::with_registry_yaml(test, flavor, compose, service, "")
+    }
+
+    /// Like [`Project::new`], with extra top-level YAML in the registry's configuration (e.g.
+    /// `notifications:` pointing at lookout).
+    pub fn with_registry_yaml(
+        test: &str,
+        flavor: Flavor,
+        compose: &str,
+        service: &str,
+        registry_yaml: &str,
+    ) -> Self {
         let scratch = Scratch::new(test);
-        let registry = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
+        let registry = LocalRegistry::start_with(&scratch, RegistryAuth::Anonymous, registry_yaml);
         let repo = registry.image("e2e/app");
         // v1 and v2 both derive the project name from an alphanumeric folder name alike.
         let name: String = format!("lk{}", scratch.id)

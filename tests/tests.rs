@@ -4,6 +4,7 @@ mod util;
 
 mod cli;
 mod compose;
+mod daemon;
 mod deploy;
 mod engine;
 mod harness;
