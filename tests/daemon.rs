@@ -96,7 +96,10 @@ fn dechunk(body: &str) -> String {
 }
 
 /// A webhook receiver on loopback that answers 200 and keeps (headers, body) of each delivery.
-fn webhook_receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+/// The (headers, body) of each delivery a receiver got.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+fn webhook_receiver() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let got = Arc::new(Mutex::new(Vec::new()));

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::config::{Config, ServiceSpec};
 use crate::engine::decide::{Candidate, Decision, Facts, Hold, Running, decide};
@@ -46,6 +47,19 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
+/// How many services are checked at once.
+pub const PARALLEL_CHECKS: usize = 8;
+
+/// A service after its check: finished, or an update to carry out.
+enum Checked {
+    Done(ServiceOutcome),
+    Update {
+        request: Box<UpdateRequest>,
+        report: ServiceOutcome,
+        reason: String,
+    },
+}
+
 /// What one pass is allowed to do.
 #[derive(Debug, Clone, Default)]
 pub struct PassOptions {
@@ -77,15 +91,32 @@ pub struct Pass<'a, R: ContainerRuntime> {
 }
 
 impl<R: ContainerRuntime> Pass<'_, R> {
-    /// Runs one pass and reports per service.
+    /// Runs one pass and reports per service: checks run in parallel (at most
+    /// [`PARALLEL_CHECKS`] at once; services sharing a repository or reference share the
+    /// registry's answers), then updates run one at a time, in configuration order.
     pub async fn run(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
         let cycle = CheckCycle::new(self.registries.clone());
+        let limit = tokio::sync::Semaphore::new(PARALLEL_CHECKS);
+        let mut checks = Vec::new();
+        for spec in &self.config.services {
+            if selected(spec, opts) {
+                checks.push(self.check_limited(&limit, &cycle, spec, opts));
+            }
+        }
+        let checked = futures_util::future::join_all(checks).await;
         let mut out = Vec::new();
-        for spec in self.config.services.iter().filter(|s| selected(s, opts)) {
-            let started = Instant::now();
-            let span = tracing::info_span!("check", service = %spec.name);
-            let _enter = span.enter();
-            let mut outcome = self.one(&cycle, spec, opts).await;
+        for (spec, started, checked) in checked {
+            let mut outcome = match checked {
+                Checked::Done(outcome) => outcome,
+                Checked::Update {
+                    request,
+                    report,
+                    reason,
+                } => {
+                    let span = tracing::info_span!("check", service = %spec.name);
+                    self.update(*request, report, reason).instrument(span).await
+                }
+            };
             outcome.duration = started.elapsed();
             self.telemetry.emit(check_finished(spec, &outcome));
             out.push(outcome);
@@ -93,12 +124,41 @@ impl<R: ContainerRuntime> Pass<'_, R> {
         out
     }
 
-    async fn one(
+    /// [`Pass::check`] once a place among the parallel checks is free.
+    async fn check_limited<'s>(
+        &self,
+        limit: &tokio::sync::Semaphore,
+        cycle: &CheckCycle,
+        spec: &'s ServiceSpec,
+        opts: &PassOptions,
+    ) -> (&'s ServiceSpec, Instant, Checked) {
+        let _permit = limit
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let started = Instant::now();
+        let span = tracing::info_span!("check", service = %spec.name);
+        (
+            spec,
+            started,
+            self.check(cycle, spec, opts).instrument(span).await,
+        )
+    }
+
+    /// Finds what runs, asks the registry and decides; an update is returned, not started.
+    async fn check(&self, cycle: &CheckCycle, spec: &ServiceSpec, opts: &PassOptions) -> Checked {
+        match self.check_inner(cycle, spec, opts).await {
+            Ok(checked) => checked,
+            Err(report) => Checked::Done(report),
+        }
+    }
+
+    async fn check_inner(
         &self,
         cycle: &CheckCycle,
         spec: &ServiceSpec,
         opts: &PassOptions,
-    ) -> ServiceOutcome {
+    ) -> Result<Checked, ServiceOutcome> {
         let mut report = ServiceOutcome {
             service: spec.name.clone(),
             from: None,
@@ -114,23 +174,23 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             .project(&spec.compose_file, None, |n| std::env::var(n).ok())
         {
             Ok(p) => p,
-            Err(e) => return report.with_reason(e.to_string()),
+            Err(e) => return Err(report.with_reason(e.to_string())),
         };
         let (running, running_text) = match self.running(spec, &project).await {
             Ok(Some(r)) => r,
             Ok(None) => {
                 report.result = "skipped".into();
-                return report.with_reason(format!(
+                return Err(report.with_reason(format!(
                     "no running container of compose service {:?} in project {:?}; lookout updates running services only",
                     spec.compose_service, project.name
-                ));
+                )));
             }
-            Err(e) => return report.with_reason(e),
+            Err(e) => return Err(report.with_reason(e)),
         };
         report.from = Some(running_text.clone());
         let check = match check_service(cycle, spec, &running.reference).await {
             Ok(c) => c,
-            Err(e) => return report.with_reason(e.to_string()),
+            Err(e) => return Err(report.with_reason(e.to_string())),
         };
         let candidate = match (&check.candidate, &check.digests) {
             (Some(reference), Some(d)) => Some(Candidate {
@@ -164,21 +224,24 @@ impl<R: ContainerRuntime> Pass<'_, R> {
         match decision {
             Decision::UpToDate { reason } => {
                 report.result = "up_to_date".into();
-                report.with_reason(format!("{reason}; {}", check.selection.reason))
+                Ok(Checked::Done(report.with_reason(format!(
+                    "{reason}; {}",
+                    check.selection.reason
+                ))))
             }
             Decision::Hold { candidate, hold } => {
                 self.announce(spec, &report, &candidate);
                 report.result = "update_available".into();
                 report.to = Some(candidate.reference.familiar());
                 report.digest = Some(candidate.manifest_digest);
-                report.with_reason(match hold {
+                Ok(Checked::Done(report.with_reason(match hold {
                     Hold::Disabled => "the service is disabled (enabled = false)".into(),
                     Hold::Paused => "updates are paused".into(),
                     Hold::OutsideWindow { reason } => reason,
                     Hold::FailedBefore { reason } => format!(
                         "this candidate failed before ({reason}); waiting for a different one"
                     ),
-                })
+                })))
             }
             Decision::Update {
                 candidate,
@@ -190,11 +253,13 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                 report.digest = Some(candidate.manifest_digest.clone());
                 if opts.dry_run {
                     report.result = "update_available".into();
-                    return report.with_reason(format!("would update: {reason}"));
+                    return Ok(Checked::Done(
+                        report.with_reason(format!("would update: {reason}")),
+                    ));
                 }
                 let login = match pull_login(cycle, spec, &candidate.reference).await {
                     Ok(login) => login,
-                    Err(e) => return report.with_reason(e.to_string()),
+                    Err(e) => return Err(report.with_reason(e.to_string())),
                 };
                 let request = UpdateRequest {
                     spec: spec.clone(),
@@ -208,44 +273,59 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                     actor: opts.actor.clone(),
                     env_file: None,
                 };
-                let mut info = update_info(
-                    spec,
-                    &request.running_text,
-                    &request.running.digest(),
-                    &request.candidate,
-                    (self.now)(),
-                );
-                self.telemetry.emit(Event::UpdateStarted(info.clone()));
-                let updater = Updater {
-                    runtime: self.runtime,
-                    compose: self.compose,
-                    store: self.store,
-                    now: self.now,
-                };
-                let done = updater.update(&request).await;
-                info.duration = Some(done.duration);
-                self.telemetry.emit(match &done.result {
-                    UpdateResult::Updated => Event::Updated(info),
-                    UpdateResult::RolledBack { reason, .. } => Event::RolledBack {
-                        update: info,
-                        reason: reason.clone(),
-                    },
-                    UpdateResult::Failed { stage, reason }
-                    | UpdateResult::RollbackFailed { stage, reason } => Event::UpdateFailed {
-                        update: info,
-                        stage: *stage,
-                        reason: reason.clone(),
-                    },
-                });
-                report.result = done.result.as_str().into();
-                report.stage = done.result.stage().map(|s| s.as_str().to_owned());
-                report.reason = Some(match &done.result {
-                    UpdateResult::Updated => reason,
-                    other => other.reason().unwrap_or_default().to_owned(),
-                });
-                report
+                Ok(Checked::Update {
+                    request: Box::new(request),
+                    report,
+                    reason,
+                })
             }
         }
+    }
+
+    /// Carries out an update a check decided on, with its events.
+    async fn update(
+        &self,
+        request: UpdateRequest,
+        mut report: ServiceOutcome,
+        reason: String,
+    ) -> ServiceOutcome {
+        let spec = &request.spec;
+        let mut info = update_info(
+            spec,
+            &request.running_text,
+            &request.running.digest(),
+            &request.candidate,
+            (self.now)(),
+        );
+        self.telemetry.emit(Event::UpdateStarted(info.clone()));
+        let updater = Updater {
+            runtime: self.runtime,
+            compose: self.compose,
+            store: self.store,
+            now: self.now,
+        };
+        let done = updater.update(&request).await;
+        info.duration = Some(done.duration);
+        self.telemetry.emit(match &done.result {
+            UpdateResult::Updated => Event::Updated(info),
+            UpdateResult::RolledBack { reason, .. } => Event::RolledBack {
+                update: info,
+                reason: reason.clone(),
+            },
+            UpdateResult::Failed { stage, reason }
+            | UpdateResult::RollbackFailed { stage, reason } => Event::UpdateFailed {
+                update: info,
+                stage: *stage,
+                reason: reason.clone(),
+            },
+        });
+        report.result = done.result.as_str().into();
+        report.stage = done.result.stage().map(|s| s.as_str().to_owned());
+        report.reason = Some(match &done.result {
+            UpdateResult::Updated => reason,
+            other => other.reason().unwrap_or_default().to_owned(),
+        });
+        report
     }
 
     /// The running container of the service: its image reference (as compose wrote it), id and
