@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod compose;
 pub mod config;
+pub mod doctor;
 pub mod durable;
 pub mod engine;
 pub mod notify;

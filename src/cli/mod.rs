@@ -70,7 +70,7 @@ pub enum Command {
         service: String,
     },
     /// Check the environment: Docker, compose, files, registries, state folder.
-    Doctor,
+    Doctor(JsonFlag),
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,7 +128,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             init_logging();
             ops::rollback(&cli.config, &service, out)
         }
-        Command::Doctor => not_yet("doctor"),
+        Command::Doctor(JsonFlag { json }) => crate::doctor::command(&cli.config, json, out),
     }
 }
 
