@@ -444,6 +444,7 @@ async fn service_local_checks(
 
     let name = format!("container of {}", spec.name);
     let container = match (docker, compose) {
+        _ if site.is_err() => (Check::skip(name, "the compose file check failed"), None),
         (None, _) => (Check::skip(name, "Docker is not reachable"), None),
         (_, Err(_)) => (
             Check::skip(name, "no compose found, so the project name is not known"),
@@ -1276,12 +1277,13 @@ mod tests {
             path: "/srv/web/compose.yaml".into(),
             source: io::Error::from(kind),
         };
-        let cases: Vec<(
+        type Case = (
             Result<ImageSite, ComposeError>,
             Option<io::Result<()>>,
-            &str,
-            &str,
-        )> = vec![
+            &'static str,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 Err(io_err(io::ErrorKind::NotFound)),
                 None,
