@@ -55,8 +55,20 @@ impl Project {
     /// `compose` is the compose file text with `{image}` for `HOST/e2e/app` and `{label}` for
     /// the test label; `service` is lookout's service settings (TOML lines).
     pub fn new(test: &str, flavor: Flavor, compose: &str, service: &str) -> Self {
+        Self::with_auth(test, flavor, compose, service, RegistryAuth::Anonymous)
+    }
+
+    /// As [`Project::new`], with a registry that authenticates as `auth` says (the engine is
+    /// logged in to it, so pushes work).
+    pub fn with_auth(
+        test: &str,
+        flavor: Flavor,
+        compose: &str,
+        service: &str,
+        auth: RegistryAuth,
+    ) -> Self {
         let scratch = Scratch::new(test);
-        let registry = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
+        let registry = LocalRegistry::start(&scratch, auth);
         let repo = registry.image("e2e/app");
         // v1 and v2 both derive the project name from an alphanumeric folder name alike.
         let name: String = format!("lk{}", scratch.id)

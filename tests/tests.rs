@@ -5,6 +5,7 @@ mod util;
 mod cli;
 mod compose;
 mod deploy;
+mod doctor;
 mod engine;
 mod harness;
 mod registry;
