@@ -154,17 +154,9 @@ fn config_validate_lists_every_problem_and_fails() {
 
 #[test]
 fn unfinished_subcommands_say_so_with_exit_code_2() {
-    for cmd in [
-        &["run"][..],
-        &["update"],
-        &["status"],
-        &["rollback", "web"],
-        &["doctor"],
-    ] {
-        let (code, _, stderr) = output(cmd);
-        assert_eq!(code, 2, "{cmd:?}");
-        assert!(stderr.contains("not yet implemented"), "{cmd:?}: {stderr}");
-    }
+    let (code, _, stderr) = output(&["run"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not yet implemented"), "{stderr}");
 }
 
 #[test]
