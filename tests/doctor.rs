@@ -346,3 +346,35 @@ fn doctor_stops_at_a_configuration_that_does_not_load() {
         "{text}"
     );
 }
+
+#[test]
+fn doctor_finds_a_compose_v1_project_and_an_anonymous_registry() {
+    let mut p = Project::new(
+        "doctor-v1",
+        Flavor::V1,
+        COMPOSE,
+        "image = \"{image}:1.0.0\"\n",
+    );
+    p.push("1.0.0", NO_CHECK);
+    p.up();
+    let (code, out, stderr) = p.lookout(&["doctor"]);
+    eprintln!("{out}{stderr}");
+    assert_eq!(code, 0, "warnings do not fail the run:\n{out}");
+    assert_status(
+        &out,
+        "compose",
+        "WARN",
+        &[
+            "/usr/bin/docker-compose 1.",
+            "(v1)",
+            "— fix: compose v1 is end of life",
+        ],
+    );
+    assert_status(&out, "container of app", "PASS", &[" running, "]);
+    assert_status(
+        &out,
+        &format!("registry for app ({})", p.registry.host),
+        "PASS",
+        &["reachable anonymously"],
+    );
+}
