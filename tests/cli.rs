@@ -152,20 +152,6 @@ fn config_validate_lists_every_problem_and_fails() {
     assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
 }
 
-#[test]
-fn unfinished_subcommands_say_so_with_exit_code_2() {
-    for cmd in [
-        &["run"][..],
-        &["update"],
-        &["status"],
-        &["rollback", "web"],
-        &["doctor"],
-    ] {
-        let (code, _, stderr) = output(cmd);
-        assert_eq!(code, 2, "{cmd:?}");
-        assert!(stderr.contains("not yet implemented"), "{cmd:?}: {stderr}");
-    }
-}
 
 #[test]
 fn compose_set_image_prints_the_diff_then_writes() {

@@ -55,7 +55,19 @@ impl Project {
     /// `compose` is the compose file text with `{image}` for `HOST/e2e/app` and `{label}` for
     /// the test label; `service` is lookout's service settings (TOML lines).
     pub fn new(test: &str, flavor: Flavor, compose: &str, service: &str) -> Self {
-        Self::with_registry_yaml(test, flavor, compose, service, "")
+        Self::build(test, flavor, compose, service, RegistryAuth::Anonymous, "")
+    }
+
+    /// As [`Project::new`], with a registry that authenticates as `auth` says (the engine is
+    /// logged in to it, so pushes work).
+    pub fn with_auth(
+        test: &str,
+        flavor: Flavor,
+        compose: &str,
+        service: &str,
+        auth: RegistryAuth,
+    ) -> Self {
+        Self::build(test, flavor, compose, service, auth, "")
     }
 
     /// Like [`Project::new`], with extra top-level YAML in the registry's configuration (e.g.
@@ -67,8 +79,26 @@ impl Project {
         service: &str,
         registry_yaml: &str,
     ) -> Self {
+        Self::build(
+            test,
+            flavor,
+            compose,
+            service,
+            RegistryAuth::Anonymous,
+            registry_yaml,
+        )
+    }
+
+    fn build(
+        test: &str,
+        flavor: Flavor,
+        compose: &str,
+        service: &str,
+        auth: RegistryAuth,
+        registry_yaml: &str,
+    ) -> Self {
         let scratch = Scratch::new(test);
-        let registry = LocalRegistry::start_with(&scratch, RegistryAuth::Anonymous, registry_yaml);
+        let registry = LocalRegistry::start_with(&scratch, auth, registry_yaml);
         let repo = registry.image("e2e/app");
         // v1 and v2 both derive the project name from an alphanumeric folder name alike.
         let name: String = format!("lk{}", scratch.id)

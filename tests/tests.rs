@@ -6,6 +6,7 @@ mod cli;
 mod compose;
 mod daemon;
 mod deploy;
+mod doctor;
 mod engine;
 mod harness;
 mod registry;

@@ -1,8 +1,7 @@
 //! The command line: clap definitions and one handler per subcommand.
 //!
 //! The only module that prints to stdout. Exit codes: 0 success; 1 the command ran and found a
-//! problem (an invalid configuration, a failed lookup); 2 the command line is wrong or the
-//! subcommand is not available in this build.
+//! problem (an invalid configuration, a failed lookup); 2 the command line is wrong.
 
 mod check;
 mod compose;
@@ -19,7 +18,7 @@ use crate::config;
 
 /// Exit code when the command ran and found a problem.
 pub const EXIT_FAILURE: u8 = 1;
-/// Exit code for a wrong command line or a subcommand this build does not have yet.
+/// Exit code for a wrong command line.
 pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
@@ -73,7 +72,7 @@ pub enum Command {
         service: String,
     },
     /// Check the environment: Docker, compose, files, registries, state folder.
-    Doctor,
+    Doctor(JsonFlag),
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,7 +131,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             init_logging();
             ops::rollback(&cli.config, &service, out)
         }
-        Command::Doctor => not_yet("doctor"),
+        Command::Doctor(JsonFlag { json }) => crate::doctor::command(&cli.config, json, out),
     }
 }
 
@@ -171,10 +170,6 @@ fn init_logging() {
         .try_init();
 }
 
-fn not_yet(command: &str) -> anyhow::Result<u8> {
-    eprintln!("lookout {command}: not yet implemented in this version");
-    Ok(EXIT_USAGE)
-}
 
 fn validate(path: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<u8> {
     match config::load(path) {

@@ -430,7 +430,10 @@ fn schema_keys(text: &str, path: &str) -> Vec<String> {
     let Err(ConfigError::Invalid { problems, .. }) = load_str("keys.toml", text, &no_env) else {
         panic!("expected an unknown-key problem for {path}");
     };
-    let p = problems.iter().find(|p| p.path == path).unwrap_or_else(|| panic!("{problems:?}"));
+    let p = problems
+        .iter()
+        .find(|p| p.path == path)
+        .unwrap_or_else(|| panic!("{problems:?}"));
     let list = p.message.split("valid keys are ").nth(1).unwrap();
     list.split(", ").map(str::to_owned).collect()
 }
@@ -439,19 +442,31 @@ fn schema_keys(text: &str, path: &str) -> Vec<String> {
 /// reference cannot fall behind the schema).
 #[test]
 fn the_documented_default_covers_every_key_of_the_schema() {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/lookout.toml")).unwrap();
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/lookout.toml"))
+            .unwrap();
     let service = "name = \"a\"\nimage = \"nginx\"\ncompose_file = \"/c.yml\"\n";
     let levels = [
         ("zz_unknown = 1\n".to_owned(), "zz_unknown"),
-        (format!("[[services]]\n{service}zz_unknown = 1\n"), "services[0].zz_unknown"),
-        (format!("[[services]]\n{service}registry_config = {{ zz_unknown = 1 }}\n"), "services[0].registry_config.zz_unknown"),
-        ("[[webhooks]]\nurl = \"http://x\"\nzz_unknown = 1\n".to_owned(), "webhooks[0].zz_unknown"),
+        (
+            format!("[[services]]\n{service}zz_unknown = 1\n"),
+            "services[0].zz_unknown",
+        ),
+        (
+            format!("[[services]]\n{service}registry_config = {{ zz_unknown = 1 }}\n"),
+            "services[0].registry_config.zz_unknown",
+        ),
+        (
+            "[[webhooks]]\nurl = \"http://x\"\nzz_unknown = 1\n".to_owned(),
+            "webhooks[0].zz_unknown",
+        ),
     ];
     let mut missing = Vec::new();
     for (text, path) in &levels {
         for key in schema_keys(text, path) {
             let documented = doc.match_indices(key.as_str()).any(|(i, _)| {
-                let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                let word =
+                    |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
                 !word(doc[..i].chars().next_back()) && !word(doc[i + key.len()..].chars().next())
             });
             if !documented {
@@ -459,5 +474,8 @@ fn the_documented_default_covers_every_key_of_the_schema() {
             }
         }
     }
-    assert!(missing.is_empty(), "keys missing from config/lookout.toml: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "keys missing from config/lookout.toml: {missing:#?}"
+    );
 }
