@@ -138,6 +138,7 @@ impl Project {
 
     /// Starts `lookout --config CONFIG ARGS` with extra environment variables and returns the
     /// child with its stderr piped (stdout is discarded), for tests that stop it midway.
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))] // Used by the fault tests.
     pub fn spawn_lookout(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
         let mut cmd = lookout();
         cmd.arg("--config")
@@ -155,6 +156,7 @@ impl Project {
     }
 
     /// The compose project's name (the folder's name, which v1 and v2 both use as is).
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))] // Used by the fault tests.
     pub fn project_name(&self) -> String {
         self.dir.file_name().unwrap().to_string_lossy().into_owned()
     }

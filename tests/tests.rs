@@ -6,6 +6,7 @@ mod cli;
 mod compose;
 mod deploy;
 mod engine;
+mod faults;
 mod harness;
 mod registry;
 mod runtime;
