@@ -178,6 +178,31 @@ impl Project {
         )
     }
 
+    /// Starts `lookout --config CONFIG ARGS` with extra environment variables and returns the
+    /// child with its stderr piped (stdout is discarded), for tests that stop it midway.
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))] // Used by the fault tests.
+    pub fn spawn_lookout(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+        let mut cmd = lookout();
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("LOG_LEVEL", "info")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if self.flavor == Flavor::V1 {
+            cmd.env("LOOKOUT_COMPOSE_BINARY", "/usr/bin/docker-compose");
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// The compose project's name (the folder's name, which v1 and v2 both use as is).
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))] // Used by the fault tests.
+    pub fn project_name(&self) -> String {
+        self.dir.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
     /// `lookout update --json`, returning the one service's report.
     pub fn update(&self) -> serde_json::Value {
         let (code, stdout, stderr) = self.lookout(&["update", "--json"]);
@@ -248,7 +273,7 @@ impl Drop for Project {
     }
 }
 
-const COMPOSE_TAGGED: &str = "services:\n  app:\n    # the service under test\n    image: '{image}:1.0.0'  # keep the quotes\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n";
+pub const COMPOSE_TAGGED: &str = "services:\n  app:\n    # the service under test\n    image: '{image}:1.0.0'  # keep the quotes\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n";
 
 /// Updates 1.0.0 → 1.1.0, then refuses 2.0.0 whose health check fails: rolled back to exactly
 /// the bytes before, the old container healthy, the candidate blocked on the next pass.

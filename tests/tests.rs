@@ -8,6 +8,7 @@ mod daemon;
 mod deploy;
 mod doctor;
 mod engine;
+mod faults;
 mod harness;
 mod registry;
 mod runtime;

@@ -107,8 +107,10 @@ async fn recover_one<R: ContainerRuntime>(
         .ok()
         .and_then(|cs| cs.into_iter().find(|c| c.state == ContainerState::Running));
     let runs_new = matches!((&container, &new_id), (Some(c), Some(id)) if &c.image_id == id);
-    let healthy = runs_new
-        && wait_healthy(
+    // The new container gets the health gate the interrupted update did not finish. A failure
+    // here proves the candidate bad just as the update's own gate would have.
+    let gate_failure = if runs_new {
+        wait_healthy(
             runtime,
             &project.name,
             &spec.compose_service,
@@ -116,7 +118,11 @@ async fn recover_one<R: ContainerRuntime>(
             &gate,
         )
         .await
-        .is_ok();
+        .err()
+    } else {
+        None
+    };
+    let healthy = runs_new && gate_failure.is_none();
     let seen = Observed {
         file_sha256: file_now.as_deref().map(sha256_hex),
         running_digest: if runs_new {
@@ -160,13 +166,19 @@ async fn recover_one<R: ContainerRuntime>(
         .await
         {
             Ok(()) => {
-                // A rollback that was already under way is a real failure of the candidate; an
+                // A rollback that was already under way, or a new container that failed the
+                // health gate just now, is a real failure of the candidate (it is blocked); an
                 // update cut off before its health gate proved nothing about it.
-                let reason = format!(
+                let mut reason = format!(
                     "interrupted at step {:?}; restored the old file and image",
                     entry.step
                 );
-                let outcome = if entry.step == Step::RollingBack {
+                if let Some(failure) = &gate_failure {
+                    reason = format!(
+                        "{reason}; the new container failed the health gate when lookout started again: {failure}"
+                    );
+                }
+                let outcome = if entry.step == Step::RollingBack || gate_failure.is_some() {
                     Outcome::RolledBack {
                         reason: reason.clone(),
                     }
