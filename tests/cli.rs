@@ -152,7 +152,6 @@ fn config_validate_lists_every_problem_and_fails() {
     assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
 }
 
-
 #[test]
 fn compose_set_image_prints_the_diff_then_writes() {
     let scratch = Scratch::new("cli-compose-set-image");

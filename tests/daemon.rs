@@ -328,6 +328,44 @@ fn a_push_to_the_registry_updates_the_service_without_waiting_for_the_interval()
             .contains("\"paused\": true")
     );
 
+    // SIGHUP: an invalid configuration is refused and the one in force stays; a valid one is
+    // put in force.
+    let good = std::fs::read_to_string(&p.config).unwrap();
+    let hup = || {
+        let pid = daemon.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    std::fs::write(&p.config, format!("{good}\ncheck_interval = \"soon\"\n")).unwrap();
+    hup();
+    wait_for(
+        "the refused reload in the log",
+        Duration::from_secs(30),
+        || {
+            log()
+                .contains("the new configuration is invalid; keeping the one in force")
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        http(&addr, "GET", "/api/v1/services/app", Some(TOKEN)).0,
+        200
+    );
+    std::fs::write(&p.config, format!("{good}enabled = false\n")).unwrap();
+    hup();
+    wait_for(
+        "the reloaded configuration",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = http(&addr, "GET", "/api/v1/services/app", Some(TOKEN));
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (v["enabled"] == false).then_some(())
+        },
+    );
+
     assert_eq!(
         daemon.stop(),
         0,

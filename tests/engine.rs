@@ -349,12 +349,11 @@ fn semver_update_and_failed_candidate_rollback_compose_v1() {
 
 /// `latest` follows its digest: a new healthy push is taken, a crash-looping one is rolled back,
 /// and the compose file never changes.
-#[test]
-fn latest_digest_update_and_rollback_of_a_crash_loop() {
+fn latest_digest_update_and_rollback_of_a_crash_loop(flavor: Flavor) {
     let compose = "services:\n  app:\n    image: {image}:latest\n    restart: unless-stopped\n    labels:\n      lookout.test: \"{label}\"\n";
     let mut p = Project::new(
-        "engine-latest",
-        Flavor::V2,
+        &format!("engine-latest-{flavor:?}"),
+        flavor,
         compose,
         "image = \"{image}:latest\"\n",
     );
@@ -396,12 +395,11 @@ fn latest_digest_update_and_rollback_of_a_crash_loop() {
 }
 
 /// Without a HEALTHCHECK, a container that exits after 3 s fails the stability period.
-#[test]
-fn a_service_without_healthcheck_that_exits_is_rolled_back() {
+fn a_service_without_healthcheck_that_exits_is_rolled_back(flavor: Flavor) {
     let compose = "services:\n  app:\n    image: {image}:1.0.0\n    labels:\n      lookout.test: \"{label}\"\n";
     let mut p = Project::new(
-        "engine-nocheck",
-        Flavor::V2,
+        &format!("engine-nocheck-{flavor:?}"),
+        flavor,
         compose,
         "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
     );
@@ -420,12 +418,11 @@ fn a_service_without_healthcheck_that_exits_is_rolled_back() {
 }
 
 /// `image: …:${TAG}`: the project's `.env` changes, the compose file does not.
-#[test]
-fn a_variable_image_updates_the_env_file_only() {
+fn a_variable_image_updates_the_env_file_only(flavor: Flavor) {
     let compose = "services:\n  app:\n    image: \"{image}:${TAG}\"\n    labels:\n      lookout.test: \"{label}\"\n";
     let mut p = Project::new(
-        "engine-env",
-        Flavor::V2,
+        &format!("engine-env-{flavor:?}"),
+        flavor,
         compose,
         "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
     );
@@ -443,11 +440,10 @@ fn a_variable_image_updates_the_env_file_only() {
 }
 
 /// With nothing new, a pass pulls nothing and restarts nothing.
-#[test]
-fn nothing_new_pulls_nothing_and_restarts_nothing() {
+fn nothing_new_pulls_nothing_and_restarts_nothing(flavor: Flavor) {
     let mut p = Project::new(
-        "engine-idle",
-        Flavor::V2,
+        &format!("engine-idle-{flavor:?}"),
+        flavor,
         COMPOSE_TAGGED,
         "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
     );
@@ -491,5 +487,91 @@ fn rollback_returns_to_the_previous_image() {
     assert_eq!(
         (image.as_str(), health.as_str()),
         (id_old.as_str(), "running/healthy")
+    );
+}
+
+#[test]
+fn latest_digest_update_and_rollback_of_a_crash_loop_compose_v2() {
+    latest_digest_update_and_rollback_of_a_crash_loop(Flavor::V2);
+}
+
+#[test]
+fn latest_digest_update_and_rollback_of_a_crash_loop_compose_v1() {
+    latest_digest_update_and_rollback_of_a_crash_loop(Flavor::V1);
+}
+
+#[test]
+fn a_service_without_healthcheck_that_exits_is_rolled_back_compose_v2() {
+    a_service_without_healthcheck_that_exits_is_rolled_back(Flavor::V2);
+}
+
+#[test]
+fn a_service_without_healthcheck_that_exits_is_rolled_back_compose_v1() {
+    a_service_without_healthcheck_that_exits_is_rolled_back(Flavor::V1);
+}
+
+#[test]
+fn a_variable_image_updates_the_env_file_only_compose_v2() {
+    a_variable_image_updates_the_env_file_only(Flavor::V2);
+}
+
+#[test]
+fn a_variable_image_updates_the_env_file_only_compose_v1() {
+    a_variable_image_updates_the_env_file_only(Flavor::V1);
+}
+
+#[test]
+fn nothing_new_pulls_nothing_and_restarts_nothing_compose_v2() {
+    nothing_new_pulls_nothing_and_restarts_nothing(Flavor::V2);
+}
+
+#[test]
+fn nothing_new_pulls_nothing_and_restarts_nothing_compose_v1() {
+    nothing_new_pulls_nothing_and_restarts_nothing(Flavor::V1);
+}
+
+fn image_exists(id: &str) -> bool {
+    Command::new("docker")
+        .args(["image", "inspect", id])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// With `cleanup = true`, a successful update removes the image the service left two updates
+/// ago; the one it just left stays, under the rollback tag, until the next successful update.
+#[test]
+fn cleanup_keeps_the_rollback_image_and_removes_the_one_before() {
+    let mut p = Project::new(
+        "engine-cleanup",
+        Flavor::V2,
+        COMPOSE_TAGGED,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\ncleanup = true\n",
+    );
+    let id_100 = p.push("1.0.0", HEALTHY);
+    p.up();
+    let id_110 = p.push("1.1.0", HEALTHY);
+    assert_eq!(p.update()["result"], "updated");
+    assert!(
+        image_exists(&id_100),
+        "after one update, the image left is kept for rollback"
+    );
+    p.push("1.2.0", HEALTHY);
+    assert_eq!(p.update()["result"], "updated");
+    assert!(
+        !image_exists(&id_100),
+        "the image left two updates ago is removed"
+    );
+    assert!(image_exists(&id_110), "the image just left stays");
+    let kept = run(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &format!("{}:lookout-rollback-app", p.repo),
+    ]));
+    assert_eq!(
+        kept.trim(),
+        id_110,
+        "the rollback tag holds the image just left"
     );
 }

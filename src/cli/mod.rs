@@ -170,7 +170,6 @@ fn init_logging() {
         .try_init();
 }
 
-
 fn validate(path: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<u8> {
     match config::load(path) {
         Ok(c) => {

@@ -16,6 +16,7 @@
 //! environment and do not feed interpolation, so lookout never edits them for an image. A variable
 //! set in lookout's own environment wins over the env file; lookout cannot change it, and says so.
 
+mod depends;
 mod edit;
 mod envfile;
 pub mod file;
@@ -26,6 +27,7 @@ mod yaml;
 use std::ops::Range;
 use std::path::PathBuf;
 
+pub use depends::dependencies;
 pub use edit::{Edit, EditOptions, set_image};
 pub use envfile::{EnvEntry, parse_env, set_env_var};
 pub use file::{

@@ -4,13 +4,15 @@
 //! A service whose check fails does not stop the others. Updates of services in the same compose
 //! project run one at a time (this pass runs every update one after the other).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::compose;
 use crate::config::{Config, ServiceSpec};
 use crate::engine::decide::{Candidate, Decision, Facts, Hold, Running, decide};
 use crate::engine::update::{ImageSource, UpdateRequest, UpdateResult, Updater};
@@ -104,8 +106,20 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             }
         }
         let checked = futures_util::future::join_all(checks).await;
-        let mut out = Vec::new();
-        for (spec, started, checked) in checked {
+        // Results are reported in configuration order; updates run in `depends_on` order.
+        let services: Vec<(PathBuf, String)> = checked
+            .iter()
+            .map(|(spec, _, _)| (spec.compose_file.clone(), spec.compose_service.clone()))
+            .collect();
+        let order = update_order(&services, &|file| {
+            compose::dependencies(&std::fs::read_to_string(file).unwrap_or_default())
+        });
+        let mut checked: Vec<Option<_>> = checked.into_iter().map(Some).collect();
+        let mut slots: Vec<Option<ServiceOutcome>> = vec![None; checked.len()];
+        for i in order {
+            let Some((spec, started, checked)) = checked[i].take() else {
+                continue;
+            };
             let mut outcome = match checked {
                 Checked::Done(outcome) => outcome,
                 Checked::Update {
@@ -119,8 +133,9 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             };
             outcome.duration = started.elapsed();
             self.telemetry.emit(check_finished(spec, &outcome));
-            out.push(outcome);
+            slots[i] = Some(outcome);
         }
+        let out: Vec<ServiceOutcome> = slots.into_iter().flatten().collect();
         out
     }
 
@@ -471,6 +486,40 @@ fn update_info(
     }
 }
 
+/// The order to go through services, given as (compose file, compose service) in configuration
+/// order: a service comes after the services of the same compose file it `depends_on`;
+/// otherwise configuration order is kept. A dependency cycle falls back to configuration order.
+pub fn update_order(
+    services: &[(PathBuf, String)],
+    dependencies: &dyn Fn(&Path) -> BTreeMap<String, Vec<String>>,
+) -> Vec<usize> {
+    let mut deps_by_file: HashMap<&Path, BTreeMap<String, Vec<String>>> = HashMap::new();
+    for (file, _) in services {
+        deps_by_file
+            .entry(file.as_path())
+            .or_insert_with(|| dependencies(file));
+    }
+    let waits_for = |i: usize, j: usize| {
+        let (file, service) = &services[i];
+        file == &services[j].0
+            && deps_by_file[file.as_path()]
+                .get(service)
+                .is_some_and(|d| d.contains(&services[j].1))
+    };
+    let mut placed = vec![false; services.len()];
+    let mut order = Vec::with_capacity(services.len());
+    while order.len() < services.len() {
+        let ready = (0..services.len())
+            .filter(|&i| !placed[i])
+            .find(|&i| (0..services.len()).all(|j| placed[j] || j == i || !waits_for(i, j)));
+        let next =
+            ready.unwrap_or_else(|| (0..services.len()).find(|&i| !placed[i]).expect("one left"));
+        placed[next] = true;
+        order.push(next);
+    }
+    order
+}
+
 fn selected(spec: &ServiceSpec, opts: &PassOptions) -> bool {
     if opts.only.is_empty() {
         true
@@ -483,5 +532,52 @@ impl ServiceOutcome {
     fn with_reason(mut self, reason: String) -> Self {
         self.reason = Some(reason);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(services: &[(&str, &str)], deps: &[(&str, &str, &[&str])], expect: &[usize]) {
+        let services: Vec<(PathBuf, String)> = services
+            .iter()
+            .map(|(f, s)| (PathBuf::from(f), (*s).to_owned()))
+            .collect();
+        let lookup = |file: &Path| {
+            deps.iter()
+                .filter(|(f, _, _)| Path::new(f) == file)
+                .map(|(_, s, d)| ((*s).to_owned(), d.iter().map(|x| (*x).to_owned()).collect()))
+                .collect()
+        };
+        assert_eq!(update_order(&services, &lookup), expect, "{services:?}");
+    }
+
+    #[test]
+    fn updates_follow_depends_on_within_a_project() {
+        // web depends on api, api on db: db, api, web whatever the configuration order.
+        let chain: &[(&str, &str, &[&str])] =
+            &[("a.yml", "web", &["api"]), ("a.yml", "api", &["db"])];
+        check(
+            &[("a.yml", "web"), ("a.yml", "api"), ("a.yml", "db")],
+            chain,
+            &[2, 1, 0],
+        );
+        check(
+            &[("a.yml", "db"), ("a.yml", "api"), ("a.yml", "web")],
+            chain,
+            &[0, 1, 2],
+        );
+        // Another project's service of the same name is not a dependency.
+        check(&[("a.yml", "web"), ("b.yml", "api")], chain, &[0, 1]);
+        // Without dependencies, configuration order.
+        check(
+            &[("a.yml", "x"), ("b.yml", "y"), ("a.yml", "z")],
+            &[],
+            &[0, 1, 2],
+        );
+        // A cycle does not hang: configuration order.
+        let cycle: &[(&str, &str, &[&str])] = &[("a.yml", "x", &["y"]), ("a.yml", "y", &["x"])];
+        check(&[("a.yml", "x"), ("a.yml", "y")], cycle, &[0, 1]);
     }
 }
