@@ -108,8 +108,9 @@ async fn recover_one<R: ContainerRuntime>(
         .and_then(|cs| cs.into_iter().find(|c| c.state == ContainerState::Running));
     let runs_new = matches!((&container, &new_id), (Some(c), Some(id)) if &c.image_id == id);
     // The new container gets the health gate the interrupted update did not finish. A failure
-    // here proves the candidate bad just as the update's own gate would have.
-    let gate_failure = if runs_new {
+    // here proves the candidate bad just as the update's own gate would have. A rollback that
+    // was under way goes on whatever the new container does now, so it is not judged again.
+    let gate_failure = if runs_new && entry.step != Step::RollingBack {
         wait_healthy(
             runtime,
             &project.name,
