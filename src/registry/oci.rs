@@ -153,19 +153,7 @@ impl Distribution {
             .digest()
             .or(image.tag())
             .expect("an ImageRef has a tag or a digest");
-        let what = format!("HEAD manifest {reference}");
-        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
-        let reply = self
-            .request(
-                repo,
-                Method::HEAD,
-                &url,
-                Some(&MANIFEST_TYPES.join(", ")),
-                &what,
-            )
-            .await
-            .map_err(|k| self.err(repo, k))?;
-        let reply = self.expect_ok(repo, &what, reply)?;
+        let reply = self.manifest(repo, Method::HEAD, reference).await?;
         let media_type = reply
             .header("content-type")
             .map(|c| c.split(';').next().unwrap_or(c).trim().to_owned())
@@ -220,21 +208,25 @@ impl Distribution {
         repo: &str,
         reference: &str,
     ) -> Result<(bytes::Bytes, String), RegistryError> {
-        let what = format!("GET manifest {reference}");
-        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
-        let reply = self
-            .request(
-                repo,
-                Method::GET,
-                &url,
-                Some(&MANIFEST_TYPES.join(", ")),
-                &what,
-            )
-            .await
-            .map_err(|k| self.err(repo, k))?;
-        let reply = self.expect_ok(repo, &what, reply)?;
+        let reply = self.manifest(repo, Method::GET, reference).await?;
         let media_type = reply.header("content-type").unwrap_or_default().to_owned();
         Ok((reply.body, media_type))
+    }
+
+    /// `HEAD` or `GET` of a manifest by tag or digest, accepting every manifest media type.
+    async fn manifest(
+        &self,
+        repo: &str,
+        method: Method,
+        reference: &str,
+    ) -> Result<Reply, RegistryError> {
+        let what = format!("{method} manifest {reference}");
+        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
+        let reply = self
+            .request(repo, method, &url, Some(&MANIFEST_TYPES.join(", ")), &what)
+            .await
+            .map_err(|k| self.err(repo, k))?;
+        self.expect_ok(repo, &what, reply)
     }
 
     /// Every page of the tag list, as JSON, following `Link` headers.
