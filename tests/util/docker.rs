@@ -86,35 +86,22 @@ pub fn repo_digest(tag: &str) -> Option<String> {
 /// containers through compose, whose names the test does not know).
 pub fn remove_labelled(scratch_id: &str) {
     let label = format!("label=lookout.test={scratch_id}");
-    if let Ok(out) = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &label])
-        .output()
-    {
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
-                .output();
-        }
-    }
-    if let Ok(out) = Command::new("docker")
-        .args(["images", "-aq", "--filter", &label])
-        .output()
-    {
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rmi", "-f"])
-                .args(&ids)
-                .output();
-        }
+    remove_listed(&["ps", "-aq", "--filter", &label], &["rm", "-f"]);
+    remove_listed(&["images", "-aq", "--filter", &label], &["rmi", "-f"]);
+}
+
+/// Runs `docker LIST…` and, when it prints ids, `docker REMOVE… IDS`; errors are ignored (this
+/// is cleanup, which must not fail a test).
+fn remove_listed(list: &[&str], remove: &[&str]) {
+    let Ok(out) = Command::new("docker").args(list).output() else {
+        return;
+    };
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker").args(remove).args(&ids).output();
     }
 }
 
