@@ -25,7 +25,7 @@ use crate::config::{Config, ServiceSpec};
 use crate::reference::ImageRef;
 use crate::registry::{Registries, RegistryOptions};
 use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
-use crate::runtime::{ContainerRuntime, ContainerState, Docker};
+use crate::runtime::{ContainerRuntime, Docker};
 use crate::schedule::SystemClock;
 use crate::state::{
     ChangeKind, OpenReport, Origin, Outcome, StateStore, StoreOptions, default_fallback_paths,
@@ -217,25 +217,15 @@ impl<R: ContainerRuntime> Engine<R> {
                 .ok_or_else(|| format!("{service:?} has no committed update to roll back"))?
         };
         let project = self.project(&spec).map_err(|e| e.to_string())?;
-        let container = self
-            .runtime
-            .service_containers(&project.name, &spec.compose_service)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .find(|c| c.state == ContainerState::Running)
+        let (running, running_text) = pass::find_running(&self.runtime, &spec, &project)
+            .await?
             .ok_or_else(|| {
                 format!(
                     "no running container of {:?} in project {:?}",
                     spec.compose_service, project.name
                 )
             })?;
-        let running_ref = ImageRef::parse(&container.image_ref).map_err(|e| e.to_string())?;
-        let image = self
-            .runtime
-            .image(&container.image_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let running_ref = running.reference.clone();
         let kept = format!("{}:{}", running_ref.name(), update::rollback_tag(service));
         let target = ImageRef::parse(&format!(
             "{}:{}",
@@ -244,12 +234,8 @@ impl<R: ContainerRuntime> Engine<R> {
         ))
         .map_err(|e| e.to_string())?;
         let request = UpdateRequest {
-            running: Running {
-                reference: running_ref.clone(),
-                image_id: container.image_id.clone(),
-                repo_digests: image.map(|i| i.repo_digests).unwrap_or_default(),
-            },
-            running_text: container.image_ref.clone(),
+            running,
+            running_text,
             tag_changes: target.tag() != running_ref.tag(),
             candidate: Candidate {
                 reference: target,

@@ -191,7 +191,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             Ok(p) => p,
             Err(e) => return Err(report.with_reason(e.to_string())),
         };
-        let (running, running_text) = match self.running(spec, &project).await {
+        let (running, running_text) = match find_running(self.runtime, spec, &project).await {
             Ok(Some(r)) => r,
             Ok(None) => {
                 report.result = "skipped".into();
@@ -343,42 +343,6 @@ impl<R: ContainerRuntime> Pass<'_, R> {
         report
     }
 
-    /// The running container of the service: its image reference (as compose wrote it), id and
-    /// the registry digests Docker recorded for that image.
-    async fn running(
-        &self,
-        spec: &ServiceSpec,
-        project: &ComposeProject,
-    ) -> Result<Option<(Running, String)>, String> {
-        let containers = self
-            .runtime
-            .service_containers(&project.name, &spec.compose_service)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(container) = containers
-            .into_iter()
-            .find(|c| c.state == ContainerState::Running)
-        else {
-            return Ok(None);
-        };
-        let reference = ImageRef::parse(&container.image_ref)
-            .map_err(|e| format!("container {}: {e}", container.name))?;
-        let image = self
-            .runtime
-            .image(&container.image_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let repo_digests = image.map(|i| i.repo_digests).unwrap_or_default();
-        Ok(Some((
-            Running {
-                reference,
-                image_id: container.image_id,
-                repo_digests,
-            },
-            container.image_ref,
-        )))
-    }
-
     /// Why an update of `spec` may not start now: outside its maintenance windows, or too close
     /// to a window's end to finish (compose timeout plus health timeout).
     fn outside_window(&self, spec: &ServiceSpec) -> Option<String> {
@@ -484,6 +448,39 @@ fn update_info(
         started_at: at,
         duration: None,
     }
+}
+
+/// The running container of a service: its image reference as compose wrote it
+/// (`Config.Image`), with the image id and the registry digests Docker recorded for that image.
+/// `None` when no container of the service runs.
+pub async fn find_running<R: ContainerRuntime>(
+    runtime: &R,
+    spec: &ServiceSpec,
+    project: &ComposeProject,
+) -> Result<Option<(Running, String)>, String> {
+    let containers = runtime
+        .service_containers(&project.name, &spec.compose_service)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(container) = containers
+        .into_iter()
+        .find(|c| c.state == ContainerState::Running)
+    else {
+        return Ok(None);
+    };
+    let reference = ImageRef::parse(&container.image_ref)
+        .map_err(|e| format!("container {}: {e}", container.name))?;
+    let image = runtime
+        .image(&container.image_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let repo_digests = image.map(|i| i.repo_digests).unwrap_or_default();
+    let running = Running {
+        reference,
+        image_id: container.image_id,
+        repo_digests,
+    };
+    Ok(Some((running, container.image_ref)))
 }
 
 /// The order to go through services, given as (compose file, compose service) in configuration

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use tracing::Instrument;
 
 use crate::compose::{self, EditOptions, PlanOptions, PlannedEdit};
 use crate::config::ServiceSpec;
@@ -165,16 +166,15 @@ impl<R: ContainerRuntime> Updater<'_, R> {
     pub async fn update(&self, req: &UpdateRequest) -> UpdateReport {
         let started = Instant::now();
         let span = tracing::info_span!("update", service = %req.spec.name, from = %req.running_text, to = %req.candidate.reference.familiar());
-        let _enter = span.enter();
-        let result = self.run(req).await;
-        match &result {
+        let result = self.run(req).instrument(span.clone()).await;
+        span.in_scope(|| match &result {
             UpdateResult::Updated => tracing::info!("updated"),
             other => tracing::warn!(
                 result = other.as_str(),
                 reason = other.reason().unwrap_or(""),
                 "update did not complete"
             ),
-        }
+        });
         UpdateReport {
             service: req.spec.name.clone(),
             from: req.running_text.clone(),
