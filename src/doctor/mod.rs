@@ -1,17 +1,17 @@
 //! `lookout doctor`: is this host ready for lookout? One line per check, each failure with what
 //! to do about it.
 //!
-//! [`run`] probes the environment the way the daemon would use it — the configuration, Docker,
-//! compose, the state folder, the time zone and the maintenance windows, and every enabled
-//! service's compose file, container and registry — and returns a list of [`Check`]s. It
-//! changes nothing: the state lock is not taken (a running daemon holds it), the only file
-//! written is a temporary one in the state folder to prove it writable, and each registry gets
-//! one `HEAD` of a manifest.
+//! [`run`] probes the environment the way the daemon would use it — the configuration (and
+//! whether the HTTP API it sets is open to the network), Docker, compose, the state folder, the
+//! time zone and the maintenance windows, and every enabled service's compose file, container
+//! and registry — and returns a list of [`Check`]s. It changes nothing: the state lock is not
+//! taken (a running daemon holds it), the only file written is a temporary one in the state
+//! folder to prove it writable, and each registry gets one `HEAD` of a manifest.
 //!
 //! One file per area, each with a `probe_*` that looks (I/O) and pure `*_check` functions that
-//! turn what was found into a [`Check`] with its fix text: [`config`](self::config),
-//! [`docker`](self::docker), [`compose`](self::compose) (the program and each compose file),
-//! [`service`](self::service) (containers, and the per-service order),
+//! turn what was found into a [`Check`] with its fix text: [`config`](self::config) (with the
+//! API exposure), [`docker`](self::docker), [`compose`](self::compose) (the program and each
+//! compose file), [`service`](self::service) (containers, and the per-service order),
 //! [`registry`](self::registry), [`state`](self::state), [`time`](self::time). [`report`] turns
 //! the list into text, JSON and the exit code. Secrets never reach a check: registry and config
 //! errors carry none, and credentials are described by their user name only.
@@ -73,7 +73,10 @@ pub async fn run(config_path: &Path, options: &Options) -> Vec<Check> {
         Ok(c) => c,
         Err(e) => return vec![config::config_failure(config_path, &e)],
     };
-    let mut checks = vec![config::config_check(config_path, &config)];
+    let mut checks = vec![
+        config::config_check(config_path, &config),
+        config::api_check(config::ApiExposure::of(&config)),
+    ];
 
     let (docker, compose) = tokio::join!(
         docker::probe_docker(&options.docker_host),
