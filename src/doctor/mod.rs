@@ -9,12 +9,11 @@
 //! folder to prove it writable, and each registry gets one `HEAD` of a manifest.
 //!
 //! One file per area, each with a `probe_*` that looks (I/O) and pure `*_check` functions that
-//! turn what was found into a [`Check`] with its fix text: [`config`](self::config) (with the
-//! API exposure), [`docker`](self::docker), [`compose`](self::compose) (the program and each
-//! compose file), [`service`](self::service) (containers, and the per-service order),
-//! [`registry`](self::registry), [`state`](self::state), [`time`](self::time). [`report`] turns
-//! the list into text, JSON and the exit code. Secrets never reach a check: registry and config
-//! errors carry none, and credentials are described by their user name only.
+//! turn what was found into a [`Check`] with its fix text: `config` (with the API exposure),
+//! `docker`, `compose` (the program and each compose file), `service` (containers, and the
+//! per-service order), `registry`, `state`, `time`. `report` turns the list into text, JSON and
+//! the exit code. Secrets never reach a check: registry and config errors carry none, and
+//! credentials are described by their user name only.
 
 mod compose;
 mod config;
