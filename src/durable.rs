@@ -82,6 +82,21 @@ fn write_temp(
     Ok(())
 }
 
+/// Proves `dir` takes new files: creates an empty file in it and removes it again. Nothing
+/// else is written, so it is safe on a folder in use (the state folder of a running lookout).
+pub fn probe_writable(dir: &Path) -> io::Result<()> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!(".lookout-probe-{}-{n}", std::process::id()));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Fsyncs a folder so a rename inside it survives a power cut.
 pub fn sync_dir(dir: &Path) -> Result<(), DurableError> {
     File::open(dir)

@@ -378,3 +378,66 @@ fn doctor_finds_a_compose_v1_project_and_an_anonymous_registry() {
         &["reachable anonymously"],
     );
 }
+
+/// The `api` line of `lookout doctor --json` for a configuration with `top` at its top level.
+fn api_check(scratch: &Scratch, top: &str) -> (i32, serde_json::Value) {
+    let config = scratch.write(
+        "lookout.toml",
+        format!(
+            "{top}\n[[services]]\nname = \"web\"\nimage = \"nginx:1\"\ncompose_file = \"{}\"\n",
+            scratch.join("compose.yaml").display()
+        ),
+    );
+    let out = lookout()
+        .arg("--config")
+        .arg(&config)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let api = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "api")
+        .unwrap_or_else(|| panic!("no api check in {v}"))
+        .clone();
+    (out.status.code().unwrap_or(-1), api)
+}
+
+#[test]
+fn doctor_fails_an_api_open_to_the_network_without_a_token() {
+    let scratch = Scratch::new("doctor-api");
+    let (code, api) = api_check(&scratch, "listen = \"0.0.0.0:9100\"");
+    assert_eq!(code, 1, "{api}");
+    assert_eq!(api["status"], "fail", "{api}");
+    let detail = api["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("0.0.0.0:9100")
+            && detail.contains("no api_token is set")
+            && detail.contains("/api/v1/services")
+            && detail.contains("/metrics"),
+        "{api}"
+    );
+    let fix = api["fix"].as_str().unwrap();
+    assert!(fix.starts_with("set api_token"), "{api}");
+
+    let (_, api) = api_check(
+        &scratch,
+        "listen = \"0.0.0.0:9100\"\napi_token = \"0123456789abcdef0123\"",
+    );
+    assert_eq!(api["status"], "pass", "{api}");
+    assert!(
+        !api.to_string().contains("0123456789abcdef0123"),
+        "the token was printed: {api}"
+    );
+
+    let (_, api) = api_check(&scratch, "");
+    assert_eq!(
+        (api["status"].as_str(), api["detail"].as_str()),
+        (
+            Some("pass"),
+            Some("listening on 127.0.0.1:9100 (loopback only)")
+        )
+    );
+}

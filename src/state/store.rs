@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use tracing::{info, warn};
 
 use super::journal::{JournalEntry, JournalError, Step, UpdateIntent};
-use super::lock::{LockError, StateLock, holder_text};
+use super::lock::{self, LockError, StateLock, holder_text};
 use super::model::{
     FORMAT_VERSION, FailedCandidate, HistoryEntry, ImageVersion, Outcome, ParseError, State, parse,
     render,
@@ -270,7 +270,7 @@ impl StateStore {
         };
         let dir = parent_dir(path);
         fs::create_dir_all(&dir).map_err(not_writable(&dir))?;
-        let lock_path = sibling(path, ".lock");
+        let lock_path = lock::lock_path(path);
         let lock = StateLock::acquire(&lock_path).map_err(|e| match e {
             LockError::Open { path: at, source } => not_writable(&at)(source),
             LockError::Held { path: lock, pid } => StateError::Locked {

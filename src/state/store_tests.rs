@@ -409,10 +409,10 @@ fn second_open_fails_naming_the_holder() {
 
 #[test]
 fn a_lock_held_by_another_process_names_it_and_dies_with_it() {
-    if Command::new("flock").arg("--version").output().is_err() {
-        println!("skipped: the flock command is not installed");
-        return;
-    }
+    Command::new("flock")
+        .arg("--version")
+        .output()
+        .expect("the flock command is not installed: it comes with Debian's util-linux package");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     let lock = dir.path().join("state.json.lock");
@@ -599,13 +599,13 @@ fn write_in_a_read_only_folder_fails_and_keeps_the_old_file() {
     let is_root = fs::metadata(&path).unwrap().uid() == 0;
     let _guard = if is_root {
         // chmod does not stop root; the immutable attribute does.
-        match Immutable::set(&folder) {
-            Ok(guard) => Some(guard),
-            Err(why) => {
-                println!("skipped: cannot make a folder read-only for root: {why}");
-                return;
-            }
-        }
+        Some(Immutable::set(&folder).unwrap_or_else(|why| {
+            panic!(
+                "cannot make a folder read-only for root with `chattr +i` ({why}): as root this \
+                 test needs chattr (e2fsprogs, which tests/run installs), CAP_LINUX_IMMUTABLE and \
+                 a file system with the immutable attribute"
+            )
+        }))
     } else {
         fs::set_permissions(&folder, fs::Permissions::from_mode(0o500)).unwrap();
         None
@@ -645,13 +645,12 @@ impl Drop for Tmpfs {
 fn write_on_a_full_disk_fails_and_keeps_the_old_file() {
     let dir = tempfile::tempdir().unwrap();
     let mount = dir.path().join("small");
-    let _tmpfs = match Tmpfs::mount(&mount, "256k") {
-        Ok(tmpfs) => tmpfs,
-        Err(why) => {
-            println!("skipped: cannot mount a small tmpfs to fill: {why}");
-            return;
-        }
-    };
+    let _tmpfs = Tmpfs::mount(&mount, "256k").unwrap_or_else(|why| {
+        panic!(
+            "cannot mount a small tmpfs to fill ({why}): this test needs root with CAP_SYS_ADMIN \
+             (as tests/run runs on CI)"
+        )
+    });
     let path = mount.join("state.json");
     let (mut store, _) = open(&path);
     store
