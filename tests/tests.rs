@@ -2,6 +2,7 @@
 
 mod util;
 
+mod api_limits;
 mod cli;
 mod compose;
 mod daemon;

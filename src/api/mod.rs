@@ -6,11 +6,20 @@
 //! `/healthz` needs the bearer token when one is configured; anything that changes something
 //! always needs it, so without a token those endpoints are off. Tokens and hook secrets are
 //! compared in constant time.
+//!
+//! Nothing is read from a client before it is authenticated, except the body of a signed hook
+//! (its signature covers the body), and that only within [`Limits`]: no API endpoint reads a
+//! body at all. The server ([`server`]) bounds header read time, header size and the number of
+//! open connections; hooks ([`hooks`]) bound body size and body read time.
 
 mod hooks;
+pub(crate) mod payload;
+mod server;
+pub(crate) mod signature;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::Json;
@@ -21,7 +30,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-pub use hooks::{PushedRepository, parse_push};
+pub use payload::{PushedRepository, Source};
+pub use signature::sign_lookout;
 
 use crate::config::Secret;
 
@@ -51,20 +61,73 @@ pub trait Backend: Send + Sync + 'static {
 pub struct ApiConfig {
     /// Bearer token for `/api/v1/` and `/metrics`; without one, changing endpoints are off.
     pub token: Option<Secret>,
-    /// Secret for `/hooks/{source}` (path segment, `?secret=`, or `X-Lookout-Hook-Secret`).
+    /// Key for `/hooks/{source}`: the HMAC key of signed deliveries, or the static secret
+    /// (`X-Lookout-Hook-Secret`; in the URL from Docker Hub only).
     pub hook_secret: Option<Secret>,
+}
+
+/// What the HTTP server lets one client cost.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once (those that sent a request). At the cap a new one closes the
+    /// oldest idle one; it is refused only when all are in the middle of a request.
+    pub max_connections: usize,
+    /// Connections accepted that have sent nothing yet, on top of `max_connections`; the oldest
+    /// makes room for a new one. Both caps together stay 256 below the file descriptor limit.
+    pub max_waiting: usize,
+    /// The first byte, then the whole request head (request line and headers), must each arrive
+    /// within this time; it also ends idle keep-alive connections.
+    pub header_read_timeout: Duration,
+    /// A hook body must arrive whole within this time.
+    pub body_read_timeout: Duration,
+    /// Largest hook body, in bytes.
+    pub max_body: usize,
+    /// Signed hook bodies read at once before their signature can be checked.
+    pub unverified_bodies: usize,
+    /// At shutdown, requests in progress get this long to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_waiting: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_body: 1024 * 1024,
+            unverified_bodies: 16,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 struct Shared {
     backend: Arc<dyn Backend>,
     config: ApiConfig,
+    limits: Limits,
+    /// Permits to read a signed hook body before its signature is checked.
+    unverified_bodies: Arc<tokio::sync::Semaphore>,
+    /// Hook deliveries already accepted.
+    replays: Mutex<signature::Replays>,
 }
 
 type S = Arc<Shared>;
 
-/// The routes, over `backend`.
+/// The routes, over `backend`, with the default [`Limits`].
 pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
-    let shared = Arc::new(Shared { backend, config });
+    router_with(backend, config, Limits::default())
+}
+
+/// The routes, over `backend`, with `limits` for hook bodies.
+pub fn router_with(backend: Arc<dyn Backend>, config: ApiConfig, limits: Limits) -> Router {
+    let shared = Arc::new(Shared {
+        backend,
+        config,
+        unverified_bodies: Arc::new(tokio::sync::Semaphore::new(limits.unverified_bodies)),
+        limits,
+        replays: Mutex::new(signature::Replays::default()),
+    });
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -82,28 +145,47 @@ pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
         .with_state(shared)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` with the default [`Limits`] until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, Limits::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves; then requests in
+/// progress get `limits.drain_timeout` to finish.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    server::run(listener, router, limits, shutdown).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Constant-time comparison, so response times do not reveal how much of a token matched.
+/// Constant-time comparison, so response times reveal neither how much of a token matched nor
+/// its length: both sides are hashed, and the hashes compared with `subtle`.
 pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = given.len() ^ expected.len();
-    for (i, b) in expected.iter().enumerate() {
-        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ b);
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let (g, e) = (Sha256::digest(given), Sha256::digest(expected));
+    bool::from(g.as_slice().ct_eq(e.as_slice()))
+}
+
+/// True at most once a minute per `last`, for warnings a flood would otherwise repeat.
+pub(crate) fn every_minute(last: &Mutex<Option<Instant>>) -> bool {
+    let mut last = last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let due = last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60));
+    if due {
+        *last = Some(Instant::now());
     }
-    diff == 0
+    due
 }
 
 /// Reads access: open without a token configured, else the token is needed.

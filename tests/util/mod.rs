@@ -7,6 +7,7 @@
 #![allow(dead_code)] // Each area uses a different part of the harness.
 
 pub mod compose;
+pub mod daemon;
 pub mod distribution;
 pub mod docker;
 pub mod fake_http;
