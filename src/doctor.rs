@@ -752,6 +752,18 @@ pub fn registry_check(
                 ),
             ),
             ErrorKind::Setup { .. } => Check::fail(name, e.to_string(), format!("check {creds}")),
+            ErrorKind::TimedOut { .. } => Check::fail(
+                name,
+                e.to_string(),
+                format!(
+                    "check the network path from this host to {host}, and the registry's health"
+                ),
+            ),
+            ErrorKind::TooLarge { .. } => Check::fail(
+                name,
+                e.to_string(),
+                format!("is {host} a registry? lookout refuses answers beyond its limits"),
+            ),
         },
     }
 }

@@ -3,12 +3,16 @@
 //! The reference that runs comes in as a value: until the runtime module reads it from Docker,
 //! callers pass the configured image. Comparing the candidate's digests with the local image's
 //! is the engine's decision, not this module's.
+//!
+//! A check has an overall deadline, [`super::RegistryOptions::check_timeout`], besides each
+//! request's own: a slow registry fails the services that use it, within that time, and no
+//! others.
 
 use crate::config::ServiceSpec;
 use crate::policy::{Policy, PolicyKind, Selection, Tag, natural_cmp};
 use crate::reference::ImageRef;
 
-use super::{CheckCycle, Digests, Registry, RegistryError};
+use super::{CheckCycle, Digests, ErrorKind, Registry, RegistryError};
 
 /// What the registry says about one service.
 #[derive(Debug, Clone)]
@@ -27,8 +31,44 @@ pub struct ServiceCheck {
     pub digests: Option<Digests>,
 }
 
-/// Checks `service`, which runs `running`, within `cycle`.
+/// Checks `service`, which runs `running`, within `cycle`, in at most the options'
+/// `check_timeout`.
 pub async fn check_service(
+    cycle: &CheckCycle,
+    service: &ServiceSpec,
+    running: &ImageRef,
+) -> Result<ServiceCheck, RegistryError> {
+    let timeout = cycle.registries().options().check_timeout;
+    check_service_within(cycle, service, running, timeout).await
+}
+
+/// Checks `service` as [`check_service`] does, in at most `timeout` (`None`: only the
+/// requests' own deadlines bound it).
+pub async fn check_service_within(
+    cycle: &CheckCycle,
+    service: &ServiceSpec,
+    running: &ImageRef,
+    timeout: Option<std::time::Duration>,
+) -> Result<ServiceCheck, RegistryError> {
+    let check = check_unbounded(cycle, service, running);
+    let Some(timeout) = timeout else {
+        return check.await;
+    };
+    let timeout = timeout.min(super::http::MAX_WAIT);
+    match tokio::time::timeout(timeout, check).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(service = %service.name, registry = running.registry(), timeout_s = timeout.as_secs_f64(), "registry check of the service timed out");
+            Err(ErrorKind::TimedOut {
+                what: format!("the check of service {}", service.name),
+                after: timeout,
+            }
+            .at(running.registry(), running.repository()))
+        }
+    }
+}
+
+async fn check_unbounded(
     cycle: &CheckCycle,
     service: &ServiceSpec,
     running: &ImageRef,
