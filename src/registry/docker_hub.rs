@@ -17,11 +17,13 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use reqwest::{Method, Url};
+use serde::de::IgnoredAny;
 
 use super::auth::Credential;
 use super::http::bytes_text;
 use super::oci::{Distribution, configured_or_docker};
 use super::origin;
+use super::page::{PageError, parse_page};
 use super::{Adapter, Digests, ErrorKind, Registry, RegistryError};
 use crate::policy::Tag;
 use crate::reference::ImageRef;
@@ -72,7 +74,7 @@ impl DockerHub {
         let mut url = home.clone();
         let mut tags = Vec::new();
         let mut seen = HashSet::new();
-        let (mut pages, mut bytes, mut listed) = (0usize, 0usize, 0usize);
+        let (mut pages, mut bytes) = (0usize, 0usize);
         loop {
             let what = "GET Hub tags";
             let request = client
@@ -98,19 +100,22 @@ impl DockerHub {
             if bytes > limits.tag_list_bytes {
                 return Err(self.too_large(repo, bytes_text(limits.tag_list_bytes)));
             }
-            let page: HubPage = serde_json::from_slice(&reply.body).map_err(|e| {
-                self.err(
-                    repo,
-                    ErrorKind::protocol(format!(
-                        "Docker Hub's tags page is not the documented JSON: {e}"
-                    )),
-                )
-            })?;
-            listed = listed.saturating_add(page.results.len());
-            if listed > limits.tag_count {
-                return Err(self.too_large(repo, format!("{} tags", limits.tag_count)));
-            }
-            tags.extend(page.results.into_iter().map(|r| {
+            let budget = limits.tag_count.saturating_sub(tags.len());
+            let page = match parse_page::<HubTag, IgnoredAny>(&reply.body, "results", budget) {
+                Ok(page) => page,
+                Err(PageError::TooMany) => {
+                    return Err(self.too_large(repo, format!("{} tags", limits.tag_count)));
+                }
+                Err(PageError::Json(e)) => {
+                    return Err(self.err(
+                        repo,
+                        ErrorKind::protocol(format!(
+                            "Docker Hub's tags page is not the documented JSON: {e}"
+                        )),
+                    ));
+                }
+            };
+            tags.extend(page.items.into_iter().map(|r| {
                 let pushed = r
                     .tag_last_pushed
                     .and_then(|t| t.parse::<jiff::Timestamp>().ok())
@@ -146,14 +151,6 @@ impl DockerHub {
     fn err(&self, repo: &str, kind: ErrorKind) -> RegistryError {
         kind.at(self.registry.label(), repo)
     }
-}
-
-/// One page of `GET /v2/namespaces/{ns}/repositories/{repo}/tags`.
-#[derive(serde::Deserialize)]
-struct HubPage {
-    next: Option<String>,
-    #[serde(default)]
-    results: Vec<HubTag>,
 }
 
 #[derive(serde::Deserialize)]

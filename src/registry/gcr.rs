@@ -11,6 +11,7 @@
 //! - Push times: Google adds a `manifest` map to `tags/list`, keyed by digest, with the tags
 //!   and `timeUploadedMs` (`timeCreatedMs` is 0 on Artifact Registry, so upload time wins).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use super::grammar::shown;
 use super::http::{Transport, error_chain};
 use super::oci::Distribution;
 use super::origin::Origin;
+use super::page::Page;
 use super::{Adapter, Digests, ErrorKind, Registry, RegistryError};
 use crate::config::Secret;
 use crate::policy::Tag;
@@ -277,30 +279,26 @@ impl Gcr {
     }
 }
 
+/// One entry of the `manifest` map Google adds to a `tags/list` page, keyed by digest.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GoogleManifest {
+    #[serde(default)]
+    tag: Vec<String>,
+    time_uploaded_ms: Option<String>,
+    time_created_ms: Option<String>,
+}
+
+/// A Google `tags/list` page: its tags and its `manifest` map.
+pub type GooglePage = Page<String, HashMap<String, GoogleManifest>>;
+
 /// Tags from Google's `tags/list` pages, with push times from their `manifest` maps.
-pub fn tags_from_google_pages(pages: &[serde_json::Value]) -> Result<Vec<Tag>, ErrorKind> {
-    #[derive(serde::Deserialize)]
-    struct Page {
-        #[serde(default)]
-        tags: Option<Vec<String>>,
-        #[serde(default)]
-        manifest: std::collections::HashMap<String, Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Entry {
-        #[serde(default)]
-        tag: Vec<String>,
-        time_uploaded_ms: Option<String>,
-        time_created_ms: Option<String>,
-    }
-    let mut pushed = std::collections::HashMap::new();
+pub fn tags_from_google_pages(pages: Vec<GooglePage>) -> Vec<Tag> {
+    let mut pushed = HashMap::new();
     let mut names = Vec::new();
     for page in pages {
-        let page = <Page as serde::Deserialize>::deserialize(page)
-            .map_err(|e| ErrorKind::protocol(format!("Google's tags/list page: {e}")))?;
-        names.extend(page.tags.unwrap_or_default());
-        for entry in page.manifest.into_values() {
+        names.extend(page.items);
+        for entry in page.manifest.unwrap_or_default().into_values() {
             let ms = |s: &Option<String>| {
                 s.as_deref()
                     .and_then(|v| v.parse::<i64>().ok())
@@ -315,13 +313,13 @@ pub fn tags_from_google_pages(pages: &[serde_json::Value]) -> Result<Vec<Tag>, E
             }
         }
     }
-    Ok(names
+    names
         .into_iter()
         .map(|n| {
             let p = pushed.get(&n).copied();
             Tag::new(n, p)
         })
-        .collect())
+        .collect()
 }
 
 #[async_trait]
@@ -333,8 +331,9 @@ impl Registry for Gcr {
     async fn tags(&self, image: &ImageRef) -> Result<Vec<Tag>, RegistryError> {
         let repo = image.repository();
         let pages = self.registry.tag_pages(repo).await?;
-        let tags = tags_from_google_pages(&pages).map_err(|k| self.registry.err(repo, k))?;
-        Ok(self.registry.valid_tags(repo, tags))
+        Ok(self
+            .registry
+            .valid_tags(repo, tags_from_google_pages(pages)))
     }
 
     async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError> {
@@ -349,6 +348,7 @@ impl Registry for Gcr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::page::parse_page;
 
     #[test]
     fn push_times_come_from_upload_time_not_the_zero_creation_time() {
@@ -363,7 +363,8 @@ mod tests {
             "name": "project/app",
             "tags": ["stable", "v1", "v2", "untracked"]
         });
-        let tags = tags_from_google_pages(&[page]).unwrap();
+        let page = parse_page(page.to_string().as_bytes(), "tags", 100).unwrap();
+        let tags = tags_from_google_pages(vec![page]);
         assert_eq!(
             tags,
             [

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
@@ -463,7 +463,14 @@ async fn read_reply(
     if strict && *method != Method::HEAD && resp.content_length().is_some_and(|n| n > cap as u64) {
         return Err(AttemptError::TooLarge(status));
     }
-    let mut body = BytesMut::new();
+    // One buffer of the announced length, or of the cap when none is announced: reserved once
+    // (untouched pages cost no memory), filled as chunks come and each chunk dropped at once,
+    // so memory never holds more than the cap plus the HTTP client's own read buffer.
+    let announced = resp
+        .content_length()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|_| *method != Method::HEAD);
+    let mut body = Vec::with_capacity(announced.unwrap_or(cap).min(cap));
     while let Some(chunk) = resp.chunk().await.map_err(AttemptError::Http)? {
         let room = cap - body.len();
         if chunk.len() > room {
@@ -475,10 +482,11 @@ async fn read_reply(
         }
         body.extend_from_slice(&chunk);
     }
+    body.shrink_to_fit();
     Ok(Reply {
         status,
         headers,
-        body: body.freeze(),
+        body: Bytes::from(body),
     })
 }
 

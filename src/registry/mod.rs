@@ -29,6 +29,7 @@ pub mod grammar;
 mod http;
 pub mod oci;
 pub mod origin;
+pub mod page;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

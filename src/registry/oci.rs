@@ -30,11 +30,13 @@ use oci_client::manifest::{
 };
 use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::auth::{Challenge, Credential, CredentialSource, Token, parse_challenge, parse_token};
 use super::grammar::{self, Algorithm, shown};
 use super::http::{Reply, Transport, bytes_text};
 use super::origin::{self, Origin};
+use super::page::{Page, PageError, parse_page};
 use super::{Adapter, Digests, ErrorKind, Limits, Platform, Registry, RegistryError};
 use crate::policy::Tag;
 use crate::reference::ImageRef;
@@ -321,9 +323,13 @@ impl Distribution {
         self.expect_ok(repo, &what, reply)
     }
 
-    /// Every page of the tag list, as JSON, following `Link` headers on the registry's own
-    /// origin, within the tag list limits.
-    pub async fn tag_pages(&self, repo: &str) -> Result<Vec<serde_json::Value>, RegistryError> {
+    /// Every page of the tag list, following `Link` headers on the registry's own origin,
+    /// within the tag list limits; `M` is what a page's `manifest` field is read as (Google's
+    /// push times; `IgnoredAny` for none).
+    pub async fn tag_pages<M: DeserializeOwned>(
+        &self,
+        repo: &str,
+    ) -> Result<Vec<Page<String, M>>, RegistryError> {
         let mut url = self.url(repo, &format!("/v2/{repo}/tags/list?n={}", self.page_size))?;
         let mut pages = Vec::new();
         let mut seen = HashSet::new();
@@ -349,23 +355,28 @@ impl Distribution {
                     ErrorKind::too_large("the tag list", bytes_text(self.limits.tag_list_bytes)),
                 ));
             }
-            let page: serde_json::Value = serde_json::from_slice(&reply.body).map_err(|e| {
-                self.err(
-                    repo,
-                    ErrorKind::protocol(format!("tag list is not JSON: {e}")),
-                )
-            })?;
-            tags = tags.saturating_add(
-                page.get("tags")
-                    .and_then(|t| t.as_array())
-                    .map_or(0, Vec::len),
-            );
-            if tags > self.limits.tag_count {
-                return Err(self.err(
-                    repo,
-                    ErrorKind::too_large("the tag list", format!("{} tags", self.limits.tag_count)),
-                ));
-            }
+            let budget = self.limits.tag_count.saturating_sub(tags);
+            let page = match parse_page::<String, M>(&reply.body, "tags", budget) {
+                Ok(page) => page,
+                Err(PageError::TooMany) => {
+                    return Err(self.err(
+                        repo,
+                        ErrorKind::too_large(
+                            "the tag list",
+                            format!("{} tags", self.limits.tag_count),
+                        ),
+                    ));
+                }
+                Err(PageError::Json(e)) => {
+                    return Err(self.err(
+                        repo,
+                        ErrorKind::protocol(format!(
+                            "the tag list is not the JSON of a tag list: {e}"
+                        )),
+                    ));
+                }
+            };
+            tags += page.items.len();
             pages.push(page);
             let Some(next) = reply.header("link").and_then(next_link) else {
                 return Ok(pages);
@@ -403,14 +414,9 @@ impl Distribution {
 
     /// Tag names, all pages.
     pub async fn tag_names(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
-        let mut names = Vec::new();
-        for page in self.tag_pages(repo).await? {
-            // `"tags": null` is what distribution says for a repository with no tags.
-            if let Some(tags) = page.get("tags").and_then(|t| t.as_array()) {
-                names.extend(tags.iter().filter_map(|t| t.as_str().map(str::to_owned)));
-            }
-        }
-        Ok(names)
+        // `"tags": null` is what distribution says for a repository with no tags.
+        let pages = self.tag_pages::<IgnoredAny>(repo).await?;
+        Ok(pages.into_iter().flat_map(|p| p.items).collect())
     }
 
     /// `tags` without names that are not tags, which are counted as skipped.
