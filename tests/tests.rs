@@ -10,6 +10,7 @@ mod doctor;
 mod engine;
 mod faults;
 mod harness;
+mod hostile_registry;
 mod registry;
 mod runtime;
 mod telemetry;
