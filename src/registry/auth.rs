@@ -163,10 +163,15 @@ pub fn parse_token(body: &[u8], now: Instant) -> Result<Token, ErrorKind> {
         ));
     }
     let lifetime = lifetime(r.expires_in.as_ref());
-    let margin = (lifetime / 10).min(Duration::from_secs(30));
+    let margin = lifetime
+        .checked_div(10)
+        .unwrap_or_default()
+        .min(Duration::from_secs(30));
     Ok(Token {
         value: Secret::new(value),
-        renew_at: now.checked_add(lifetime - margin).unwrap_or(now),
+        renew_at: now
+            .checked_add(lifetime.saturating_sub(margin))
+            .unwrap_or(now),
     })
 }
 

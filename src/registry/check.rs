@@ -114,8 +114,9 @@ async fn fill_push_times(
 ) -> Result<usize, RegistryError> {
     let wanted = tags_needing_push_times(policy, running.tag().unwrap_or("latest"), tags, limit);
     for &i in &wanted {
-        let image = running.with_tag(&tags[i].name);
-        tags[i].pushed = registry.created(&image).await?;
+        let Some(tag) = tags.get_mut(i) else { continue };
+        let image = running.with_tag(&tag.name);
+        tag.pushed = registry.created(&image).await?;
     }
     Ok(wanted.len())
 }
@@ -133,18 +134,15 @@ pub fn tags_needing_push_times(
     }
     // `select` over one tag counts it as a candidate exactly when it passes the policy's
     // filters, which keeps the filter rules in the policy module.
-    let mut wanted: Vec<usize> = (0..tags.len())
-        .filter(|&i| tags[i].pushed.is_none())
-        .filter(|&i| {
-            policy
-                .select(current, std::slice::from_ref(&tags[i]))
-                .candidates
-                > 0
-        })
+    let mut wanted: Vec<(usize, &Tag)> = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.pushed.is_none())
+        .filter(|(_, t)| policy.select(current, std::slice::from_ref(*t)).candidates > 0)
         .collect();
-    wanted.sort_by(|&a, &b| natural_cmp(&tags[b].name, &tags[a].name));
+    wanted.sort_by(|(_, a), (_, b)| natural_cmp(&b.name, &a.name));
     wanted.truncate(limit);
-    wanted
+    wanted.into_iter().map(|(i, _)| i).collect()
 }
 
 #[cfg(test)]

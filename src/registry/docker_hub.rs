@@ -122,7 +122,7 @@ impl DockerHub {
                     .map(|t| t.as_second());
                 Tag::new(r.name, pushed)
             }));
-            pages += 1;
+            pages = pages.saturating_add(1);
             let Some(next) = page.next.filter(|n| !n.is_empty()) else {
                 return Ok(Some(tags));
             };

@@ -18,7 +18,7 @@ pub fn is_valid_tag(tag: &str) -> bool {
     let bytes = tag.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= MAX_TAG_LEN
-        && word(bytes[0])
+        && bytes.first().is_some_and(|&b| word(b))
         && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
 }
 
@@ -64,7 +64,7 @@ pub fn digest_of(algorithm: Algorithm, bytes: &[u8]) -> String {
         Algorithm::Sha256 => sha2::Sha256::digest(bytes).to_vec(),
         Algorithm::Sha512 => sha2::Sha512::digest(bytes).to_vec(),
     };
-    let mut s = String::with_capacity(algorithm.prefix().len() + 1 + algorithm.hex_len());
+    let mut s = String::with_capacity(136);
     s.push_str(algorithm.prefix());
     s.push(':');
     for b in hash {

@@ -23,7 +23,7 @@ use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::{ErrorKind, RegistryOptions, origin};
+use super::{ErrorKind, RegistryOptions, lock, origin};
 
 /// How failed requests are retried.
 #[derive(Debug, Clone)]
@@ -232,24 +232,18 @@ impl Transport {
     }
 
     pub fn stats(&self) -> RequestStats {
-        self.stats.lock().expect("stats lock").clone()
+        lock(&self.stats).clone()
     }
 
     /// Counts `n` tags of `registry` skipped for not being tags.
     pub fn record_skipped_tags(&self, registry: &str, n: u64) {
-        *self
-            .stats
-            .lock()
-            .expect("stats lock")
-            .skipped_tags
-            .entry(registry.to_owned())
-            .or_default() += n;
+        let mut stats = lock(&self.stats);
+        let count = stats.skipped_tags.entry(registry.to_owned()).or_default();
+        *count = count.saturating_add(n);
     }
 
     fn permit_pool(&self, host: &str) -> Arc<Semaphore> {
-        self.limits
-            .lock()
-            .expect("limits lock")
+        lock(&self.limits)
             .entry(host.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.max_per_host)))
             .clone()
@@ -262,13 +256,9 @@ impl Transport {
             method: method.to_owned(),
             status: status.map_or_else(|| "error".to_owned(), |s| s.to_string()),
         };
-        *self
-            .stats
-            .lock()
-            .expect("stats lock")
-            .requests
-            .entry(key)
-            .or_default() += 1;
+        let mut stats = lock(&self.stats);
+        let count = stats.requests.entry(key).or_default();
+        *count = count.saturating_add(1);
     }
 
     fn record_rate_limit(&self, registry: &str, headers: &HeaderMap) {
@@ -281,7 +271,7 @@ impl Transport {
         if remaining.is_none() && limit.is_none() {
             return;
         }
-        let mut stats = self.stats.lock().expect("stats lock");
+        let mut stats = lock(&self.stats);
         if let Some(n) = remaining {
             stats.ratelimit_remaining.insert(registry.to_owned(), n);
         }
@@ -327,7 +317,7 @@ impl Transport {
         attempts: u32,
         wait_on_429: bool,
     ) -> Result<Reply, SendError> {
-        let deadline = Instant::now() + self.deadline;
+        let deadline = later(self.deadline);
         let url = request.url();
         let host = format!(
             "{}:{}",
@@ -336,9 +326,9 @@ impl Transport {
         );
         let pool = self.permit_pool(&host);
         let method = request.method().clone();
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             let last = attempt >= attempts;
             let this = request.try_clone().ok_or_else(|| {
                 SendError::Unreachable("a request with a streaming body cannot be sent".into())
@@ -351,7 +341,7 @@ impl Transport {
                 self.record(registry, method.as_str(), None);
                 return Err(SendError::TimedOut(self.deadline));
             };
-            let attempt_ends = deadline.min(Instant::now() + self.timeout);
+            let attempt_ends = deadline.min(later(self.timeout));
             let result =
                 tokio::time::timeout_at(attempt_ends, read_reply(client, this, &method, max_body))
                     .await
@@ -389,7 +379,7 @@ impl Transport {
             if reply.status == StatusCode::TOO_MANY_REQUESTS && wait_on_429 {
                 let asked = retry_after(&reply.headers);
                 let wait = asked.unwrap_or_else(|| self.backoff(attempt));
-                let past_deadline = Instant::now() + wait.min(MAX_WAIT) >= deadline;
+                let past_deadline = later(wait) >= deadline;
                 if asked.is_some_and(|w| w > self.retry.max_retry_after) || past_deadline || last {
                     return Err(SendError::RateLimited(asked));
                 }
@@ -421,7 +411,7 @@ impl Transport {
     /// pass the deadline.
     async fn sleep_before_retry(&self, attempt: u32, deadline: Instant) -> bool {
         let wait = self.backoff(attempt);
-        if Instant::now() + wait >= deadline {
+        if later(wait) >= deadline {
             return false;
         }
         tokio::time::sleep(wait).await;
@@ -472,12 +462,12 @@ async fn read_reply(
         .filter(|_| *method != Method::HEAD);
     let mut body = Vec::with_capacity(announced.unwrap_or(cap).min(cap));
     while let Some(chunk) = resp.chunk().await.map_err(AttemptError::Http)? {
-        let room = cap - body.len();
+        let room = cap.saturating_sub(body.len());
         if chunk.len() > room {
             if strict {
                 return Err(AttemptError::TooLarge(status));
             }
-            body.extend_from_slice(&chunk[..room]);
+            body.extend_from_slice(chunk.get(..room).unwrap_or_default());
             break;
         }
         body.extend_from_slice(&chunk);
@@ -488,6 +478,12 @@ async fn read_reply(
         headers,
         body: Bytes::from(body),
     })
+}
+
+/// Now plus `wait` (at most [`MAX_WAIT`], so it cannot overflow the clock).
+fn later(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait.min(MAX_WAIT)).unwrap_or(now)
 }
 
 /// `Retry-After` as seconds or an HTTP date; a date in the past is zero.

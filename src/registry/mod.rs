@@ -16,6 +16,18 @@
 //! has a size cap ([`Limits`]), and tags and digests are checked against their grammar
 //! ([`grammar`]) before anything uses them. No answer can panic lookout.
 
+// No remote answer may panic lookout: these lints keep arithmetic, indexing and unwraps out
+// of the registry code (tests may use them).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used
+    )
+)]
+
 pub(crate) mod auth;
 mod aws_http;
 mod check;
@@ -321,7 +333,7 @@ impl Registries {
         settings: &RegistrySettings,
     ) -> Result<Arc<dyn Registry>, RegistryError> {
         let host = image.registry();
-        let mut adapters = self.adapters.lock().expect("adapter list lock");
+        let mut adapters = lock(&self.adapters);
         if let Some(e) = adapters
             .iter()
             .find(|e| e.kind == kind && e.host == host && e.settings == *settings)
@@ -351,6 +363,14 @@ impl Registries {
     }
 }
 
+/// Locks `mutex`, also when a thread panicked while holding it: the registry's caches and
+/// counts stay usable, and a panic elsewhere never becomes a second one here.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `tags` without the names that are not tags by the distribution grammar; those are counted
 /// in [`RequestStats::skipped_tags`] and logged by number only, never by name.
 pub(crate) fn keep_valid_tags(
@@ -361,7 +381,7 @@ pub(crate) fn keep_valid_tags(
 ) -> Vec<Tag> {
     let before = tags.len();
     tags.retain(|t| grammar::is_valid_tag(&t.name));
-    let skipped = before - tags.len();
+    let skipped = before.saturating_sub(tags.len());
     if skipped > 0 {
         tracing::debug!(
             registry,

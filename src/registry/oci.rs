@@ -37,7 +37,7 @@ use super::grammar::{self, Algorithm, shown};
 use super::http::{Reply, Transport, bytes_text};
 use super::origin::{self, Origin};
 use super::page::{Page, PageError, parse_page};
-use super::{Adapter, Digests, ErrorKind, Limits, Platform, Registry, RegistryError};
+use super::{Adapter, Digests, ErrorKind, Limits, Platform, Registry, RegistryError, lock};
 use crate::policy::Tag;
 use crate::reference::ImageRef;
 
@@ -161,10 +161,8 @@ impl Distribution {
     /// The digests `image` points to now.
     pub async fn digest(&self, image: &ImageRef) -> Result<Digests, RegistryError> {
         let repo = image.repository();
-        let reference = image
-            .digest()
-            .or(image.tag())
-            .expect("an ImageRef has a tag or a digest");
+        // A parsed reference always has one or the other (`latest` when it said neither).
+        let reference = image.digest().or(image.tag()).unwrap_or("latest");
         let reply = self.manifest(repo, Method::HEAD, reference).await?;
         let media_type = self.media_type(repo, &reply);
         let manifest = match reply.header("docker-content-digest") {
@@ -376,7 +374,7 @@ impl Distribution {
                     ));
                 }
             };
-            tags += page.items.len();
+            tags = tags.saturating_add(page.items.len());
             pages.push(page);
             let Some(next) = reply.header("link").and_then(next_link) else {
                 return Ok(pages);
@@ -481,7 +479,7 @@ impl Distribution {
     }
 
     fn cached<V: Clone>(&self, cache: &Mutex<HashMap<String, V>>, key: &str) -> Option<V> {
-        cache.lock().expect("cache lock").get(key).cloned()
+        lock(cache).get(key).cloned()
     }
 
     /// Sends one request for `repo` to the registry's own origin, answering the registry's
@@ -535,7 +533,7 @@ impl Distribution {
                     // A new challenge (or the same one again) means the cached token is no
                     // longer good for this scope.
                     self.tokens.lock().await.remove(&scope);
-                    *self.scheme.lock().expect("scheme lock") = Some(challenge);
+                    *lock(&self.scheme) = Some(challenge);
                 }
                 StatusCode::UNAUTHORIZED => {
                     return Err(ErrorKind::auth(format!(
@@ -572,7 +570,7 @@ impl Distribution {
 
     /// The `Authorization` value for `scope`, fetching a bearer token when none is cached.
     async fn auth_header(&self, scope: &str) -> Result<Option<String>, ErrorKind> {
-        let scheme = self.scheme.lock().expect("scheme lock").clone();
+        let scheme = lock(&self.scheme).clone();
         match scheme {
             None => Ok(None),
             Some(Challenge::Basic) => match self.credentials.credential().await? {
@@ -680,7 +678,7 @@ impl Distribution {
 
 /// Keeps `key → value`, emptying the cache first when it is full.
 fn remember<V>(cache: &Mutex<HashMap<String, V>>, key: &str, value: V) {
-    let mut cache = cache.lock().expect("cache lock");
+    let mut cache = lock(cache);
     if cache.len() >= MAX_CACHED {
         cache.clear();
     }
