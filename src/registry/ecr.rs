@@ -172,7 +172,8 @@ fn renew_at(now: SystemTime, expires: Option<SystemTime>) -> SystemTime {
     expires
         .checked_sub(Duration::from_secs(300))
         .unwrap_or(expires)
-        .clamp(in_(Duration::from_secs(60)), in_(MAX_TOKEN_LIFETIME))
+        .max(in_(Duration::from_secs(60)))
+        .min(in_(MAX_TOKEN_LIFETIME))
 }
 
 pub struct Ecr {
