@@ -11,6 +11,7 @@ mod doctor;
 mod engine;
 mod faults;
 mod harness;
+mod hostile_registry;
 mod registry;
 mod runtime;
 mod systemd;

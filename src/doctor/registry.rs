@@ -123,6 +123,16 @@ fn registry_failure(
                  CA registry_config.ca_file"
             ),
         ),
+        ErrorKind::TimedOut { .. } => Check::fail(
+            name,
+            e.to_string(),
+            format!("check the network path from this host to {host}, and the registry's health"),
+        ),
+        ErrorKind::TooLarge { .. } => Check::fail(
+            name,
+            e.to_string(),
+            format!("is {host} a registry? lookout refuses answers beyond its limits"),
+        ),
         ErrorKind::RateLimited { .. } => Check::warn(
             name,
             e.to_string(),

@@ -121,30 +121,76 @@ pub struct Token {
     pub renew_at: Instant,
 }
 
-/// The token service's answer (distribution's token spec; Docker Hub's auth service).
+/// The token service's answer (distribution's token spec; Docker Hub's auth service; OAuth2).
+/// `expires_in` is read leniently: anything but a plain number of seconds is ignored.
 #[derive(serde::Deserialize)]
 struct TokenResponse {
     token: Option<String>,
     access_token: Option<String>,
-    expires_in: Option<u64>,
+    expires_in: Option<serde_json::Value>,
 }
 
+/// A token without `expires_in` lasts this long, as the token specification says.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Whatever a token service says, a token is used at most this long before asking again.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest token lookout keeps (tokens are sent in headers; a megabyte is no token).
+const MAX_TOKEN_LEN: usize = 64 * 1024;
+
 /// Reads a token response. Tokens are renewed 10% (at most 30 s) before they expire; a
-/// response without `expires_in` lasts 60 s, as the token specification says.
+/// response without a usable `expires_in` lasts 60 s, and none is kept longer than a day.
 pub fn parse_token(body: &[u8], now: Instant) -> Result<Token, ErrorKind> {
-    let r: TokenResponse = serde_json::from_slice(body)
-        .map_err(|e| ErrorKind::auth(format!("the token service's answer is not JSON: {e}")))?;
+    let r: TokenResponse = serde_json::from_slice(body).map_err(|e| {
+        ErrorKind::auth(format!(
+            "the token service's answer is not the JSON of a token: {e}"
+        ))
+    })?;
     let value = r
         .token
+        .filter(|t| !t.is_empty())
         .or(r.access_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ErrorKind::auth("the token service's answer has no token"))?;
-    let lifetime = Duration::from_secs(r.expires_in.unwrap_or(60).max(1));
-    let margin = (lifetime / 10).min(Duration::from_secs(30));
+    if value.len() > MAX_TOKEN_LEN
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        return Err(ErrorKind::auth(
+            "the token service's token is not a bearer token (too long, or characters a header cannot carry)",
+        ));
+    }
+    let lifetime = lifetime(r.expires_in.as_ref());
+    let margin = lifetime
+        .checked_div(10)
+        .unwrap_or_default()
+        .min(Duration::from_secs(30));
     Ok(Token {
         value: Secret::new(value),
-        renew_at: now + lifetime - margin,
+        renew_at: now
+            .checked_add(lifetime.saturating_sub(margin))
+            .unwrap_or(now),
     })
+}
+
+/// `expires_in` as a lifetime between 1 s and a day; absent, negative, fractional nonsense or
+/// not a number means the 60 s default.
+fn lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
+    let Some(v) = expires_in else {
+        return DEFAULT_LIFETIME;
+    };
+    let secs = v
+        .as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse::<u64>().ok()));
+    match secs {
+        Some(s) => Duration::from_secs(s).clamp(Duration::from_secs(1), MAX_LIFETIME),
+        None => {
+            tracing::debug!(expires_in = %super::grammar::shown(&v.to_string()), "token answer with an unusable expires_in; using 60 s");
+            DEFAULT_LIFETIME
+        }
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +234,45 @@ mod tests {
         let t = parse_token(br#"{"access_token":"xyz"}"#, now).unwrap();
         assert_eq!(t.renew_at, now + Duration::from_secs(54));
         assert!(parse_token(br#"{"expires_in":3}"#, now).is_err());
+    }
+
+    #[test]
+    fn no_expires_in_can_overflow_the_clock() {
+        let now = Instant::now();
+        let renew = |expires_in: &str| {
+            let body = format!(r#"{{"token":"abc","expires_in":{expires_in}}}"#);
+            parse_token(body.as_bytes(), now).unwrap().renew_at - now
+        };
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(renew("18446744073709551615"), day - Duration::from_secs(30));
+        assert_eq!(renew("1e300"), Duration::from_secs(54));
+        assert_eq!(
+            renew("123456789012345678901234567890"),
+            Duration::from_secs(54)
+        );
+        assert_eq!(renew("-1"), Duration::from_secs(54));
+        assert_eq!(renew("-9223372036854775808"), Duration::from_secs(54));
+        assert_eq!(renew("\"soon\""), Duration::from_secs(54));
+        assert_eq!(renew("\"300\""), Duration::from_secs(270));
+        assert_eq!(renew("null"), Duration::from_secs(54));
+        assert_eq!(renew("[]"), Duration::from_secs(54));
+        assert_eq!(
+            renew("0"),
+            Duration::from_secs(1) - Duration::from_millis(100)
+        );
+        assert_eq!(renew("2.5"), Duration::from_secs(54));
+    }
+
+    #[test]
+    fn a_token_must_be_something_a_header_can_carry() {
+        let now = Instant::now();
+        assert!(parse_token(br#"{"token":"a\nb"}"#, now).is_err());
+        assert!(parse_token(br#"{"token":"a b"}"#, now).is_err());
+        let huge = format!(r#"{{"token":"{}"}}"#, "a".repeat(70_000));
+        assert!(parse_token(huge.as_bytes(), now).is_err());
+        // An empty `token` falls back to `access_token`, as OAuth2 servers answer.
+        let t = parse_token(br#"{"token":"","access_token":"x"}"#, now).unwrap();
+        assert_eq!(t.value.expose(), "x");
     }
 
     #[test]

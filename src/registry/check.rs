@@ -3,12 +3,16 @@
 //! The reference that runs comes in as a value: until the runtime module reads it from Docker,
 //! callers pass the configured image. Comparing the candidate's digests with the local image's
 //! is the engine's decision, not this module's.
+//!
+//! A check has an overall deadline, [`super::RegistryOptions::check_timeout`], besides each
+//! request's own: a slow registry fails the services that use it, within that time, and no
+//! others.
 
 use crate::config::ServiceSpec;
 use crate::policy::{Policy, PolicyKind, Selection, Tag, natural_cmp};
 use crate::reference::ImageRef;
 
-use super::{CheckCycle, Digests, Registry, RegistryError};
+use super::{CheckCycle, Digests, ErrorKind, Registry, RegistryError};
 
 /// What the registry says about one service.
 #[derive(Debug, Clone)]
@@ -27,8 +31,44 @@ pub struct ServiceCheck {
     pub digests: Option<Digests>,
 }
 
-/// Checks `service`, which runs `running`, within `cycle`.
+/// Checks `service`, which runs `running`, within `cycle`, in at most the options'
+/// `check_timeout`.
 pub async fn check_service(
+    cycle: &CheckCycle,
+    service: &ServiceSpec,
+    running: &ImageRef,
+) -> Result<ServiceCheck, RegistryError> {
+    let timeout = cycle.registries().options().check_timeout;
+    check_service_within(cycle, service, running, timeout).await
+}
+
+/// Checks `service` as [`check_service`] does, in at most `timeout` (`None`: only the
+/// requests' own deadlines bound it).
+pub async fn check_service_within(
+    cycle: &CheckCycle,
+    service: &ServiceSpec,
+    running: &ImageRef,
+    timeout: Option<std::time::Duration>,
+) -> Result<ServiceCheck, RegistryError> {
+    let check = check_unbounded(cycle, service, running);
+    let Some(timeout) = timeout else {
+        return check.await;
+    };
+    let timeout = timeout.min(super::http::MAX_WAIT);
+    match tokio::time::timeout(timeout, check).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(service = %service.name, registry = running.registry(), timeout_s = timeout.as_secs_f64(), "registry check of the service timed out");
+            Err(ErrorKind::TimedOut {
+                what: format!("the check of service {}", service.name),
+                after: timeout,
+            }
+            .at(running.registry(), running.repository()))
+        }
+    }
+}
+
+async fn check_unbounded(
     cycle: &CheckCycle,
     service: &ServiceSpec,
     running: &ImageRef,
@@ -74,8 +114,9 @@ async fn fill_push_times(
 ) -> Result<usize, RegistryError> {
     let wanted = tags_needing_push_times(policy, running.tag().unwrap_or("latest"), tags, limit);
     for &i in &wanted {
-        let image = running.with_tag(&tags[i].name);
-        tags[i].pushed = registry.created(&image).await?;
+        let Some(tag) = tags.get_mut(i) else { continue };
+        let image = running.with_tag(&tag.name);
+        tag.pushed = registry.created(&image).await?;
     }
     Ok(wanted.len())
 }
@@ -93,18 +134,15 @@ pub fn tags_needing_push_times(
     }
     // `select` over one tag counts it as a candidate exactly when it passes the policy's
     // filters, which keeps the filter rules in the policy module.
-    let mut wanted: Vec<usize> = (0..tags.len())
-        .filter(|&i| tags[i].pushed.is_none())
-        .filter(|&i| {
-            policy
-                .select(current, std::slice::from_ref(&tags[i]))
-                .candidates
-                > 0
-        })
+    let mut wanted: Vec<(usize, &Tag)> = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.pushed.is_none())
+        .filter(|(_, t)| policy.select(current, std::slice::from_ref(*t)).candidates > 0)
         .collect();
-    wanted.sort_by(|&a, &b| natural_cmp(&tags[b].name, &tags[a].name));
+    wanted.sort_by(|(_, a), (_, b)| natural_cmp(&b.name, &a.name));
     wanted.truncate(limit);
-    wanted
+    wanted.into_iter().map(|(i, _)| i).collect()
 }
 
 #[cfg(test)]

@@ -64,9 +64,5 @@ impl CheckCycle {
 }
 
 fn shared<T>(map: &Mutex<HashMap<String, Shared<T>>>, key: String) -> Shared<T> {
-    map.lock()
-        .expect("cycle cache lock")
-        .entry(key)
-        .or_default()
-        .clone()
+    super::lock(map).entry(key).or_default().clone()
 }

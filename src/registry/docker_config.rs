@@ -89,11 +89,13 @@ impl DockerConfig {
     /// The credential Docker would use for `host` (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).
     pub async fn credential(&self, host: &str) -> Result<Credential, ErrorKind> {
         let keys = keys_for(host);
+        // The name a helper is asked for: the first of `keys`, which is never empty.
+        let server = keys.first().map_or(host, String::as_str);
         if let Some(helper) = keys.iter().find_map(|k| self.cred_helpers.get(k)) {
-            return run_helper(helper, &keys[0]).await;
+            return run_helper(helper, server).await;
         }
         if let Some(store) = &self.creds_store {
-            let from_store = run_helper(store, &keys[0]).await?;
+            let from_store = run_helper(store, server).await?;
             if from_store != Credential::Anonymous {
                 return Ok(from_store);
             }
@@ -175,7 +177,10 @@ async fn run_helper(name: &str, server: &str) -> Result<Credential, ErrorKind> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| failed(e.to_string()))?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| failed("its stdin could not be opened".into()))?;
     stdin
         .write_all(server.as_bytes())
         .await

@@ -9,12 +9,21 @@
 //! (a private repository it needs another login for), tags come from the registry's
 //! `tags/list` without push times. `ratelimit-limit` / `ratelimit-remaining` are recorded from
 //! every answer by [`super::http::Transport`].
+//!
+//! The web API's `next` is followed only on the API's own origin, within the tag list limits
+//! (pages, bytes, tags); names that are not tags are skipped.
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
-use reqwest::Method;
+use reqwest::{Method, Url};
+use serde::de::IgnoredAny;
 
 use super::auth::Credential;
+use super::http::bytes_text;
 use super::oci::{Distribution, configured_or_docker};
+use super::origin;
+use super::page::{PageError, parse_page};
 use super::{Adapter, Digests, ErrorKind, Registry, RegistryError};
 use crate::policy::Tag;
 use crate::reference::ImageRef;
@@ -27,6 +36,7 @@ const PAGE_SIZE: usize = 100;
 
 pub struct DockerHub {
     registry: Distribution,
+    /// `https://hub.docker.com`, without a trailing slash.
     api_base: String,
 }
 
@@ -43,26 +53,38 @@ impl DockerHub {
 
     /// Tags with push times from the web API; `Ok(None)` when it refuses the repository.
     async fn hub_tags(&self, repo: &str) -> Result<Option<Vec<Tag>>, RegistryError> {
-        let (namespace, name) = repo
-            .split_once('/')
-            .expect("Docker Hub repositories are normalised to namespace/name");
-        let mut url = format!(
+        let (namespace, name) = repo.split_once('/').ok_or_else(|| {
+            self.err(
+                repo,
+                ErrorKind::protocol("a Docker Hub repository is namespace/name"),
+            )
+        })?;
+        let first = format!(
             "{}/v2/namespaces/{namespace}/repositories/{name}/tags?page_size={PAGE_SIZE}",
             self.api_base
         );
+        let home = Url::parse(&first).map_err(|e| {
+            self.err(
+                repo,
+                ErrorKind::setup(format!("Docker Hub's API address is not a URL: {e}")),
+            )
+        })?;
+        let limits = self.registry.limits();
         let client = self.registry.client();
+        let mut url = home.clone();
         let mut tags = Vec::new();
-        let mut pages = 0;
+        let mut seen = HashSet::new();
+        let (mut pages, mut bytes) = (0usize, 0usize);
         loop {
             let what = "GET Hub tags";
             let request = client
-                .request(Method::GET, &url)
+                .request(Method::GET, url.clone())
                 .build()
                 .map_err(|e| self.err(repo, ErrorKind::protocol(e.to_string())))?;
             let reply = self
                 .registry
                 .transport()
-                .send(HUB_API_LABEL, client, request)
+                .send(HUB_API_LABEL, client, request, limits.tag_page_bytes)
                 .await
                 .map_err(|e| self.err(repo, e.into_kind(what)))?;
             if matches!(reply.status.as_u16(), 401 | 403 | 404) && pages == 0 {
@@ -74,40 +96,61 @@ impl DockerHub {
                 return Ok(None);
             }
             let reply = self.registry.expect_ok(repo, what, reply)?;
-            let page: HubPage = serde_json::from_slice(&reply.body).map_err(|e| {
-                self.err(
-                    repo,
-                    ErrorKind::protocol(format!(
-                        "Docker Hub's tags page is not the documented JSON: {e}"
-                    )),
-                )
-            })?;
-            tags.extend(page.results.into_iter().map(|r| {
+            bytes = bytes.saturating_add(reply.body.len());
+            if bytes > limits.tag_list_bytes {
+                return Err(self.too_large(repo, bytes_text(limits.tag_list_bytes)));
+            }
+            let budget = limits.tag_count.saturating_sub(tags.len());
+            let page = match parse_page::<HubTag, IgnoredAny>(&reply.body, "results", budget) {
+                Ok(page) => page,
+                Err(PageError::TooMany) => {
+                    return Err(self.too_large(repo, format!("{} tags", limits.tag_count)));
+                }
+                Err(PageError::Json(e)) => {
+                    return Err(self.err(
+                        repo,
+                        ErrorKind::protocol(format!(
+                            "Docker Hub's tags page is not the documented JSON: {e}"
+                        )),
+                    ));
+                }
+            };
+            tags.extend(page.items.into_iter().map(|r| {
                 let pushed = r
                     .tag_last_pushed
                     .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                     .map(|t| t.as_second());
                 Tag::new(r.name, pushed)
             }));
-            pages += 1;
-            match page.next {
-                Some(next) if !next.is_empty() && pages < 10_000 => url = next,
-                _ => return Ok(Some(tags)),
+            pages = pages.saturating_add(1);
+            let Some(next) = page.next.filter(|n| !n.is_empty()) else {
+                return Ok(Some(tags));
+            };
+            if pages >= limits.tag_pages {
+                return Err(self.too_large(repo, format!("{} pages", limits.tag_pages)));
+            }
+            url = origin::follow_on_origin(&url, &next, &home).map_err(|why| {
+                self.err(
+                    repo,
+                    ErrorKind::protocol(format!("Docker Hub's next page {why}")),
+                )
+            })?;
+            if !seen.insert(url.to_string()) {
+                return Err(self.err(
+                    repo,
+                    ErrorKind::protocol("Docker Hub's next pages go round in a loop"),
+                ));
             }
         }
+    }
+
+    fn too_large(&self, repo: &str, limit: String) -> RegistryError {
+        self.err(repo, ErrorKind::too_large("Docker Hub's tag list", limit))
     }
 
     fn err(&self, repo: &str, kind: ErrorKind) -> RegistryError {
         kind.at(self.registry.label(), repo)
     }
-}
-
-/// One page of `GET /v2/namespaces/{ns}/repositories/{repo}/tags`.
-#[derive(serde::Deserialize)]
-struct HubPage {
-    next: Option<String>,
-    #[serde(default)]
-    results: Vec<HubTag>,
 }
 
 #[derive(serde::Deserialize)]
@@ -123,11 +166,15 @@ impl Registry for DockerHub {
     }
 
     async fn tags(&self, image: &ImageRef) -> Result<Vec<Tag>, RegistryError> {
-        if let Some(tags) = self.hub_tags(image.repository()).await? {
-            return Ok(tags);
-        }
-        let names = self.registry.tag_names(image.repository()).await?;
-        Ok(names.into_iter().map(|n| Tag::new(n, None)).collect())
+        let repo = image.repository();
+        let tags = match self.hub_tags(repo).await? {
+            Some(tags) => tags,
+            None => {
+                let names = self.registry.tag_names(repo).await?;
+                names.into_iter().map(|n| Tag::new(n, None)).collect()
+            }
+        };
+        Ok(self.registry.valid_tags(repo, tags))
     }
 
     async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError> {

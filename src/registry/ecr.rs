@@ -9,7 +9,12 @@
 //! - Registry password: `GetAuthorizationToken` (`AWS:password` in base64), kept until shortly
 //!   before its `expiresAt`, presented as basic auth to the registry.
 //! - `registry_config.endpoint_url` points the ECR API elsewhere (private endpoints, tests).
+//!
+//! The SDK's HTTP goes through lookout's transport ([`super::aws_http`]): counted under the
+//! registry's name, bounded in time and size. Each SDK call also has the request deadline as
+//! its operation timeout, and `DescribeImages` pages and tags are held to the tag list limits.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -19,11 +24,16 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OnceCell};
 
 use super::auth::{Credential, CredentialSource};
+use super::aws_http::SdkHttp;
 use super::oci::Distribution;
-use super::{Adapter, Digests, ErrorKind, Registry, RegistryError};
+use super::{Adapter, Digests, ErrorKind, Limits, Registry, RegistryError};
 use crate::config::RegistrySettings;
 use crate::policy::Tag;
 use crate::reference::ImageRef;
+
+/// The longest an ECR authorization token is kept, whatever its `expiresAt` says (they last
+/// 12 hours).
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// The ECR API client, made on first use (loading AWS configuration is async).
 struct Api {
@@ -31,36 +41,65 @@ struct Api {
     /// The account the registry belongs to, from the host; `None` for the caller's own.
     registry_id: Option<String>,
     region: String,
+    http: SdkHttp,
+    /// The longest one SDK call (its retries included) may take.
+    deadline: Duration,
+    limits: Limits,
     client: OnceCell<aws_sdk_ecr::Client>,
 }
 
 impl Api {
-    async fn client(&self) -> &aws_sdk_ecr::Client {
-        self.client
-            .get_or_init(|| async {
-                let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                    .region(Region::new(self.region.clone()));
-                if let Some(url) = &self.settings.endpoint_url {
-                    loader = loader.endpoint_url(url);
-                }
-                if let (Some(id), Some(secret)) = (
-                    &self.settings.aws_access_key_id,
-                    &self.settings.aws_secret_access_key,
-                ) {
-                    loader = loader.credentials_provider(Credentials::new(
-                        id,
-                        secret.expose(),
-                        self.settings
-                            .aws_session_token
-                            .as_ref()
-                            .map(|t| t.expose().to_owned()),
-                        None,
-                        "lookout registry_config",
-                    ));
-                }
-                aws_sdk_ecr::Client::new(&loader.load().await)
-            })
+    /// Runs one SDK call within the deadline; a call that outlasts it is an error naming it.
+    async fn within<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, ErrorKind>>,
+    ) -> Result<T, ErrorKind> {
+        tokio::time::timeout(self.deadline, call)
             .await
+            .unwrap_or_else(|_| {
+                Err(ErrorKind::TimedOut {
+                    what: what.to_owned(),
+                    after: self.deadline,
+                })
+            })
+    }
+
+    async fn client(&self) -> Result<&aws_sdk_ecr::Client, ErrorKind> {
+        self.within("loading the AWS configuration", async {
+            Ok(self.client.get_or_init(|| self.make_client()).await)
+        })
+        .await
+    }
+
+    async fn make_client(&self) -> aws_sdk_ecr::Client {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(self.region.clone()))
+            .http_client(self.http.clone())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(self.deadline)
+                    .build(),
+            );
+        if let Some(url) = &self.settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let (Some(id), Some(secret)) = (
+            &self.settings.aws_access_key_id,
+            &self.settings.aws_secret_access_key,
+        ) {
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret.expose(),
+                self.settings
+                    .aws_session_token
+                    .as_ref()
+                    .map(|t| t.expose().to_owned()),
+                None,
+                "lookout registry_config",
+            ));
+        }
+        aws_sdk_ecr::Client::new(&loader.load().await)
     }
 }
 
@@ -79,7 +118,7 @@ impl CredentialSource for AuthorizationToken {
         {
             return Ok(c.clone());
         }
-        let client = self.api.client().await;
+        let client = self.api.client().await?;
         let mut call = client.get_authorization_token();
         if let Some(id) = &self.api.registry_id {
             #[allow(deprecated)] // registryIds is deprecated but still scopes the token.
@@ -87,12 +126,18 @@ impl CredentialSource for AuthorizationToken {
                 call = call.registry_ids(id);
             }
         }
-        let out = call.send().await.map_err(|e| {
-            ErrorKind::auth(format!(
-                "ECR GetAuthorizationToken failed: {}",
-                aws_sdk_ecr::error::DisplayErrorContext(&e)
-            ))
-        })?;
+        let what = "ECR GetAuthorizationToken";
+        let out = self
+            .api
+            .within(what, async {
+                call.send().await.map_err(|e| {
+                    ErrorKind::auth(format!(
+                        "{what} failed: {}",
+                        aws_sdk_ecr::error::DisplayErrorContext(&e)
+                    ))
+                })
+            })
+            .await?;
         let data = out
             .authorization_data()
             .first()
@@ -108,20 +153,27 @@ impl CredentialSource for AuthorizationToken {
             .split_once(':')
             .ok_or_else(|| ErrorKind::auth("ECR's authorization token is not user:password"))?;
         let credential = Credential::basic(user, password);
-        // ECR tokens last 12 hours; renew five minutes early, or in an hour when undated.
-        let expires = data
-            .expires_at()
-            .and_then(|t| SystemTime::try_from(*t).ok())
-            .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(3600));
-        // Asking again at once for a token that claims to be expired would only repeat the
-        // call; keep any token at least a minute.
-        let renew_at = expires
-            .checked_sub(Duration::from_secs(300))
-            .unwrap_or(expires)
-            .max(SystemTime::now() + Duration::from_secs(60));
+        let renew_at = renew_at(
+            SystemTime::now(),
+            data.expires_at()
+                .and_then(|t| SystemTime::try_from(*t).ok()),
+        );
         *cached = Some((credential.clone(), renew_at));
         Ok(credential)
     }
+}
+
+/// When to ask for a new authorization token: five minutes before it expires, in an hour when
+/// undated, never sooner than a minute (asking again at once for a token that claims to be
+/// expired would only repeat the call) and never later than [`MAX_TOKEN_LIFETIME`].
+fn renew_at(now: SystemTime, expires: Option<SystemTime>) -> SystemTime {
+    let in_ = |d: Duration| now.checked_add(d).unwrap_or(now);
+    let expires = expires.unwrap_or_else(|| in_(Duration::from_secs(3600)));
+    expires
+        .checked_sub(Duration::from_secs(300))
+        .unwrap_or(expires)
+        .max(in_(Duration::from_secs(60)))
+        .min(in_(MAX_TOKEN_LIFETIME))
 }
 
 pub struct Ecr {
@@ -144,10 +196,22 @@ impl Ecr {
                 ))
                 .at(ctx.host, "*")
             })?;
+        let http_client = ctx
+            .transport
+            .client(ctx.settings.ca_file.as_deref(), false)
+            .map_err(|k| k.at(ctx.host, "*"))?;
         let api = Arc::new(Api {
             settings: ctx.settings.clone(),
             registry_id: parsed.map(|(account, _)| account),
             region,
+            http: SdkHttp::new(
+                ctx.transport.clone(),
+                http_client,
+                ctx.host,
+                ctx.options.limits.api_bytes,
+            ),
+            deadline: ctx.transport.deadline(),
+            limits: ctx.options.limits.clone(),
             client: OnceCell::new(),
         });
         let credentials = Arc::new(AuthorizationToken {
@@ -183,7 +247,8 @@ impl Registry for Ecr {
 
     async fn tags(&self, image: &ImageRef) -> Result<Vec<Tag>, RegistryError> {
         let repo = image.repository();
-        let client = self.api.client().await;
+        let label = self.registry.label();
+        let client = self.api.client().await.map_err(|k| k.at(label, repo))?;
         let mut call = client.describe_images().repository_name(repo).filter(
             aws_sdk_ecr::types::DescribeImagesFilter::builder()
                 .tag_status(aws_sdk_ecr::types::TagStatus::Tagged)
@@ -192,21 +257,47 @@ impl Registry for Ecr {
         if let Some(id) = &self.api.registry_id {
             call = call.registry_id(id);
         }
-        let mut pages = call.into_paginator().items().send();
+        let limits = &self.api.limits;
+        let mut pages = call.into_paginator().send();
         let mut tags = Vec::new();
-        while let Some(item) = pages.next().await {
-            let detail = item.map_err(|e| {
+        let mut count = 0usize;
+        for page_number in 0.. {
+            if page_number >= limits.tag_pages {
+                return Err(ErrorKind::too_large(
+                    "the ECR image list",
+                    format!("{} pages", limits.tag_pages),
+                )
+                .at(label, repo));
+            }
+            let what = "ECR DescribeImages";
+            let page = self
+                .api
+                .within(what, async { Ok(pages.next().await) })
+                .await
+                .map_err(|k| k.at(label, repo))?;
+            let Some(page) = page else { break };
+            let page = page.map_err(|e| {
                 ErrorKind::Status {
-                    what: "ECR DescribeImages".into(),
+                    what: what.into(),
                     status: e.raw_response().map_or(0, |r| r.status().as_u16()),
                     detail: aws_sdk_ecr::error::DisplayErrorContext(&e).to_string(),
                 }
-                .at(self.registry.label(), repo)
+                .at(label, repo)
             })?;
-            let pushed = detail.image_pushed_at().map(|t| t.secs());
-            tags.extend(detail.image_tags().iter().map(|t| Tag::new(t, pushed)));
+            for detail in page.image_details() {
+                count = count.saturating_add(detail.image_tags().len());
+                if count > limits.tag_count {
+                    return Err(ErrorKind::too_large(
+                        "the ECR image list",
+                        format!("{} tags", limits.tag_count),
+                    )
+                    .at(label, repo));
+                }
+                let pushed = detail.image_pushed_at().map(|t| t.secs());
+                tags.extend(detail.image_tags().iter().map(|t| Tag::new(t, pushed)));
+            }
         }
-        Ok(tags)
+        Ok(self.registry.valid_tags(repo, tags))
     }
 
     async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError> {
@@ -234,5 +325,17 @@ mod tests {
         );
         assert_eq!(parse_ecr_host("127.0.0.1:5000"), None);
         assert_eq!(parse_ecr_host("ghcr.io"), None);
+    }
+
+    #[test]
+    fn token_renewal_is_bounded_whatever_expires_at_says() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let at = |secs: u64| now + Duration::from_secs(secs);
+        assert_eq!(renew_at(now, Some(at(12 * 3600))), at(12 * 3600 - 300));
+        assert_eq!(renew_at(now, None), at(3600 - 300));
+        assert_eq!(renew_at(now, Some(now - Duration::from_secs(99))), at(60));
+        assert_eq!(renew_at(now, Some(SystemTime::UNIX_EPOCH)), at(60));
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+        assert_eq!(renew_at(now, Some(far)), at(12 * 3600));
     }
 }

@@ -30,8 +30,19 @@ pub enum ErrorKind {
     Auth { message: String },
     /// Still rate limited (HTTP 429) after waiting; or told to wait longer than lookout will.
     RateLimited { retry_after: Option<Duration> },
-    /// Connection refused, DNS, TLS or timeout, after retries.
+    /// Connection refused, DNS or TLS, after retries.
     Unreachable { what: String, message: String },
+    /// No complete answer in time: one attempt's timeout, a request's deadline (retries and
+    /// waits included), or a service check's deadline.
+    TimedOut { what: String, after: Duration },
+    /// An answer beyond one of lookout's limits: a body's size, a tag list's size, tag count or
+    /// pages. Nothing of it is used.
+    TooLarge {
+        /// `the answer to GET manifest 1.2`, `the tag list`.
+        what: String,
+        /// `4 MiB`, `100000 tags`.
+        limit: String,
+    },
     /// An answer that does not follow the protocol.
     Protocol { message: String },
     /// The adapter cannot be set up (CA file, credential helper, cloud credentials).
@@ -65,13 +76,38 @@ impl fmt::Display for ErrorKind {
                 write!(f, "rate limited (HTTP 429) after retrying")
             }
             Self::Unreachable { what, message } => write!(f, "{what}: cannot reach it: {message}"),
+            Self::TimedOut { what, after } => write!(
+                f,
+                "{what}: no complete answer within {}; the registry is slow or stalls",
+                seconds(*after)
+            ),
+            Self::TooLarge { what, limit } => write!(
+                f,
+                "{what} exceeds lookout's limit of {limit}; refused (a registry that sends this much is broken or hostile)"
+            ),
             Self::Protocol { message } => write!(f, "unexpected answer: {message}"),
             Self::Setup { message } => write!(f, "{message}"),
         }
     }
 }
 
+/// `30s`, `1.5s`.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
 impl ErrorKind {
+    pub fn too_large(what: impl Into<String>, limit: impl Into<String>) -> Self {
+        Self::TooLarge {
+            what: what.into(),
+            limit: limit.into(),
+        }
+    }
+
     pub fn protocol(message: impl Into<String>) -> Self {
         Self::Protocol {
             message: message.into(),

@@ -1,20 +1,29 @@
 //! The one place registry HTTP requests go through.
 //!
-//! [`Transport::send`] holds a per-host permit, sends, retries 5xx and connection errors with
-//! exponential backoff and jitter, waits for a 429's `Retry-After` (up to a bound), reads the
-//! body, records `ratelimit-remaining`, and counts every attempt by (registry, method, status)
-//! in [`RequestStats`]. The reqwest client (timeout, TLS, CA file) is built here too.
+//! [`Transport::send`] holds a per-host permit, sends, reads the body incrementally up to the
+//! caller's cap, retries 5xx, connection errors and timeouts with exponential backoff and
+//! jitter, waits for a 429's `Retry-After` (up to a bound), records `ratelimit-remaining`, and
+//! counts every attempt by (registry, method, status) in [`RequestStats`].
+//!
+//! Two clocks bound every request: each attempt, from connecting to the last body byte, has
+//! `request_timeout`; the whole request — waiting for a permit, every attempt, backoff and
+//! `Retry-After` waits — has `request_deadline`. A registry that drips bytes fails within the
+//! deadline whatever it does. The reqwest client (timeouts, TLS, CA file, redirect rules) is
+//! built here too.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
-use super::{ErrorKind, RegistryOptions};
+use super::{ErrorKind, RegistryOptions, lock, origin};
 
 /// How failed requests are retried.
 #[derive(Debug, Clone)]
@@ -37,6 +46,16 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The longest single backoff wait, however many attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The longest any configured timeout or deadline is taken to be, so that adding it to the
+/// clock can never overflow.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Of an error answer (4xx, 5xx) lookout reads at most this much, for the registry's message.
+const ERROR_BODY_BYTES: usize = 64 * 1024;
+
 /// Requests made, by (registry, method, status); `status` is `error` when no answer came.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestCount {
@@ -53,6 +72,9 @@ pub struct RequestStats {
     pub ratelimit_remaining: BTreeMap<String, u64>,
     /// `ratelimit-limit` by registry.
     pub ratelimit_limit: BTreeMap<String, u64>,
+    /// Tags a registry listed that are not tags by the distribution grammar, by registry:
+    /// skipped, never shown or put in a URL.
+    pub skipped_tags: BTreeMap<String, u64>,
 }
 
 impl RequestStats {
@@ -75,12 +97,12 @@ impl RequestStats {
     }
 }
 
-/// A response read whole (registry answers lookout asks for are small: manifests, tag pages).
+/// A response read whole, within the cap the caller gave.
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub body: bytes::Bytes,
+    pub body: Bytes,
 }
 
 impl Reply {
@@ -89,11 +111,19 @@ impl Reply {
     }
 }
 
-/// A failed send: no answer, or still 429 after waiting.
+/// A failed send.
 #[derive(Debug)]
 pub enum SendError {
+    /// No answer (connection, DNS, TLS), after retries.
     Unreachable(String),
+    /// Still 429 after waiting, or told to wait longer than lookout will.
     RateLimited(Option<Duration>),
+    /// No complete answer within this long (an attempt's timeout or the request's deadline).
+    TimedOut(Duration),
+    /// The answer's body is larger than this many bytes.
+    TooLarge(usize),
+    /// Refused by lookout's own rules (a redirect that downgrades HTTPS).
+    Refused(String),
 }
 
 impl SendError {
@@ -104,39 +134,86 @@ impl SendError {
                 message,
             },
             Self::RateLimited(retry_after) => ErrorKind::RateLimited { retry_after },
+            Self::TimedOut(after) => ErrorKind::TimedOut {
+                what: what.to_owned(),
+                after,
+            },
+            Self::TooLarge(limit) => ErrorKind::TooLarge {
+                what: format!("the answer to {what}"),
+                limit: bytes_text(limit),
+            },
+            Self::Refused(message) => ErrorKind::protocol(format!("{what}: {message}")),
         }
     }
+}
+
+/// `4 MiB`, `512 KiB`, `100 bytes`.
+pub(crate) fn bytes_text(n: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n % KIB == 0 {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// Why one attempt failed.
+enum AttemptError {
+    Http(reqwest::Error),
+    TimedOut,
+    /// A 2xx answer (of this status) larger than the cap.
+    TooLarge(StatusCode),
 }
 
 pub struct Transport {
     retry: RetryPolicy,
     timeout: Duration,
+    deadline: Duration,
     max_per_host: usize,
+    resolve: Vec<(String, SocketAddr)>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     stats: Mutex<RequestStats>,
 }
 
 impl Transport {
     pub fn new(options: &RegistryOptions) -> Self {
+        let timeout = options
+            .request_timeout
+            .clamp(Duration::from_millis(1), MAX_WAIT);
         Self {
             retry: options.retry.clone(),
-            timeout: options.request_timeout,
+            timeout,
+            deadline: options.request_deadline.clamp(timeout, MAX_WAIT),
             max_per_host: options.max_per_host.max(1),
+            resolve: options.resolve.clone(),
             limits: Mutex::new(HashMap::new()),
             stats: Mutex::new(RequestStats::default()),
         }
     }
 
-    /// A client with the request timeout, TLS verification on, and `ca_file`'s certificates
-    /// trusted besides the system's.
-    pub fn client(&self, ca_file: Option<&Path>) -> Result<reqwest::Client, ErrorKind> {
+    /// The longest one request may take, retries and waits included.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// A client with the request timeout, TLS verification on, `ca_file`'s certificates
+    /// trusted besides the system's, and the redirect rules of [`origin::redirect_policy`].
+    pub fn client(
+        &self,
+        ca_file: Option<&Path>,
+        insecure: bool,
+    ) -> Result<reqwest::Client, ErrorKind> {
         let mut builder = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("lookout/", env!("CARGO_PKG_VERSION")))
-            // Redirects (blob storage) go to other hosts; follow a few, never to plain HTTP
-            // from HTTPS (reqwest refuses to send auth headers across hosts).
-            .redirect(reqwest::redirect::Policy::limited(5));
+            .redirect(origin::redirect_policy(insecure));
+        for (name, addr) in &self.resolve {
+            builder = builder.resolve(name, *addr);
+        }
         if let Some(path) = ca_file {
             let pem = std::fs::read(path).map_err(|e| {
                 ErrorKind::setup(format!("cannot read CA file {}: {e}", path.display()))
@@ -155,31 +232,33 @@ impl Transport {
     }
 
     pub fn stats(&self) -> RequestStats {
-        self.stats.lock().expect("stats lock").clone()
+        lock(&self.stats).clone()
+    }
+
+    /// Counts `n` tags of `registry` skipped for not being tags.
+    pub fn record_skipped_tags(&self, registry: &str, n: u64) {
+        let mut stats = lock(&self.stats);
+        let count = stats.skipped_tags.entry(registry.to_owned()).or_default();
+        *count = count.saturating_add(n);
     }
 
     fn permit_pool(&self, host: &str) -> Arc<Semaphore> {
-        self.limits
-            .lock()
-            .expect("limits lock")
+        lock(&self.limits)
             .entry(host.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.max_per_host)))
             .clone()
     }
 
-    fn record(&self, registry: &str, method: &Method, status: Option<StatusCode>) {
+    /// Counts one request of `registry`; `status` `None` means no answer came.
+    pub(crate) fn record(&self, registry: &str, method: &str, status: Option<u16>) {
         let key = RequestCount {
             registry: registry.to_owned(),
-            method: method.as_str().to_owned(),
-            status: status.map_or_else(|| "error".to_owned(), |s| s.as_u16().to_string()),
+            method: method.to_owned(),
+            status: status.map_or_else(|| "error".to_owned(), |s| s.to_string()),
         };
-        *self
-            .stats
-            .lock()
-            .expect("stats lock")
-            .requests
-            .entry(key)
-            .or_default() += 1;
+        let mut stats = lock(&self.stats);
+        let count = stats.requests.entry(key).or_default();
+        *count = count.saturating_add(1);
     }
 
     fn record_rate_limit(&self, registry: &str, headers: &HeaderMap) {
@@ -192,7 +271,7 @@ impl Transport {
         if remaining.is_none() && limit.is_none() {
             return;
         }
-        let mut stats = self.stats.lock().expect("stats lock");
+        let mut stats = lock(&self.stats);
         if let Some(n) = remaining {
             stats.ratelimit_remaining.insert(registry.to_owned(), n);
         }
@@ -202,66 +281,108 @@ impl Transport {
     }
 
     /// Sends `request` for `registry` (the label requests are counted under), retrying as the
-    /// policy says. Any status comes back as a [`Reply`] except a 429 that outlasts the retries.
+    /// policy says, reading at most `max_body` bytes of a 2xx answer. Any status comes back as
+    /// a [`Reply`] except a 429 that outlasts the retries.
     pub async fn send(
         &self,
         registry: &str,
         client: &reqwest::Client,
         request: reqwest::Request,
+        max_body: usize,
     ) -> Result<Reply, SendError> {
-        let host = request.url().host_str().unwrap_or_default().to_owned()
-            + &request
-                .url()
-                .port()
-                .map(|p| format!(":{p}"))
-                .unwrap_or_default();
+        let attempts = self.retry.attempts.max(1);
+        self.send_attempts(registry, client, request, max_body, attempts, true)
+            .await
+    }
+
+    /// Like [`Self::send`] with one attempt, and a 429 returned as an answer: for clients that
+    /// retry and throttle themselves (the AWS SDK).
+    pub async fn send_once(
+        &self,
+        registry: &str,
+        client: &reqwest::Client,
+        request: reqwest::Request,
+        max_body: usize,
+    ) -> Result<Reply, SendError> {
+        self.send_attempts(registry, client, request, max_body, 1, false)
+            .await
+    }
+
+    async fn send_attempts(
+        &self,
+        registry: &str,
+        client: &reqwest::Client,
+        request: reqwest::Request,
+        max_body: usize,
+        attempts: u32,
+        wait_on_429: bool,
+    ) -> Result<Reply, SendError> {
+        let deadline = later(self.deadline);
+        let url = request.url();
+        let host = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        );
         let pool = self.permit_pool(&host);
         let method = request.method().clone();
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
-            attempt += 1;
-            let last = attempt >= self.retry.attempts;
-            let this = request
-                .try_clone()
-                .expect("registry requests have no streaming body");
-            let permit = pool.acquire().await.expect("semaphore is never closed");
-            let result = match client.execute(this).await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    resp.bytes().await.map(|body| Reply {
-                        status,
-                        headers,
-                        body,
-                    })
-                }
-                Err(e) => Err(e),
+            attempt = attempt.saturating_add(1);
+            let last = attempt >= attempts;
+            let this = request.try_clone().ok_or_else(|| {
+                SendError::Unreachable("a request with a streaming body cannot be sent".into())
+            })?;
+            let Ok(permit) = tokio::time::timeout_at(deadline, pool.acquire()).await else {
+                tracing::debug!(
+                    registry,
+                    "registry request waited its whole deadline for a connection slot"
+                );
+                self.record(registry, method.as_str(), None);
+                return Err(SendError::TimedOut(self.deadline));
             };
+            let attempt_ends = deadline.min(later(self.timeout));
+            let result =
+                tokio::time::timeout_at(attempt_ends, read_reply(client, this, &method, max_body))
+                    .await
+                    .unwrap_or(Err(AttemptError::TimedOut));
             drop(permit);
             let reply = match result {
                 Ok(reply) => reply,
+                Err(AttemptError::TooLarge(status)) => {
+                    // Nothing to retry: the registry would send the same again.
+                    self.record(registry, method.as_str(), Some(status.as_u16()));
+                    return Err(SendError::TooLarge(max_body));
+                }
+                Err(AttemptError::Http(e)) if e.is_redirect() => {
+                    self.record(registry, method.as_str(), None);
+                    return Err(SendError::Refused(error_chain(&e)));
+                }
                 Err(e) => {
-                    self.record(registry, &method, None);
-                    if last {
-                        return Err(SendError::Unreachable(error_chain(&e)));
+                    self.record(registry, method.as_str(), None);
+                    let error = match e {
+                        AttemptError::Http(e) if !e.is_timeout() => {
+                            SendError::Unreachable(error_chain(&e))
+                        }
+                        _ if Instant::now() >= deadline => SendError::TimedOut(self.deadline),
+                        _ => SendError::TimedOut(self.timeout),
+                    };
+                    if last || !self.sleep_before_retry(attempt, deadline).await {
+                        return Err(error);
                     }
-                    tracing::debug!(registry, error = %error_chain(&e), attempt, "registry request failed; retrying");
-                    tokio::time::sleep(self.backoff(attempt)).await;
+                    tracing::debug!(registry, attempt, error = ?error, "registry request failed; retrying");
                     continue;
                 }
             };
-            self.record(registry, &method, Some(reply.status));
+            self.record(registry, method.as_str(), Some(reply.status.as_u16()));
             self.record_rate_limit(registry, &reply.headers);
-            if reply.status == StatusCode::TOO_MANY_REQUESTS {
-                let wait = retry_after(&reply.headers);
-                match wait {
-                    Some(w) if w > self.retry.max_retry_after => {
-                        return Err(SendError::RateLimited(Some(w)));
-                    }
-                    _ if last => return Err(SendError::RateLimited(wait)),
-                    _ => {}
+            if reply.status == StatusCode::TOO_MANY_REQUESTS && wait_on_429 {
+                let asked = retry_after(&reply.headers);
+                let wait = asked.unwrap_or_else(|| self.backoff(attempt));
+                let past_deadline = later(wait) >= deadline;
+                if asked.is_some_and(|w| w > self.retry.max_retry_after) || past_deadline || last {
+                    return Err(SendError::RateLimited(asked));
                 }
-                let wait = wait.unwrap_or_else(|| self.backoff(attempt));
                 tracing::info!(
                     registry,
                     wait_s = wait.as_secs_f64(),
@@ -270,46 +391,102 @@ impl Transport {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            if reply.status.is_server_error() && !last {
+            if reply.status.is_server_error()
+                && !last
+                && self.sleep_before_retry(attempt, deadline).await
+            {
                 tracing::debug!(
                     registry,
                     status = reply.status.as_u16(),
                     attempt,
                     "registry server error; retrying"
                 );
-                tokio::time::sleep(self.backoff(attempt)).await;
                 continue;
             }
             return Ok(reply);
         }
     }
 
-    /// `base_delay · 2^(attempt-1)`, times a random factor in [0.5, 1.5).
+    /// Waits the backoff before retry `attempt + 1`; `false` (without waiting) when that would
+    /// pass the deadline.
+    async fn sleep_before_retry(&self, attempt: u32, deadline: Instant) -> bool {
+        let wait = self.backoff(attempt);
+        if later(wait) >= deadline {
+            return false;
+        }
+        tokio::time::sleep(wait).await;
+        true
+    }
+
+    /// `base_delay · 2^(attempt-1)`, at most [`MAX_BACKOFF`], times a random factor in
+    /// [0.5, 1.5).
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.retry.base_delay * 2u32.saturating_pow(attempt.saturating_sub(1).min(10));
-        exp.mul_f64(0.5 + jitter())
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+        let exp = self
+            .retry
+            .base_delay
+            .checked_mul(factor)
+            .unwrap_or(MAX_BACKOFF)
+            .min(MAX_BACKOFF);
+        exp.mul_f64(0.5 + fastrand::f64())
     }
 }
 
-/// A number in [0, 1) that differs between calls and processes (xorshift seeded from the clock).
-fn jitter() -> f64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let mut x = STATE.load(Ordering::Relaxed);
-    if x == 0 {
-        x = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
-            | 1;
+/// One attempt: send, then read the body — all of a 2xx answer up to `max_body` (more is
+/// `TooLarge`), the first [`ERROR_BODY_BYTES`] of any other.
+async fn read_reply(
+    client: &reqwest::Client,
+    request: reqwest::Request,
+    method: &Method,
+    max_body: usize,
+) -> Result<Reply, AttemptError> {
+    let mut resp = client.execute(request).await.map_err(AttemptError::Http)?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let strict = status.is_success();
+    let cap = if strict {
+        max_body
+    } else {
+        max_body.min(ERROR_BODY_BYTES)
+    };
+    // A HEAD answer's Content-Length is the size of what a GET would send.
+    if strict && *method != Method::HEAD && resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(AttemptError::TooLarge(status));
     }
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    STATE.store(x, Ordering::Relaxed);
-    (x >> 11) as f64 / (1u64 << 53) as f64
+    // One buffer of the announced length, or of the cap when none is announced: reserved once
+    // (untouched pages cost no memory), filled as chunks come and each chunk dropped at once,
+    // so memory never holds more than the cap plus the HTTP client's own read buffer.
+    let announced = resp
+        .content_length()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|_| *method != Method::HEAD);
+    let mut body = Vec::with_capacity(announced.unwrap_or(cap).min(cap));
+    while let Some(chunk) = resp.chunk().await.map_err(AttemptError::Http)? {
+        let room = cap.saturating_sub(body.len());
+        if chunk.len() > room {
+            if strict {
+                return Err(AttemptError::TooLarge(status));
+            }
+            body.extend_from_slice(chunk.get(..room).unwrap_or_default());
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    body.shrink_to_fit();
+    Ok(Reply {
+        status,
+        headers,
+        body: Bytes::from(body),
+    })
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// Now plus `wait` (at most [`MAX_WAIT`], so it cannot overflow the clock).
+fn later(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait.min(MAX_WAIT)).unwrap_or(now)
+}
+
+/// `Retry-After` as seconds or an HTTP date; a date in the past is zero.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
@@ -317,13 +494,13 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     }
     let when = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
     let now = jiff::Timestamp::now();
-    Some(Duration::try_from(when - now).unwrap_or_default())
+    Some(Duration::try_from(when.duration_since(now)).unwrap_or_default())
 }
 
-/// A reqwest error with its causes (`error sending request: connection refused`).
-fn error_chain(e: &reqwest::Error) -> String {
+/// An error with its causes (`error sending request: connection refused`).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(cause) = source {
         s.push_str(": ");
         s.push_str(&cause.to_string());
@@ -337,7 +514,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_after_reads_seconds_and_dates() {
+    fn retry_after_reads_seconds_and_dates_and_never_overflows() {
         let mut h = HeaderMap::new();
         h.insert("retry-after", "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
@@ -346,14 +523,64 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        h.insert("retry-after", "soon".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Thu, 31 Dec 9998 23:59:59 GMT".parse().unwrap(),
+        );
+        assert!(retry_after(&h).unwrap() > Duration::from_secs(3600 * 24 * 365 * 7000));
+        // Beyond what a date can say: ignored, not a panic.
+        h.insert(
+            "retry-after",
+            "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "18446744073709551615".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(u64::MAX)));
+        for bad in ["soon", "-5", "1e9", "99999999999999999999999"] {
+            h.insert("retry-after", bad.parse().unwrap());
+            assert_eq!(retry_after(&h), None, "{bad}");
+        }
     }
 
     #[test]
-    fn jitter_stays_in_range_and_varies() {
-        let xs: Vec<f64> = (0..100).map(|_| jitter()).collect();
-        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
-        assert!(xs.windows(2).any(|w| w[0] != w[1]));
+    fn backoff_is_bounded_whatever_the_attempt_and_base_delay() {
+        let t = Transport::new(&RegistryOptions {
+            retry: RetryPolicy {
+                attempts: u32::MAX,
+                base_delay: Duration::MAX,
+                max_retry_after: Duration::MAX,
+            },
+            ..RegistryOptions::default()
+        });
+        for attempt in [0, 1, 2, 17, 64, u32::MAX] {
+            let b = t.backoff(attempt);
+            assert!(b < MAX_BACKOFF.mul_f64(1.5), "{attempt}: {b:?}");
+        }
+        let t = Transport::new(&RegistryOptions::default());
+        let waits: Vec<Duration> = (0..50).map(|_| t.backoff(1)).collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| (Duration::from_millis(125)..Duration::from_millis(375)).contains(w))
+        );
+        assert!(waits.windows(2).any(|w| w[0] != w[1]), "jitter varies");
+    }
+
+    #[test]
+    fn huge_timeouts_are_clamped_so_deadlines_never_overflow() {
+        let t = Transport::new(&RegistryOptions {
+            request_timeout: Duration::MAX,
+            request_deadline: Duration::MAX,
+            ..RegistryOptions::default()
+        });
+        assert_eq!(t.deadline(), MAX_WAIT);
+        let _ = Instant::now() + t.deadline();
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(bytes_text(4 * 1024 * 1024), "4 MiB");
+        assert_eq!(bytes_text(64 * 1024), "64 KiB");
+        assert_eq!(bytes_text(1000), "1000 bytes");
     }
 }

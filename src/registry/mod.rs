@@ -5,13 +5,31 @@
 //! [`ecr::Ecr`] and [`gcr::Gcr`]. [`Registries`] picks and keeps one adapter per registry and
 //! configuration; [`CheckCycle`] shares tag lists and digests between the services of one check.
 //!
-//! Every HTTP request goes through [`http::Transport`], which sets the timeout, retries 5xx and
-//! connection errors with backoff and jitter, waits out a 429's `Retry-After`, limits requests
-//! per host, and counts every request in [`RequestStats`]. Nothing here pulls an image: digests
-//! come from `HEAD` on the manifest, and only a multi-arch index is read to find the host's
-//! platform.
+//! Every HTTP request goes through [`http::Transport`] — the AWS SDK's too, through
+//! [`aws_http`] — which bounds each attempt and each request in time, reads bodies
+//! incrementally up to a cap, retries 5xx and connection errors with backoff and jitter, waits
+//! out a 429's `Retry-After`, limits requests per host, and counts every request in
+//! [`RequestStats`]. Nothing here pulls an image: digests come from `HEAD` on the manifest, and
+//! only a multi-arch index is read to find the host's platform.
+//!
+//! A registry is untrusted: credentials go to its own origin only ([`origin`]), every answer
+//! has a size cap ([`Limits`]), and tags and digests are checked against their grammar
+//! ([`grammar`]) before anything uses them. No answer can panic lookout.
 
-mod auth;
+// No remote answer may panic lookout: these lints keep arithmetic, indexing and unwraps out
+// of the registry code (tests may use them).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used
+    )
+)]
+
+pub(crate) mod auth;
+mod aws_http;
 mod check;
 mod cycle;
 pub mod docker_config;
@@ -19,9 +37,13 @@ pub mod docker_hub;
 pub mod ecr;
 mod error;
 pub mod gcr;
+pub mod grammar;
 mod http;
 pub mod oci;
+pub mod origin;
+pub mod page;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +55,7 @@ use crate::policy::Tag;
 use crate::reference::ImageRef;
 
 pub use auth::Credential;
-pub use check::{ServiceCheck, check_service};
+pub use check::{ServiceCheck, check_service, check_service_within};
 pub use cycle::CheckCycle;
 pub use error::{ErrorKind, RegistryError};
 pub use http::{RequestCount, RequestStats, RetryPolicy};
@@ -163,6 +185,45 @@ impl Default for DockerHubEndpoints {
     }
 }
 
+/// The most lookout reads of a registry's answers. An answer beyond a limit fails the lookup
+/// with [`ErrorKind::TooLarge`] naming the registry, the repository and the limit; nothing of
+/// it is used. Bodies are read incrementally, so memory never holds more than the cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// One manifest or index (containerd's limit too).
+    pub manifest_bytes: usize,
+    /// One image config blob (read for its `created` time).
+    pub config_bytes: usize,
+    /// One page of `tags/list`, or of Docker Hub's tags API.
+    pub tag_page_bytes: usize,
+    /// All pages of one tag list together.
+    pub tag_list_bytes: usize,
+    /// Tags in one tag list, valid or not.
+    pub tag_count: usize,
+    /// Pages of one tag list.
+    pub tag_pages: usize,
+    /// One token service answer.
+    pub token_bytes: usize,
+    /// One answer of a cloud API (ECR through the AWS SDK).
+    pub api_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        const MIB: usize = 1024 * 1024;
+        Self {
+            manifest_bytes: 4 * MIB,
+            config_bytes: 8 * MIB,
+            tag_page_bytes: 8 * MIB,
+            tag_list_bytes: 32 * MIB,
+            tag_count: 100_000,
+            tag_pages: 1_000,
+            token_bytes: MIB,
+            api_bytes: 8 * MIB,
+        }
+    }
+}
+
 /// How lookout talks to registries. [`RegistryOptions::default`] is what the daemon uses.
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
@@ -173,8 +234,20 @@ pub struct RegistryOptions {
     pub use_docker_config: bool,
     /// The platform whose digest to find in a multi-arch index.
     pub platform: Platform,
-    /// The longest one request may take, connecting included.
+    /// The longest one attempt of a request may take, from connecting to the last byte of
+    /// the body.
     pub request_timeout: Duration,
+    /// The longest one request may take in all: waiting for a connection slot, every attempt,
+    /// backoff and `Retry-After` waits. A registry that drips bytes fails within it.
+    pub request_deadline: Duration,
+    /// The longest [`check_service`] may take for one service (tags, build times, digests);
+    /// `None` for no bound beyond the requests' own. A slow registry fails its own services.
+    pub check_timeout: Option<Duration>,
+    /// Size caps on registry answers.
+    pub limits: Limits,
+    /// Host names resolved to these addresses instead of through DNS (as `curl --resolve`):
+    /// for split-horizon setups and for tests that need a non-loopback name on loopback.
+    pub resolve: Vec<(String, SocketAddr)>,
     /// Requests in flight to one registry host at a time.
     pub max_per_host: usize,
     pub retry: RetryPolicy,
@@ -192,6 +265,10 @@ impl Default for RegistryOptions {
             use_docker_config: true,
             platform: Platform::host(),
             request_timeout: Duration::from_secs(30),
+            request_deadline: Duration::from_secs(120),
+            check_timeout: Some(Duration::from_secs(300)),
+            limits: Limits::default(),
+            resolve: Vec::new(),
             max_per_host: 4,
             retry: RetryPolicy::default(),
             page_size: 1000,
@@ -256,7 +333,7 @@ impl Registries {
         settings: &RegistrySettings,
     ) -> Result<Arc<dyn Registry>, RegistryError> {
         let host = image.registry();
-        let mut adapters = self.adapters.lock().expect("adapter list lock");
+        let mut adapters = lock(&self.adapters);
         if let Some(e) = adapters
             .iter()
             .find(|e| e.kind == kind && e.host == host && e.settings == *settings)
@@ -284,6 +361,37 @@ impl Registries {
         });
         Ok(registry)
     }
+}
+
+/// Locks `mutex`, also when a thread panicked while holding it: the registry's caches and
+/// counts stay usable, and a panic elsewhere never becomes a second one here.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `tags` without the names that are not tags by the distribution grammar; those are counted
+/// in [`RequestStats::skipped_tags`] and logged by number only, never by name.
+pub(crate) fn keep_valid_tags(
+    transport: &http::Transport,
+    registry: &str,
+    repository: &str,
+    mut tags: Vec<Tag>,
+) -> Vec<Tag> {
+    let before = tags.len();
+    tags.retain(|t| grammar::is_valid_tag(&t.name));
+    let skipped = before.saturating_sub(tags.len());
+    if skipped > 0 {
+        tracing::debug!(
+            registry,
+            repository,
+            skipped,
+            "skipped names in the tag list that are not tags ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})"
+        );
+        transport.record_skipped_tags(registry, skipped as u64);
+    }
+    tags
 }
 
 /// What an adapter is built from.

@@ -8,15 +8,18 @@
 //! not follow `Link` when listing tags, and hides Google's extra `tags/list` fields.
 //!
 //! - Digest: `HEAD /v2/<repo>/manifests/<ref>` accepting the four manifest media types; the
-//!   answer's `Docker-Content-Digest` and `Content-Type`. For an index, one `GET` of the index
-//!   (cached by its digest) finds the host platform's manifest digest.
-//! - Tags: `GET /v2/<repo>/tags/list?n=N`, following `Link: <…>; rel="next"` until there is
-//!   none; a registry that ignores `n` answers in one page.
+//!   answer's `Docker-Content-Digest` (checked: sha256/sha512 and hex length) and
+//!   `Content-Type`. For an index, one `GET` of the index (cached by its digest, checked to
+//!   hash to it) finds the host platform's manifest digest. Manifests are read up to 4 MiB.
+//! - Tags: `GET /v2/<repo>/tags/list?n=N`, following `Link: <…>; rel="next"` on the registry's
+//!   own origin until there is none (a link to another origin is refused); a registry that
+//!   ignores `n` answers in one page. Pages, bytes and tags are capped ([`Limits`]).
 //! - Auth: anonymous until a 401's challenge says Basic or Bearer; bearer tokens are cached per
-//!   scope (one adapter serves one registry, so per (registry, scope)) until they expire.
+//!   scope (one adapter serves one registry, so per (registry, scope)) until they expire. The
+//!   realm gets basic credentials only over HTTPS, on the registry's origin, or on loopback.
 //! - Plain HTTP only for hosts marked `insecure` and for loopback hosts, as Docker does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -26,14 +29,19 @@ use oci_client::manifest::{
     OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageIndex, OciImageManifest,
 };
 use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
-use reqwest::{Method, StatusCode};
-use sha2::Digest as _;
+use reqwest::{Method, StatusCode, Url};
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::auth::{Challenge, Credential, CredentialSource, Token, parse_challenge, parse_token};
-use super::http::{Reply, Transport};
-use super::{Adapter, Digests, ErrorKind, Platform, Registry, RegistryError};
+use super::grammar::{self, Algorithm, shown};
+use super::http::{Reply, Transport, bytes_text};
+use super::origin::{self, Origin};
+use super::page::{Page, PageError, parse_page};
+use super::{Adapter, Digests, ErrorKind, Limits, Platform, Registry, RegistryError, lock};
 use crate::policy::Tag;
 use crate::reference::ImageRef;
+
+pub use super::origin::is_loopback;
 
 /// The manifest media types lookout accepts, indexes first.
 const MANIFEST_TYPES: [&str; 4] = [
@@ -43,41 +51,22 @@ const MANIFEST_TYPES: [&str; 4] = [
     OCI_IMAGE_MEDIA_TYPE,
 ];
 
-/// At most this many pages of one tag list (a registry whose `Link` loops is cut off).
-const MAX_TAG_PAGES: usize = 10_000;
+/// The digest caches (immutable facts) are emptied when they reach this many entries, so a
+/// registry that answers a new digest every time cannot grow them without end.
+const MAX_CACHED: usize = 4096;
 
 pub fn is_index_media_type(media_type: &str) -> bool {
     media_type == IMAGE_MANIFEST_LIST_MEDIA_TYPE || media_type == OCI_IMAGE_INDEX_MEDIA_TYPE
-}
-
-/// Whether a host is loopback (`localhost`, 127.0.0.0/8, `::1`), which Docker allows over plain
-/// HTTP without being told.
-pub fn is_loopback(host: &str) -> bool {
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return ip.is_loopback();
-    }
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        }),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A client for one registry's distribution API.
 pub struct Distribution {
     /// The registry's name in errors and request counts (the host as configured).
     label: String,
-    /// `https://host` or `http://host`.
+    /// `https://host` or `http://host`, without a trailing slash.
     base: String,
+    /// `base` parsed: the origin the registry's credentials belong to.
+    origin: Url,
     client: reqwest::Client,
     transport: Arc<Transport>,
     credentials: Arc<dyn CredentialSource>,
@@ -88,6 +77,7 @@ pub struct Distribution {
     tokens: tokio::sync::Mutex<HashMap<String, Token>>,
     platform: Platform,
     page_size: usize,
+    limits: Limits,
     /// Index digest → the host platform's manifest digest (immutable, so kept).
     platform_digests: Mutex<HashMap<String, Option<String>>>,
     /// Manifest digest → the image config's `created` time (immutable, so kept).
@@ -95,7 +85,8 @@ pub struct Distribution {
 }
 
 impl Distribution {
-    /// A client for `ctx.host` presenting what `credentials` gives.
+    /// A client for `ctx.host` presenting what `credentials` gives: plain HTTP only for hosts
+    /// configured `insecure` and for loopback hosts, as Docker does.
     pub(crate) fn new(
         ctx: &Adapter<'_>,
         credentials: Arc<dyn CredentialSource>,
@@ -117,11 +108,17 @@ impl Distribution {
     ) -> Result<Self, RegistryError> {
         let client = ctx
             .transport
-            .client(ctx.settings.ca_file.as_deref())
+            .client(ctx.settings.ca_file.as_deref(), ctx.settings.insecure)
             .map_err(|k| k.at(ctx.host, "*"))?;
+        let base = base.trim_end_matches('/').to_owned();
+        let origin = Url::parse(&base).map_err(|e| {
+            ErrorKind::setup(format!("the registry address {base:?} is not a URL: {e}"))
+                .at(ctx.host, "*")
+        })?;
         Ok(Self {
             label: ctx.host.to_owned(),
-            base: base.trim_end_matches('/').to_owned(),
+            base,
+            origin,
             client,
             transport: ctx.transport.clone(),
             credentials,
@@ -129,6 +126,7 @@ impl Distribution {
             tokens: tokio::sync::Mutex::new(HashMap::new()),
             platform: ctx.options.platform.clone(),
             page_size: ctx.options.page_size.max(1),
+            limits: ctx.options.limits.clone(),
             platform_digests: Mutex::new(HashMap::new()),
             created: Mutex::new(HashMap::new()),
         })
@@ -146,24 +144,50 @@ impl Distribution {
         &self.transport
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The registry's URL for `path_and_query` (`/v2/…`).
+    fn url(&self, repo: &str, path_and_query: &str) -> Result<Url, RegistryError> {
+        Url::parse(&format!("{}{path_and_query}", self.base)).map_err(|e| {
+            self.err(
+                repo,
+                ErrorKind::protocol(format!("cannot make a URL of {path_and_query:?}: {e}")),
+            )
+        })
+    }
+
     /// The digests `image` points to now.
     pub async fn digest(&self, image: &ImageRef) -> Result<Digests, RegistryError> {
         let repo = image.repository();
-        let reference = image
-            .digest()
-            .or(image.tag())
-            .expect("an ImageRef has a tag or a digest");
+        // A parsed reference always has one or the other (`latest` when it said neither).
+        let reference = image.digest().or(image.tag()).unwrap_or("latest");
         let reply = self.manifest(repo, Method::HEAD, reference).await?;
-        let media_type = reply
-            .header("content-type")
-            .map(|c| c.split(';').next().unwrap_or(c).trim().to_owned())
-            .unwrap_or_default();
+        let media_type = self.media_type(repo, &reply);
         let manifest = match reply.header("docker-content-digest") {
-            Some(d) if d.starts_with("sha256:") => d.to_owned(),
+            Some(d) => {
+                let d = self.checked_digest(repo, "its Docker-Content-Digest header", d)?;
+                if image.digest().is_some_and(|asked| asked != d) {
+                    return Err(self.err(
+                        repo,
+                        ErrorKind::protocol(format!(
+                            "asked for manifest {reference}, the registry answered with digest {d}"
+                        )),
+                    ));
+                }
+                d.to_owned()
+            }
             // Some registries leave the header out of HEAD answers: read and hash the body.
-            _ => {
+            None => {
                 let (body, _) = self.get_manifest(repo, reference).await?;
-                sha256_digest(&body)
+                match image.digest() {
+                    Some(asked) => {
+                        self.verify(repo, "manifest", asked, &body)?;
+                        asked.to_owned()
+                    }
+                    None => grammar::digest_of(Algorithm::Sha256, &body),
+                }
             }
         };
         let platform = if is_index_media_type(&media_type) {
@@ -178,6 +202,58 @@ impl Distribution {
         })
     }
 
+    /// The answer's media type without parameters; empty when it sends none or nonsense.
+    fn media_type(&self, repo: &str, reply: &Reply) -> String {
+        let Some(value) = reply.header("content-type") else {
+            return String::new();
+        };
+        let media_type = value.split(';').next().unwrap_or(value).trim();
+        if grammar::is_media_type(media_type) {
+            media_type.to_owned()
+        } else {
+            tracing::debug!(registry = %self.label, repository = repo, content_type = %shown(value), "ignoring a Content-Type that is not a media type");
+            String::new()
+        }
+    }
+
+    /// `digest` when it is a well-formed digest, else the error naming `whose` and the value.
+    fn checked_digest<'a>(
+        &self,
+        repo: &str,
+        whose: &str,
+        digest: &'a str,
+    ) -> Result<&'a str, RegistryError> {
+        match grammar::parse_digest(digest) {
+            Some(_) => Ok(digest),
+            None => Err(self.err(
+                repo,
+                ErrorKind::protocol(format!(
+                    "{whose} is {:?}, not a digest (sha256: with 64 or sha512: with 128 lowercase hex digits)",
+                    shown(digest)
+                )),
+            )),
+        }
+    }
+
+    /// Checks that `bytes`, fetched by `digest`, hash to it.
+    fn verify(
+        &self,
+        repo: &str,
+        what: &str,
+        digest: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        if grammar::matches_digest(digest, bytes) {
+            return Ok(());
+        }
+        Err(self.err(
+            repo,
+            ErrorKind::protocol(format!(
+                "the {what} served for {digest} does not have that digest"
+            )),
+        ))
+    }
+
     /// The host platform's manifest digest in the index `index_digest`, from one `GET`.
     async fn platform_digest(
         &self,
@@ -188,17 +264,25 @@ impl Distribution {
             return Ok(known);
         }
         let (body, _) = self.get_manifest(repo, index_digest).await?;
+        self.verify(repo, "index", index_digest, &body)?;
         let index: OciImageIndex = serde_json::from_slice(&body).map_err(|e| {
             self.err(
                 repo,
                 ErrorKind::protocol(format!("index {index_digest} is not an image index: {e}")),
             )
         })?;
-        let found = pick_platform(&index.manifests, &self.platform).map(|e| e.digest.clone());
-        self.platform_digests
-            .lock()
-            .expect("cache lock")
-            .insert(index_digest.to_owned(), found.clone());
+        let found = match pick_platform(&index.manifests, &self.platform) {
+            Some(entry) => Some(
+                self.checked_digest(
+                    repo,
+                    &format!("the {} entry of index {index_digest}", self.platform),
+                    &entry.digest,
+                )?
+                .to_owned(),
+            ),
+            None => None,
+        };
+        remember(&self.platform_digests, index_digest, found.clone());
         Ok(found)
     }
 
@@ -209,7 +293,7 @@ impl Distribution {
         reference: &str,
     ) -> Result<(bytes::Bytes, String), RegistryError> {
         let reply = self.manifest(repo, Method::GET, reference).await?;
-        let media_type = reply.header("content-type").unwrap_or_default().to_owned();
+        let media_type = self.media_type(repo, &reply);
         Ok((reply.body, media_type))
     }
 
@@ -221,42 +305,91 @@ impl Distribution {
         reference: &str,
     ) -> Result<Reply, RegistryError> {
         let what = format!("{method} manifest {reference}");
-        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
+        let url = self.url(repo, &format!("/v2/{repo}/manifests/{reference}"))?;
+        let accept = MANIFEST_TYPES.join(", ");
         let reply = self
-            .request(repo, method, &url, Some(&MANIFEST_TYPES.join(", ")), &what)
+            .request(
+                repo,
+                method,
+                url,
+                Some(&accept),
+                &what,
+                self.limits.manifest_bytes,
+            )
             .await
             .map_err(|k| self.err(repo, k))?;
         self.expect_ok(repo, &what, reply)
     }
 
-    /// Every page of the tag list, as JSON, following `Link` headers.
-    pub async fn tag_pages(&self, repo: &str) -> Result<Vec<serde_json::Value>, RegistryError> {
-        let mut url = format!("{}/v2/{repo}/tags/list?n={}", self.base, self.page_size);
+    /// Every page of the tag list, following `Link` headers on the registry's own origin,
+    /// within the tag list limits; `M` is what a page's `manifest` field is read as (Google's
+    /// push times; `IgnoredAny` for none).
+    pub async fn tag_pages<M: DeserializeOwned>(
+        &self,
+        repo: &str,
+    ) -> Result<Vec<Page<String, M>>, RegistryError> {
+        let mut url = self.url(repo, &format!("/v2/{repo}/tags/list?n={}", self.page_size))?;
         let mut pages = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
+        let (mut bytes, mut tags) = (0usize, 0usize);
         loop {
             let what = "GET tag list";
             let reply = self
-                .request(repo, Method::GET, &url, None, what)
+                .request(
+                    repo,
+                    Method::GET,
+                    url.clone(),
+                    None,
+                    what,
+                    self.limits.tag_page_bytes,
+                )
                 .await
                 .map_err(|k| self.err(repo, k))?;
             let reply = self.expect_ok(repo, what, reply)?;
-            let page: serde_json::Value = serde_json::from_slice(&reply.body).map_err(|e| {
-                self.err(
+            bytes = bytes.saturating_add(reply.body.len());
+            if bytes > self.limits.tag_list_bytes {
+                return Err(self.err(
                     repo,
-                    ErrorKind::protocol(format!("tag list is not JSON: {e}")),
-                )
-            })?;
+                    ErrorKind::too_large("the tag list", bytes_text(self.limits.tag_list_bytes)),
+                ));
+            }
+            let budget = self.limits.tag_count.saturating_sub(tags);
+            let page = match parse_page::<String, M>(&reply.body, "tags", budget) {
+                Ok(page) => page,
+                Err(PageError::TooMany) => {
+                    return Err(self.err(
+                        repo,
+                        ErrorKind::too_large(
+                            "the tag list",
+                            format!("{} tags", self.limits.tag_count),
+                        ),
+                    ));
+                }
+                Err(PageError::Json(e)) => {
+                    return Err(self.err(
+                        repo,
+                        ErrorKind::protocol(format!(
+                            "the tag list is not the JSON of a tag list: {e}"
+                        )),
+                    ));
+                }
+            };
+            tags = tags.saturating_add(page.items.len());
             pages.push(page);
             let Some(next) = reply.header("link").and_then(next_link) else {
                 return Ok(pages);
             };
-            let next = if next.starts_with('/') {
-                format!("{}{next}", self.base)
-            } else {
-                next
-            };
-            if !seen.insert(next.clone()) || pages.len() >= MAX_TAG_PAGES {
+            let next = self.next_page(repo, &url, &next)?;
+            if pages.len() >= self.limits.tag_pages {
+                return Err(self.err(
+                    repo,
+                    ErrorKind::too_large(
+                        "the tag list",
+                        format!("{} pages", self.limits.tag_pages),
+                    ),
+                ));
+            }
+            if !seen.insert(next.to_string()) {
                 return Err(self.err(
                     repo,
                     ErrorKind::protocol("the tag list's Link headers go round in a loop"),
@@ -266,16 +399,27 @@ impl Distribution {
         }
     }
 
+    /// The next page's URL, `link` resolved against `current`; refused unless it is on the
+    /// registry's own origin, so the registry's credentials go nowhere else.
+    fn next_page(&self, repo: &str, current: &Url, link: &str) -> Result<Url, RegistryError> {
+        origin::follow_on_origin(current, link, &self.origin).map_err(|why| {
+            self.err(
+                repo,
+                ErrorKind::protocol(format!("the tag list's Link header {why}")),
+            )
+        })
+    }
+
     /// Tag names, all pages.
     pub async fn tag_names(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
-        let mut names = Vec::new();
-        for page in self.tag_pages(repo).await? {
-            // `"tags": null` is what distribution says for a repository with no tags.
-            if let Some(tags) = page.get("tags").and_then(|t| t.as_array()) {
-                names.extend(tags.iter().filter_map(|t| t.as_str().map(str::to_owned)));
-            }
-        }
-        Ok(names)
+        // `"tags": null` is what distribution says for a repository with no tags.
+        let pages = self.tag_pages::<IgnoredAny>(repo).await?;
+        Ok(pages.into_iter().flat_map(|p| p.items).collect())
+    }
+
+    /// `tags` without names that are not tags, which are counted as skipped.
+    pub(crate) fn valid_tags(&self, repo: &str, tags: Vec<Tag>) -> Vec<Tag> {
+        super::keep_valid_tags(&self.transport, &self.label, repo, tags)
     }
 
     /// The `created` time of the image `image` names, for this host's platform: the manifest
@@ -290,6 +434,7 @@ impl Distribution {
             return Ok(known);
         }
         let (body, _) = self.get_manifest(repo, &manifest_digest).await?;
+        self.verify(repo, "manifest", &manifest_digest, &body)?;
         let manifest: OciImageManifest = serde_json::from_slice(&body).map_err(|e| {
             self.err(
                 repo,
@@ -298,14 +443,28 @@ impl Distribution {
                 )),
             )
         })?;
-        let config_digest = manifest.config.digest;
+        let config_digest = self
+            .checked_digest(
+                repo,
+                &format!("the config of manifest {manifest_digest}"),
+                &manifest.config.digest,
+            )?
+            .to_owned();
         let what = format!("GET config blob {config_digest}");
-        let url = format!("{}/v2/{repo}/blobs/{config_digest}", self.base);
+        let url = self.url(repo, &format!("/v2/{repo}/blobs/{config_digest}"))?;
         let reply = self
-            .request(repo, Method::GET, &url, None, &what)
+            .request(
+                repo,
+                Method::GET,
+                url,
+                None,
+                &what,
+                self.limits.config_bytes,
+            )
             .await
             .map_err(|k| self.err(repo, k))?;
         let reply = self.expect_ok(repo, &what, reply)?;
+        self.verify(repo, "config blob", &config_digest, &reply.body)?;
         #[derive(serde::Deserialize)]
         struct Config {
             created: Option<String>,
@@ -315,31 +474,37 @@ impl Distribution {
             .and_then(|c| c.created)
             .and_then(|c| c.parse::<jiff::Timestamp>().ok())
             .map(|t| t.as_second());
-        self.created
-            .lock()
-            .expect("cache lock")
-            .insert(manifest_digest, created);
+        remember(&self.created, &manifest_digest, created);
         Ok(created)
     }
 
     fn cached<V: Clone>(&self, cache: &Mutex<HashMap<String, V>>, key: &str) -> Option<V> {
-        cache.lock().expect("cache lock").get(key).cloned()
+        lock(cache).get(key).cloned()
     }
 
-    /// Sends one request for `repo`, answering the registry's auth challenge once if it sends
-    /// one. Any status comes back except 401/403, which become [`ErrorKind::Auth`].
+    /// Sends one request for `repo` to the registry's own origin, answering the registry's
+    /// auth challenge once if it sends one, reading at most `max_body` bytes of the answer.
+    /// Any status comes back except 401/403, which become [`ErrorKind::Auth`].
     pub async fn request(
         &self,
         repo: &str,
         method: Method,
-        url: &str,
+        url: Url,
         accept: Option<&str>,
         what: &str,
+        max_body: usize,
     ) -> Result<Reply, ErrorKind> {
+        if !origin::same(&url, &self.origin) {
+            return Err(ErrorKind::protocol(format!(
+                "{what}: refusing to send a request with the registry's credentials to {} (the registry is {})",
+                Origin::of(&url),
+                Origin::of(&self.origin)
+            )));
+        }
         let scope = format!("repository:{repo}:pull");
         let mut challenged = false;
         loop {
-            let mut builder = self.client.request(method.clone(), url);
+            let mut builder = self.client.request(method.clone(), url.clone());
             if let Some(accept) = accept {
                 builder = builder.header(ACCEPT, accept);
             }
@@ -351,7 +516,7 @@ impl Distribution {
                 .map_err(|e| ErrorKind::protocol(format!("cannot build request {url}: {e}")))?;
             let reply = self
                 .transport
-                .send(&self.label, &self.client, request)
+                .send(&self.label, &self.client, request, max_body)
                 .await
                 .map_err(|e| e.into_kind(what))?;
             match reply.status {
@@ -368,7 +533,7 @@ impl Distribution {
                     // A new challenge (or the same one again) means the cached token is no
                     // longer good for this scope.
                     self.tokens.lock().await.remove(&scope);
-                    *self.scheme.lock().expect("scheme lock") = Some(challenge);
+                    *lock(&self.scheme) = Some(challenge);
                 }
                 StatusCode::UNAUTHORIZED => {
                     return Err(ErrorKind::auth(format!(
@@ -405,7 +570,7 @@ impl Distribution {
 
     /// The `Authorization` value for `scope`, fetching a bearer token when none is cached.
     async fn auth_header(&self, scope: &str) -> Result<Option<String>, ErrorKind> {
-        let scheme = self.scheme.lock().expect("scheme lock").clone();
+        let scheme = lock(&self.scheme).clone();
         match scheme {
             None => Ok(None),
             Some(Challenge::Basic) => match self.credentials.credential().await? {
@@ -428,35 +593,54 @@ impl Distribution {
         }
     }
 
-    /// Asks the token service at `realm` for a token for `scope`.
+    /// Asks the token service at `realm` for a token for `scope`. The registry's basic
+    /// credentials go along only where [`origin::may_send_credentials`] allows.
     async fn fetch_token(
         &self,
         realm: &str,
         service: Option<&str>,
         scope: &str,
     ) -> Result<Token, ErrorKind> {
+        let realm_url = Url::parse(realm)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                ErrorKind::auth(format!(
+                    "the registry's token realm {:?} is not an http(s) URL",
+                    shown(realm)
+                ))
+            })?;
+        let realm_origin = Origin::of(&realm_url);
         let mut query = vec![("scope", scope)];
         if let Some(service) = service {
             query.push(("service", service));
         }
-        let mut builder = self.client.get(realm).query(&query);
+        let mut builder = self.client.get(realm_url.clone()).query(&query);
         if let Some(basic) = self.credentials.credential().await?.basic_header() {
+            if !origin::may_send_credentials(&self.origin, &realm_url) {
+                tracing::warn!(registry = %self.label, realm = %realm_origin, "refused to send credentials to a plain-HTTP token service on another host");
+                return Err(ErrorKind::auth(format!(
+                    "the registry's token service {realm_origin} is plain HTTP on another origin than the registry ({}); \
+                     lookout sends the registry's credentials there only over HTTPS",
+                    Origin::of(&self.origin)
+                )));
+            }
             builder = builder.header(AUTHORIZATION, basic);
         }
         let request = builder.build().map_err(|e| {
             ErrorKind::auth(format!(
-                "the token realm {realm:?} is not a usable URL: {e}"
+                "the token realm {realm_origin} is not a usable URL: {e}"
             ))
         })?;
         let what = "GET token";
         let reply = self
             .transport
-            .send(&self.label, &self.client, request)
+            .send(&self.label, &self.client, request, self.limits.token_bytes)
             .await
             .map_err(|e| e.into_kind(what))?;
         if !reply.status.is_success() {
             return Err(ErrorKind::auth(format!(
-                "the token service {realm} answered HTTP {}{}",
+                "the token service {realm_origin} answered HTTP {}{}",
                 reply.status.as_u16(),
                 if reply.status == StatusCode::UNAUTHORIZED {
                     " (wrong username or password?)"
@@ -492,7 +676,17 @@ impl Distribution {
     }
 }
 
-/// The registry's own error text: distribution's `{"errors":[{"code":…,"message":…}]}`.
+/// Keeps `key → value`, emptying the cache first when it is full.
+fn remember<V>(cache: &Mutex<HashMap<String, V>>, key: &str, value: V) {
+    let mut cache = lock(cache);
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(key.to_owned(), value);
+}
+
+/// The registry's own error text: distribution's `{"errors":[{"code":…,"message":…}]}`, the
+/// first three, each escaped and shortened.
 fn error_detail(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Errors {
@@ -507,10 +701,12 @@ fn error_detail(body: &[u8]) -> String {
         .map(|e| {
             e.errors
                 .into_iter()
+                .take(3)
                 .map(|e| {
                     [e.code, e.message]
                         .into_iter()
                         .flatten()
+                        .map(|s| shown(&s))
                         .collect::<Vec<_>>()
                         .join(": ")
                 })
@@ -520,8 +716,9 @@ fn error_detail(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// The URL of `Link: </v2/r/tags/list?last=x&n=100>; rel="next"`.
-fn next_link(header: &str) -> Option<String> {
+/// The URL of `Link: </v2/r/tags/list?last=x&n=100>; rel="next"` (as sent: relative or
+/// absolute, to be resolved against the page's URL).
+pub(crate) fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
         let is_next = params.split(';').any(|p| {
@@ -559,13 +756,7 @@ pub fn pick_platform<'a>(
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = sha2::Sha256::digest(bytes);
-    let mut s = String::with_capacity(71);
-    s.push_str("sha256:");
-    for b in hash.iter() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    grammar::digest_of(Algorithm::Sha256, bytes)
 }
 
 /// The adapter for registries that need nothing beyond the distribution API.
@@ -620,8 +811,10 @@ impl Registry for OciRegistry {
     }
 
     async fn tags(&self, image: &ImageRef) -> Result<Vec<Tag>, RegistryError> {
-        let names = self.api.tag_names(image.repository()).await?;
-        Ok(names.into_iter().map(|n| Tag::new(n, None)).collect())
+        let repo = image.repository();
+        let names = self.api.tag_names(repo).await?;
+        let tags = names.into_iter().map(|n| Tag::new(n, None)).collect();
+        Ok(self.api.valid_tags(repo, tags))
     }
 
     async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError> {
@@ -636,28 +829,6 @@ impl Registry for OciRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts_are_recognised_with_and_without_ports() {
-        for host in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1:5000",
-            "127.3.4.5",
-            "[::1]:5000",
-            "::1",
-        ] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in [
-            "ghcr.io",
-            "10.0.0.1:5000",
-            "registry.local:5000",
-            "[::2]:5000",
-        ] {
-            assert!(!is_loopback(host), "{host}");
-        }
-    }
 
     #[test]
     fn link_headers_give_the_next_page() {

@@ -1,14 +1,22 @@
 //! Small loopback HTTP servers for what cannot run here: cloud token endpoints, Docker Hub's web
-//! API, and a fault proxy that answers 429 before forwarding to a real registry.
+//! API, hostile registries, and a fault proxy that answers 429 before forwarding to a real
+//! registry.
 //!
 //! One thread per connection, one request per connection (`Connection: close`); every request
-//! is recorded so tests can count them.
+//! is recorded so tests can count them. [`FakeHttp::start`] answers with a [`Response`];
+//! [`FakeHttp::start_raw`] lets the handler write the answer itself (stream 300 MB, drip one
+//! byte a second, stall), and [`FakeHttp::with_tls`] serves HTTPS with a [`TestCa`]
+//! certificate.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use super::{Scratch, run};
 
 /// A request as the fake server read it.
 #[derive(Debug, Clone)]
@@ -73,23 +81,53 @@ impl Response {
     }
 }
 
-type Handler = dyn Fn(&Request) -> Response + Send + Sync;
+/// Writes a whole answer (status line, headers, body) to the connection.
+type RawHandler = dyn Fn(&Request, &mut dyn Write) -> std::io::Result<()> + Send + Sync;
 
-/// A fake HTTP server on `127.0.0.1:PORT`, stopped on drop.
+/// A fake HTTP(S) server on `127.0.0.1:PORT`, stopped on drop.
 pub struct FakeHttp {
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// `http` or `https`.
+    pub scheme: &'static str,
     requests: Arc<Mutex<Vec<Request>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl FakeHttp {
     pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Self {
+        Self::start_raw(move |req, out| write_response(out, req, &handler(req)))
+    }
+
+    /// A server whose handler writes each answer itself.
+    pub fn start_raw(
+        handler: impl Fn(&Request, &mut dyn Write) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(None, Arc::new(handler))
+    }
+
+    /// An HTTPS server with `ca`'s certificate, answering with `handler`.
+    pub fn with_tls(
+        ca: &TestCa,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> Self {
+        Self::with_tls_raw(ca, move |req, out| write_response(out, req, &handler(req)))
+    }
+
+    /// An HTTPS server whose handler writes each answer itself.
+    pub fn with_tls_raw(
+        ca: &TestCa,
+        handler: impl Fn(&Request, &mut dyn Write) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(Some(ca.server_config()), Arc::new(handler))
+    }
+
+    fn serve(tls: Option<Arc<rustls::ServerConfig>>, handler: Arc<RawHandler>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let handler: Arc<Handler> = Arc::new(handler);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         {
             let (requests, stop) = (requests.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -98,20 +136,42 @@ impl FakeHttp {
                         return;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (requests, handler) = (requests.clone(), handler.clone());
-                    std::thread::spawn(move || serve(conn, &requests, handler.as_ref()));
+                    let (requests, handler, tls) = (requests.clone(), handler.clone(), tls.clone());
+                    std::thread::spawn(move || match tls {
+                        None => serve(conn, &requests, handler.as_ref()),
+                        Some(config) => {
+                            let Ok(server) = rustls::ServerConnection::new(config) else {
+                                return;
+                            };
+                            let mut stream = rustls::StreamOwned::new(server, conn);
+                            let Some(request) = read_request(&mut stream) else {
+                                return;
+                            };
+                            requests.lock().unwrap().push(request.clone());
+                            let _ = handler(&request, &mut stream);
+                            stream.conn.send_close_notify();
+                            let _ = stream.flush();
+                            let _ = stream.sock.shutdown(Shutdown::Both);
+                        }
+                    });
                 }
             });
         }
         Self {
             addr,
+            scheme,
             requests,
             stop,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
+    }
+
+    /// The port, for a name that resolves to this server (`registry.test:PORT`).
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit_once(':').unwrap().1.parse().unwrap()
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -134,33 +194,97 @@ impl Drop for FakeHttp {
     }
 }
 
-fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, handler: &Handler) {
-    let Some(request) = read_request(&conn) else {
+fn serve(mut conn: TcpStream, requests: &Mutex<Vec<Request>>, handler: &RawHandler) {
+    let Some(request) = read_request(&mut conn) else {
         return;
     };
     requests.lock().unwrap().push(request.clone());
-    let response = handler(&request);
-    let mut out = format!(
+    let _ = handler(&request, &mut conn);
+    let _ = conn.flush();
+    let _ = conn.shutdown(Shutdown::Both);
+}
+
+/// Writes `response` with `Content-Length` (no body for HEAD).
+fn write_response(
+    out: &mut dyn Write,
+    request: &Request,
+    response: &Response,
+) -> std::io::Result<()> {
+    let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
         response.status,
         response.body.len()
     );
     for (k, v) in &response.headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
-    out.push_str("\r\n");
-    let mut conn = conn;
-    let _ = conn.write_all(out.as_bytes());
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes())?;
     if request.method != "HEAD" {
-        let _ = conn.write_all(&response.body);
+        out.write_all(&response.body)?;
     }
-    let _ = conn.flush();
-    let _ = conn.shutdown(Shutdown::Both);
+    out.flush()
+}
+
+/// Writes a status line and headers (and `Connection: close`), no body yet.
+pub fn write_head(
+    out: &mut dyn Write,
+    status: u16,
+    headers: &[(&str, &str)],
+) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes())?;
+    out.flush()
+}
+
+/// Writes a chunked body: `prefix`, then `filler` over and over until `total` bytes are out or
+/// the client stops reading; returns how many bytes went out. Use after [`write_head`] with
+/// `Transfer-Encoding: chunked`.
+pub fn stream_chunked(out: &mut dyn Write, prefix: &[u8], filler: &[u8], total: usize) -> usize {
+    let mut sent = 0;
+    let mut chunk = |bytes: &[u8], sent: &mut usize| -> bool {
+        let ok = out
+            .write_all(format!("{:x}\r\n", bytes.len()).as_bytes())
+            .and_then(|_| out.write_all(bytes))
+            .and_then(|_| out.write_all(b"\r\n"))
+            .is_ok();
+        if ok {
+            *sent += bytes.len();
+        }
+        ok
+    };
+    if !chunk(prefix, &mut sent) {
+        return sent;
+    }
+    let block: Vec<u8> = filler.iter().copied().cycle().take(64 * 1024).collect();
+    while sent < total {
+        let n = block.len().min(total - sent);
+        if !chunk(&block[..n], &mut sent) {
+            return sent;
+        }
+    }
+    let _ = out.write_all(b"0\r\n\r\n");
+    sent
+}
+
+/// Writes `body` one byte every `every` until it is out or the client hangs up.
+pub fn drip(out: &mut dyn Write, body: &[u8], every: Duration) -> usize {
+    for (i, b) in body.iter().enumerate() {
+        if out.write_all(&[*b]).and_then(|_| out.flush()).is_err() {
+            return i;
+        }
+        std::thread::sleep(every);
+    }
+    body.len()
 }
 
 /// Reads one request: the request line, headers, and a `Content-Length` body.
-fn read_request(conn: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(conn.try_clone().ok()?);
+fn read_request(conn: &mut dyn Read) -> Option<Request> {
+    let mut reader = BufReader::new(conn);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
@@ -191,6 +315,89 @@ fn read_request(conn: &TcpStream) -> Option<Request> {
         body,
         at: Instant::now(),
     })
+}
+
+/// A certificate authority made for one test, and one server certificate it signed for the
+/// given DNS names (resolved to loopback through `RegistryOptions::resolve`). Clients trust
+/// it through `registry_config.ca_file` = [`TestCa::ca_file`].
+pub struct TestCa {
+    pub ca_file: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(scratch: &Scratch, names: &[&str]) -> Self {
+        let dir = scratch.join(&format!("ca-{}", super::free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = |f: &str| dir.join(f);
+        let openssl = || Command::new("openssl");
+        run(openssl()
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=lookout test CA", "-keyout"])
+            .arg(p("ca.key"))
+            .arg("-out")
+            .arg(p("ca.pem")));
+        run(openssl()
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=lookout test server",
+            ])
+            .arg("-keyout")
+            .arg(p("server.key"))
+            .arg("-out")
+            .arg(p("server.csr")));
+        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        std::fs::write(
+            p("server.ext"),
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName={}\n",
+                san.join(",")
+            ),
+        )
+        .unwrap();
+        run(openssl()
+            .args(["x509", "-req", "-days", "1", "-in"])
+            .arg(p("server.csr"))
+            .arg("-CA")
+            .arg(p("ca.pem"))
+            .arg("-CAkey")
+            .arg(p("ca.key"))
+            .args(["-CAcreateserial", "-out"])
+            .arg(p("server.pem"))
+            .arg("-extfile")
+            .arg(p("server.ext")));
+        Self {
+            ca_file: p("ca.pem"),
+            cert: p("server.pem"),
+            key: p("server.key"),
+        }
+    }
+
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(&std::fs::read(&self.cert).unwrap())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(&std::fs::read(&self.key).unwrap()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Arc::new(config)
+    }
 }
 
 /// A TCP proxy to a real server that answers the first `faults` requests itself with
@@ -225,7 +432,7 @@ impl FaultProxy {
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                         .is_ok();
                     if refuse {
-                        let _ = read_request(&conn);
+                        let _ = read_request(&mut conn);
                         refused_at.lock().unwrap().push(Instant::now());
                         let _ = conn.write_all(
                             format!("HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after_secs}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
