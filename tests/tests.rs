@@ -11,5 +11,6 @@ mod engine;
 mod faults;
 mod harness;
 mod registry;
+mod resilience;
 mod runtime;
 mod telemetry;
