@@ -2,47 +2,80 @@
 //! and when not paused, serves the HTTP API and push hooks, and tells systemd how it is doing.
 //!
 //! Wiring only: the scheduler ([`crate::schedule`]), the engine ([`crate::engine`]), the API
-//! ([`crate::api`]) and telemetry do the work. One pass runs at a time: a scheduled pass that
-//! comes due while another runs is skipped and counted; a pass asked for through the API or a
-//! push hook waits for the running one.
+//! ([`crate::api`]) and telemetry do the work.
 //!
-//! Signals: `SIGTERM`/`SIGINT` stop new work, let a running update finish or roll back (bounded by
-//! its timeouts), and exit 0; every step is already in the state file. `SIGHUP` reloads and
-//! validates the configuration, keeping the old one (and saying why) when the new one is invalid.
+//! What waits for what: checks take no lock, so passes asked for by the schedule, the API and
+//! push hooks may run side by side; each update and rollback takes the engine's update lock (one
+//! change at a time on the host) and never waits for a check of another service. A scheduled
+//! pass that comes due while another pass over every service runs is skipped and counted. Push
+//! hooks are coalesced per service ([`Coalescer`]): a burst runs one check of the services using
+//! the pushed repository.
+//!
+//! Signals: `SIGTERM`/`SIGINT` cancel the checks in flight, start no new update, let a running
+//! update finish or roll back (bounded by its timeouts), stop the API and webhook deliveries
+//! (each given a few seconds), and exit 0; every step is already in the state file. `SIGHUP`
+//! reloads and validates the configuration, keeping the old one (and saying why) when the new
+//! one is invalid.
+//!
+//! A panic anywhere below is a bug, but never the end of the daemon: it is logged, the service
+//! whose check or update it interrupted fails (see [`crate::engine::pipeline`]), and the rest
+//! goes on.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing
+    )
+)]
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::api::{self, ApiConfig, Backend, PushedRepository};
 use crate::config::{self, Config};
-use crate::engine::{Engine, PassOptions, ServiceOutcome};
+use crate::engine::pipeline::panic_message;
+use crate::engine::{Engine, PassOptions, ServiceOutcome, lock};
 use crate::notify;
 use crate::registry::RequestStats;
 use crate::runtime::Docker;
-use crate::schedule::{Schedule, Scheduler, SystemClock};
+use crate::schedule::{CheckFn, Coalescer, Schedule, Scheduler, SystemClock};
 use crate::state::Outcome;
 use crate::telemetry::{self, Event};
+
+/// How long a push hook's check waits for more hooks of the same push.
+pub const HOOK_DEBOUNCE: Duration = Duration::from_secs(1);
+/// How long the API server gets to finish its requests at shutdown.
+const API_GRACE: Duration = Duration::from_secs(3);
+/// How long queued webhooks get to go out at shutdown.
+const DELIVERY_GRACE: Duration = Duration::from_secs(3);
 
 /// The running daemon, as the API sees it.
 pub struct Daemon {
     engine: Engine<Docker>,
     config_path: PathBuf,
-    /// One pass at a time.
-    pass_lock: tokio::sync::Mutex<()>,
+    /// Held by a pass over every service (scheduled, or `POST /api/v1/check` without names); a
+    /// scheduled pass that finds it held is skipped and counted. Nothing else waits for it.
+    full_pass: tokio::sync::Mutex<()>,
     /// The last report per service, for `GET /api/v1/services`.
     last: Mutex<HashMap<String, ServiceOutcome>>,
     /// Registry request counts already turned into metrics.
     seen_requests: Mutex<RequestStats>,
-    /// This daemon, for work that outlives an API request (a hook-triggered pass).
-    me: Weak<Daemon>,
+    /// Push hooks, turned into one check per service and burst.
+    hooks: Arc<Coalescer>,
 }
 
 /// Runs the daemon until `shutdown` resolves (the CLI passes SIGTERM/SIGINT).
@@ -54,6 +87,7 @@ pub async fn run(
     if telemetry::init_logging(config.log_level, config.log_format).is_err() {
         tracing::debug!("logging was already set up");
     }
+    log_panics();
     for w in &config.warnings {
         tracing::warn!(problem = %w, "configuration");
     }
@@ -73,16 +107,35 @@ pub async fn run(
     };
     let deliveries = tokio::spawn(deliveries.run(std::future::pending()));
 
-    for r in engine.recover().await {
-        tracing::warn!(service = %r.service, decision = ?r.decision, detail = %r.detail, "interrupted update finished at start");
+    match AssertUnwindSafe(engine.recover()).catch_unwind().await {
+        Ok(recovered) => {
+            for r in recovered {
+                tracing::warn!(service = %r.service, decision = ?r.decision, detail = %r.detail, "interrupted update finished at start");
+            }
+        }
+        Err(panic) => tracing::error!(
+            panic = %panic_message(&*panic),
+            "finishing interrupted updates hit a bug; their journal entries stay for the next start or an operator"
+        ),
     }
-    let daemon = Arc::new_cyclic(|me| Daemon {
-        engine,
-        config_path: config_path.to_owned(),
-        pass_lock: tokio::sync::Mutex::new(()),
-        last: Mutex::new(HashMap::new()),
-        seen_requests: Mutex::new(RequestStats::default()),
-        me: me.clone(),
+    let daemon = Arc::new_cyclic(|me: &Weak<Daemon>| {
+        let me = me.clone();
+        let check: CheckFn = Box::new(move |service| {
+            let me = me.clone();
+            Box::pin(async move {
+                if let Some(daemon) = me.upgrade() {
+                    daemon.hook_pass(service).await;
+                }
+            })
+        });
+        Daemon {
+            engine,
+            config_path: config_path.to_owned(),
+            full_pass: tokio::sync::Mutex::new(()),
+            last: Mutex::new(HashMap::new()),
+            seen_requests: Mutex::new(RequestStats::default()),
+            hooks: Coalescer::new(HOOK_DEBOUNCE, check),
+        }
     });
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -92,13 +145,18 @@ pub async fn run(
         })?;
     tracing::info!(%listen, "HTTP API and /metrics listening");
     let router = api::router(daemon.clone(), api_config);
-    let api_task = tokio::spawn(api::serve(listener, router, stopped(stop_rx.clone())));
+    let mut api_task = tokio::spawn(api::serve(listener, router, stopped(stop_rx.clone())));
 
     let _ = notify::ready();
     if let Some(every) = notify::watchdog_interval() {
         let mut rx = stop_rx.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every / 2);
+            let mut tick = tokio::time::interval(
+                every
+                    .checked_div(2)
+                    .unwrap_or(every)
+                    .max(Duration::from_millis(1)),
+            );
             loop {
                 tokio::select! {
                     _ = tick.tick() => { let _ = notify::watchdog(); }
@@ -109,10 +167,15 @@ pub async fn run(
     }
     let reload = tokio::spawn(reload_on_sighup(daemon.clone(), stop_rx.clone()));
 
-    // Shutdown: stop the scheduler from starting passes; a running pass is awaited by it.
+    // Shutdown: cancel the checks in flight, start no new update, and stop the scheduler from
+    // starting passes (a running one returns once its checks are cancelled and an update in
+    // progress is done).
     let (sched_tx, sched_rx) = watch::channel(false);
+    let stopping = daemon.clone();
     tokio::spawn(async move {
         shutdown.await;
+        stopping.engine.stop();
+        stopping.hooks.stop();
         let _ = sched_tx.send(true);
     });
     let scheduler = Scheduler::new(schedule, SystemClock, first_at_start, fastrand::Rng::new());
@@ -122,7 +185,12 @@ pub async fn run(
             stopped(sched_rx),
             || {
                 let d = d.clone();
-                async move { d.scheduled_pass().await }
+                async move {
+                    if let Err(panic) = AssertUnwindSafe(d.scheduled_pass()).catch_unwind().await
+                    {
+                        tracing::error!(panic = %panic_message(&*panic), "a scheduled pass hit a bug; the next one runs as planned");
+                    }
+                }
             },
             || daemon.engine.telemetry.emit(Event::CheckSkipped),
         )
@@ -133,14 +201,51 @@ pub async fn run(
         "stopping"
     );
     let _ = notify::stopping();
-    // A pass asked for through the API may still run: wait for it.
-    drop(daemon.pass_lock.lock().await);
+    daemon.engine.stop();
+    daemon.hooks.stop();
+    // An update or rollback asked for through the API or a hook may still run: wait for it.
+    // Holding the lock, none starts while the rest shuts down.
+    let quiet = daemon.engine.quiesce().await;
     let _ = stop_tx.send(true);
-    let _ = api_task.await;
+    if tokio::time::timeout(API_GRACE, &mut api_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = API_GRACE.as_secs(),
+            "the HTTP API did not finish its requests in time; closing its connections"
+        );
+        api_task.abort();
+    }
     reload.abort();
+    drop(quiet);
     drop(daemon);
-    let _ = tokio::time::timeout(Duration::from_secs(5), deliveries).await;
+    if tokio::time::timeout(DELIVERY_GRACE, deliveries)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = DELIVERY_GRACE.as_secs(),
+            "webhooks still queued were not all delivered before the end"
+        );
+    }
     Ok(())
+}
+
+/// Panics are logged like every other failure (the JSON formatter included), with where they
+/// happened; the task they hit ends, the daemon does not.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            panic = %panic_message(info.payload()),
+            %location,
+            "lookout hit a bug; the work it interrupted failed and the daemon goes on — please report it"
+        );
+    }));
 }
 
 async fn reload_on_sighup(daemon: Arc<Daemon>, mut stop: watch::Receiver<bool>) {
@@ -152,12 +257,14 @@ async fn reload_on_sighup(daemon: Arc<Daemon>, mut stop: watch::Receiver<bool>) 
         tokio::select! {
             _ = hup.recv() => {
                 let _ = notify::reloading();
-                match config::load(&daemon.config_path) {
-                    Ok(new) => {
+                let path = daemon.config_path.clone();
+                match std::panic::catch_unwind(move || config::load(&path)) {
+                    Ok(Ok(new)) => {
                         tracing::info!(services = new.services.len(), "configuration reloaded");
                         daemon.engine.reload(new);
                     }
-                    Err(e) => tracing::error!(error = %e, "the new configuration is invalid; keeping the one in force"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "the new configuration is invalid; keeping the one in force"),
+                    Err(_) => tracing::error!("reading the new configuration hit a bug; keeping the one in force"),
                 }
                 let _ = notify::ready();
             }
@@ -168,13 +275,15 @@ async fn reload_on_sighup(daemon: Arc<Daemon>, mut stop: watch::Receiver<bool>) 
 
 impl Daemon {
     fn paused(&self, config: &Config) -> bool {
-        config.pause_updates || self.engine.store.lock().expect("state lock").state().paused
+        config.pause_updates || lock(&self.engine.store).state().paused
     }
 
-    /// A pass on schedule: every service, inside windows, unless paused.
+    /// A pass on schedule: every service, inside windows, unless paused. Skipped (and counted)
+    /// while another pass over every service runs.
     async fn scheduled_pass(&self) {
-        let Ok(_guard) = self.pass_lock.try_lock() else {
-            // An API- or hook-triggered pass runs; this one would only repeat it.
+        let Ok(_guard) = self.full_pass.try_lock() else {
+            // A pass over every service asked for through the API runs; this one would only
+            // repeat it.
             self.engine.telemetry.emit(Event::CheckSkipped);
             return;
         };
@@ -186,29 +295,37 @@ impl Daemon {
             paused: self.paused(&config),
             respect_windows: true,
         };
-        self.pass_locked(&opts).await;
+        self.pass(&opts).await;
     }
 
-    /// Runs a pass while holding the pass lock, and remembers its results.
-    async fn pass_locked(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
+    /// The check a push hook asked for, of one service.
+    async fn hook_pass(&self, service: String) {
+        let config = self.engine.config();
+        let opts = PassOptions {
+            only: vec![service],
+            dry_run: false,
+            actor: "hook".into(),
+            paused: self.paused(&config),
+            respect_windows: true,
+        };
+        self.pass(&opts).await;
+    }
+
+    /// Runs a pass and remembers its results.
+    async fn pass(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
         let outcomes = self.engine.pass(opts).await;
         self.sync_registry_metrics();
-        let mut last = self.last.lock().expect("last lock");
+        let mut last = lock(&self.last);
         for o in &outcomes {
             last.insert(o.service.clone(), o.clone());
         }
         outcomes
     }
 
-    async fn pass(&self, opts: PassOptions) -> Vec<ServiceOutcome> {
-        let _guard = self.pass_lock.lock().await;
-        self.pass_locked(&opts).await
-    }
-
     /// Turns the registry layer's request counts since the last call into telemetry events.
     fn sync_registry_metrics(&self) {
         let now = self.engine.registries.stats();
-        let mut seen = self.seen_requests.lock().expect("stats lock");
+        let mut seen = lock(&self.seen_requests);
         for (key, count) in &now.requests {
             let before = seen.requests.get(key).copied().unwrap_or(0);
             for _ in before..*count {
@@ -232,9 +349,9 @@ impl Daemon {
 
     fn service_view(&self, config: &Config, name: &str) -> Option<Value> {
         let spec = config.services.iter().find(|s| s.name == name)?;
-        let store = self.engine.store.lock().expect("state lock");
+        let last = lock(&self.last).get(name).cloned();
+        let store = lock(&self.engine.store);
         let state = store.state().services.get(name);
-        let last = self.last.lock().expect("last lock").get(name).cloned();
         Some(json!({
             "name": spec.name,
             "compose_file": spec.compose_file,
@@ -265,11 +382,7 @@ impl Backend for Daemon {
             .version()
             .await
             .map_err(|e| format!("Docker: {e}"))?;
-        let dir = self
-            .engine
-            .store
-            .lock()
-            .expect("state lock")
+        let dir = lock(&self.engine.store)
             .path()
             .parent()
             .map(Path::to_path_buf)
@@ -295,7 +408,7 @@ impl Backend for Daemon {
     }
 
     fn history(&self) -> Vec<Value> {
-        let store = self.engine.store.lock().expect("state lock");
+        let store = lock(&self.engine.store);
         let mut all: Vec<Value> = store
             .state()
             .services
@@ -326,6 +439,13 @@ impl Backend for Daemon {
     }
 
     async fn check(&self, only: Vec<String>) -> Result<Value, String> {
+        // A pass over every service makes a scheduled pass due meanwhile skip; it waits for
+        // nothing itself.
+        let _full = if only.is_empty() {
+            self.full_pass.try_lock().ok()
+        } else {
+            None
+        };
         let config = self.engine.config();
         let opts = PassOptions {
             only,
@@ -334,7 +454,7 @@ impl Backend for Daemon {
             paused: self.paused(&config),
             respect_windows: true,
         };
-        let outcomes = self.pass(opts).await;
+        let outcomes = self.pass(&opts).await;
         Ok(json!({ "services": outcomes }))
     }
 
@@ -347,7 +467,7 @@ impl Backend for Daemon {
             paused: false,
             respect_windows: false,
         };
-        let outcomes = self.pass(opts).await;
+        let outcomes = self.pass(&opts).await;
         outcomes
             .into_iter()
             .next()
@@ -355,8 +475,8 @@ impl Backend for Daemon {
             .ok_or_else(|| format!("no service {service:?}"))
     }
 
+    /// Waits for an update or rollback in progress, never for a check.
     async fn rollback(&self, service: &str) -> Result<Value, String> {
-        let _guard = self.pass_lock.lock().await;
         let report = self.engine.rollback(service, "api").await?;
         Ok(json!({
             "service": report.service,
@@ -369,10 +489,7 @@ impl Backend for Daemon {
     }
 
     fn set_paused(&self, paused: bool) -> Result<(), String> {
-        self.engine
-            .store
-            .lock()
-            .expect("state lock")
+        lock(&self.engine.store)
             .set_paused(paused, jiff::Timestamp::now())
             .map_err(|e| e.to_string())?;
         tracing::info!(
@@ -383,7 +500,8 @@ impl Backend for Daemon {
         Ok(())
     }
 
-    /// Starts a pass of the services using a pushed repository, without waiting for it.
+    /// Queues a check of each service using a pushed repository, without waiting for it. A
+    /// burst of hooks for one repository runs one check per service (see [`Coalescer`]).
     fn pushed(&self, repositories: &[PushedRepository]) -> Vec<String> {
         let config = self.engine.config();
         let names: Vec<String> = config
@@ -399,19 +517,9 @@ impl Backend for Daemon {
             })
             .map(|s| s.name.clone())
             .collect();
-        if let Some(daemon) = self.me.upgrade().filter(|_| !names.is_empty()) {
-            let only = names.clone();
-            let paused = self.paused(&config);
-            tokio::spawn(async move {
-                let opts = PassOptions {
-                    only,
-                    dry_run: false,
-                    actor: "hook".into(),
-                    paused,
-                    respect_windows: true,
-                };
-                daemon.pass(opts).await;
-            });
+        for name in &names {
+            let queued = self.hooks.push(name);
+            tracing::debug!(service = %name, ?queued, "push hook");
         }
         names
     }

@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod hostile_registry;
 mod registry;
+mod resilience;
 mod runtime;
 mod systemd;
 mod telemetry;

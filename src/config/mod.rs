@@ -266,6 +266,8 @@ pub struct Config {
     pub health_timeout: Duration,
     pub health_stable: Duration,
     pub compose_timeout: Duration,
+    /// The longest one service's check (registry requests included) may take.
+    pub check_timeout: Duration,
     pub state_file: PathBuf,
     pub state_backups: u64,
     pub state_backup_dir: Option<PathBuf>,
@@ -403,6 +405,7 @@ pub const ENV_OVERRIDES: &[(&str, Option<&str>)] = &[
     ("health_timeout", Some("HEALTH_TIMEOUT")),
     ("health_stable", Some("HEALTH_STABLE")),
     ("compose_timeout", Some("COMPOSE_TIMEOUT")),
+    ("check_timeout", None),
     ("state_file", None),
     ("state_backups", Some("STATE_BACKUPS")),
     ("state_backup_dir", Some("STATE_BACKUP_DIR")),
@@ -492,6 +495,18 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
     let compose_timeout = top
         .duration("compose_timeout")
         .unwrap_or(Duration::from_secs(120));
+    let check_timeout = top
+        .duration("check_timeout")
+        .unwrap_or(DEFAULT_CHECK_TIMEOUT);
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&check_timeout) {
+        ctx.problem(
+            top.at("check_timeout"),
+            format!(
+                "{}s is out of range: use 1s to 1h (3600s); the default is 2m",
+                check_timeout.as_secs()
+            ),
+        );
+    }
     let state_file = top
         .string("state_file")
         .map_or_else(|| PathBuf::from(DEFAULT_STATE_FILE), PathBuf::from);
@@ -607,6 +622,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         health_timeout,
         health_stable,
         compose_timeout,
+        check_timeout,
         state_file,
         state_backups,
         state_backup_dir,
@@ -705,6 +721,9 @@ fn string_list(obj: &mut Obj<'_, '_>, key: &'static str) -> Option<Vec<String>> 
 }
 
 /// How long one webhook delivery attempt may take unless the endpoint says otherwise.
+/// How long one service's check may take, unless `check_timeout` says otherwise.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn read_webhook(mut o: Obj<'_, '_>) -> Option<WebhookSpec> {

@@ -3,17 +3,29 @@
 //! With `LOOKOUT_FAILPOINT=<name>` set, the process stops at that point of an update: it says so on
 //! stderr and waits, and the test kills it with `kill -9`. The names are the points of
 //! [`super::update`]: `after_pull`, `after_journal`, `after_file_write`, `after_up`,
-//! `during_health_gate`, `during_rollback`. Without the feature, [`hit`] is empty.
+//! `during_health_gate`, `during_rollback`, and `during_check` at the start of each service's
+//! check ([`super::pass`]). With `LOOKOUT_FAILPOINT=panic:<name>`, lookout panics there instead,
+//! for the tests that prove a panic fails one service and nothing else. Without the feature,
+//! [`hit`] is empty.
 
 /// The line a test waits for before it kills the process.
 pub const REACHED: &str = "lookout failpoint reached:";
 
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
-    if std::env::var("LOOKOUT_FAILPOINT").as_deref() == Ok(name) {
+    let Ok(asked) = std::env::var("LOOKOUT_FAILPOINT") else {
+        return;
+    };
+    if asked == name {
         eprintln!("{REACHED} {name}");
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    if asked.strip_prefix("panic:") == Some(name) {
+        #[allow(clippy::panic)] // Panicking here is what the test asked for.
+        {
+            panic!("failpoint {name}");
         }
     }
 }

@@ -4,20 +4,38 @@
 //! [`decide`] is pure. The steps of an update ([`update`]) go through the seams: the registry for
 //! digests and credentials, the Docker runtime for pulls, tags and health, the compose editor for
 //! the file, and the state store for the journal. [`recovery`] finishes what an interrupted update
-//! left; [`pass`] runs one check-and-update pass over the configured services. [`Engine`] holds
-//! the seams for the command line and the daemon.
+//! left; [`pass`] runs one check-and-update pass over the configured services, through
+//! [`pipeline`], which keeps one service's slow, hung or panicking check from holding up or
+//! failing the others. [`Engine`] holds the seams for the command line and the daemon.
+//!
+//! Locks: checks take none. Applying a change (an update or a rollback) holds the engine's update
+//! lock, so one change runs at a time on the host; nothing holds it while it waits for a
+//! registry. The state store's mutex is held for single, short calls, never across an `await`.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod decide;
 pub mod failpoint;
 pub mod pass;
+pub mod pipeline;
 pub mod recovery;
 pub mod update;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 pub use decide::{Candidate, Decision, Facts, Hold, Running, decide};
 pub use pass::{Pass, PassOptions, ServiceOutcome};
+pub use pipeline::Stop;
 pub use recovery::Recovered;
 pub use update::{ImageSource, UpdateReport, UpdateRequest, UpdateResult, Updater};
 
@@ -55,6 +73,18 @@ pub struct Engine<R: ContainerRuntime> {
     pub telemetry: Telemetry,
     /// The candidate last announced per service (`update_available` once per candidate).
     announced: Mutex<HashMap<String, String>>,
+    /// Held while an update or a rollback is applied: one change at a time on this host.
+    update_lock: tokio::sync::Mutex<()>,
+    /// Set by [`Engine::stop`].
+    stop: Stop,
+}
+
+/// Locks `mutex` even when a panic poisoned it. A panic is caught per service (see
+/// [`pipeline`]) and the daemon goes on, so a poisoned lock must not fail everything after it:
+/// the data behind lookout's mutexes is only changed by short calls that finish or return an
+/// error, and the state store writes its file atomically.
+pub fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The wall clock, the one place the engine reads it.
@@ -130,18 +160,40 @@ impl<R: ContainerRuntime> Engine<R> {
             opened,
             telemetry,
             announced: Mutex::new(HashMap::new()),
+            update_lock: tokio::sync::Mutex::new(()),
+            stop: Stop::default(),
         }
     }
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().expect("config lock").clone()
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Puts a new, already validated configuration in force (SIGHUP). Metric labels and webhook
     /// endpoints stay as they were at start.
     pub fn reload(&self, config: Config) {
-        *self.config.write().expect("config lock") = Arc::new(config);
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+    }
+
+    /// lookout is stopping: checks in flight are cancelled and no update or rollback starts
+    /// from now on. One already running goes on; [`Engine::quiesce`] waits for it.
+    pub fn stop(&self) {
+        self.stop.stop();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_stopping()
+    }
+
+    /// Waits until no update or rollback runs and returns the update lock: while the guard is
+    /// held, none starts. After [`Engine::stop`], this is how long shutdown waits for a change
+    /// in progress (bounded by its compose and health timeouts).
+    pub async fn quiesce(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.update_lock.lock().await
     }
 
     pub fn service(&self, name: &str) -> Option<ServiceSpec> {
@@ -161,8 +213,9 @@ impl<R: ContainerRuntime> Engine<R> {
             .project(&spec.compose_file, None, |n| std::env::var(n).ok())
     }
 
-    /// Finishes every update an earlier lookout left in the journal.
+    /// Finishes every update an earlier lookout left in the journal (holding the update lock).
     pub async fn recover(&self) -> Vec<Recovered> {
+        let _guard = self.update_lock.lock().await;
         let find = |name: &str| {
             let spec = self.service(name)?.clone();
             let project = self.project(&spec).ok()?;
@@ -190,19 +243,31 @@ impl<R: ContainerRuntime> Engine<R> {
             now: &system_now,
             telemetry: &self.telemetry,
             announced: &self.announced,
+            update_lock: &self.update_lock,
+            stop: &self.stop,
         };
         pass.run(opts).await
     }
 
     /// Returns `service` to the image it ran before its last update, kept under the rollback
-    /// tag, through the same steps and health gate as an update.
+    /// tag, through the same steps and health gate as an update. Waits for an update or
+    /// rollback in progress (never for a check), and refuses once lookout is stopping.
     pub async fn rollback(&self, service: &str, actor: &str) -> Result<UpdateReport, String> {
+        let stopping = || format!("not rolling back {service:?}: lookout is stopping");
+        let _guard = tokio::select! {
+            biased;
+            () = self.stop.stopped() => return Err(stopping()),
+            guard = self.update_lock.lock() => guard,
+        };
+        if self.stop.is_stopping() {
+            return Err(stopping());
+        }
         let spec = self
             .service(service)
             .ok_or_else(|| format!("no service {service:?} in the configuration"))?
             .clone();
         let last = {
-            let store = self.store.lock().expect("state lock");
+            let store = lock(&self.store);
             store
                 .state()
                 .services
@@ -254,6 +319,7 @@ impl<R: ContainerRuntime> Engine<R> {
             compose: &self.compose,
             store: &self.store,
             now: &system_now,
+            stop: &self.stop,
         };
         Ok(updater.update(&request).await)
     }

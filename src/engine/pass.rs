@@ -1,29 +1,34 @@
 //! One pass over the configured services: find what runs, ask the registry, decide, and update
 //! the services that should be updated — the seed's `--once`, and each cycle of the daemon.
 //!
-//! A service whose check fails does not stop the others. Updates of services in the same compose
-//! project run one at a time (this pass runs every update one after the other).
+//! A service whose check fails, hangs or panics does not stop the others, and an update never
+//! waits for the check of another service: [`super::pipeline`] runs the checks and the updates;
+//! this module says what a check and an update of one service are.
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde::Serialize;
 use tracing::Instrument;
 
 use crate::compose;
 use crate::config::{Config, ServiceSpec};
 use crate::engine::decide::{Candidate, Decision, Facts, Hold, Running, decide};
+use crate::engine::pipeline::{Checked, Pipeline, Stop, panic_message};
 use crate::engine::update::{ImageSource, UpdateRequest, UpdateResult, Updater};
+use crate::engine::{failpoint, lock, recovery};
 use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_service};
 use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
 use crate::runtime::{ContainerRuntime, ContainerState, RegistryLogin};
 use crate::schedule::{Decision as WindowDecision, Windows};
-use crate::state::{ChangeKind, ImageVersion, StateStore};
+use crate::state::{ChangeKind, ImageVersion, Outcome, StateStore};
 use crate::telemetry::{
-    Candidate as TelemetryCandidate, CheckResult, Event, Telemetry, UpdateInfo,
+    Candidate as TelemetryCandidate, CheckResult, Event, Stage, Telemetry, UpdateInfo,
 };
 
 /// What a pass did for one service: `{service, from, to, digest, result, reason, duration}`.
@@ -52,15 +57,8 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 /// How many services are checked at once.
 pub const PARALLEL_CHECKS: usize = 8;
 
-/// A service after its check: finished, or an update to carry out.
-enum Checked {
-    Done(ServiceOutcome),
-    Update {
-        request: Box<UpdateRequest>,
-        report: ServiceOutcome,
-        reason: String,
-    },
-}
+/// A change a check decided on: the request and why.
+type Work = (Box<UpdateRequest>, String);
 
 /// What one pass is allowed to do.
 #[derive(Debug, Clone, Default)]
@@ -90,78 +88,65 @@ pub struct Pass<'a, R: ContainerRuntime> {
     pub telemetry: &'a Telemetry,
     /// The candidate last announced per service, so `update_available` is sent once per candidate.
     pub announced: &'a Mutex<HashMap<String, String>>,
+    /// Held while a change is applied, by every pass and rollback of this engine.
+    pub update_lock: &'a tokio::sync::Mutex<()>,
+    /// Set when lookout stops: checks are cancelled, changes not yet started do not start.
+    pub stop: &'a Stop,
 }
 
 impl<R: ContainerRuntime> Pass<'_, R> {
-    /// Runs one pass and reports per service: checks run in parallel (at most
-    /// [`PARALLEL_CHECKS`] at once; services sharing a repository or reference share the
-    /// registry's answers), then updates run one at a time, in configuration order.
+    /// Runs one pass and reports per service, in configuration order. Checks run in parallel
+    /// (at most [`PARALLEL_CHECKS`] at once, each within `check_timeout`; services sharing a
+    /// repository or reference share the registry's answers). Each update starts as soon as its
+    /// own check is done and the services it `depends_on` are done, one at a time on the host
+    /// (see [`super::pipeline`]).
     pub async fn run(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
         let cycle = CheckCycle::new(self.registries.clone());
-        let limit = tokio::sync::Semaphore::new(PARALLEL_CHECKS);
-        let mut checks = Vec::new();
-        for spec in &self.config.services {
-            if selected(spec, opts) {
-                checks.push(self.check_limited(&limit, &cycle, spec, opts));
-            }
-        }
-        let checked = futures_util::future::join_all(checks).await;
-        // Results are reported in configuration order; updates run in `depends_on` order.
-        let services: Vec<(PathBuf, String)> = checked
+        let specs: Vec<&ServiceSpec> = self
+            .config
+            .services
             .iter()
-            .map(|(spec, _, _)| (spec.compose_file.clone(), spec.compose_service.clone()))
+            .filter(|spec| selected(spec, opts))
             .collect();
-        let order = update_order(&services, &|file| {
-            compose::dependencies(&std::fs::read_to_string(file).unwrap_or_default())
+        let services: Vec<(PathBuf, String)> = specs
+            .iter()
+            .map(|s| (s.compose_file.clone(), s.compose_service.clone()))
+            .collect();
+        let after = update_after(&services, &|file| {
+            compose::dependencies(&read_compose_for_dependencies(file))
         });
-        let mut checked: Vec<Option<_>> = checked.into_iter().map(Some).collect();
-        let mut slots: Vec<Option<ServiceOutcome>> = vec![None; checked.len()];
-        for i in order {
-            let Some((spec, started, checked)) = checked[i].take() else {
-                continue;
-            };
-            let mut outcome = match checked {
-                Checked::Done(outcome) => outcome,
-                Checked::Update {
-                    request,
-                    report,
-                    reason,
-                } => {
+        let pipeline = Pipeline {
+            after: &after,
+            parallel: PARALLEL_CHECKS,
+            check_timeout: self.config.check_timeout,
+            update_lock: self.update_lock,
+            stop: self.stop,
+        };
+        let cycle = &cycle;
+        pipeline
+            .run(
+                &specs,
+                |spec: &&ServiceSpec| {
+                    let spec: &ServiceSpec = spec;
                     let span = tracing::info_span!("check", service = %spec.name);
-                    self.update(*request, report, reason).instrument(span).await
-                }
-            };
-            outcome.duration = started.elapsed();
-            self.telemetry.emit(check_finished(spec, &outcome));
-            slots[i] = Some(outcome);
-        }
-        let out: Vec<ServiceOutcome> = slots.into_iter().flatten().collect();
-        out
-    }
-
-    /// [`Pass::check`] once a place among the parallel checks is free.
-    async fn check_limited<'s>(
-        &self,
-        limit: &tokio::sync::Semaphore,
-        cycle: &CheckCycle,
-        spec: &'s ServiceSpec,
-        opts: &PassOptions,
-    ) -> (&'s ServiceSpec, Instant, Checked) {
-        let _permit = limit
-            .acquire()
+                    self.check(cycle, spec, opts).instrument(span)
+                },
+                |spec, report, (request, reason): Work| {
+                    let span = tracing::info_span!("check", service = %spec.name);
+                    self.apply(*request, report, reason).instrument(span)
+                },
+                |spec, outcome| self.telemetry.emit(check_finished(spec, outcome)),
+            )
             .await
-            .expect("the semaphore is never closed");
-        let started = Instant::now();
-        let span = tracing::info_span!("check", service = %spec.name);
-        (
-            spec,
-            started,
-            self.check(cycle, spec, opts).instrument(span).await,
-        )
     }
 
     /// Finds what runs, asks the registry and decides; an update is returned, not started.
-    async fn check(&self, cycle: &CheckCycle, spec: &ServiceSpec, opts: &PassOptions) -> Checked {
+    async fn check(
+        &self,
+        cycle: &CheckCycle,
+        spec: &ServiceSpec,
+        opts: &PassOptions,
+    ) -> Checked<Work> {
         match self.check_inner(cycle, spec, opts).await {
             Ok(checked) => checked,
             Err(report) => Checked::Done(report),
@@ -173,17 +158,9 @@ impl<R: ContainerRuntime> Pass<'_, R> {
         cycle: &CheckCycle,
         spec: &ServiceSpec,
         opts: &PassOptions,
-    ) -> Result<Checked, ServiceOutcome> {
-        let mut report = ServiceOutcome {
-            service: spec.name.clone(),
-            from: None,
-            to: None,
-            digest: None,
-            result: "check_failed".into(),
-            reason: None,
-            stage: None,
-            duration: Duration::ZERO,
-        };
+    ) -> Result<Checked<Work>, ServiceOutcome> {
+        let mut report = ServiceOutcome::new(&spec.name, "check_failed");
+        failpoint::hit("during_check");
         let project = match self
             .compose
             .project(&spec.compose_file, None, |n| std::env::var(n).ok())
@@ -215,10 +192,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             }),
             _ => None,
         };
-        let state_failed = self
-            .store
-            .lock()
-            .expect("state lock")
+        let state_failed = lock(self.store)
             .state()
             .services
             .get(&spec.name)
@@ -288,13 +262,115 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                     actor: opts.actor.clone(),
                     env_file: None,
                 };
-                Ok(Checked::Update {
-                    request: Box::new(request),
+                Ok(Checked::Apply {
                     report,
-                    reason,
+                    work: (Box::new(request), reason),
                 })
             }
         }
+    }
+
+    /// Carries out an update a check decided on, under the update lock: unless the service
+    /// changed since its check, and turning a panic into this service's failure.
+    async fn apply(
+        &self,
+        request: UpdateRequest,
+        mut report: ServiceOutcome,
+        reason: String,
+    ) -> ServiceOutcome {
+        if let Some(why) = self.changed_since_check(&request).await {
+            report.result = "skipped".into();
+            return report.with_reason(why);
+        }
+        let kept = request.clone();
+        match AssertUnwindSafe(self.update(request, report.clone(), reason))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                self.after_update_panic(&kept, report, &panic_message(&*panic))
+                    .await
+            }
+        }
+    }
+
+    /// Why an update decided by a check must not run now that it has the update lock: another
+    /// pass or a rollback changed the service meanwhile, or the candidate failed meanwhile.
+    async fn changed_since_check(&self, request: &UpdateRequest) -> Option<String> {
+        let changed = "the service changed while this update waited for its turn (another update or a rollback ran); the next check decides again";
+        match find_running(self.runtime, &request.spec, &request.project).await {
+            Ok(Some((running, _))) if running.image_id == request.running.image_id => {}
+            Ok(_) => return Some(changed.into()),
+            Err(e) => return Some(format!("cannot look at the service before updating: {e}")),
+        }
+        let failed = lock(self.store)
+            .state()
+            .services
+            .get(&request.spec.name)
+            .and_then(|s| s.failed_candidate.clone())
+            .filter(|f| f.version.digest == request.candidate.manifest_digest);
+        failed.map(|f| {
+            format!(
+                "this candidate failed meanwhile ({}); waiting for a different one",
+                f.reason
+            )
+        })
+    }
+
+    /// A panic interrupted an update: finish it from the journal, as a fresh start would (the
+    /// update lock is still held, so nothing else is in flight).
+    async fn after_update_panic(
+        &self,
+        request: &UpdateRequest,
+        mut report: ServiceOutcome,
+        panic: &str,
+    ) -> ServiceOutcome {
+        let service = &request.spec.name;
+        tracing::error!(%service, %panic, "lookout hit a bug during the update; finishing it from the journal");
+        let find = |name: &str| {
+            (name == service.as_str()).then(|| (request.spec.clone(), request.project.clone()))
+        };
+        let recovered = recovery::recover(self.runtime, self.compose, self.store, self.now, &find)
+            .await
+            .into_iter()
+            .find(|r| &r.service == service);
+        let (result, detail) = match &recovered {
+            None => ("failed", "nothing had been changed yet".to_owned()),
+            Some(r) => (
+                match &r.outcome {
+                    Some(Outcome::Committed) => "updated",
+                    Some(Outcome::RolledBack { .. }) => "rolled_back",
+                    Some(Outcome::Abandoned { .. }) => "failed",
+                    Some(Outcome::RollbackFailed { .. }) | None => "rollback_failed",
+                },
+                r.detail.clone(),
+            ),
+        };
+        let reason = format!(
+            "lookout hit a bug during the update (panic: {panic}) — please report it; recovery: {detail}"
+        );
+        let info = update_info(
+            &request.spec,
+            &request.running_text,
+            &request.running.digest(),
+            &request.candidate,
+            (self.now)(),
+        );
+        self.telemetry.emit(match result {
+            "updated" => Event::Updated(info),
+            "rolled_back" => Event::RolledBack {
+                update: info,
+                reason: reason.clone(),
+            },
+            _ => Event::UpdateFailed {
+                update: info,
+                stage: Stage::Rollback,
+                reason: reason.clone(),
+            },
+        });
+        report.result = result.into();
+        report.with_reason(reason)
     }
 
     /// Carries out an update a check decided on, with its events.
@@ -318,6 +394,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             compose: self.compose,
             store: self.store,
             now: self.now,
+            stop: self.stop,
         };
         let done = updater.update(&request).await;
         info.duration = Some(done.duration);
@@ -348,7 +425,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
     fn outside_window(&self, spec: &ServiceSpec) -> Option<String> {
         let local = jiff::tz::TimeZone::system();
         let windows = Windows::for_service(self.config, spec, &local);
-        let needed = self.config.compose_timeout + spec.health_timeout;
+        let needed = update_needs(self.config.compose_timeout, spec.health_timeout);
         match windows.may_change_now((self.now)(), needed) {
             WindowDecision::Allowed { .. } => None,
             WindowDecision::WaitUntil(at) => Some(format!(
@@ -364,7 +441,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
 
     /// `update_available`, once per service and candidate digest.
     fn announce(&self, spec: &ServiceSpec, report: &ServiceOutcome, candidate: &Candidate) {
-        let mut announced = self.announced.lock().expect("announced lock");
+        let mut announced = lock(self.announced);
         if announced.get(&spec.name) == Some(&candidate.manifest_digest) {
             return;
         }
@@ -380,11 +457,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             tag: running.reference.tag().map(str::to_owned),
             digest: running.digest(),
         };
-        if let Err(e) = self.store.lock().expect("state lock").record_check(
-            &spec.name,
-            Some(version),
-            (self.now)(),
-        ) {
+        if let Err(e) = lock(self.store).record_check(&spec.name, Some(version), (self.now)()) {
             tracing::warn!(error = %e, "cannot record the check in the state file");
         }
     }
@@ -490,31 +563,75 @@ pub fn update_order(
     services: &[(PathBuf, String)],
     dependencies: &dyn Fn(&Path) -> BTreeMap<String, Vec<String>>,
 ) -> Vec<usize> {
+    plan_updates(services, dependencies).0
+}
+
+/// For each service, the services whose update must be done before its own: those of the same
+/// compose file it `depends_on` that come earlier in [`update_order`] (so a dependency cycle
+/// cannot make two services wait for each other).
+pub fn update_after(
+    services: &[(PathBuf, String)],
+    dependencies: &dyn Fn(&Path) -> BTreeMap<String, Vec<String>>,
+) -> Vec<Vec<usize>> {
+    plan_updates(services, dependencies).1
+}
+
+fn plan_updates(
+    services: &[(PathBuf, String)],
+    dependencies: &dyn Fn(&Path) -> BTreeMap<String, Vec<String>>,
+) -> (Vec<usize>, Vec<Vec<usize>>) {
     let mut deps_by_file: HashMap<&Path, BTreeMap<String, Vec<String>>> = HashMap::new();
     for (file, _) in services {
         deps_by_file
             .entry(file.as_path())
             .or_insert_with(|| dependencies(file));
     }
-    let waits_for = |i: usize, j: usize| {
-        let (file, service) = &services[i];
-        file == &services[j].0
-            && deps_by_file[file.as_path()]
-                .get(service)
-                .is_some_and(|d| d.contains(&services[j].1))
+    // Whether service `i` depends on service `j` (same compose file, named in its depends_on).
+    let waits_for = |i: usize, j: usize| match (services.get(i), services.get(j)) {
+        (Some((file, service)), Some((other_file, other))) => {
+            file == other_file
+                && deps_by_file
+                    .get(file.as_path())
+                    .and_then(|deps| deps.get(service))
+                    .is_some_and(|d| d.contains(other))
+        }
+        _ => false,
     };
-    let mut placed = vec![false; services.len()];
-    let mut order = Vec::with_capacity(services.len());
+    let all = 0..services.len();
+    let mut order: Vec<usize> = Vec::with_capacity(services.len());
     while order.len() < services.len() {
-        let ready = (0..services.len())
-            .filter(|&i| !placed[i])
-            .find(|&i| (0..services.len()).all(|j| placed[j] || j == i || !waits_for(i, j)));
-        let next =
-            ready.unwrap_or_else(|| (0..services.len()).find(|&i| !placed[i]).expect("one left"));
-        placed[next] = true;
+        let unplaced = || all.clone().filter(|i| !order.contains(i));
+        let ready = unplaced().find(|&i| unplaced().all(|j| j == i || !waits_for(i, j)));
+        // A cycle: the first one left, in configuration order.
+        let Some(next) = ready.or_else(|| unplaced().next()) else {
+            break;
+        };
         order.push(next);
     }
-    order
+    let after = all
+        .clone()
+        .map(|i| {
+            let earlier = order.iter().take_while(|&&k| k != i);
+            earlier.copied().filter(|&j| waits_for(i, j)).collect()
+        })
+        .collect();
+    (order, after)
+}
+
+/// The compose file's text for its `depends_on`, when it is a regular file of a sane size
+/// (anything else has no dependencies here; the update itself reports what is wrong with it).
+fn read_compose_for_dependencies(file: &Path) -> String {
+    const MAX: u64 = 4 << 20;
+    match std::fs::metadata(file) {
+        Ok(m) if m.is_file() && m.len() <= MAX => std::fs::read_to_string(file).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// How long an update may take from its start: `compose up` plus the health gate. Saturates,
+/// so no configured duration can overflow it.
+pub fn update_needs(compose_timeout: Duration, health_timeout: Duration) -> Duration {
+    compose_timeout.saturating_add(health_timeout)
 }
 
 fn selected(spec: &ServiceSpec, opts: &PassOptions) -> bool {
@@ -526,7 +643,21 @@ fn selected(spec: &ServiceSpec, opts: &PassOptions) -> bool {
 }
 
 impl ServiceOutcome {
-    fn with_reason(mut self, reason: String) -> Self {
+    /// An outcome with only the service and the result so far.
+    pub fn new(service: &str, result: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            from: None,
+            to: None,
+            digest: None,
+            result: result.to_owned(),
+            reason: None,
+            stage: None,
+            duration: Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn with_reason(mut self, reason: String) -> Self {
         self.reason = Some(reason);
         self
     }
@@ -548,6 +679,55 @@ mod tests {
                 .collect()
         };
         assert_eq!(update_order(&services, &lookup), expect, "{services:?}");
+    }
+
+    #[test]
+    fn each_update_waits_only_for_the_services_it_depends_on() {
+        let services: Vec<(PathBuf, String)> = [
+            ("a.yml", "web"),
+            ("a.yml", "api"),
+            ("b.yml", "other"),
+            ("a.yml", "db"),
+        ]
+        .iter()
+        .map(|(f, s)| (PathBuf::from(f), (*s).to_owned()))
+        .collect();
+        let deps = |file: &Path| {
+            let mut m = BTreeMap::new();
+            if file == Path::new("a.yml") {
+                m.insert("web".to_owned(), vec!["api".to_owned()]);
+                m.insert("api".to_owned(), vec!["db".to_owned()]);
+            }
+            m
+        };
+        assert_eq!(
+            update_after(&services, &deps),
+            vec![vec![1], vec![3], vec![], vec![]]
+        );
+        // A cycle: the later one waits, the earlier one does not.
+        let cycle = |_: &Path| {
+            let mut m = BTreeMap::new();
+            m.insert("x".to_owned(), vec!["y".to_owned()]);
+            m.insert("y".to_owned(), vec!["x".to_owned()]);
+            m
+        };
+        let two: Vec<(PathBuf, String)> = vec![
+            (PathBuf::from("a.yml"), "x".into()),
+            (PathBuf::from("a.yml"), "y".into()),
+        ];
+        assert_eq!(update_after(&two, &cycle), vec![vec![], vec![0]]);
+    }
+
+    #[test]
+    fn the_time_an_update_needs_saturates_instead_of_overflowing() {
+        assert_eq!(
+            update_needs(Duration::from_secs(120), Duration::from_secs(180)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            update_needs(Duration::from_secs(120), Duration::from_secs(u64::MAX)),
+            Duration::MAX
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::state::{
     JournalEntry, Observed, Outcome, Recovery, StateStore, Step, decide_recovery, sha256_hex,
 };
 
+use super::lock;
 use super::update::rollback_tag;
 
 /// What recovery did for one interrupted update.
@@ -24,6 +25,9 @@ pub struct Recovered {
     pub decision: Recovery,
     /// What was done, or why nothing could be.
     pub detail: String,
+    /// How the journal entry was closed, or would have been (`None`: it stays open for an
+    /// operator).
+    pub outcome: Option<Outcome>,
     /// Whether the journal entry was closed.
     pub closed: bool,
 }
@@ -35,9 +39,9 @@ pub async fn recover<R: ContainerRuntime>(
     compose: &ComposeCli,
     store: &std::sync::Mutex<StateStore>,
     now: &(dyn Fn() -> jiff::Timestamp + Send + Sync),
-    find: &dyn Fn(&str) -> Option<(ServiceSpec, ComposeProject)>,
+    find: &(dyn Fn(&str) -> Option<(ServiceSpec, ComposeProject)> + Sync),
 ) -> Vec<Recovered> {
-    let entries = store.lock().expect("state lock").in_flight();
+    let entries = lock(store).in_flight();
     let mut out = Vec::new();
     for entry in entries {
         let service = entry.intent.service.clone();
@@ -46,25 +50,20 @@ pub async fn recover<R: ContainerRuntime>(
                 service,
                 decision: Recovery::Conflict,
                 detail: "the service is no longer in the configuration; its journal entry is kept for an operator".into(),
+                outcome: None,
                 closed: false,
             });
             continue;
         };
         let r = recover_one(runtime, compose, &spec, &project, &entry).await;
         let closed = match &r.outcome {
-            Some(outcome) => {
-                match store
-                    .lock()
-                    .expect("state lock")
-                    .finish(&service, outcome.clone(), now())
-                {
-                    Ok(_) => true,
-                    Err(e) => {
-                        tracing::error!(%service, error = %e, "cannot close the journal entry");
-                        false
-                    }
+            Some(outcome) => match lock(store).finish(&service, outcome.clone(), now()) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::error!(%service, error = %e, "cannot close the journal entry");
+                    false
                 }
-            }
+            },
             None => false,
         };
         tracing::warn!(%service, decision = ?r.decision, detail = %r.detail, "finished an interrupted update");
@@ -72,6 +71,7 @@ pub async fn recover<R: ContainerRuntime>(
             service,
             decision: r.decision,
             detail: r.detail,
+            outcome: r.outcome,
             closed,
         });
     }

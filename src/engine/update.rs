@@ -26,7 +26,7 @@ use crate::state::{
     sha256_hex,
 };
 
-use super::failpoint;
+use super::{Stop, failpoint, lock};
 use crate::telemetry::Stage;
 
 /// The tag under which lookout keeps the image a service ran before its last update, so it
@@ -52,12 +52,15 @@ pub fn rollback_tag(service: &str) -> String {
 /// kept exactly as the compose file wrote them.
 pub fn with_tag(text: &str, tag: &str) -> String {
     let name = text.split('@').next().unwrap_or(text);
-    let last = name.rfind('/').map_or(0, |i| i + 1);
-    let base = match name[last..].find(':') {
-        Some(i) => &name[..last + i],
-        None => name,
+    let (folder, last) = match name.rsplit_once('/') {
+        Some((folder, last)) => (Some(folder), last),
+        None => (None, name),
     };
-    format!("{base}:{tag}")
+    let repository = last.split_once(':').map_or(last, |(r, _)| r);
+    match folder {
+        Some(folder) => format!("{folder}/{repository}:{tag}"),
+        None => format!("{repository}:{tag}"),
+    }
 }
 
 /// How an update ended.
@@ -148,6 +151,9 @@ pub struct Updater<'a, R: ContainerRuntime> {
     pub compose: &'a ComposeCli,
     pub store: &'a Mutex<StateStore>,
     pub now: &'a (dyn Fn() -> Timestamp + Send + Sync),
+    /// Once set, a pull still running is given up (nothing has changed yet); every later step
+    /// runs to its end under its own timeout.
+    pub stop: &'a Stop,
 }
 
 /// What an update changed so far, which is what a rollback must undo.
@@ -240,12 +246,7 @@ impl<R: ContainerRuntime> Updater<'_, R> {
             },
             file,
         };
-        if let Err(e) = self
-            .store
-            .lock()
-            .expect("state lock")
-            .begin_update(intent, (self.now)())
-        {
+        if let Err(e) = lock(self.store).begin_update(intent, (self.now)()) {
             return UpdateResult::Failed {
                 stage: Stage::Journal,
                 reason: e.to_string(),
@@ -423,10 +424,15 @@ impl<R: ContainerRuntime> Updater<'_, R> {
                     .map_err(|e| e.to_string())?
                     .is_none()
                 {
-                    self.runtime
-                        .pull(by_digest, login.as_ref())
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    tokio::select! {
+                        biased;
+                        () = self.stop.stopped() => {
+                            return Err("the pull was given up: lookout is stopping; nothing was changed".into());
+                        }
+                        pulled = self.runtime.pull(by_digest, login.as_ref()) => {
+                            pulled.map_err(|e| e.to_string())?;
+                        }
+                    }
                 }
                 by_digest
             }
@@ -468,20 +474,13 @@ impl<R: ContainerRuntime> Updater<'_, R> {
     }
 
     fn step(&self, service: &str, step: Step) -> Result<(), String> {
-        self.store
-            .lock()
-            .expect("state lock")
+        lock(self.store)
             .advance(service, step, (self.now)())
             .map_err(|e| e.to_string())
     }
 
     fn journal_finish(&self, service: &str, outcome: Outcome) {
-        if let Err(e) =
-            self.store
-                .lock()
-                .expect("state lock")
-                .finish(service, outcome, (self.now)())
-        {
+        if let Err(e) = lock(self.store).finish(service, outcome, (self.now)()) {
             // The journal entry stays; the next start finishes it from what it observes.
             tracing::error!(error = %e, "cannot record the end of the update in the state file");
         }
@@ -490,10 +489,7 @@ impl<R: ContainerRuntime> Updater<'_, R> {
     /// With `cleanup` on: the image the service ran before the *previous* update loses its tags
     /// (and goes, when no container uses it). The image it just left keeps the rollback tag.
     async fn cleanup_left_image(&self, req: &UpdateRequest, new_id: &str) {
-        let previous_rollback = self
-            .store
-            .lock()
-            .expect("state lock")
+        let previous_rollback = lock(self.store)
             .state()
             .services
             .get(&req.spec.name)

@@ -15,6 +15,17 @@
 //! [`judge`] is pure; [`wait_healthy`] polls the runtime with `tokio::time`, so tests can pause
 //! time.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing
+    )
+)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -276,8 +287,10 @@ pub async fn wait_healthy<R: ContainerRuntime>(
                 Verdict::KeepWaiting(why) => waiting.push(why),
             }
         }
-        if waiting.is_empty() {
-            return Ok(containers.into_iter().next().expect("checked non-empty"));
+        if waiting.is_empty()
+            && let Some(passed) = containers.into_iter().next()
+        {
+            return Ok(passed);
         }
         tracing::debug!(project, service, waiting = %waiting.join("; "), "health gate");
         tokio::time::sleep(opts.poll).await;

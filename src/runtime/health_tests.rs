@@ -525,3 +525,40 @@ async fn docker_errors_are_retried_and_named_at_the_timeout() {
     assert_eq!(waited, secs(60));
     assert!(last.contains("status 500: daemon busy"), "{last}");
 }
+
+/// `health_timeout = 18446744073709551615` (any duration the configuration lets through): the
+/// gate neither panics nor overflows; it passes or fails on what the container does.
+#[tokio::test(start_paused = true)]
+async fn a_huge_timeout_neither_panics_nor_overflows() {
+    let forever = GateOptions {
+        timeout: Duration::MAX,
+        stable: Duration::MAX,
+        poll: Duration::MAX,
+        ..opts()
+    };
+    let rt = Scripted::new(vec![Ok(vec![checked(Health::Healthy)])]);
+    assert!(
+        wait_healthy(&rt, "app", "web", IMAGE, &forever)
+            .await
+            .is_ok()
+    );
+    let exited = ContainerInfo {
+        state: ContainerState::Exited,
+        exit_code: Some(1),
+        ..running()
+    };
+    let rt = Scripted::new(vec![Ok(vec![exited])]);
+    let failure = wait_healthy(&rt, "app", "web", IMAGE, &forever)
+        .await
+        .unwrap_err();
+    assert!(matches!(failure, GateFailure::Exited { .. }), "{failure}");
+    // Judging at the largest elapsed time either way.
+    let obs = Observation {
+        container: running(),
+        probe: None,
+    };
+    assert_eq!(
+        judge(&obs, &running(), Duration::MAX, IMAGE, &forever),
+        Verdict::Pass
+    );
+}

@@ -113,7 +113,8 @@ impl Schedule {
 
     /// The next due time after `after`: `after + interval`, or the next cron match, plus a
     /// uniformly random jitter in `[0, jitter]`. Never earlier than the un-jittered time.
-    /// `None` only when a cron expression never matches again.
+    /// `None` when a cron expression never matches again, or the interval reaches past the end
+    /// of time.
     pub fn next_run(&self, after: Timestamp, rng: &mut fastrand::Rng) -> Option<Timestamp> {
         let base = match &self.kind {
             ScheduleKind::Interval(every) => after
@@ -127,9 +128,12 @@ impl Schedule {
         } else {
             rng.u64(0..=jitter_ms)
         };
-        base.checked_add(SignedDuration::from_millis(
-            i64::try_from(extra).unwrap_or(i64::MAX),
-        ))
-        .ok()
+        // A jitter too large to add (it is bounded in the configuration) leaves the base time.
+        Some(
+            base.checked_add(SignedDuration::from_millis(
+                i64::try_from(extra).unwrap_or(i64::MAX),
+            ))
+            .unwrap_or(base),
+        )
     }
 }

@@ -69,16 +69,21 @@ impl<C: Clock> Scheduler<C> {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                () = async { running.as_mut().expect("guarded by is_some").await }, if running.is_some() => {
+                () = async {
+                    match running.as_mut() {
+                        Some(tick) => tick.await,
+                        None => std::future::pending().await,
+                    }
+                }, if running.is_some() => {
                     running = None;
                 }
                 () = tokio::time::sleep(wait), if due.is_some() => {
-                    let this = due.expect("guarded by is_some");
+                    let Some(this) = due else { continue };
                     if running.is_some() {
-                        report.skipped += 1;
+                        report.skipped = report.skipped.saturating_add(1);
                         on_skip();
                     } else {
-                        report.started += 1;
+                        report.started = report.started.saturating_add(1);
                         running = Some(Box::pin(tick()));
                     }
                     let now = self.clock.now();
@@ -87,6 +92,9 @@ impl<C: Clock> Scheduler<C> {
                         .next_run(this, &mut self.rng)
                         .filter(|next| *next > now)
                         .or_else(|| self.schedule.next_run(now, &mut self.rng));
+                    if due.is_none() {
+                        tracing::warn!(schedule = ?self.schedule.kind, "no further check is due on this schedule; checks run only when asked for (API, hooks)");
+                    }
                 }
             }
         }

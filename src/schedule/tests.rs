@@ -434,6 +434,60 @@ async fn overlapping_checks_are_skipped_and_counted() {
     assert_eq!(begun.elapsed(), Duration::from_secs(55 * 60));
 }
 
+#[test]
+fn no_duration_or_window_panics_or_overflows() {
+    let now = Timestamp::UNIX_EPOCH;
+    let mut rng = fastrand::Rng::with_seed(5);
+    // An interval past the end of time: no next run, no panic.
+    assert_eq!(
+        Schedule::interval(Duration::MAX, Duration::ZERO).next_run(now, &mut rng),
+        None
+    );
+    // A huge jitter leaves the base time.
+    let hourly = Schedule::interval(Duration::from_secs(3600), Duration::MAX);
+    let next = hourly.next_run(now, &mut rng).unwrap();
+    assert!(next.as_second() >= 3600, "{next}");
+    // Windows: an update needing forever never fits; a range outside the day matches nothing.
+    let tz = berlin();
+    let w = Windows {
+        ranges: parse_windows("02:00-04:00").unwrap(),
+        days: None,
+        tz: tz.clone(),
+    };
+    assert_eq!(
+        w.may_change_now(instant("2025-01-06T03:00", &tz), Duration::MAX),
+        Decision::NoWindowLongEnough
+    );
+    let broken = Windows {
+        ranges: vec![crate::config::TimeRange {
+            start_minute: u16::MAX,
+            end_minute: 5000,
+        }],
+        days: None,
+        tz,
+    };
+    assert_eq!(
+        broken.may_change_now(now, Duration::from_secs(60)),
+        Decision::NoWindowLongEnough
+    );
+    assert!(!broken.is_open(now));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_with_no_next_run_waits_for_shutdown_without_panicking() {
+    let schedule = Schedule::interval(Duration::MAX, Duration::ZERO);
+    let clock = TokioClock::starting_at(Timestamp::UNIX_EPOCH);
+    let scheduler = Scheduler::new(schedule, clock, true, fastrand::Rng::with_seed(3));
+    let report = scheduler
+        .run(
+            tokio::time::sleep(Duration::from_secs(3600)),
+            || async {},
+            || {},
+        )
+        .await;
+    assert_eq!((report.started, report.skipped), (1, 0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn tokio_clock_follows_paused_time() {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::UNIX_EPOCH));

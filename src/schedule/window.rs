@@ -67,7 +67,7 @@ impl WeekdaySet {
                 if d == b {
                     break;
                 }
-                d = (d + 1) % 7;
+                d = d.saturating_add(1) % 7;
             }
         }
         Ok(set)
@@ -90,7 +90,7 @@ impl fmt::Display for WeekdaySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let days: Vec<&str> = (0..7)
             .filter(|i| self.0 & 1 << i != 0)
-            .map(|i| DAY_NAMES[i])
+            .filter_map(|i| DAY_NAMES.get(i).copied())
             .collect();
         f.write_str(&days.join(","))
     }
@@ -260,8 +260,15 @@ impl Windows {
         merged
     }
 
+    /// `minute` minutes after midnight of `date`, in the windows' zone; `None` for a minute
+    /// outside the day (never a panic, whatever a `TimeRange` holds).
     fn instant(&self, date: Date, minute: u16) -> Option<Timestamp> {
-        let dt = date.at((minute / 60) as i8, (minute % 60) as i8, 0, 0);
-        self.tz.to_ambiguous_timestamp(dt).compatible().ok()
+        let hour = i8::try_from(minute / 60).ok()?;
+        let minute = i8::try_from(minute % 60).ok()?;
+        let time = jiff::civil::Time::new(hour, minute, 0, 0).ok()?;
+        self.tz
+            .to_ambiguous_timestamp(date.to_datetime(time))
+            .compatible()
+            .ok()
     }
 }

@@ -1,0 +1,320 @@
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::time::Instant as TokioInstant;
+
+use super::*;
+
+/// How a fake service behaves.
+#[derive(Clone, Copy)]
+enum Fake {
+    /// The check finds nothing to do after this many seconds.
+    UpToDate(u64),
+    /// The check finds an update after `check` seconds; applying it takes `apply` seconds.
+    Update { check: u64, apply: u64 },
+    /// The check never answers (a registry that hangs).
+    Hangs,
+    /// The check panics.
+    PanicsInCheck,
+    /// The check finds an update whose application panics.
+    PanicsInApply,
+}
+
+/// What the fakes saw: (service, seconds since start) of each applied change, and the most
+/// changes in flight at once.
+#[derive(Default)]
+struct Seen {
+    applied: StdMutex<Vec<(usize, u64)>>,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+    finished: StdMutex<Vec<usize>>,
+}
+
+struct Run {
+    outcomes: Vec<ServiceOutcome>,
+    seen: Seen,
+}
+
+impl Run {
+    fn result(&self, i: usize) -> (&str, &str) {
+        let o = &self.outcomes[i];
+        (o.result.as_str(), o.reason.as_deref().unwrap_or(""))
+    }
+
+    fn applied(&self) -> Vec<(usize, u64)> {
+        self.seen.applied.lock().unwrap().clone()
+    }
+}
+
+/// A fake service: its index and behaviour.
+struct FakeService {
+    i: usize,
+    name: String,
+    fake: Fake,
+}
+
+impl Service for FakeService {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Runs `fakes` through a pipeline; `stop_after` seconds, lookout is asked to stop.
+async fn run(fakes: &[Fake], after: &[Vec<usize>], stop_after: Option<u64>) -> Run {
+    let services: Vec<FakeService> = fakes
+        .iter()
+        .enumerate()
+        .map(|(i, &fake)| FakeService {
+            i,
+            name: format!("s{i}"),
+            fake,
+        })
+        .collect();
+    let lock = Mutex::new(());
+    let stop = Stop::default();
+    let seen = Seen::default();
+    let start = TokioInstant::now();
+    let secs = |s: u64| tokio::time::sleep(Duration::from_secs(s));
+    let pipeline = Pipeline {
+        after,
+        parallel: 8,
+        check_timeout: Duration::from_secs(120),
+        update_lock: &lock,
+        stop: &stop,
+    };
+    let check = |service: &FakeService| {
+        let (name, fake) = (service.name.clone(), service.fake);
+        async move {
+            let report = ServiceOutcome::new(&name, "update_available");
+            match fake {
+                Fake::UpToDate(s) => {
+                    secs(s).await;
+                    Checked::Done(ServiceOutcome::new(&name, "up_to_date"))
+                }
+                Fake::Update { check, apply } => {
+                    secs(check).await;
+                    Checked::Apply {
+                        report,
+                        work: apply,
+                    }
+                }
+                Fake::Hangs => std::future::pending().await,
+                Fake::PanicsInCheck => panic!("boom in check {name}"),
+                Fake::PanicsInApply => Checked::Apply {
+                    report,
+                    work: u64::MAX,
+                },
+            }
+        }
+    };
+    let apply = |service: &FakeService, mut report: ServiceOutcome, apply_secs: u64| {
+        let (seen, i) = (&seen, service.i);
+        async move {
+            let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            seen.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            seen.applied
+                .lock()
+                .unwrap()
+                .push((i, start.elapsed().as_secs()));
+            assert!(apply_secs != u64::MAX, "boom in apply s{i}");
+            secs(apply_secs).await;
+            seen.in_flight.fetch_sub(1, Ordering::SeqCst);
+            report.result = "updated".into();
+            report
+        }
+    };
+    let finished =
+        |service: &FakeService, _: &ServiceOutcome| seen.finished.lock().unwrap().push(service.i);
+    let stopper = async {
+        match stop_after {
+            Some(s) => {
+                secs(s).await;
+                stop.stop();
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let outcomes = tokio::select! {
+        outcomes = pipeline.run(&services, check, apply, finished) => outcomes,
+        () = async { stopper.await; std::future::pending().await } => unreachable!(),
+    };
+    Run { outcomes, seen }
+}
+
+fn none(n: usize) -> Vec<Vec<usize>> {
+    vec![Vec::new(); n]
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_one_check_fails_that_service_only() {
+    let r = run(
+        &[Fake::PanicsInCheck, Fake::Update { check: 1, apply: 1 }],
+        &none(2),
+        None,
+    )
+    .await;
+    let (result, reason) = r.result(0);
+    assert_eq!(result, "check_failed");
+    assert!(
+        reason.contains("bug") && reason.contains("boom in check s0"),
+        "{reason}"
+    );
+    assert_eq!(r.result(1).0, "updated");
+    assert_eq!(
+        r.seen.finished.lock().unwrap().len(),
+        2,
+        "both outcomes reported"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_while_applying_fails_that_service_and_releases_the_update_lock() {
+    let r = run(
+        &[Fake::PanicsInApply, Fake::Update { check: 1, apply: 1 }],
+        &none(2),
+        None,
+    )
+    .await;
+    let (result, reason) = r.result(0);
+    assert_eq!(result, "failed");
+    assert!(reason.contains("boom in apply s0"), "{reason}");
+    assert_eq!(r.result(1).0, "updated", "the next change got the lock");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_never_waits_for_the_check_of_another_service() {
+    let r = run(
+        &[
+            Fake::Hangs,
+            Fake::Update { check: 2, apply: 3 },
+            Fake::UpToDate(1),
+        ],
+        &none(3),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.applied(),
+        vec![(1, 2)],
+        "s1 was applied right after its own check, while s0's check hung"
+    );
+    assert_eq!(r.result(1).0, "updated");
+    let (result, reason) = r.result(0);
+    assert_eq!(result, "check_failed");
+    assert!(reason.contains("check_timeout (120s)"), "{reason}");
+    assert_eq!(r.outcomes[0].duration, Duration::from_secs(120));
+    assert_eq!(r.outcomes[1].duration, Duration::from_secs(5));
+    assert_eq!(
+        *r.seen.finished.lock().unwrap(),
+        vec![2, 1, 0],
+        "each outcome is reported when it is known"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn changes_run_one_at_a_time_in_depends_on_order() {
+    // s0 depends on s1 (whose check is slower); s2 and s3 are unrelated.
+    let r = run(
+        &[
+            Fake::Update {
+                check: 0,
+                apply: 10,
+            },
+            Fake::Update {
+                check: 5,
+                apply: 10,
+            },
+            Fake::Update {
+                check: 0,
+                apply: 10,
+            },
+            Fake::UpToDate(0),
+        ],
+        &[vec![1], vec![], vec![], vec![]],
+        None,
+    )
+    .await;
+    assert_eq!(r.seen.most_in_flight.load(Ordering::SeqCst), 1);
+    let applied = r.applied();
+    let order: Vec<usize> = applied.iter().map(|(i, _)| *i).collect();
+    assert_eq!(
+        order,
+        vec![2, 1, 0],
+        "s2 first (ready at once), then s1, then s0 after s1"
+    );
+    assert_eq!(
+        applied[1].1, 10,
+        "s1 waited for the lock only, not for anyone's check"
+    );
+    for i in 0..3 {
+        assert_eq!(r.result(i).0, "updated");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_that_waits_for_a_hung_dependency_goes_on_at_its_deadline() {
+    // s0 depends on s1, whose check hangs: s0's change waits for s1's deadline, then runs.
+    let r = run(
+        &[Fake::Update { check: 0, apply: 1 }, Fake::Hangs],
+        &[vec![1], vec![]],
+        None,
+    )
+    .await;
+    assert_eq!(r.applied(), vec![(0, 120)]);
+    assert_eq!(r.result(1).0, "check_failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_cancels_checks_and_holds_changes_not_started_but_lets_a_running_one_finish() {
+    let start = TokioInstant::now();
+    let r = run(
+        &[
+            Fake::Hangs,
+            Fake::Update {
+                check: 0,
+                apply: 30,
+            },
+            Fake::Update {
+                check: 0,
+                apply: 30,
+            },
+        ],
+        &none(3),
+        Some(1),
+    )
+    .await;
+    assert_eq!(r.result(0).0, "skipped");
+    assert!(r.result(0).1.contains("lookout is stopping"));
+    assert_eq!(
+        r.outcomes[0].duration,
+        Duration::from_secs(1),
+        "cancelled at once"
+    );
+    assert_eq!(r.result(1).0, "updated", "the running change finished");
+    assert_eq!(r.outcomes[1].duration, Duration::from_secs(30));
+    let (result, reason) = r.result(2);
+    assert_eq!(result, "update_available");
+    assert!(
+        reason.contains("not started: lookout is stopping"),
+        "{reason}"
+    );
+    assert_eq!(r.applied().len(), 1);
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_index_that_points_nowhere_is_ignored() {
+    let r = run(&[Fake::Update { check: 0, apply: 1 }], &[vec![0, 7]], None).await;
+    assert_eq!(r.result(0).0, "updated");
+}
+
+#[test]
+fn panic_messages_are_read_from_str_and_string_payloads() {
+    let p = std::panic::catch_unwind(|| panic!("plain")).unwrap_err();
+    assert_eq!(panic_message(&*p), "plain");
+    let n = 3;
+    let p = std::panic::catch_unwind(|| panic!("formatted {n}")).unwrap_err();
+    assert_eq!(panic_message(&*p), "formatted 3");
+    let p = std::panic::catch_unwind(|| std::panic::panic_any(7_u8)).unwrap_err();
+    assert_eq!(panic_message(&*p), "(no message)");
+}
