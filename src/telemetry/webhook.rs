@@ -369,8 +369,5 @@ impl Worker {
 
 /// The scheme and host of a URL: webhook URLs often carry a token in their path.
 pub(crate) fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host);
-    format!("{scheme}://{host}/…")
+    crate::config::redact::redact_url(url)
 }
