@@ -12,4 +12,5 @@ mod faults;
 mod harness;
 mod registry;
 mod runtime;
+mod secrets;
 mod telemetry;
