@@ -112,7 +112,9 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             .map(|(spec, _, _)| (spec.compose_file.clone(), spec.compose_service.clone()))
             .collect();
         let order = update_order(&services, &|file| {
-            compose::dependencies(&std::fs::read_to_string(file).unwrap_or_default())
+            compose::dependencies(
+                &crate::config::read_text(file, crate::config::MAX_FILE_BYTES).unwrap_or_default(),
+            )
         });
         let mut checked: Vec<Option<_>> = checked.into_iter().map(Some).collect();
         let mut slots: Vec<Option<ServiceOutcome>> = vec![None; checked.len()];
