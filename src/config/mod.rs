@@ -662,10 +662,15 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
     let listen_without_token = top.bool("listen_without_token").unwrap_or(false);
     let api_token = top.secret("api_token");
     if api_token.is_none() && !listen_without_token && !is_loopback(listen) {
+        let why = if map.get("api_token").is_some_and(|v| !v.is_null()) {
+            "api_token is empty (is the environment variable it names set?)"
+        } else {
+            "no api_token is set"
+        };
         ctx.problem(
             top.at("listen"),
             format!(
-                "{listen} is reachable from other hosts and no api_token is set: anyone who can \
+                "{listen} is reachable from other hosts and {why}: anyone who can \
                  reach it reads the API and /metrics and can send hooks. Set api_token = \
                  \"${{LOOKOUT_API_TOKEN}}\" with a long random value in LOOKOUT_API_TOKEN \
                  (openssl rand -hex 32), or listen on 127.0.0.1, or allow it knowingly with \

@@ -626,6 +626,15 @@ fn listening_beyond_loopback_needs_a_token_or_an_explicit_yes() {
         let c = load_str("x.toml", &text, &no_env).unwrap_or_else(|e| panic!("{addr}: {e}"));
         assert_eq!(c.listen.port(), 9200);
     }
+    // A token that is an unset variable is no token, and the message says why.
+    let got = problem_at(
+        "listen = \"0.0.0.0:1\"\napi_token = \"${NOT_SET}\"\n",
+        "listen",
+    );
+    assert!(
+        got.contains("api_token is empty (is the environment variable it names set?)"),
+        "{got}"
+    );
     // Through the environment, the problem names the variable.
     let env = |n: &str| (n == "LOOKOUT_LISTEN").then(|| "0.0.0.0:9100".to_owned());
     let Err(ConfigError::Invalid { problems, .. }) = load_str("x.toml", "", &env) else {
