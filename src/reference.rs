@@ -4,7 +4,11 @@
 //! a port; `repo:tag@sha256:…` carries both a tag and a digest. The grammar follows
 //! distribution's `reference` package (the one the Docker CLI uses): the first path component is
 //! a registry host only when it contains `.` or `:`, is `localhost`, or has upper-case letters;
-//! path components are lower-case. Pure: no I/O.
+//! path components are lower-case; a tag is `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`; a digest is
+//! `sha256:`, `sha384:` or `sha512:` with 64, 96 or 128 lower-case hex digits (go-digest's
+//! registered algorithms); a port is a number from 1 to 65535. Every reference lookout takes —
+//! configuration, container labels, `compose set-image` — goes through [`ImageRef::parse`], so
+//! every place refuses the same inputs with the same messages. Pure: no I/O.
 
 use std::fmt;
 
@@ -13,6 +17,8 @@ pub const DOCKER_HUB: &str = "docker.io";
 const LEGACY_DOCKER_HUB: &str = "index.docker.io";
 const MAX_NAME_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
+/// Messages quote at most this many characters of the input.
+const MAX_QUOTED: usize = 200;
 
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,16 +42,28 @@ pub enum ReferenceError {
         "image reference {input:?}: invalid path component {component:?} (use lower-case letters, digits and single separators `.`, `_`, `__` or `-`)"
     )]
     InvalidComponent { input: String, component: String },
-    #[error("image reference {input:?}: invalid registry host {host:?}")]
-    InvalidRegistry { input: String, host: String },
+    #[error("image reference {input:?}: invalid registry host {host:?}: {reason}")]
+    InvalidRegistry {
+        input: String,
+        host: String,
+        reason: &'static str,
+    },
     #[error(
-        "image reference {input:?}: invalid tag {tag:?} (a tag is 1 to 128 characters from `A-Za-z0-9_.-` and does not start with `.` or `-`)"
+        "image reference {input:?}: invalid tag {tag:?}: {reason} (a tag is 1 to 128 characters from `A-Za-z0-9_.-` and does not start with `.` or `-`)"
     )]
-    InvalidTag { input: String, tag: String },
+    InvalidTag {
+        input: String,
+        tag: String,
+        reason: &'static str,
+    },
     #[error(
-        "image reference {input:?}: invalid digest {digest:?} (expected `sha256:` and 64 lower-case hex digits)"
+        "image reference {input:?}: invalid digest {digest:?}: {reason} (expected sha256: and 64, sha384: and 96, or sha512: and 128 lower-case hex digits)"
     )]
-    InvalidDigest { input: String, digest: String },
+    InvalidDigest {
+        input: String,
+        digest: String,
+        reason: &'static str,
+    },
     #[error("image reference {input:?}: repository name is longer than {MAX_NAME_LEN} characters")]
     TooLong { input: String },
 }
@@ -62,7 +80,7 @@ impl ImageRef {
 
     /// Parses without adding the implicit `latest` tag (a repository name, or `repo@digest`).
     pub fn parse_partial(input: &str) -> Result<Self, ReferenceError> {
-        if input.is_empty() {
+        if input.trim().is_empty() {
             return Err(ReferenceError::Empty);
         }
         let (rest, digest) = match input.split_once('@') {
@@ -95,19 +113,21 @@ impl ImageRef {
             }
             None => DOCKER_HUB.to_owned(),
         };
-        if path.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(ReferenceError::UpperCase {
-                input: input.to_owned(),
-                path: path.to_owned(),
-            });
-        }
         for component in path.split('/') {
-            if !valid_component(component) {
-                return Err(ReferenceError::InvalidComponent {
-                    input: input.to_owned(),
-                    component: component.to_owned(),
+            if valid_component(component) {
+                continue;
+            }
+            // As Docker does: a name that would be valid in lower case is "must be lower-case".
+            if valid_component(&component.to_ascii_lowercase()) {
+                return Err(ReferenceError::UpperCase {
+                    input: quoted(input),
+                    path: quoted(path),
                 });
             }
+            return Err(ReferenceError::InvalidComponent {
+                input: quoted(input),
+                component: quoted(component),
+            });
         }
         let repository = if registry == DOCKER_HUB && !path.contains('/') {
             format!("library/{path}")
@@ -116,7 +136,7 @@ impl ImageRef {
         };
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
             return Err(ReferenceError::TooLong {
-                input: input.to_owned(),
+                input: quoted(input),
             });
         }
         Ok(Self {
@@ -249,24 +269,37 @@ fn valid_component(c: &str) -> bool {
     true
 }
 
+/// `s` for a message: whole when short, else its first characters and `…`.
+fn quoted(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
 /// A host (`[a-zA-Z0-9-]` labels joined by `.`, or a bracketed IPv6 address), optional `:port`.
 fn validate_host(input: &str, host: &str) -> Result<(), ReferenceError> {
-    let bad = || ReferenceError::InvalidRegistry {
-        input: input.to_owned(),
-        host: host.to_owned(),
+    let bad = |reason| ReferenceError::InvalidRegistry {
+        input: quoted(input),
+        host: quoted(host),
+        reason,
     };
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-        let (addr, after) = rest.split_once(']').ok_or_else(bad)?;
-        if addr.is_empty()
-            || !addr
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-        {
-            return Err(bad());
+        let (addr, after) = rest
+            .split_once(']')
+            .ok_or_else(|| bad("an IPv6 address needs its closing `]`"))?;
+        if addr.is_empty() || addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("not an IPv6 address inside `[…]`"));
         }
         match after {
             "" => (None, None),
-            p => (None, Some(p.strip_prefix(':').ok_or_else(bad)?)),
+            p => (
+                None,
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| bad("only `:port` may follow `]`"))?,
+                ),
+            ),
         }
     } else {
         match host.split_once(':') {
@@ -282,13 +315,19 @@ fn validate_host(input: &str, host: &str) -> Result<(), ReferenceError> {
                 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         };
         if !name.split('.').all(label_ok) {
-            return Err(bad());
+            return Err(bad(
+                "a host name is labels of letters, digits and inner `-`, joined by `.`",
+            ));
         }
     }
-    if let Some(port) = port
-        && (port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()))
-    {
-        return Err(bad());
+    if let Some(port) = port {
+        let ok = !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u32>().is_ok_and(|p| (1..=65_535).contains(&p));
+        if !ok {
+            return Err(bad("the port must be a number from 1 to 65535"));
+        }
     }
     Ok(())
 }
@@ -296,40 +335,68 @@ fn validate_host(input: &str, host: &str) -> Result<(), ReferenceError> {
 /// `[\w][\w.-]{0,127}`
 fn validate_tag(input: &str, tag: &str) -> Result<(), ReferenceError> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let ok = !tag.is_empty()
-        && tag.len() <= MAX_TAG_LEN
-        && tag.starts_with(word)
-        && tag.chars().all(|c| word(c) || c == '.' || c == '-');
-    if ok {
-        Ok(())
+    let reason = if tag.is_empty() {
+        Some("it is empty")
+    } else if tag.len() > MAX_TAG_LEN {
+        Some("it is longer than 128 characters")
+    } else if !tag.starts_with(word) {
+        Some("it starts with `.` or `-`")
+    } else if tag.contains(':') {
+        Some("it contains `:` (a reference has one tag, after the last `:`)")
+    } else if !tag.chars().all(|c| word(c) || c == '.' || c == '-') {
+        Some("it contains a character other than `A-Za-z0-9_.-`")
     } else {
-        Err(ReferenceError::InvalidTag {
-            input: input.to_owned(),
-            tag: tag.to_owned(),
-        })
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(ReferenceError::InvalidTag {
+            input: quoted(input),
+            tag: quoted(tag),
+            reason,
+        }),
     }
 }
 
 fn validate_digest(input: &str, digest: &str) -> Result<(), ReferenceError> {
-    let ok = digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ReferenceError::InvalidDigest {
-            input: input.to_owned(),
-            digest: digest.to_owned(),
-        })
+    match digest_problem(digest) {
+        None => Ok(()),
+        Some(reason) => Err(ReferenceError::InvalidDigest {
+            input: quoted(input),
+            digest: quoted(digest),
+            reason,
+        }),
     }
 }
 
-/// Whether `digest` is a well-formed `sha256:` digest.
+/// What is wrong with `digest` (`algorithm:hex`), or `None` when it is well formed: a
+/// registered algorithm with its exact number of lower-case hex digits.
+pub fn digest_problem(digest: &str) -> Option<&'static str> {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return Some("it has no `algorithm:`");
+    };
+    let want = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Some("the algorithm is not sha256, sha384 or sha512"),
+    };
+    if !hex
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Some("the digits are not lower-case hex")
+    } else if hex.len() != want {
+        Some("the number of hex digits does not fit the algorithm")
+    } else {
+        None
+    }
+}
+
+/// Whether `digest` is a well-formed digest (`sha256:` and 64 lower-case hex digits, or sha384,
+/// sha512).
 pub fn is_digest(digest: &str) -> bool {
-    validate_digest("", digest).is_ok()
+    digest_problem(digest).is_none()
 }
 
 #[cfg(test)]
@@ -350,7 +417,9 @@ mod tests {
                     "input {input:?}: {msg:?} lacks {fragment:?}"
                 );
                 assert!(
-                    msg.contains(input) || input.is_empty(),
+                    msg.contains(&format!("{input:?}"))
+                        || input.trim().is_empty()
+                        || input.chars().count() > MAX_QUOTED,
                     "message quotes input: {msg}"
                 );
             }
@@ -404,6 +473,39 @@ mod tests {
             ("host:port/app", Err("invalid registry host")),
             ("-bad.host/app", Err("invalid registry host")),
             ("[::1/app", Err("invalid registry host")),
+            // What `compose set-image` once accepted, and friends.
+            ("NGINX:1.27", Err("must be lower-case")),
+            ("x:y:z:1", Err("it contains `:`")),
+            (
+                "nginx:1.27/../x",
+                Err("invalid registry host \"nginx:1.27\": the port must be a number"),
+            ),
+            ("nginx/../x", Err("invalid path component \"..\"")),
+            ("nginx:1.27\n", Err("a character other than")),
+            ("nginx:1.27 ", Err("a character other than")),
+            ("nginx:1?x", Err("a character other than")),
+            ("nginx:1\u{1b}[31m", Err("a character other than")),
+            (" nginx", Err("invalid path component")),
+            ("nginx@sha256", Err("no `algorithm:`")),
+            (
+                "nginx@SHA256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                Err("not sha256, sha384 or sha512"),
+            ),
+            (
+                "nginx@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+                Err("not lower-case hex"),
+            ),
+            (
+                "nginx@sha512:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                Err("does not fit the algorithm"),
+            ),
+            ("registry:0/app", Err("from 1 to 65535")),
+            ("registry:65536/app", Err("from 1 to 65535")),
+            ("registry:/app", Err("from 1 to 65535")),
+            ("[::g]:5000/app", Err("not an IPv6 address")),
+            ("[::1]x/app", Err("only `:port`")),
+            ("reg_istry.io/app", Err("invalid registry host")),
+            ("   ", Err("empty")),
         ];
         for (input, expect) in cases {
             check(input, *expect);
@@ -418,6 +520,24 @@ mod tests {
         );
         check(&format!("nginx:{}", "a".repeat(129)), Err("invalid tag"));
         check(&format!("x.io/{}", "a".repeat(260)), Err("longer than"));
+        // A huge input is quoted in part only.
+        let huge = format!("nginx:{}", "é".repeat(100_000));
+        let msg = ImageRef::parse(&huge).unwrap_err().to_string();
+        assert!(msg.len() < 2000, "{} bytes", msg.len());
+    }
+
+    #[test]
+    fn digests_of_every_registered_algorithm() {
+        let sha512 = format!("sha512:{}", "ab".repeat(64));
+        let sha384 = format!("sha384:{}", "0".repeat(96));
+        for d in [D, &sha512, &sha384] {
+            assert!(is_digest(d), "{d}");
+            let r = ImageRef::parse(&format!("nginx:1@{d}")).unwrap();
+            assert_eq!(r.digest(), Some(d));
+        }
+        for bad in ["", "sha256:", "md5:00", "sha256:abc", &format!("{D}0")] {
+            assert!(!is_digest(bad), "{bad}");
+        }
     }
 
     #[test]

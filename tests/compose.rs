@@ -651,7 +651,7 @@ proptest! {
     fn garnish_around_a_service_never_moves_the_edit(
         g in garnish(),
         old in "[a-z]{1,8}(/[a-z]{1,8})?:[0-9]{1,2}\\.[0-9]{1,2}",
-        new in "[a-z]{1,8}(/[a-z0-9]{1,8})?:[0-9a-z.-]{1,10}",
+        new in "[a-z]{1,8}(/[a-z0-9]{1,8})?:[0-9a-z][0-9a-z.-]{0,9}",
     ) {
         let text = garnished(&old, &g);
         let edit = set_image(&text, "target", &new, &EditOptions::default()).unwrap();

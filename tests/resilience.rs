@@ -531,10 +531,13 @@ fn a_burst_of_500_hooks_runs_one_check() {
         "500 hooks: {} check(s), {tag_lists} tag list(s), {requests} registry request(s)",
         checks()
     );
+    // A check starts 1 s after the first hook of a burst and hooks during it queue one
+    // follow-up, so a burst that the loaded machine spreads over several seconds may take one
+    // check per second it lasts; without coalescing it would be 500.
     let most = if burst < Duration::from_millis(900) {
         1.0
     } else {
-        2.0
+        1.0 + burst.as_secs_f64().ceil()
     };
     assert!(
         checks() <= most,

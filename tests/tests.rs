@@ -15,5 +15,6 @@ mod hostile_registry;
 mod registry;
 mod resilience;
 mod runtime;
+mod secrets;
 mod systemd;
 mod telemetry;

@@ -25,7 +25,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tower::ServiceExt;
 
 use super::{Limits, every_minute};
@@ -75,8 +75,17 @@ pub(super) async fn run(
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_BUF_BYTES);
     let (stopping_tx, stopping) = watch::channel(false);
+    // One permit per open socket, released only when its task has dropped the socket: a
+    // connection told to make room still holds its descriptor until then, so counting entries
+    // alone lets a fast churn of newcomers overshoot the descriptor limit.
+    let descriptors = Arc::new(Semaphore::new(slots.max_open));
     tokio::pin!(shutdown);
     loop {
+        let descriptor = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = descriptor(&descriptors, &slots) => permit,
+        };
         let stream = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -93,6 +102,7 @@ pub(super) async fn run(
             continue;
         };
         let connection = Connection {
+            _descriptor: descriptor,
             slot,
             closed,
             stopping: stopping.clone(),
@@ -118,8 +128,25 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// A descriptor for the next connection: at once when one is free, else after the oldest
+/// waiting (or idle) connection was told to close and has closed. With every connection busy it
+/// waits for one to end, and newcomers wait in the kernel's accept queue.
+async fn descriptor(descriptors: &Arc<Semaphore>, slots: &Slots) -> OwnedSemaphorePermit {
+    if let Ok(permit) = descriptors.clone().try_acquire_owned() {
+        return permit;
+    }
+    slots.evict_one();
+    match descriptors.clone().acquire_owned().await {
+        Ok(permit) => permit,
+        // The semaphore is never closed; should it be, wait for shutdown instead of spinning.
+        Err(_) => std::future::pending().await,
+    }
+}
+
 /// One accepted connection and what it needs to be served.
 struct Connection {
+    /// Its socket's place under the descriptor cap, given back when the connection ends.
+    _descriptor: OwnedSemaphorePermit,
     slot: Slot,
     /// Fires when the connection must make room for a newer one.
     closed: oneshot::Receiver<()>,
@@ -294,6 +321,20 @@ impl Slots {
             slots: self.clone(),
         };
         Some((slot, closed))
+    }
+
+    /// Tells the oldest waiting, else idle, connection to close, to free its descriptor.
+    fn evict_one(&self) {
+        let mut open = self.lock();
+        let waiting = open.oldest(|e| e.busy.is_none());
+        if let Some(entry) = waiting
+            .or_else(|| open.oldest(Entry::idle))
+            .and_then(|id| open.remove(id))
+        {
+            let _ = entry.close.send(());
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+            self.warn();
+        }
     }
 
     /// Closes `victim` (counted, and said once a minute); `false` when there is none.

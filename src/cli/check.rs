@@ -17,7 +17,7 @@ pub fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Resul
     let config = match config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            super::print_error(e);
             return Ok(super::EXIT_FAILURE);
         }
     };

@@ -49,12 +49,12 @@ pub fn run(cmd: &ComposeCommand, out: &mut dyn Write) -> anyhow::Result<u8> {
     };
     match set_image_command(&args.file, &args.service, &args.image, args.write, &opts) {
         Ok(diff) if diff.is_empty() => {
-            eprintln!(
+            super::print_error(format_args!(
                 "{}: service {:?} already uses {}; nothing to change",
                 args.file.display(),
                 args.service,
                 args.image
-            );
+            ));
             Ok(0)
         }
         Ok(diff) => {
@@ -65,7 +65,7 @@ pub fn run(cmd: &ComposeCommand, out: &mut dyn Write) -> anyhow::Result<u8> {
             Ok(0)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            super::print_error(format_args!("error: {e}"));
             Ok(super::EXIT_FAILURE)
         }
     }

@@ -2,6 +2,9 @@
 //!
 //! The only module that prints to stdout. Exit codes: 0 success; 1 the command ran and found a
 //! problem (an invalid configuration, a failed lookup); 2 the command line is wrong.
+//!
+//! Everything it prints passes through [`config::redact`]: stdout through a redacting writer,
+//! errors through [`print_error`], log lines through the redacting log writer.
 
 mod check;
 mod compose;
@@ -14,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config;
+use crate::config::{self, redact};
 
 /// Exit code when the command ran and found a problem.
 pub const EXIT_FAILURE: u8 = 1;
@@ -95,16 +98,22 @@ pub struct JsonFlag {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = redact::Writer::new(stdout.lock());
     let code = match run(cli, &mut out) {
         Ok(code) => code,
         Err(e) => {
             let _ = out.flush();
-            eprintln!("error: {e:#}");
+            print_error(format_args!("error: {e:#}"));
             EXIT_FAILURE
         }
     };
+    let _ = out.flush();
     ExitCode::from(code)
+}
+
+/// Writes one message to stderr, redacted: the way every command reports an error.
+pub(crate) fn print_error(message: impl std::fmt::Display) {
+    eprintln!("{}", redact::redact(&message.to_string()));
 }
 
 /// Runs one parsed command, writing its report to `out`.
@@ -166,7 +175,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(redact::MakeRedacting(std::io::stderr))
         .try_init();
 }
 
@@ -187,7 +196,7 @@ fn validate(path: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<u8> {
             Ok(0)
         }
         Err(e) => {
-            eprintln!("{e}");
+            print_error(e);
             Ok(EXIT_FAILURE)
         }
     }

@@ -30,7 +30,10 @@ async fn engine(config_path: &Path) -> anyhow::Result<(Engine<Docker>, JoinHandl
     let (engine, deliveries) = Engine::start(config).await?;
     let deliveries = tokio::spawn(deliveries.run(std::future::pending()));
     for r in engine.recover().await {
-        eprintln!("recovered {}: {:?}: {}", r.service, r.decision, r.detail);
+        super::print_error(format_args!(
+            "recovered {}: {:?}: {}",
+            r.service, r.decision, r.detail
+        ));
     }
     Ok((engine, deliveries))
 }
@@ -144,7 +147,7 @@ pub fn rollback(config_path: &Path, service: &str, out: &mut dyn Write) -> anyho
                 })
             }
             Err(e) => {
-                eprintln!("error: cannot roll back {service:?}: {e}");
+                super::print_error(format_args!("error: cannot roll back {service:?}: {e}"));
                 Ok(EXIT_FAILURE)
             }
         }

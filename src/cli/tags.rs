@@ -133,7 +133,7 @@ fn live(image: &str, args: &TagsArgs, policy: &Policy, out: &mut dyn Write) -> a
     let image = match ImageRef::parse(image) {
         Ok(i) => i,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::print_error(format_args!("error: {e}"));
             return Ok(super::EXIT_USAGE);
         }
     };
@@ -163,7 +163,7 @@ fn live(image: &str, args: &TagsArgs, policy: &Policy, out: &mut dyn Write) -> a
     let (tags, selection, digests) = match lookup {
         Ok(found) => found,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::print_error(format_args!("error: {e}"));
             return Ok(super::EXIT_FAILURE);
         }
     };

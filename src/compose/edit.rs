@@ -11,6 +11,7 @@ use serde_yaml_ng::Value;
 
 use super::locate::{Project, locate_in};
 use super::{ComposeError, ImageSite, Quote};
+use crate::reference::{self, ImageRef};
 
 /// How [`set_image`] may edit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,39 +108,24 @@ pub fn set_image(
     })
 }
 
-/// Checks a new image reference and adds the digest to pin, if any.
+/// Checks a new image reference by Docker's grammar (the one [`ImageRef`] parses: lower-case
+/// repository, tag `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, `algorithm:hex` digest) and adds the
+/// digest to pin, if any. The reference is written as given, not normalised.
 pub(crate) fn image_value(image: &str, pin_digest: Option<&str>) -> Result<String, ComposeError> {
-    let invalid = |reason: &str| ComposeError::InvalidImage {
-        image: image.to_string(),
-        reason: reason.to_string(),
-    };
-    if image.is_empty() {
-        return Err(invalid("it is empty"));
-    }
-    if let Some(c) = image
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "._-:/@+".contains(*c)))
-    {
-        return Err(invalid(&format!(
-            "{c:?} cannot appear in an image reference"
-        )));
-    }
-    if !image.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(invalid("it must start with a letter or digit"));
-    }
+    ImageRef::parse_partial(image)?;
     let Some(digest) = pin_digest else {
         return Ok(image.to_string());
     };
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| {
-            invalid(&format!(
-                "the digest {digest:?} is not sha256:<64 hex digits>"
-            ))
-        })?;
+    if let Some(reason) = reference::digest_problem(digest) {
+        return Err(ComposeError::InvalidImage {
+            image: image.to_string(),
+            reason: format!(
+                "the digest to pin {digest:?} is not a digest: {reason} (expected sha256: and 64 lower-case hex digits)"
+            ),
+        });
+    }
     let without_digest = image.split_once('@').map_or(image, |(name, _)| name);
-    Ok(format!("{without_digest}@sha256:{hex}"))
+    Ok(format!("{without_digest}@{digest}"))
 }
 
 /// The new token in the quote style of the old one. A plain value that YAML would read as
@@ -280,9 +266,24 @@ mod tests {
             image_value(&format!("nginx:1.26@sha256:{}", "cd".repeat(32)), Some(&d)).unwrap(),
             format!("nginx:1.26@{d}")
         );
-        assert!(image_value("nginx 1", None).is_err());
-        assert!(image_value("${X}", None).is_err());
-        assert!(image_value("nginx", Some("sha256:xyz")).is_err());
+        for (bad, says) in [
+            ("nginx 1", "invalid path component"),
+            ("${X}", "invalid path component"),
+            ("NGINX:1.27", "must be lower-case"),
+            ("x:y:z:1", "it contains `:`"),
+            ("nginx:1.27/../x", "the port must be a number"),
+            ("library/../x:1", "invalid path component \"..\""),
+            ("nginx:-1", "starts with `.` or `-`"),
+            ("nginx@sha256:abc", "invalid digest"),
+            ("", "empty"),
+        ] {
+            let e = image_value(bad, None).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+        let e = image_value("nginx", Some("sha256:xyz"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"sha256:xyz\" is not a digest"), "{e}");
     }
 
     #[test]

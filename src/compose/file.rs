@@ -1,12 +1,13 @@
 //! The thin I/O layer of the compose editor: read a file, plan an edit, apply it atomically.
 //!
+//! Files are read through [`crate::config::read_file`]: regular files of at most 8 MiB.
+//!
 //! A [`PlannedEdit`] holds the bytes it was computed from. [`PlannedEdit::apply`] reads the file
 //! again right before writing and refuses if it changed since (an operator saved it, `git pull`
 //! ran): the update is retried next cycle on fresh bytes. The previous bytes stay in the plan so
 //! a rollback can put them back exactly with [`restore`].
 
 use std::fmt;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::edit::image_value;
 use super::locate::{Project, locate_in};
 use super::{ComposeError, EditOptions, ImageSite, interp, set_env_var, set_image};
+use crate::config::{MAX_FILE_BYTES, read_file};
 use crate::durable::{self, NewFileMode};
 
 /// Mode of an env file lookout would create; it never creates one today, but `durable` asks.
@@ -51,12 +53,10 @@ pub struct ComposeFile {
 }
 
 impl ComposeFile {
+    /// Reads a compose or env file: a regular file of at most [`MAX_FILE_BYTES`] (so
+    /// `/dev/zero`, a FIFO or a folder fail at once), as UTF-8.
     pub fn read(path: &Path) -> Result<ComposeFile, ComposeError> {
-        let bytes = fs::read(path).map_err(|source| ComposeError::Io {
-            action: "read",
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_bytes(path)?;
         let text = String::from_utf8(bytes).map_err(|_| ComposeError::NotUtf8 {
             path: path.to_path_buf(),
         })?;
@@ -150,27 +150,21 @@ impl PlannedEdit {
 /// `expected_current` (the bytes lookout wrote): then someone else changed it, and it is left.
 /// A file that already holds `previous` (a rollback run twice, after a crash) is left as it is.
 pub fn restore(path: &Path, previous: &[u8], expected_current: &[u8]) -> Result<(), ComposeError> {
-    if fs::read(path).is_ok_and(|current| current == previous) {
+    if read_file(path, MAX_FILE_BYTES).is_ok_and(|current| current == previous) {
         return Ok(());
     }
     replace_if_unchanged(path, expected_current, previous)
 }
 
 fn replace_if_unchanged(path: &Path, expected: &[u8], new: &[u8]) -> Result<(), ComposeError> {
-    let current = match fs::read(path) {
+    let current = match read_bytes(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        Err(ComposeError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             return Err(ComposeError::ChangedOnDisk {
                 path: path.to_path_buf(),
             });
         }
-        Err(source) => {
-            return Err(ComposeError::Io {
-                action: "read",
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+        Err(e) => return Err(e),
     };
     // A window remains between this check and the rename; it is as small as lookout can make it
     // without a lock the operator's editor would not honour.
@@ -181,6 +175,15 @@ fn replace_if_unchanged(path: &Path, expected: &[u8], new: &[u8]) -> Result<(), 
     }
     durable::replace(path, new, NEW_FILE_MODE)?;
     Ok(())
+}
+
+/// The bytes of a compose or env file, read through the one bounded reader.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ComposeError> {
+    read_file(path, MAX_FILE_BYTES).map_err(|source| ComposeError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Plans setting `service`'s image to `image` in the compose file at `compose`, reading
@@ -310,5 +313,36 @@ mod tests {
             "3:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_ne!(f, Fingerprint::of(b"abd"));
+    }
+
+    #[test]
+    fn special_and_huge_files_are_refused_at_once() {
+        let opts = PlanOptions::default();
+        let e = plan_set_image(Path::new("/dev/zero"), "web", "nginx:1", &opts).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read /dev/zero: not a regular file (a character device); give the path of a file"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let compose = dir.path().join("compose.yaml");
+        std::fs::write(&compose, "services:\n  web:\n    image: ${IMAGE}\n").unwrap();
+        let opts = PlanOptions {
+            env_file: Some(PathBuf::from("/dev/zero")),
+            ..PlanOptions::default()
+        };
+        let e = plan_set_image_with_env(&compose, "web", "nginx:1", &opts, |_| None).unwrap_err();
+        assert!(
+            e.to_string().contains("/dev/zero: not a regular file"),
+            "{e}"
+        );
+        let big = dir.path().join("big.yaml");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let e = plan_set_image(&big, "web", "nginx:1", &PlanOptions::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("more than the 8388608 lookout reads"),
+            "{e}"
+        );
     }
 }

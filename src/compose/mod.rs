@@ -184,6 +184,9 @@ pub enum ComposeError {
     },
     #[error("{image:?} is not an image reference lookout will write: {reason}")]
     InvalidImage { image: String, reason: String },
+    /// The new image does not follow Docker's reference grammar.
+    #[error(transparent)]
+    Reference(#[from] crate::reference::ReferenceError),
     #[error("refusing to write: {detail}")]
     VerifyFailed { detail: String },
     #[error(

@@ -6,6 +6,7 @@
 //! `"30m"`), and reports unknown keys with the valid ones. Nothing stops at the first problem.
 
 use std::cell::RefCell;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -31,6 +32,9 @@ pub struct Ctx<'e> {
     pub env: &'e dyn Fn(&str) -> Option<String>,
     pub problems: RefCell<Vec<Problem>>,
     pub warnings: RefCell<Vec<Problem>>,
+    /// Every secret value read so far (as written and as substituted): masked in every problem
+    /// and remembered for [`super::redact`].
+    pub secrets: RefCell<Vec<String>>,
 }
 
 impl<'e> Ctx<'e> {
@@ -39,6 +43,14 @@ impl<'e> Ctx<'e> {
             env,
             problems: RefCell::default(),
             warnings: RefCell::default(),
+            secrets: RefCell::default(),
+        }
+    }
+
+    /// Marks `value` as a secret: it is masked wherever it would appear in a message.
+    pub fn secret_value(&self, value: &str) {
+        if !value.is_empty() {
+            self.secrets.borrow_mut().push(value.to_owned());
         }
     }
 
@@ -93,7 +105,7 @@ impl<'a, 'e> Obj<'a, 'e> {
         let shown = if secret {
             "a value".to_owned()
         } else {
-            format!("{got}")
+            describe(got)
         };
         self.ctx
             .problem(self.at(key), format!("expected {want}, found {shown}"));
@@ -109,6 +121,50 @@ impl<'a, 'e> Obj<'a, 'e> {
         self.string_inner(key, true).map(Secret::new)
     }
 
+    /// An `http://` or `https://` URL. A `secret` URL (a webhook's, whose path is often the
+    /// credential) is shown in messages as its scheme and host only, and masked everywhere;
+    /// another is shown with its userinfo and tokens masked.
+    pub fn url(&mut self, key: &'static str, secret: bool) -> Option<String> {
+        let url = self.string_inner(key, secret)?;
+        let shown = if secret {
+            super::redact::redact_url(&url)
+        } else {
+            super::redact::redact(&url).into_owned()
+        };
+        let problem = match url::Url::parse(&url) {
+            Err(e) => Some(format!("{shown:?} is not a URL ({e})")),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                Some(format!("{shown:?} is not an http:// or https:// URL"))
+            }
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+                Some(format!("{shown:?} names no host"))
+            }
+            Ok(_) if url.chars().any(|c| c.is_whitespace() || c.is_control()) => Some(format!(
+                "{shown:?} contains white space or control characters"
+            )),
+            Ok(u) => {
+                if secret {
+                    // The parts after the host are the credential of a chat webhook.
+                    let after_host = &u[url::Position::BeforePath..];
+                    if after_host.len() > 1 {
+                        self.ctx.secret_value(after_host);
+                    }
+                    if !u.password().unwrap_or("").is_empty() {
+                        self.ctx.secret_value(u.password().unwrap_or(""));
+                    }
+                }
+                None
+            }
+        };
+        match problem {
+            Some(message) => {
+                self.ctx.problem(self.at(key), message);
+                None
+            }
+            None => Some(url),
+        }
+    }
+
     fn string_inner(&mut self, key: &'static str, secret: bool) -> Option<String> {
         let value = self.get(key)?;
         let Value::String(s) = value else {
@@ -116,7 +172,14 @@ impl<'a, 'e> Obj<'a, 'e> {
             return None;
         };
         let path = self.at(key);
-        match substitute(s, self.ctx.env) {
+        if secret {
+            self.ctx.secret_value(s);
+        }
+        let substituted = substitute(s, self.ctx.env);
+        if secret && let Ok(Substituted { text, .. }) = &substituted {
+            self.ctx.secret_value(text);
+        }
+        match substituted {
             Ok(Substituted { text, unset }) => {
                 if !unset.is_empty() {
                     let names = unset.join(", ");
@@ -138,7 +201,12 @@ impl<'a, 'e> Obj<'a, 'e> {
                 }
                 Some(text)
             }
-            Err(message) => {
+            Err(e) => {
+                let message = if secret {
+                    e.to_string()
+                } else {
+                    format!("{s:?}: {e}")
+                };
                 self.ctx.problem(path, message);
                 None
             }
@@ -194,8 +262,50 @@ impl<'a, 'e> Obj<'a, 'e> {
         }
     }
 
-    /// Seconds as a number, or a duration such as `90s`, `30m`, `1h30m`, `2d`.
-    pub fn duration(&mut self, key: &'static str) -> Option<Duration> {
+    /// A whole number in `range`; a number outside it is a problem naming the range.
+    pub fn uint_in(&mut self, key: &'static str, range: RangeInclusive<u64>) -> Option<u64> {
+        let n = self.uint(key)?;
+        if range.contains(&n) {
+            return Some(n);
+        }
+        self.ctx.problem(
+            self.at(key),
+            format!(
+                "{n} is out of range: use {} to {}",
+                range.start(),
+                range.end()
+            ),
+        );
+        None
+    }
+
+    /// A duration in `range`; one outside it is a problem naming the value and the range (and
+    /// `hint`, when it says more).
+    pub fn duration_in(
+        &mut self,
+        key: &'static str,
+        range: RangeInclusive<Duration>,
+        hint: &str,
+    ) -> Option<Duration> {
+        let d = self.duration(key)?;
+        if range.contains(&d) {
+            return Some(d);
+        }
+        self.ctx.problem(
+            self.at(key),
+            format!(
+                "{} is out of range: use {} to {}{hint}",
+                format_duration(d),
+                format_duration(*range.start()),
+                format_duration(*range.end())
+            ),
+        );
+        None
+    }
+
+    /// Seconds as a number, or a duration such as `90s`, `30m`, `1h30m`, `2d`. Prefer
+    /// [`Obj::duration_in`]: every duration setting has a range.
+    fn duration(&mut self, key: &'static str) -> Option<Duration> {
         let value = self.get(key)?;
         match value {
             Value::Number(n) if n.as_u64().is_some() => n.as_u64().map(Duration::from_secs),
@@ -259,9 +369,10 @@ impl<'a, 'e> Obj<'a, 'e> {
             let path = format!("{}[{i}]", self.at(key));
             match item {
                 Value::Object(map) => out.push(Obj::new(self.ctx, path, map)),
-                other => self
-                    .ctx
-                    .problem(path, format!("expected a table / object, found {other}")),
+                other => self.ctx.problem(
+                    path,
+                    format!("expected a table / object, found {}", describe(other)),
+                ),
             }
         }
         out
@@ -293,8 +404,25 @@ pub struct Substituted {
     pub unset: Vec<String>,
 }
 
+/// Why `${…}` substitution failed. The message never quotes the value (it may be a secret); it
+/// says where, in characters from the start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubstituteError {
+    #[error(
+        "unclosed \"${{\" at character {at}: write ${{NAME}} or ${{NAME:-default}}, or $$ for a literal $"
+    )]
+    Unclosed { at: usize },
+    #[error(
+        "the \"${{…}}\" at character {at} is not a variable reference: write ${{NAME}} or ${{NAME:-default}} (NAME: letters, digits and _, not starting with a digit), or $$ for a literal $"
+    )]
+    NotAName { at: usize },
+}
+
 /// Substitutes `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`. A lone `$` stays as it is.
-pub fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Substituted, String> {
+pub fn substitute(
+    s: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Substituted, SubstituteError> {
     let mut text = String::with_capacity(s.len());
     let mut unset = Vec::new();
     let mut rest = s;
@@ -305,9 +433,8 @@ pub fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Subst
             text.push('$');
             rest = stripped;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unclosed \"${{\" in {s:?}"))?;
+            let at = s[..s.len() - rest.len() + i].chars().count() + 1;
+            let end = body.find('}').ok_or(SubstituteError::Unclosed { at })?;
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -317,9 +444,7 @@ pub fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Subst
                 && !name.starts_with(|c: char| c.is_ascii_digit())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid_name {
-                return Err(format!(
-                    "\"${{{expr}}}\" is not a variable reference; write ${{NAME}} or ${{NAME:-default}}"
-                ));
+                return Err(SubstituteError::NotAName { at });
             }
             match (
                 env(name).filter(|v| !v.is_empty() || default.is_none()),
@@ -337,6 +462,31 @@ pub fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Subst
     }
     text.push_str(rest);
     Ok(Substituted { text, unset })
+}
+
+/// What a JSON value is, for a message that must not quote it (it may hold a secret, or be big):
+/// numbers and booleans are shown, strings, lists and tables are named.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(_) => "a string".to_owned(),
+        Value::Array(_) => "a list".to_owned(),
+        Value::Object(_) => "a table / object".to_owned(),
+    }
+}
+
+/// `90s`, `30m`, `6h`, `2d`, or seconds (`3601s`) when no larger unit divides it.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// `3600`, `90s`, `30m`, `1h30m`, `2d`, `1h 30m`.
@@ -428,11 +578,18 @@ mod tests {
         check("a${NOPE}b", "ab", &["NOPE"]);
         check("$$HOME and $5", "$HOME and $5", &[]);
         check("no vars", "no vars", &[]);
-        assert!(substitute("${HOME", &env).unwrap_err().contains("unclosed"));
+        assert_eq!(
+            substitute("ab${HOME", &env).unwrap_err(),
+            SubstituteError::Unclosed { at: 3 }
+        );
+        assert_eq!(
+            substitute("é${1X}", &env).unwrap_err(),
+            SubstituteError::NotAName { at: 2 }
+        );
+        let message = substitute("hunter2${oops", &env).unwrap_err().to_string();
         assert!(
-            substitute("${1X}", &env)
-                .unwrap_err()
-                .contains("not a variable")
+            message.starts_with("unclosed \"${\" at character 8") && !message.contains("hunter2"),
+            "{message}"
         );
     }
 

@@ -5,8 +5,15 @@
 //! overridden by `LOOKOUT_*` environment variables and by the seed's `.env` names
 //! (`CHECK_INTERVAL`, …); `LOOKOUT_*` wins over the seed's name, and both win over the file.
 //! Validation reports every problem at once, each with its path and the valid choices.
+//!
+//! Every duration and count has a valid range ([`limits`]), so no configured value can make
+//! lookout's arithmetic overflow. Messages never contain a secret: secret keys' values are never
+//! quoted, webhook URLs are shown as scheme and host, syntax errors give the line and column
+//! without the line's text, and every problem passes through [`redact`] with the secrets read.
 
 mod fields;
+mod files;
+pub mod redact;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,7 +24,8 @@ use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
 
 use fields::{Ctx, Obj};
-pub use fields::{Problem, parse_duration, substitute};
+pub use fields::{Problem, SubstituteError, format_duration, parse_duration, substitute};
+pub use files::{MAX_FILE_BYTES, read_file, read_text};
 
 use crate::policy::{Policy, PolicyKind, PolicySpec, UpdateLevel};
 use crate::reference::ImageRef;
@@ -28,6 +36,31 @@ use crate::telemetry::{EventKind, WebhookFormat};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
 pub const DEFAULT_STATE_FILE: &str = "/var/lib/lookout/state.json";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
+
+/// The valid range of every duration and count setting. Values outside are refused at
+/// validation with the range in the message, so any sum or product lookout forms from them
+/// (`compose_timeout + health_timeout`, an `Instant` plus a timeout) stays far from overflow.
+pub mod limits {
+    use std::ops::RangeInclusive;
+    use std::time::Duration;
+
+    const fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 3600;
+    const DAY: u64 = 86_400;
+
+    pub const CHECK_INTERVAL: RangeInclusive<Duration> = secs(10)..=secs(30 * DAY);
+    pub const CHECK_JITTER: RangeInclusive<Duration> = secs(0)..=secs(DAY);
+    pub const HEALTH_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(6 * HOUR);
+    pub const HEALTH_STABLE: RangeInclusive<Duration> = secs(0)..=secs(HOUR);
+    pub const COMPOSE_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(HOUR);
+    pub const CHECK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(HOUR);
+    pub const WEBHOOK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(5 * MINUTE);
+    pub const STATE_BACKUPS: RangeInclusive<u64> = 0..=1000;
+    pub const PORT: RangeInclusive<u64> = 1..=65_535;
+}
 
 /// A secret string: shown as `***` by `Debug` and `Display`, so it cannot leak into a log line
 /// or an error message by accident. [`Secret::expose`] is the one way to read it.
@@ -246,8 +279,9 @@ pub struct ServiceSpec {
     pub timezone: Option<TimeZone>,
 }
 
-/// One webhook endpoint.
-#[derive(Debug, Clone)]
+/// One webhook endpoint. `Debug` shows the URL as scheme and host only: the rest is often the
+/// credential.
+#[derive(Clone)]
 pub struct WebhookSpec {
     pub url: String,
     /// The events sent to it; `None` sends all.
@@ -257,6 +291,18 @@ pub struct WebhookSpec {
     pub format: WebhookFormat,
     /// Limit for one delivery attempt.
     pub timeout: Duration,
+}
+
+impl fmt::Debug for WebhookSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSpec")
+            .field("url", &redact::redact_url(&self.url))
+            .field("events", &self.events)
+            .field("secret", &self.secret)
+            .field("format", &self.format)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// The whole, validated configuration.
@@ -275,10 +321,13 @@ pub struct Config {
     pub state_fallback: bool,
     /// Address of the HTTP API and `/metrics`.
     pub listen: SocketAddr,
+    /// The operator allows a `listen` address beyond loopback without `api_token`.
+    pub listen_without_token: bool,
     pub api_token: Option<Secret>,
     /// Secret for registry push hooks (`/hooks/{source}`); hooks are off without it.
     pub hook_secret: Option<Secret>,
-    pub webhook_url: Option<String>,
+    /// The seed's single webhook URL (also the last of [`Config::webhooks`]).
+    pub webhook_url: Option<Secret>,
     pub maintenance_window: Option<Vec<TimeRange>>,
     /// Days of the week the windows apply on (`None`: every day).
     pub maintenance_days: Option<WeekdaySet>,
@@ -302,7 +351,8 @@ pub struct Config {
     pub warnings: Vec<Problem>,
 }
 
-/// Why a configuration could not be used. Messages name the file; they never contain secrets.
+/// Why a configuration could not be used. Messages name the file; they never contain secrets
+/// (a syntax error gives the line and column, not the line).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
@@ -361,13 +411,19 @@ impl Format {
 }
 
 /// Reads, parses and validates the configuration file at `path`, with the process environment.
+/// The file must be a regular file of at most [`MAX_FILE_BYTES`]. Every secret value it holds is
+/// [remembered](redact::remember), so that nothing lookout prints later shows it.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = read_text(path, MAX_FILE_BYTES).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
     let env = |name: &str| std::env::var(name).ok();
-    from_text(path, &text, &env)
+    let (result, secrets) = from_text_with_secrets(path, &text, &env);
+    for secret in &secrets {
+        redact::remember(secret);
+    }
+    result
 }
 
 /// Parses and validates `text` (named `path` in messages), with `env` as the environment.
@@ -376,26 +432,96 @@ pub fn from_text(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let format = Format::detect(path, text);
-    let doc = parse(text, format).map_err(|message| ConfigError::Syntax {
-        path: path.to_owned(),
-        format,
-        message,
-    })?;
-    validate(&doc, env).map_err(|problems| ConfigError::Invalid {
-        path: path.to_owned(),
-        problems,
-    })
+    from_text_with_secrets(path, text, env).0
 }
 
-/// Parses TOML or JSON into one document shape.
-pub fn parse(text: &str, format: Format) -> Result<Value, String> {
-    match format {
-        Format::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
-        Format::Toml => {
-            toml::from_str::<Value>(text).map_err(|e| e.to_string().trim_end().to_owned())
+/// [`from_text`], and the secret values the text holds (also when it is invalid).
+fn from_text_with_secrets(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Result<Config, ConfigError>, Vec<String>) {
+    let format = Format::detect(path, text);
+    let doc = match parse(text, format) {
+        Ok(doc) => doc,
+        Err(message) => {
+            let error = ConfigError::Syntax {
+                path: path.to_owned(),
+                format,
+                message,
+            };
+            return (Err(error), secrets_in_text(text));
         }
-    }
+    };
+    let (config, secrets) = validate_with_secrets(&doc, env);
+    let config = config.map_err(|problems| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    });
+    (config, secrets)
+}
+
+/// Parses TOML or JSON into one document shape. The message of a syntax error gives the line,
+/// the column and what is wrong, never the text of the line (it may hold a password).
+pub fn parse(text: &str, format: Format) -> Result<Value, String> {
+    let message = match format {
+        Format::Json => match serde_json::from_str(text) {
+            Ok(v) => return Ok(v),
+            // serde_json's messages name the place, never the text.
+            Err(e) => e.to_string(),
+        },
+        Format::Toml => match toml::from_str::<Value>(text) {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let what = e
+                    .message()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                match e.span() {
+                    Some(span) => {
+                        let (line, column) = line_and_column(text, span.start);
+                        format!("line {line}, column {column}: {what}")
+                    }
+                    None => what,
+                }
+            }
+        },
+    };
+    let secrets = secrets_in_text(text);
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    Err(redact::redact_with(&message, &secrets).into_owned())
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = (0..=offset.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, text[line_start..offset].chars().count() + 1)
+}
+
+/// The values of secret-looking keys in raw configuration text (`password = "…"`,
+/// `"api_token": "…"`, an unterminated one too), found line by line: what a syntax error must
+/// not show, since the document never parsed.
+fn secrets_in_text(text: &str) -> Vec<String> {
+    static ASSIGNMENT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?i)"?[a-z0-9_.\-]*(?:password|secret|token|url)[a-z0-9_.\-]*"?\s*[=:]\s*["']([^"'\r\n]+)"#,
+        )
+        .expect("assignment pattern")
+    });
+    ASSIGNMENT
+        .captures_iter(text)
+        .map(|c| c[1].trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 /// Global settings that environment variables may override: (key, seed `.env` name).
@@ -411,6 +537,7 @@ pub const ENV_OVERRIDES: &[(&str, Option<&str>)] = &[
     ("state_backup_dir", Some("STATE_BACKUP_DIR")),
     ("state_fallback", None),
     ("listen", None),
+    ("listen_without_token", None),
     ("metrics_port", Some("METRICS_PORT")),
     ("api_token", None),
     ("hook_secret", None),
@@ -430,12 +557,22 @@ pub const ENV_OVERRIDES: &[(&str, Option<&str>)] = &[
 
 /// Validates a parsed document into a [`Config`], or lists every problem.
 pub fn validate(doc: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
+    validate_with_secrets(doc, env).0
+}
+
+/// [`validate`], and every secret value the document holds. Each problem and warning is passed
+/// through [`redact::redact_with`] with those values.
+fn validate_with_secrets(
+    doc: &Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Result<Config, Vec<Problem>>, Vec<String>) {
     let ctx = Ctx::new(env);
     let Value::Object(file_map) = doc else {
-        return Err(vec![Problem {
+        let problem = Problem {
             path: "(top level)".into(),
             message: "expected a table / object of settings".into(),
-        }]);
+        };
+        return (Err(vec![problem]), Vec::new());
     };
     // Environment overrides become ordinary string values, so they are checked like the file's.
     let mut map = file_map.clone();
@@ -454,19 +591,26 @@ pub fn validate(doc: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<Con
         }
     }
     let config = read_config(&ctx, &map);
-    let mut problems = ctx.problems.into_inner();
+    let secrets = ctx.secrets.into_inner();
+    let masks: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let clean = |mut p: Problem| {
+        p.message = redact::redact_with(&p.message, &masks).into_owned();
+        p
+    };
+    let mut problems: Vec<Problem> = ctx.problems.into_inner().into_iter().map(clean).collect();
     for p in &mut problems {
         if let Some((_, name)) = overridden.iter().find(|(k, _)| p.path == *k) {
             p.path = format!("{} (from environment variable {name})", p.path);
         }
     }
-    match config {
+    let result = match config {
         Some(mut c) if problems.is_empty() => {
-            c.warnings = ctx.warnings.into_inner();
+            c.warnings = ctx.warnings.into_inner().into_iter().map(clean).collect();
             Ok(c)
         }
         _ => Err(problems),
-    }
+    };
+    (result, secrets)
 }
 
 /// `INFO   # DEBUG|INFO` → `INFO`: systemd's `EnvironmentFile=` keeps such comments in the value,
@@ -481,36 +625,30 @@ fn strip_inline_comment(value: &str) -> String {
 fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
     let mut top = Obj::new(ctx, String::new(), map);
     let check_interval = top
-        .duration("check_interval")
+        .duration_in(
+            "check_interval",
+            limits::CHECK_INTERVAL,
+            " (checks every few seconds burn registry rate limits: use registry push hooks for fast updates)",
+        )
         .unwrap_or(Duration::from_secs(3600));
-    if check_interval < Duration::from_secs(10) {
-        ctx.problem("check_interval", format!("{}s is too short: checks every few seconds burn registry rate limits; use at least 10s, or registry push hooks for fast updates", check_interval.as_secs()));
-    }
     let health_timeout = top
-        .duration("health_timeout")
+        .duration_in("health_timeout", limits::HEALTH_TIMEOUT, "")
         .unwrap_or(Duration::from_secs(180));
     let health_stable = top
-        .duration("health_stable")
+        .duration_in("health_stable", limits::HEALTH_STABLE, "")
         .unwrap_or(Duration::from_secs(10));
     let compose_timeout = top
-        .duration("compose_timeout")
+        .duration_in("compose_timeout", limits::COMPOSE_TIMEOUT, "")
         .unwrap_or(Duration::from_secs(120));
     let check_timeout = top
-        .duration("check_timeout")
+        .duration_in("check_timeout", limits::CHECK_TIMEOUT, "")
         .unwrap_or(DEFAULT_CHECK_TIMEOUT);
-    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&check_timeout) {
-        ctx.problem(
-            top.at("check_timeout"),
-            format!(
-                "{}s is out of range: use 1s to 1h (3600s); the default is 2m",
-                check_timeout.as_secs()
-            ),
-        );
-    }
     let state_file = top
         .string("state_file")
         .map_or_else(|| PathBuf::from(DEFAULT_STATE_FILE), PathBuf::from);
-    let state_backups = top.uint("state_backups").unwrap_or(5);
+    let state_backups = top
+        .uint_in("state_backups", limits::STATE_BACKUPS)
+        .unwrap_or(5);
     let state_backup_dir = top.string("state_backup_dir").map(PathBuf::from);
     let state_fallback = top.bool("state_fallback").unwrap_or(false);
     let mut listen: SocketAddr = DEFAULT_LISTEN
@@ -525,16 +663,28 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
             ),
         }
     }
-    if let Some(port) = top.uint("metrics_port") {
-        match u16::try_from(port) {
-            Ok(p) if p > 0 => listen.set_port(p),
-            _ => ctx.problem(
-                top.at("metrics_port"),
-                format!("{port} is not a TCP port (1-65535)"),
-            ),
-        }
+    if let Some(port) = top.uint_in("metrics_port", limits::PORT) {
+        listen.set_port(u16::try_from(port).unwrap_or(DEFAULT_PORT));
     }
+    let listen_without_token = top.bool("listen_without_token").unwrap_or(false);
     let api_token = top.secret("api_token");
+    if api_token.is_none() && !listen_without_token && !is_loopback(listen) {
+        let why = if map.get("api_token").is_some_and(|v| !v.is_null()) {
+            "api_token is empty (is the environment variable it names set?)"
+        } else {
+            "no api_token is set"
+        };
+        ctx.problem(
+            top.at("listen"),
+            format!(
+                "{listen} is reachable from other hosts and {why}: anyone who can \
+                 reach it reads the API and /metrics and can send hooks. Set api_token = \
+                 \"${{LOOKOUT_API_TOKEN}}\" with a long random value in LOOKOUT_API_TOKEN \
+                 (openssl rand -hex 32), or listen on 127.0.0.1, or allow it knowingly with \
+                 listen_without_token = true (environment: LOOKOUT_LISTEN_WITHOUT_TOKEN=true)"
+            ),
+        );
+    }
     if api_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
         ctx.problem(
             top.at("api_token"),
@@ -548,10 +698,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
             "is shorter than 16 characters; use a long random secret (e.g. `openssl rand -hex 32`)",
         );
     }
-    let webhook_url = top.string("webhook_url");
-    if let Some(url) = &webhook_url {
-        check_url(ctx, &top.at("webhook_url"), url);
-    }
+    let webhook_url = top.url("webhook_url", true);
     let maintenance_window = windows(&mut top, "maintenance_window");
     let maintenance_days = weekdays(&mut top, "maintenance_days");
     let timezone = timezone(&mut top, "timezone");
@@ -560,13 +707,15 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
             .map_err(|e| ctx.problem(top.at("schedule"), e))
             .ok()
     });
-    let check_jitter = top.duration("check_jitter").unwrap_or_else(|| {
-        if schedule.is_some() {
-            Duration::ZERO
-        } else {
-            (check_interval / 10).min(Duration::from_secs(300))
-        }
-    });
+    let check_jitter = top
+        .duration_in("check_jitter", limits::CHECK_JITTER, "")
+        .unwrap_or_else(|| {
+            if schedule.is_some() {
+                Duration::ZERO
+            } else {
+                (check_interval / 10).min(Duration::from_secs(300))
+            }
+        });
     let first_check_at_start = top.bool("first_check_at_start").unwrap_or(true);
     let mut webhooks: Vec<WebhookSpec> = top
         .objects("webhooks")
@@ -628,9 +777,10 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         state_backup_dir,
         state_fallback,
         listen,
+        listen_without_token,
         api_token,
         hook_secret,
-        webhook_url,
+        webhook_url: webhook_url.map(Secret::new),
         maintenance_window,
         maintenance_days,
         timezone,
@@ -727,10 +877,10 @@ pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn read_webhook(mut o: Obj<'_, '_>) -> Option<WebhookSpec> {
-    let url = o.string("url");
-    match &url {
-        Some(u) => check_url(o.ctx, &o.at("url"), u),
-        None => o.ctx.problem(o.at("url"), "is required"),
+    let present = o.get("url").is_some();
+    let url = o.url("url", true);
+    if !present {
+        o.ctx.problem(o.at("url"), "is required");
     }
     let events = string_list(&mut o, "events").and_then(|names| {
         if names.iter().any(|n| n == "all" || n == "*") {
@@ -755,10 +905,9 @@ fn read_webhook(mut o: Obj<'_, '_>) -> Option<WebhookSpec> {
     let format = o
         .choice("format", WebhookFormat::NAMES, WebhookFormat::parse)
         .unwrap_or(WebhookFormat::Generic);
-    let timeout = o.duration("timeout").unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
-    if timeout.is_zero() {
-        o.ctx.problem(o.at("timeout"), "must be longer than 0s");
-    }
+    let timeout = o
+        .duration_in("timeout", limits::WEBHOOK_TIMEOUT, "")
+        .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
     o.finish();
     Some(WebhookSpec {
         url: url?,
@@ -769,14 +918,12 @@ fn read_webhook(mut o: Obj<'_, '_>) -> Option<WebhookSpec> {
     })
 }
 
-fn check_url(ctx: &Ctx<'_>, path: &str, url: &str) {
-    let ok = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-    if !ok {
-        ctx.problem(path, format!("{url:?} is not an http:// or https:// URL"));
-    }
+/// The port used when a configured one cannot be (never: ports are validated to 1-65535).
+const DEFAULT_PORT: u16 = 9100;
+
+/// Whether only this host can reach `addr`: 127.0.0.0/8 and ::1 (also as `::ffff:127.x.y.z`).
+fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
 }
 
 /// Global settings a service inherits unless it sets its own.
@@ -831,15 +978,23 @@ impl ServiceSpec {
             .map(read_registry_settings)
             .unwrap_or_default();
         let health_timeout = o
-            .duration("health_timeout")
+            .duration_in("health_timeout", limits::HEALTH_TIMEOUT, "")
             .unwrap_or(defaults.health_timeout);
         let health_stable = o
-            .duration("health_stable")
+            .duration_in("health_stable", limits::HEALTH_STABLE, "")
             .unwrap_or(defaults.health_stable);
-        let probe_url = o.string("probe_url");
-        if let Some(url) = &probe_url {
-            check_url(o.ctx, &o.at("probe_url"), url);
+        if health_stable > health_timeout {
+            o.ctx.problem(
+                o.path.clone(),
+                format!(
+                    "health_stable ({}) is longer than health_timeout ({}): a container without a \
+                     healthcheck could never pass the health gate; make health_stable shorter",
+                    format_duration(health_stable),
+                    format_duration(health_timeout)
+                ),
+            );
         }
+        let probe_url = o.url("probe_url", false);
         let pin_digest = o.bool("pin_digest").unwrap_or(defaults.pin_digest);
         let cleanup = o.bool("cleanup").unwrap_or(defaults.cleanup);
         let maintenance_window = windows(&mut o, "maintenance_window");
@@ -891,7 +1046,7 @@ fn read_registry_settings(mut o: Obj<'_, '_>) -> RegistrySettings {
         aws_access_key_id: o.string("aws_access_key_id"),
         aws_secret_access_key: o.secret("aws_secret_access_key"),
         aws_session_token: o.secret("aws_session_token"),
-        endpoint_url: o.string("endpoint_url"),
+        endpoint_url: o.url("endpoint_url", false),
         project_id: o.string("project_id"),
         service_account_path: o.string("service_account_path").map(PathBuf::from),
         username: o.string("username"),
@@ -899,9 +1054,6 @@ fn read_registry_settings(mut o: Obj<'_, '_>) -> RegistrySettings {
         insecure: o.bool("insecure").unwrap_or(false),
         ca_file: o.string("ca_file").map(PathBuf::from),
     };
-    if let Some(url) = &s.endpoint_url {
-        check_url(o.ctx, &o.at("endpoint_url"), url);
-    }
     if s.aws_access_key_id.is_some() != s.aws_secret_access_key.is_some() {
         o.ctx.problem(o.path.clone(), "set both aws_access_key_id and aws_secret_access_key, or neither (to use the default AWS credential chain)");
     }

@@ -410,7 +410,7 @@ timezone = "Berlin"
         "webhooks[0].format: \"teams\" is not one of generic, slack, discord",
         "webhooks[0].events: \"exploded\" is not one of update_available, update_started, updated, rolled_back, update_failed, all",
         "webhooks[0].events[2]: expected a string, found 3",
-        "webhooks[0].timeout: must be longer than 0s",
+        "webhooks[0].timeout: 0s is out of range: use 1s to 5m",
         "webhooks[0].colour: unknown key",
         "services[0].maintenance_days: expected a list of strings, found 5",
         "services[0].timezone: \"Berlin\" is not an IANA time zone",
@@ -478,4 +478,298 @@ fn the_documented_default_covers_every_key_of_the_schema() {
         missing.is_empty(),
         "keys missing from config/lookout.toml: {missing:#?}"
     );
+}
+
+/// Each `(text, path)` problem's message, for a configuration given as TOML.
+fn problem_at(text: &str, path: &str) -> String {
+    let got = problems("x.toml", text);
+    got.iter()
+        .find(|p| p.starts_with(&format!("{path}: ")))
+        .unwrap_or_else(|| panic!("no problem at {path} in\n{}", got.join("\n")))
+        .clone()
+}
+
+#[test]
+fn durations_and_counts_outside_their_range_are_refused_with_the_range() {
+    let service = "[[services]]\nname = \"a\"\nimage = \"nginx\"\ncompose_file = \"/c.yml\"\n";
+    let cases = [
+        (
+            "health_timeout = 9223372036854775807".to_owned(),
+            "health_timeout",
+            "health_timeout: 9223372036854775807s is out of range: use 1s to 6h",
+        ),
+        (
+            "health_timeout = \"0s\"".to_owned(),
+            "health_timeout",
+            "health_timeout: 0s is out of range: use 1s to 6h",
+        ),
+        (
+            "check_interval = 5".to_owned(),
+            "check_interval",
+            "check_interval: 5s is out of range: use 10s to 30d (checks every few seconds",
+        ),
+        (
+            "check_interval = \"31d\"".to_owned(),
+            "check_interval",
+            "check_interval: 31d is out of range: use 10s to 30d",
+        ),
+        (
+            "compose_timeout = \"2h\"".to_owned(),
+            "compose_timeout",
+            "compose_timeout: 2h is out of range: use 1s to 1h",
+        ),
+        (
+            "health_stable = \"2h\"".to_owned(),
+            "health_stable",
+            "health_stable: 2h is out of range: use 0s to 1h",
+        ),
+        (
+            "check_jitter = \"2d\"".to_owned(),
+            "check_jitter",
+            "check_jitter: 2d is out of range: use 0s to 1d",
+        ),
+        (
+            "state_backups = 100000".to_owned(),
+            "state_backups",
+            "state_backups: 100000 is out of range: use 0 to 1000",
+        ),
+        (
+            "metrics_port = 70000".to_owned(),
+            "metrics_port",
+            "metrics_port: 70000 is out of range: use 1 to 65535",
+        ),
+        (
+            "[[webhooks]]\nurl = \"https://example.com/h\"\ntimeout = \"1h\"".to_owned(),
+            "webhooks[0].timeout",
+            "webhooks[0].timeout: 1h is out of range: use 1s to 5m",
+        ),
+        (
+            format!("{service}health_timeout = \"100000w\""),
+            "services[0].health_timeout",
+            "services[0].health_timeout: 700000d is out of range: use 1s to 6h",
+        ),
+        (
+            format!("{service}health_timeout = \"30s\"\nhealth_stable = \"1m\""),
+            "services[0]",
+            "services[0]: health_stable (1m) is longer than health_timeout (30s)",
+        ),
+        (
+            "check_interval = \"99999999999999999999999s\"".to_owned(),
+            "check_interval",
+            "check_interval: \"99999999999999999999999s\" is not a duration",
+        ),
+    ];
+    for (text, path, want) in cases {
+        let got = problem_at(&text, path);
+        assert!(got.starts_with(want), "{text:?}:\n got {got}\nwant {want}");
+    }
+    // The largest JSON number, and the same through an environment variable.
+    let got = problems("c.json", r#"{"health_timeout": 18446744073709551615}"#);
+    assert_eq!(
+        got,
+        ["health_timeout: 18446744073709551615s is out of range: use 1s to 6h"]
+    );
+    let env = |n: &str| (n == "HEALTH_TIMEOUT").then(|| "18446744073709551615".to_owned());
+    let Err(ConfigError::Invalid { problems, .. }) = load_str("x.toml", "", &env) else {
+        panic!("expected problems");
+    };
+    assert_eq!(
+        problems[0].to_string(),
+        "health_timeout (from environment variable HEALTH_TIMEOUT): 18446744073709551615s is out of range: use 1s to 6h"
+    );
+    // The ends of each range are valid.
+    let text = "check_interval = \"30d\"\nhealth_timeout = \"6h\"\nhealth_stable = \"1h\"\ncompose_timeout = \"1h\"\ncheck_jitter = \"1d\"\nstate_backups = 1000\n";
+    let c = load_str("x.toml", text, &no_env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.health_timeout, Duration::from_secs(6 * 3600));
+    let text = "check_interval = 10\nhealth_timeout = 1\nhealth_stable = 0\ncompose_timeout = 1\ncheck_jitter = 0\nstate_backups = 0\n";
+    load_str("x.toml", text, &no_env).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn listening_beyond_loopback_needs_a_token_or_an_explicit_yes() {
+    const TOKEN: &str = "api_token = \"0123456789abcdef0123\"\n";
+    for addr in [
+        "0.0.0.0:9100",
+        "[::]:9100",
+        "192.168.1.5:9100",
+        "[2001:db8::1]:80",
+    ] {
+        let text = format!("listen = \"{addr}\"\n");
+        let got = problem_at(&text, "listen");
+        for part in [
+            "is reachable from other hosts and no api_token is set",
+            "Set api_token = \"${LOOKOUT_API_TOKEN}\"",
+            "listen_without_token = true",
+            "LOOKOUT_LISTEN_WITHOUT_TOKEN=true",
+        ] {
+            assert!(got.contains(part), "{addr}: {got}");
+        }
+        load_str("x.toml", &format!("{text}{TOKEN}"), &no_env)
+            .unwrap_or_else(|e| panic!("{addr} with a token: {e}"));
+        load_str(
+            "x.toml",
+            &format!("{text}listen_without_token = true\n"),
+            &no_env,
+        )
+        .unwrap_or_else(|e| panic!("{addr} allowed knowingly: {e}"));
+        let env = |n: &str| (n == "LOOKOUT_LISTEN_WITHOUT_TOKEN").then(|| "true".to_owned());
+        load_str("x.toml", &text, &env)
+            .unwrap_or_else(|e| panic!("{addr} allowed through the environment: {e}"));
+    }
+    for addr in [
+        "127.0.0.1:9100",
+        "127.0.0.2:1",
+        "[::1]:9100",
+        "[::ffff:127.0.0.1]:9100",
+    ] {
+        let text = format!("listen = \"{addr}\"\nmetrics_port = 9200\n");
+        let c = load_str("x.toml", &text, &no_env).unwrap_or_else(|e| panic!("{addr}: {e}"));
+        assert_eq!(c.listen.port(), 9200);
+    }
+    // A token that is an unset variable is no token, and the message says why.
+    let got = problem_at(
+        "listen = \"0.0.0.0:1\"\napi_token = \"${NOT_SET}\"\n",
+        "listen",
+    );
+    assert!(
+        got.contains("api_token is empty (is the environment variable it names set?)"),
+        "{got}"
+    );
+    // Through the environment, the problem names the variable.
+    let env = |n: &str| (n == "LOOKOUT_LISTEN").then(|| "0.0.0.0:9100".to_owned());
+    let Err(ConfigError::Invalid { problems, .. }) = load_str("x.toml", "", &env) else {
+        panic!("expected problems");
+    };
+    assert!(
+        problems[0].to_string().starts_with(
+            "listen (from environment variable LOOKOUT_LISTEN): 0.0.0.0:9100 is reachable"
+        ),
+        "{problems:?}"
+    );
+}
+
+/// A configuration with a mistake next to (or inside) each kind of secret: no message shows one.
+#[test]
+fn no_mistake_shows_a_secret() {
+    const SECRETS: &[&str] = &[
+        "hunter2-registry-pass",
+        "tok-0123456789abcdef",
+        "hook-0123456789abcdef",
+        "T0AAA/B0BBB/slacktoken123",
+        "webhook-signing-secret",
+        "AKIASECRETKEYVALUE",
+        "pa:ss@word",
+        "discordtoken987",
+    ];
+    let service = "[[services]]\nname = \"a\"\nimage = \"nginx\"\ncompose_file = \"/c.yml\"\n";
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "x.toml",
+            "[[services]]\nname = \"a\"\nregistry_config = { password = \"hunter2-registry-pass\n"
+                .to_owned(),
+        ),
+        ("x.toml", "api_token = \"tok-0123456789abcdef\" x\n".to_owned()),
+        ("x.toml", "hook_secret = hook-0123456789abcdef\n".to_owned()),
+        (
+            "x.toml",
+            "api_token = \"tok-0123456789abcdef\"\napi_token = \"tok-0123456789abcdef\"\n"
+                .to_owned(),
+        ),
+        ("x.json", "{\"api_token\": \"tok-0123456789abcdef\",,}".to_owned()),
+        ("x.json", "{\"api_token\": \"tok-0123456789abcdef}".to_owned()),
+        (
+            "x.toml",
+            format!("{service}registry_config = {{ username = \"u\", password = \"hunter2-registry-pass${{oops\" }}\n"),
+        ),
+        (
+            "x.toml",
+            format!("{service}registry_config = {{ username = \"u\", password = \"hunter2-registry-pass${{not a name}}\" }}\n"),
+        ),
+        (
+            "x.toml",
+            "api_token = \"tok-0123456789abcdef${\"\nhook_secret = \"${hook-0123456789abcdef}\"\n".to_owned(),
+        ),
+        (
+            "x.toml",
+            "webhook_url = \"https://hooks.slack.com/services/T0AAA/B0BBB/slacktoken123 \"\n"
+                .to_owned(),
+        ),
+        (
+            "x.toml",
+            "webhook_url = \"hooks.slack.com/services/T0AAA/B0BBB/slacktoken123\"\n".to_owned(),
+        ),
+        (
+            "x.toml",
+            "[[webhooks]]\nurl = \"ftp://user:pa:ss@word@example.com/discordtoken987\"\nsecret = \"webhook-signing-secret\"\nformat = \"teams\"\n".to_owned(),
+        ),
+        (
+            "x.toml",
+            "[[webhooks]]\nurl = \"https://discord.com/api/webhooks/1/discordtoken987\"\nsecret = 12\nevents = [\"x\"]\n".to_owned(),
+        ),
+        // A secret pasted into the wrong field too: the values read as secrets are masked anywhere.
+        (
+            "x.toml",
+            "[[webhooks]]\nurl = \"https://discord.com/api/webhooks/1/discordtoken987\"\nsecret = \"webhook-signing-secret\"\nevents = [\"webhook-signing-secret\"]\n".to_owned(),
+        ),
+        (
+            "x.toml",
+            format!("{service}probe_url = \"gopher://user:pa:ss@word@127.0.0.1/x\"\n"),
+        ),
+        (
+            "x.toml",
+            format!("{service}registry_config = {{ aws_secret_access_key = \"AKIASECRETKEYVALUE\" }}\n"),
+        ),
+        (
+            "x.toml",
+            format!("{service}registry_config = {{ endpoint_url = \"https://user:hunter2-registry-pass@ecr\", passwrd = \"hunter2-registry-pass\" }}\n"),
+        ),
+        (
+            "x.json",
+            "{\"services\": {\"name\": \"a\", \"registry_config\": {\"password\": \"hunter2-registry-pass\"}}}".to_owned(),
+        ),
+        (
+            "x.json",
+            "{\"services\": [{\"name\": \"a\", \"registry_config\": \"hunter2-registry-pass\"}]}".to_owned(),
+        ),
+        ("x.toml", "api_token = [\"tok-0123456789abcdef\"]\n".to_owned()),
+        (
+            "x.toml",
+            "[[webhooks]]\nurl = \"https://hooks.slack.com/services/T0AAA/B0BBB/slacktoken123\"\nsecret = \"${SECRET_VAR\"\n".to_owned(),
+        ),
+    ];
+    for (name, text) in &cases {
+        let message = match load_str(name, text, &no_env) {
+            Err(e) => e.to_string(),
+            Ok(c) => panic!("{text:?} validates: {c:?}"),
+        };
+        for secret in SECRETS {
+            assert!(
+                !message.contains(secret),
+                "{text:?} shows {secret:?}:\n{message}"
+            );
+        }
+        // The message still says where.
+        assert!(
+            message.contains("line ") || message.contains(": "),
+            "{message}"
+        );
+    }
+    // A valid configuration's Debug shows neither secrets nor webhook URLs' tokens.
+    let text = "api_token = \"tok-0123456789abcdef\"\nwebhook_url = \"https://hooks.slack.com/services/T0AAA/B0BBB/slacktoken123\"\n[[webhooks]]\nurl = \"https://discord.com/api/webhooks/1/discordtoken987\"\nsecret = \"webhook-signing-secret\"\n";
+    let c = load_str("x.toml", text, &no_env).unwrap();
+    let debug = format!("{c:?}");
+    for secret in SECRETS {
+        assert!(!debug.contains(secret), "Debug shows {secret:?}: {debug}");
+    }
+}
+
+#[test]
+fn syntax_errors_give_line_and_column_but_not_the_line() {
+    let text = "check_interval = \"1h\"\n[[services]]\npassword = \"hunter2-registry-pass\n";
+    let e = load_str("x.toml", text, &no_env).unwrap_err().to_string();
+    assert!(
+        e.starts_with("configuration file x.toml is not valid TOML: line 3, column "),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2") && !e.contains('|'), "{e}");
 }

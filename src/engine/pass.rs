@@ -621,11 +621,7 @@ fn plan_updates(
 /// The compose file's text for its `depends_on`, when it is a regular file of a sane size
 /// (anything else has no dependencies here; the update itself reports what is wrong with it).
 fn read_compose_for_dependencies(file: &Path) -> String {
-    const MAX: u64 = 4 << 20;
-    match std::fs::metadata(file) {
-        Ok(m) if m.is_file() && m.len() <= MAX => std::fs::read_to_string(file).unwrap_or_default(),
-        _ => String::new(),
-    }
+    crate::config::read_text(file, crate::config::MAX_FILE_BYTES).unwrap_or_default()
 }
 
 /// How long an update may take from its start: `compose up` plus the health gate. Saturates,

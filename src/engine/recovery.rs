@@ -98,7 +98,7 @@ async fn recover_one<R: ContainerRuntime>(
         probe_url: spec.probe_url.clone(),
         poll: Duration::from_millis(500),
     };
-    let file_now = std::fs::read(&intent.file.path).ok();
+    let file_now = crate::config::read_file(&intent.file.path, crate::config::MAX_FILE_BYTES).ok();
     let new_ref = format!("{}@{}", intent.to.image, intent.to.digest);
     let new_id = runtime.image(&new_ref).await.ok().flatten().map(|i| i.id);
     let container = runtime

@@ -540,8 +540,8 @@ fn file_change(req: &UpdateRequest, edit: Option<&PlannedEdit>) -> Result<FileCh
         ),
         None => {
             let path = req.spec.compose_file.clone();
-            let bytes =
-                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let bytes = crate::config::read_file(&path, crate::config::MAX_FILE_BYTES)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             (path, bytes.clone(), bytes)
         }
     };

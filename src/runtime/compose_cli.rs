@@ -407,7 +407,8 @@ impl ComposeProject {
             .as_ref()
             .map(|p| project_dir.join(p))
             .unwrap_or_else(|| project_dir.join(".env"));
-        let from_env_file = match std::fs::read_to_string(&env_path) {
+        let from_env_file = match crate::config::read_text(&env_path, crate::config::MAX_FILE_BYTES)
+        {
             Ok(text) => parse_env(&text)
                 .into_iter()
                 .rfind(|e| e.name == "COMPOSE_PROJECT_NAME")
@@ -457,7 +458,7 @@ impl ComposeProject {
 
 /// The top-level `name:` of a compose file, if it has one.
 fn top_level_name(file: &Path) -> Result<Option<String>, String> {
-    let text = std::fs::read_to_string(file)
+    let text = crate::config::read_text(file, crate::config::MAX_FILE_BYTES)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
         .map_err(|e| format!("{} is not valid YAML: {e}", file.display()))?;

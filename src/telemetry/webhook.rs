@@ -117,7 +117,7 @@ pub fn payload(format: WebhookFormat, event: &Event, host: &str, at: Timestamp) 
         "started_at": u.started_at.to_string(),
         "duration_seconds": u.duration.map(|d| d.as_secs_f64()),
         "stage": stage,
-        "reason": event.reason(),
+        "reason": reason(event),
     });
     let summary = summary(event, kind, host)?;
     Some(match format {
@@ -139,9 +139,9 @@ pub fn payload(format: WebhookFormat, event: &Event, host: &str, at: Timestamp) 
                 json!({"name": "From", "value": u.old_image, "inline": false}),
                 json!({"name": "To", "value": u.new_image, "inline": false}),
             ];
-            if let Some(reason) = event.reason() {
+            if let Some(reason) = reason(event) {
                 fields.push(
-                    json!({"name": "Reason", "value": truncate(reason, 1000), "inline": false}),
+                    json!({"name": "Reason", "value": truncate(&reason, 1000), "inline": false}),
                 );
             }
             json!({
@@ -156,6 +156,14 @@ pub fn payload(format: WebhookFormat, event: &Event, host: &str, at: Timestamp) 
             })
         }
     })
+}
+
+/// The event's reason as receivers see it: redacted, since it may quote a registry's or
+/// compose's error.
+fn reason(event: &Event) -> Option<String> {
+    event
+        .reason()
+        .map(|r| crate::config::redact::redact(r).into_owned())
 }
 
 fn colour(kind: EventKind) -> u32 {
@@ -198,13 +206,13 @@ fn summary(event: &Event, kind: EventKind, host: &str) -> Option<String> {
             "{}: rolled back on {host} to {} ({})",
             u.service,
             u.old_image,
-            event.reason().unwrap_or("")
+            reason(event).unwrap_or_default()
         ),
         EventKind::UpdateFailed => format!(
             "{}: update to {} failed on {host} ({})",
             u.service,
             u.new_image,
-            event.reason().unwrap_or("")
+            reason(event).unwrap_or_default()
         ),
     })
 }
@@ -369,8 +377,5 @@ impl Worker {
 
 /// The scheme and host of a URL: webhook URLs often carry a token in their path.
 pub(crate) fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host);
-    format!("{scheme}://{host}/…")
+    crate::config::redact::redact_url(url)
 }
