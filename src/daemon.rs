@@ -45,10 +45,10 @@ use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::api::{self, ApiConfig, Backend, PushedRepository};
+use crate::api::{self, ApiConfig, ApiError, Backend, PushedRepository};
 use crate::config::{self, Config};
 use crate::engine::pipeline::panic_message;
-use crate::engine::{Engine, PassOptions, ServiceOutcome, lock};
+use crate::engine::{Engine, PassOptions, RollbackError, ServiceOutcome, lock};
 use crate::notify;
 use crate::registry::RequestStats;
 use crate::runtime::Docker;
@@ -438,7 +438,7 @@ impl Backend for Daemon {
         all
     }
 
-    async fn check(&self, only: Vec<String>) -> Result<Value, String> {
+    async fn check(&self, only: Vec<String>) -> Result<Value, ApiError> {
         // A pass over every service makes a scheduled pass due meanwhile skip; it waits for
         // nothing itself.
         let _full = if only.is_empty() {
@@ -459,7 +459,7 @@ impl Backend for Daemon {
     }
 
     /// An operator's explicit update: now, whatever the windows and pause say.
-    async fn update(&self, service: &str) -> Result<Value, String> {
+    async fn update(&self, service: &str) -> Result<Value, ApiError> {
         let opts = PassOptions {
             only: vec![service.to_owned()],
             dry_run: false,
@@ -472,12 +472,16 @@ impl Backend for Daemon {
             .into_iter()
             .next()
             .map(|o| json!(o))
-            .ok_or_else(|| format!("no service {service:?}"))
+            .ok_or_else(|| ApiError::NotFound(format!("no service {service:?}")))
     }
 
     /// Waits for an update or rollback in progress, never for a check.
-    async fn rollback(&self, service: &str) -> Result<Value, String> {
-        let report = self.engine.rollback(service, "api").await?;
+    async fn rollback(&self, service: &str) -> Result<Value, ApiError> {
+        let report = self
+            .engine
+            .rollback(service, "api")
+            .await
+            .map_err(rollback_error)?;
         Ok(json!({
             "service": report.service,
             "from": report.from,
@@ -488,10 +492,10 @@ impl Backend for Daemon {
         }))
     }
 
-    fn set_paused(&self, paused: bool) -> Result<(), String> {
+    fn set_paused(&self, paused: bool) -> Result<(), ApiError> {
         lock(&self.engine.store)
             .set_paused(paused, jiff::Timestamp::now())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ApiError::Internal(format!("cannot record the pause: {e}")))?;
         tracing::info!(
             paused,
             "updates {} through the API",
@@ -522,6 +526,19 @@ impl Backend for Daemon {
             tracing::debug!(service = %name, ?queued, "push hook");
         }
         names
+    }
+}
+
+/// The API's answer to a rollback that did not start.
+fn rollback_error(e: RollbackError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        RollbackError::UnknownService(_) => ApiError::NotFound(message),
+        RollbackError::NothingToRollBack(_)
+        | RollbackError::Stopping(_)
+        | RollbackError::NotRunning { .. } => ApiError::Conflict(message),
+        RollbackError::BadReference(_) => ApiError::Invalid(message),
+        RollbackError::Runtime(_) => ApiError::Unavailable(message),
     }
 }
 

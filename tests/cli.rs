@@ -242,3 +242,84 @@ fn compose_set_image_prints_the_diff_then_writes() {
         "{stderr}"
     );
 }
+
+/// A configuration without services whose state file is in `scratch`.
+fn empty_config(scratch: &Scratch) -> std::path::PathBuf {
+    scratch.write(
+        "lookout.toml",
+        format!(
+            "state_file = \"{}\"\n",
+            scratch.join("state/state.json").display()
+        ),
+    )
+}
+
+#[test]
+fn exit_code_4_when_docker_does_not_answer() {
+    let scratch = Scratch::new("cli-exit-no-docker");
+    let config = empty_config(&scratch);
+    let socket = format!("unix://{}", scratch.join("no-docker.sock").display());
+    for args in [&["update"][..], &["rollback", "web"]] {
+        let out = lookout()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("DOCKER_HOST", &socket)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no-docker.sock"),
+            "names the host: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn exit_code_4_when_another_lookout_holds_the_state_lock() {
+    let scratch = Scratch::new("cli-exit-locked");
+    let config = empty_config(&scratch);
+    std::fs::create_dir_all(scratch.join("state")).unwrap();
+    let lock = scratch.join("state/state.json.lock");
+    // util-linux flock(1) holds the same advisory lock a running lookout holds.
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .expect("flock(1) from util-linux is needed by this test");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let out = loop {
+        let out = lookout()
+            .args(["update", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if stderr.contains("held by") || std::time::Instant::now() > deadline {
+            break (out.status.code(), stderr);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.0, Some(4), "{}", out.1);
+    assert!(out.1.contains("state.json.lock"), "{}", out.1);
+}
+
+#[test]
+fn exit_code_2_for_a_service_not_in_the_configuration() {
+    let scratch = Scratch::new("cli-exit-unknown");
+    let config = empty_config(&scratch);
+    for args in [&["update", "nope"][..], &["rollback", "nope"]] {
+        let out = lookout()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("nope"), "{stderr}");
+    }
+}

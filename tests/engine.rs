@@ -205,13 +205,18 @@ impl Project {
 
     /// `lookout update --json`, returning the one service's report.
     pub fn update(&self) -> serde_json::Value {
+        self.update_with_code().1
+    }
+
+    /// `lookout update --json`: the exit code and the one service's report.
+    pub fn update_with_code(&self) -> (i32, serde_json::Value) {
         let (code, stdout, stderr) = self.lookout(&["update", "--json"]);
         let reports: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
             panic!("update printed no JSON ({e}), exit {code}:\n{stdout}\n{stderr}")
         });
         let report = reports[0].clone();
         eprintln!("lookout update: exit {code}: {report}\n{stderr}");
-        report
+        (code, report)
     }
 
     /// The running container of service `app`: (id, image id, health).
@@ -305,8 +310,12 @@ fn semver_update_then_rollback(flavor: Flavor) {
     );
 
     p.push("2.0.0", UNHEALTHY);
-    let report = p.update();
+    let (code, report) = p.update_with_code();
     assert_eq!(report["result"], "rolled_back", "{report}");
+    assert_eq!(
+        code, 3,
+        "a rolled-back update exits with EXIT_ROLLED_BACK: {report}"
+    );
     assert_eq!(report["stage"], "health", "{report}");
     assert_eq!(
         p.read(&p.compose_file),

@@ -35,6 +35,62 @@ pub use signature::sign_lookout;
 
 use crate::config::Secret;
 
+/// Why the backend did not do what a request asked; the API answers it with the status of its
+/// kind and the body `{"error": message, "kind": kind}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 404: no such service (or other named thing).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request is valid but cannot be done in the current state (nothing to roll
+    /// back, lookout is stopping).
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: the request names something that cannot be acted on as given.
+    #[error("{0}")]
+    Invalid(String),
+    /// 503: a dependency (Docker, compose) does not answer; trying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: lookout itself failed (the state file could not be written, …).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The `kind` field of the error body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Invalid(_) => "invalid",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let kind = self.kind();
+        (
+            self.status(),
+            Json(json!({ "error": self.to_string(), "kind": kind })),
+        )
+            .into_response()
+    }
+}
+
 /// What the API asks of the running lookout.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -48,10 +104,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Updates and rollbacks, newest first.
     fn history(&self) -> Vec<Value>;
     /// Checks now (all services, or these); returns the per-service results.
-    async fn check(&self, only: Vec<String>) -> Result<Value, String>;
-    async fn update(&self, service: &str) -> Result<Value, String>;
-    async fn rollback(&self, service: &str) -> Result<Value, String>;
-    fn set_paused(&self, paused: bool) -> Result<(), String>;
+    async fn check(&self, only: Vec<String>) -> Result<Value, ApiError>;
+    async fn update(&self, service: &str) -> Result<Value, ApiError>;
+    async fn rollback(&self, service: &str) -> Result<Value, ApiError>;
+    fn set_paused(&self, paused: bool) -> Result<(), ApiError>;
     /// Services whose image is in one of these repositories; a check of them is started.
     fn pushed(&self, repositories: &[PushedRepository]) -> Vec<String>;
 }
@@ -165,8 +221,22 @@ pub async fn serve_with(
     server::run(listener, router, limits, shutdown).await
 }
 
+/// An authentication error: `{"error": message, "kind": "unauthorized" | "forbidden"}`.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    let kind = if status == StatusCode::FORBIDDEN {
+        "forbidden"
+    } else {
+        "unauthorized"
+    };
+    (
+        status,
+        Json(json!({ "error": message.into(), "kind": kind })),
+    )
+        .into_response()
+}
+
+fn no_service(name: &str) -> Response {
+    ApiError::NotFound(format!("no service {name:?}")).into_response()
 }
 
 /// Constant-time comparison, so response times reveal neither how much of a token matched nor
@@ -260,7 +330,7 @@ async fn service(State(s): State<S>, headers: HeaderMap, Path(name): Path<String
     }
     match s.backend.service(&name) {
         Some(v) => Json(v).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no service {name:?}")),
+        None => no_service(&name),
     }
 }
 
@@ -283,7 +353,7 @@ async fn update(State(s): State<S>, headers: HeaderMap, Path(name): Path<String>
         return r;
     }
     if s.backend.service(&name).is_none() {
-        return error(StatusCode::NOT_FOUND, format!("no service {name:?}"));
+        return no_service(&name);
     }
     answer(s.backend.update(&name).await)
 }
@@ -293,7 +363,7 @@ async fn rollback(State(s): State<S>, headers: HeaderMap, Path(name): Path<Strin
         return r;
     }
     if s.backend.service(&name).is_none() {
-        return error(StatusCode::NOT_FOUND, format!("no service {name:?}"));
+        return no_service(&name);
     }
     answer(s.backend.rollback(&name).await)
 }
@@ -312,14 +382,14 @@ fn set_paused(s: S, headers: HeaderMap, paused: bool) -> Response {
     }
     match s.backend.set_paused(paused) {
         Ok(()) => Json(json!({ "paused": paused })).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => e.into_response(),
     }
 }
 
-fn answer(result: Result<Value, String>) -> Response {
+fn answer(result: Result<Value, ApiError>) -> Response {
     match result {
         Ok(v) => Json(v).into_response(),
-        Err(e) => error(StatusCode::CONFLICT, e),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -39,25 +39,62 @@ impl Backend for Recorder {
     fn history(&self) -> Vec<Value> {
         vec![]
     }
-    async fn check(&self, only: Vec<String>) -> Result<Value, String> {
+    async fn check(&self, only: Vec<String>) -> Result<Value, ApiError> {
         self.log(format!("check {only:?}"));
         Ok(json!({"services": []}))
     }
-    async fn update(&self, service: &str) -> Result<Value, String> {
+    async fn update(&self, service: &str) -> Result<Value, ApiError> {
         self.log(format!("update {service}"));
         Ok(json!({"result": "updated"}))
     }
-    async fn rollback(&self, service: &str) -> Result<Value, String> {
+    async fn rollback(&self, service: &str) -> Result<Value, ApiError> {
         self.log(format!("rollback {service}"));
-        Err("nothing to roll back".into())
+        Err(ApiError::Conflict("nothing to roll back".into()))
     }
-    fn set_paused(&self, paused: bool) -> Result<(), String> {
+    fn set_paused(&self, paused: bool) -> Result<(), ApiError> {
         self.log(format!("paused {paused}"));
         Ok(())
     }
     fn pushed(&self, repositories: &[PushedRepository]) -> Vec<String> {
         self.log(format!("pushed {}", repositories[0].repository));
         vec!["web".into()]
+    }
+}
+
+/// A backend that knows the service `web` and refuses every change with one error.
+struct Refuses(ApiError);
+
+#[async_trait]
+impl Backend for Refuses {
+    fn metrics(&self) -> String {
+        String::new()
+    }
+    async fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn services(&self) -> Vec<Value> {
+        vec![json!({"name": "web"})]
+    }
+    fn service(&self, name: &str) -> Option<Value> {
+        (name == "web").then(|| json!({"name": "web"}))
+    }
+    fn history(&self) -> Vec<Value> {
+        vec![]
+    }
+    async fn check(&self, _: Vec<String>) -> Result<Value, ApiError> {
+        Err(self.0.clone())
+    }
+    async fn update(&self, _: &str) -> Result<Value, ApiError> {
+        Err(self.0.clone())
+    }
+    async fn rollback(&self, _: &str) -> Result<Value, ApiError> {
+        Err(self.0.clone())
+    }
+    fn set_paused(&self, _: bool) -> Result<(), ApiError> {
+        Err(self.0.clone())
+    }
+    fn pushed(&self, _: &[PushedRepository]) -> Vec<String> {
+        vec![]
     }
 }
 
@@ -837,5 +874,76 @@ async fn shutdown_waits_for_requests_in_progress_only_so_long() {
             .await
             .is_some(),
         "the busy connection was closed"
+    );
+}
+
+#[tokio::test]
+async fn each_backend_error_kind_has_its_status_and_a_json_body() {
+    let cases = [
+        (
+            ApiError::NotFound("no service \"web\"".into()),
+            404,
+            "not_found",
+        ),
+        (
+            ApiError::Conflict("nothing to roll back".into()),
+            409,
+            "conflict",
+        ),
+        (
+            ApiError::Invalid("not a valid image reference".into()),
+            422,
+            "invalid",
+        ),
+        (
+            ApiError::Unavailable("Docker: connection refused".into()),
+            503,
+            "unavailable",
+        ),
+        (
+            ApiError::Internal("state file not writable".into()),
+            500,
+            "internal",
+        ),
+    ];
+    let config = ApiConfig {
+        token: Some(Secret::new(TOKEN)),
+        hook_secret: None,
+    };
+    for (err, status, kind) in cases {
+        let message = err.to_string();
+        let app = router(Arc::new(Refuses(err)), config.clone());
+        for uri in [
+            "/api/v1/check",
+            "/api/v1/services/web/update",
+            "/api/v1/services/web/rollback",
+            "/api/v1/pause",
+            "/api/v1/resume",
+        ] {
+            let (got, body) = call(&app, "POST", uri, Some(TOKEN), "").await;
+            assert_eq!(got, status, "{uri} answering {kind}: {body}");
+            let body: Value = serde_json::from_str(&body).expect("a JSON error body");
+            assert_eq!(body, json!({"error": message, "kind": kind}), "{uri}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_service_is_404_not_409() {
+    let (app, backend) = app(true);
+    for (method, uri) in [
+        ("GET", "/api/v1/services/nope"),
+        ("POST", "/api/v1/services/nope/update"),
+        ("POST", "/api/v1/services/nope/rollback"),
+    ] {
+        let (status, body) = call(&app, method, uri, Some(TOKEN), "").await;
+        assert_eq!(status, 404, "{method} {uri}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["kind"], "not_found", "{body}");
+        assert_eq!(body["error"], "no service \"nope\"", "{body}");
+    }
+    assert!(
+        backend.calls.lock().unwrap().is_empty(),
+        "the backend was not asked to change an unknown service"
     );
 }

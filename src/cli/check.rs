@@ -81,7 +81,11 @@ pub fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Resul
             services.len()
         )?;
     }
-    Ok(if failed > 0 { super::EXIT_FAILURE } else { 0 })
+    Ok(if failed > 0 {
+        super::EXIT_FAILURE
+    } else {
+        super::EXIT_OK
+    })
 }
 
 fn check_json(c: &ServiceCheck) -> serde_json::Value {

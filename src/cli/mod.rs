@@ -1,7 +1,7 @@
 //! The command line: clap definitions and one handler per subcommand.
 //!
-//! The only module that prints to stdout. Exit codes: 0 success; 1 the command ran and found a
-//! problem (an invalid configuration, a failed lookup); 2 the command line is wrong.
+//! The only module that prints to stdout. Exit codes are the `EXIT_*` constants below (the
+//! README's "Exit codes" table lists them).
 //!
 //! Everything it prints passes through [`config::redact`]: stdout through a redacting writer,
 //! errors through [`print_error`], log lines through the redacting log writer.
@@ -19,10 +19,20 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, redact};
 
-/// Exit code when the command ran and found a problem.
+/// The command did what it was asked; every service it touched is fine.
+pub const EXIT_OK: u8 = 0;
+/// The command ran and found a problem or failed: an invalid configuration, a failed lookup or
+/// check, a failed update or rollback. Also any error not listed below.
 pub const EXIT_FAILURE: u8 = 1;
-/// Exit code for a wrong command line.
+/// The command line is wrong: an unknown flag or argument, or a service name not in the
+/// configuration.
 pub const EXIT_USAGE: u8 = 2;
+/// `lookout update` / `lookout rollback`: a change was tried, failed its health gate and was
+/// rolled back; the service runs its previous image. Only when nothing worse (code 1) happened.
+pub const EXIT_ROLLED_BACK: u8 = 3;
+/// lookout could not start working on this host: Docker does not answer, or the state file is
+/// locked by another lookout or cannot be opened. Nothing was checked or changed.
+pub const EXIT_CANNOT_START: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -158,7 +168,7 @@ fn run_daemon(config: &std::path::Path) -> anyhow::Result<u8> {
             }
         };
         crate::daemon::run(config, shutdown).await?;
-        Ok(0)
+        Ok(EXIT_OK)
     })
 }
 
@@ -193,7 +203,7 @@ fn validate(path: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<u8> {
                 c.services.len(),
                 c.check_interval.as_secs()
             )?;
-            Ok(0)
+            Ok(EXIT_OK)
         }
         Err(e) => {
             print_error(e);

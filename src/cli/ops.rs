@@ -10,11 +10,13 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 
 use crate::config;
-use crate::engine::{Engine, PassOptions, ServiceOutcome, UpdateResult};
+use crate::engine::{
+    Engine, PassOptions, RollbackError, ServiceOutcome, ServiceResult, StartError, UpdateResult,
+};
 use crate::runtime::Docker;
 use crate::state::{self, Outcome, State};
 
-use super::{EXIT_FAILURE, EXIT_USAGE};
+use super::{EXIT_CANNOT_START, EXIT_FAILURE, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -38,6 +40,31 @@ async fn engine(config_path: &Path) -> anyhow::Result<(Engine<Docker>, JoinHandl
     Ok((engine, deliveries))
 }
 
+/// The exit code of a command whose engine did not start, after saying why.
+fn not_started(e: &anyhow::Error) -> u8 {
+    super::print_error(format_args!("error: {e:#}"));
+    if e.downcast_ref::<StartError>().is_some() {
+        EXIT_CANNOT_START
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// The exit code of a pass: 1 when any service failed, else 3 when any rolled back, else 0.
+fn pass_exit_code(outcomes: &[ServiceOutcome]) -> u8 {
+    let any = |r: ServiceResult| outcomes.iter().any(|o| o.result == r);
+    if outcomes
+        .iter()
+        .any(|o| o.result.is_problem() && o.result != ServiceResult::RolledBack)
+    {
+        EXIT_FAILURE
+    } else if any(ServiceResult::RolledBack) {
+        EXIT_ROLLED_BACK
+    } else {
+        EXIT_OK
+    }
+}
+
 /// Closes the engine and waits (at most 10 s) for queued webhooks.
 async fn finish(engine: Engine<Docker>, deliveries: JoinHandle<()>) {
     drop(engine);
@@ -54,15 +81,18 @@ pub fn update(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     runtime()?.block_on(async {
-        let (engine, deliveries) = engine(config_path).await?;
+        let (engine, deliveries) = match engine(config_path).await {
+            Ok(started) => started,
+            Err(e) => return Ok(not_started(&e)),
+        };
         let config = engine.config();
         if let Some(name) = services.iter().find(|n| engine.service(n).is_none()) {
             let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
-            eprintln!(
+            super::print_error(format_args!(
                 "error: no service {name:?} in {}; configured: {}",
                 config_path.display(),
                 known.join(", ")
-            );
+            ));
             return Ok(EXIT_USAGE);
         }
         let paused =
@@ -77,13 +107,7 @@ pub fn update(
         let outcomes = engine.pass(&opts).await;
         finish(engine, deliveries).await;
         print_outcomes(&outcomes, json, out)?;
-        let bad = outcomes.iter().any(|o| {
-            matches!(
-                o.result.as_str(),
-                "failed" | "rolled_back" | "rollback_failed" | "check_failed"
-            )
-        });
-        Ok(if bad { EXIT_FAILURE } else { 0 })
+        Ok(pass_exit_code(&outcomes))
     })
 }
 
@@ -109,7 +133,7 @@ fn print_outcomes(
             out,
             "{}: {}{change} ({:.1}s){}",
             o.service,
-            o.result.replace('_', " "),
+            o.result.as_str().replace('_', " "),
             o.duration.as_secs_f64(),
             o.reason
                 .as_deref()
@@ -123,7 +147,10 @@ fn print_outcomes(
 /// `lookout rollback SERVICE`.
 pub fn rollback(config_path: &Path, service: &str, out: &mut dyn Write) -> anyhow::Result<u8> {
     runtime()?.block_on(async {
-        let (engine, deliveries) = engine(config_path).await?;
+        let (engine, deliveries) = match engine(config_path).await {
+            Ok(started) => started,
+            Err(e) => return Ok(not_started(&e)),
+        };
         let result = engine.rollback(service, "cli").await;
         finish(engine, deliveries).await;
         match result {
@@ -140,15 +167,20 @@ pub fn rollback(config_path: &Path, service: &str, out: &mut dyn Write) -> anyho
                 if let Some(reason) = report.result.reason() {
                     writeln!(out, "    {reason}")?;
                 }
-                Ok(if report.result == UpdateResult::Updated {
-                    0
-                } else {
-                    EXIT_FAILURE
+                Ok(match report.result {
+                    UpdateResult::Updated => EXIT_OK,
+                    UpdateResult::RolledBack { .. } => EXIT_ROLLED_BACK,
+                    UpdateResult::Failed { .. } | UpdateResult::RollbackFailed { .. } => {
+                        EXIT_FAILURE
+                    }
                 })
             }
             Err(e) => {
                 super::print_error(format_args!("error: cannot roll back {service:?}: {e}"));
-                Ok(EXIT_FAILURE)
+                Ok(match e {
+                    RollbackError::UnknownService(_) => EXIT_USAGE,
+                    _ => EXIT_FAILURE,
+                })
             }
         }
     })
@@ -170,7 +202,7 @@ pub fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Re
     };
     if json {
         writeln!(out, "{}", state::render(&state))?;
-        return Ok(0);
+        return Ok(EXIT_OK);
     }
     writeln!(out, "state: {}", path.display())?;
     for spec in &config.services {
@@ -217,5 +249,53 @@ pub fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Re
             entry.intent.file.path.display()
         )?;
     }
-    Ok(0)
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcomes(results: &[ServiceResult]) -> Vec<ServiceOutcome> {
+        results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ServiceOutcome::new(&format!("s{i}"), *r))
+            .collect()
+    }
+
+    #[test]
+    fn a_pass_exits_1_on_any_failure_else_3_on_a_rollback_else_0() {
+        use ServiceResult::*;
+        let cases: &[(&[ServiceResult], u8)] = &[
+            (&[], EXIT_OK),
+            (&[UpToDate, Updated, UpdateAvailable, Skipped], EXIT_OK),
+            (&[Updated, RolledBack], EXIT_ROLLED_BACK),
+            (&[RolledBack, CheckFailed], EXIT_FAILURE),
+            (&[RolledBack, Failed], EXIT_FAILURE),
+            (&[RollbackFailed], EXIT_FAILURE),
+        ];
+        for (results, code) in cases {
+            assert_eq!(pass_exit_code(&outcomes(results)), *code, "{results:?}");
+        }
+    }
+
+    #[test]
+    fn results_serialise_as_their_snake_case_names() {
+        use ServiceResult::*;
+        for r in [
+            UpToDate,
+            UpdateAvailable,
+            Updated,
+            RolledBack,
+            Failed,
+            RollbackFailed,
+            CheckFailed,
+            Skipped,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+        let json = serde_json::to_value(&outcomes(&[RolledBack])[0]).unwrap();
+        assert_eq!(json["result"], "rolled_back", "{json}");
+    }
 }

@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 pub use decide::{Candidate, Decision, Facts, Hold, Running, decide};
-pub use pass::{Pass, PassOptions, ServiceOutcome};
+pub use pass::{Pass, PassOptions, ServiceOutcome, ServiceResult};
 pub use pipeline::Stop;
 pub use recovery::Recovered;
 pub use update::{ImageSource, UpdateReport, UpdateRequest, UpdateResult, Updater};
@@ -57,6 +57,27 @@ pub enum StartError {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
+}
+
+/// Why [`Engine::rollback`] did not roll back; nothing was changed in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error("not rolling back {0:?}: lookout is stopping")]
+    Stopping(String),
+    #[error("no service {0:?} in the configuration")]
+    UnknownService(String),
+    #[error("{0:?} has no committed update to roll back")]
+    NothingToRollBack(String),
+    #[error("no running container of {compose_service:?} in project {project:?}")]
+    NotRunning {
+        compose_service: String,
+        project: String,
+    },
+    /// Docker or compose could not be asked about the service.
+    #[error("{0}")]
+    Runtime(String),
+    #[error("the image recorded before the last update is not a valid reference: {0}")]
+    BadReference(#[from] crate::reference::ReferenceError),
 }
 
 /// Everything lookout works with on a host: the configuration, Docker, compose, the registries
@@ -252,8 +273,12 @@ impl<R: ContainerRuntime> Engine<R> {
     /// Returns `service` to the image it ran before its last update, kept under the rollback
     /// tag, through the same steps and health gate as an update. Waits for an update or
     /// rollback in progress (never for a check), and refuses once lookout is stopping.
-    pub async fn rollback(&self, service: &str, actor: &str) -> Result<UpdateReport, String> {
-        let stopping = || format!("not rolling back {service:?}: lookout is stopping");
+    pub async fn rollback(
+        &self,
+        service: &str,
+        actor: &str,
+    ) -> Result<UpdateReport, RollbackError> {
+        let stopping = || RollbackError::Stopping(service.to_owned());
         let _guard = tokio::select! {
             biased;
             () = self.stop.stopped() => return Err(stopping()),
@@ -264,7 +289,7 @@ impl<R: ContainerRuntime> Engine<R> {
         }
         let spec = self
             .service(service)
-            .ok_or_else(|| format!("no service {service:?} in the configuration"))?
+            .ok_or_else(|| RollbackError::UnknownService(service.to_owned()))?
             .clone();
         let last = {
             let store = lock(&self.store);
@@ -279,16 +304,17 @@ impl<R: ContainerRuntime> Engine<R> {
                         .find(|h| h.outcome == Outcome::Committed)
                         .cloned()
                 })
-                .ok_or_else(|| format!("{service:?} has no committed update to roll back"))?
+                .ok_or_else(|| RollbackError::NothingToRollBack(service.to_owned()))?
         };
-        let project = self.project(&spec).map_err(|e| e.to_string())?;
+        let project = self
+            .project(&spec)
+            .map_err(|e| RollbackError::Runtime(e.to_string()))?;
         let (running, running_text) = pass::find_running(&self.runtime, &spec, &project)
-            .await?
-            .ok_or_else(|| {
-                format!(
-                    "no running container of {:?} in project {:?}",
-                    spec.compose_service, project.name
-                )
+            .await
+            .map_err(RollbackError::Runtime)?
+            .ok_or_else(|| RollbackError::NotRunning {
+                compose_service: spec.compose_service.clone(),
+                project: project.name.clone(),
             })?;
         let running_ref = running.reference.clone();
         let kept = format!("{}:{}", running_ref.name(), update::rollback_tag(service));
@@ -296,8 +322,7 @@ impl<R: ContainerRuntime> Engine<R> {
             "{}:{}",
             last.from.image,
             last.from.tag.as_deref().unwrap_or("latest")
-        ))
-        .map_err(|e| e.to_string())?;
+        ))?;
         let request = UpdateRequest {
             running,
             running_text,

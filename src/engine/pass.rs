@@ -40,14 +40,77 @@ pub struct ServiceOutcome {
     /// The candidate, when there is one.
     pub to: Option<String>,
     pub digest: Option<String>,
-    /// `up_to_date`, `update_available` (dry run, or held), `updated`, `rolled_back`, `failed`,
-    /// `rollback_failed`, `check_failed`, `skipped`.
-    pub result: String,
+    pub result: ServiceResult,
     pub reason: Option<String>,
     /// Where a failed update stopped.
     pub stage: Option<String>,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
+}
+
+/// How a pass ended for one service; serialised as the snake_case name (`up_to_date`, …), which
+/// is what the JSON API, `lookout update --json` and the history show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceResult {
+    /// The running image is the one the policy chooses.
+    UpToDate,
+    /// A candidate exists but was not applied: dry run, disabled, paused, outside the window,
+    /// failed before, or lookout is stopping.
+    UpdateAvailable,
+    /// The candidate runs and is healthy.
+    Updated,
+    /// The candidate failed; the old image runs again.
+    RolledBack,
+    /// The update could not start or was abandoned; nothing (or everything) was put back.
+    Failed,
+    /// The rollback itself failed: the service may be down, an operator is needed.
+    RollbackFailed,
+    /// The check failed (compose file, Docker, registry, timeout): nothing was decided.
+    CheckFailed,
+    /// Nothing to check (no running container), or the check or update was cancelled.
+    Skipped,
+}
+
+impl ServiceResult {
+    /// The snake_case name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UpToDate => "up_to_date",
+            Self::UpdateAvailable => "update_available",
+            Self::Updated => "updated",
+            Self::RolledBack => "rolled_back",
+            Self::Failed => "failed",
+            Self::RollbackFailed => "rollback_failed",
+            Self::CheckFailed => "check_failed",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// True when the service needs attention: an update or a check went wrong.
+    pub fn is_problem(self) -> bool {
+        matches!(
+            self,
+            Self::Failed | Self::RolledBack | Self::RollbackFailed | Self::CheckFailed
+        )
+    }
+}
+
+impl From<&UpdateResult> for ServiceResult {
+    fn from(r: &UpdateResult) -> Self {
+        match r {
+            UpdateResult::Updated => Self::Updated,
+            UpdateResult::RolledBack { .. } => Self::RolledBack,
+            UpdateResult::Failed { .. } => Self::Failed,
+            UpdateResult::RollbackFailed { .. } => Self::RollbackFailed,
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -159,7 +222,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
         spec: &ServiceSpec,
         opts: &PassOptions,
     ) -> Result<Checked<Work>, ServiceOutcome> {
-        let mut report = ServiceOutcome::new(&spec.name, "check_failed");
+        let mut report = ServiceOutcome::new(&spec.name, ServiceResult::CheckFailed);
         failpoint::hit("during_check");
         let project = match self
             .compose
@@ -171,7 +234,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
         let (running, running_text) = match find_running(self.runtime, spec, &project).await {
             Ok(Some(r)) => r,
             Ok(None) => {
-                report.result = "skipped".into();
+                report.result = ServiceResult::Skipped;
                 return Err(report.with_reason(format!(
                     "no running container of compose service {:?} in project {:?}; lookout updates running services only",
                     spec.compose_service, project.name
@@ -212,7 +275,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
         self.record_check(spec, &running);
         match decision {
             Decision::UpToDate { reason } => {
-                report.result = "up_to_date".into();
+                report.result = ServiceResult::UpToDate;
                 Ok(Checked::Done(report.with_reason(format!(
                     "{reason}; {}",
                     check.selection.reason
@@ -220,7 +283,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             }
             Decision::Hold { candidate, hold } => {
                 self.announce(spec, &report, &candidate);
-                report.result = "update_available".into();
+                report.result = ServiceResult::UpdateAvailable;
                 report.to = Some(candidate.reference.familiar());
                 report.digest = Some(candidate.manifest_digest);
                 Ok(Checked::Done(report.with_reason(match hold {
@@ -241,7 +304,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                 report.to = Some(candidate.reference.familiar());
                 report.digest = Some(candidate.manifest_digest.clone());
                 if opts.dry_run {
-                    report.result = "update_available".into();
+                    report.result = ServiceResult::UpdateAvailable;
                     return Ok(Checked::Done(
                         report.with_reason(format!("would update: {reason}")),
                     ));
@@ -279,7 +342,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
         reason: String,
     ) -> ServiceOutcome {
         if let Some(why) = self.changed_since_check(&request).await {
-            report.result = "skipped".into();
+            report.result = ServiceResult::Skipped;
             return report.with_reason(why);
         }
         let kept = request.clone();
@@ -336,13 +399,16 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             .into_iter()
             .find(|r| &r.service == service);
         let (result, detail) = match &recovered {
-            None => ("failed", "nothing had been changed yet".to_owned()),
+            None => (
+                ServiceResult::Failed,
+                "nothing had been changed yet".to_owned(),
+            ),
             Some(r) => (
                 match &r.outcome {
-                    Some(Outcome::Committed) => "updated",
-                    Some(Outcome::RolledBack { .. }) => "rolled_back",
-                    Some(Outcome::Abandoned { .. }) => "failed",
-                    Some(Outcome::RollbackFailed { .. }) | None => "rollback_failed",
+                    Some(Outcome::Committed) => ServiceResult::Updated,
+                    Some(Outcome::RolledBack { .. }) => ServiceResult::RolledBack,
+                    Some(Outcome::Abandoned { .. }) => ServiceResult::Failed,
+                    Some(Outcome::RollbackFailed { .. }) | None => ServiceResult::RollbackFailed,
                 },
                 r.detail.clone(),
             ),
@@ -358,8 +424,8 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             (self.now)(),
         );
         self.telemetry.emit(match result {
-            "updated" => Event::Updated(info),
-            "rolled_back" => Event::RolledBack {
+            ServiceResult::Updated => Event::Updated(info),
+            ServiceResult::RolledBack => Event::RolledBack {
                 update: info,
                 reason: reason.clone(),
             },
@@ -369,7 +435,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                 reason: reason.clone(),
             },
         });
-        report.result = result.into();
+        report.result = result;
         report.with_reason(reason)
     }
 
@@ -411,7 +477,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
                 reason: reason.clone(),
             },
         });
-        report.result = done.result.as_str().into();
+        report.result = ServiceResult::from(&done.result);
         report.stage = done.result.stage().map(|s| s.as_str().to_owned());
         report.reason = Some(match &done.result {
             UpdateResult::Updated => reason,
@@ -483,10 +549,13 @@ async fn pull_login(
 
 /// The `CheckFinished` event of one service's report.
 fn check_finished(spec: &ServiceSpec, outcome: &ServiceOutcome) -> Event {
-    let result = match outcome.result.as_str() {
-        "check_failed" | "skipped" => CheckResult::Failed,
-        "up_to_date" | "updated" => CheckResult::UpToDate,
-        _ => CheckResult::UpdateAvailable,
+    let result = match outcome.result {
+        ServiceResult::CheckFailed | ServiceResult::Skipped => CheckResult::Failed,
+        ServiceResult::UpToDate | ServiceResult::Updated => CheckResult::UpToDate,
+        ServiceResult::UpdateAvailable
+        | ServiceResult::RolledBack
+        | ServiceResult::Failed
+        | ServiceResult::RollbackFailed => CheckResult::UpdateAvailable,
     };
     let update_available = (result == CheckResult::UpdateAvailable)
         .then(|| outcome.to.clone())
@@ -640,13 +709,13 @@ fn selected(spec: &ServiceSpec, opts: &PassOptions) -> bool {
 
 impl ServiceOutcome {
     /// An outcome with only the service and the result so far.
-    pub fn new(service: &str, result: &str) -> Self {
+    pub fn new(service: &str, result: ServiceResult) -> Self {
         Self {
             service: service.to_owned(),
             from: None,
             to: None,
             digest: None,
-            result: result.to_owned(),
+            result,
             reason: None,
             stage: None,
             duration: Duration::ZERO,

@@ -23,7 +23,7 @@ use futures_util::FutureExt;
 use tokio::sync::{Mutex, Semaphore, watch};
 use tokio::time::Instant;
 
-use super::pass::ServiceOutcome;
+use super::pass::{ServiceOutcome, ServiceResult};
 
 /// Tells work in progress that lookout is stopping. Set once, never cleared.
 #[derive(Debug)]
@@ -178,20 +178,20 @@ impl Pipeline<'_> {
     {
         let name = service.name();
         let guarded = AssertUnwindSafe(async { check(service).await }).catch_unwind();
-        let failed = |result: &str, reason: String| {
+        let failed = |result: ServiceResult, reason: String| {
             tracing::warn!(service = %name, %reason, "check failed");
             Checked::Done(ServiceOutcome::new(name, result).with_reason(reason))
         };
         tokio::select! {
             biased;
-            () = self.stop.stopped() => failed("skipped", "the check was cancelled: lookout is stopping".into()),
+            () = self.stop.stopped() => failed(ServiceResult::Skipped, "the check was cancelled: lookout is stopping".into()),
             result = tokio::time::timeout(self.check_timeout, guarded) => match result {
                 Ok(Ok(checked)) => checked,
-                Ok(Err(panic)) => failed("check_failed", format!(
+                Ok(Err(panic)) => failed(ServiceResult::CheckFailed, format!(
                     "lookout hit a bug while checking this service (panic: {}); the other services are not affected — please report it",
                     panic_message(&*panic)
                 )),
-                Err(_) => failed("check_failed", format!(
+                Err(_) => failed(ServiceResult::CheckFailed, format!(
                     "the check did not finish within check_timeout ({}); a registry may be slow or hanging; it is tried again at the next check",
                     seconds(self.check_timeout)
                 )),
@@ -213,7 +213,7 @@ impl Pipeline<'_> {
         AF: Future<Output = ServiceOutcome>,
     {
         let held = |mut report: ServiceOutcome| {
-            report.result = "update_available".into();
+            report.result = ServiceResult::UpdateAvailable;
             report.reason =
                 Some("not started: lookout is stopping; the next start checks again".into());
             report
@@ -239,7 +239,7 @@ impl Pipeline<'_> {
                 );
                 tracing::error!(service = %service.name(), %reason, "update failed");
                 let mut outcome = fallback;
-                outcome.result = "failed".into();
+                outcome.result = ServiceResult::Failed;
                 outcome.reason = Some(reason);
                 outcome
             }

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::time::Instant as TokioInstant;
 
 use super::*;
+use crate::engine::pass::ServiceResult;
 
 /// How a fake service behaves.
 #[derive(Clone, Copy)]
@@ -36,9 +37,9 @@ struct Run {
 }
 
 impl Run {
-    fn result(&self, i: usize) -> (&str, &str) {
+    fn result(&self, i: usize) -> (ServiceResult, &str) {
         let o = &self.outcomes[i];
-        (o.result.as_str(), o.reason.as_deref().unwrap_or(""))
+        (o.result, o.reason.as_deref().unwrap_or(""))
     }
 
     fn applied(&self) -> Vec<(usize, u64)> {
@@ -85,11 +86,11 @@ async fn run(fakes: &[Fake], after: &[Vec<usize>], stop_after: Option<u64>) -> R
     let check = |service: &FakeService| {
         let (name, fake) = (service.name.clone(), service.fake);
         async move {
-            let report = ServiceOutcome::new(&name, "update_available");
+            let report = ServiceOutcome::new(&name, ServiceResult::UpdateAvailable);
             match fake {
                 Fake::UpToDate(s) => {
                     secs(s).await;
-                    Checked::Done(ServiceOutcome::new(&name, "up_to_date"))
+                    Checked::Done(ServiceOutcome::new(&name, ServiceResult::UpToDate))
                 }
                 Fake::Update { check, apply } => {
                     secs(check).await;
@@ -119,7 +120,7 @@ async fn run(fakes: &[Fake], after: &[Vec<usize>], stop_after: Option<u64>) -> R
             assert!(apply_secs != u64::MAX, "boom in apply s{i}");
             secs(apply_secs).await;
             seen.in_flight.fetch_sub(1, Ordering::SeqCst);
-            report.result = "updated".into();
+            report.result = ServiceResult::Updated;
             report
         }
     };
@@ -154,12 +155,12 @@ async fn a_panic_in_one_check_fails_that_service_only() {
     )
     .await;
     let (result, reason) = r.result(0);
-    assert_eq!(result, "check_failed");
+    assert_eq!(result, ServiceResult::CheckFailed);
     assert!(
         reason.contains("bug") && reason.contains("boom in check s0"),
         "{reason}"
     );
-    assert_eq!(r.result(1).0, "updated");
+    assert_eq!(r.result(1).0, ServiceResult::Updated);
     assert_eq!(
         r.seen.finished.lock().unwrap().len(),
         2,
@@ -176,9 +177,13 @@ async fn a_panic_while_applying_fails_that_service_and_releases_the_update_lock(
     )
     .await;
     let (result, reason) = r.result(0);
-    assert_eq!(result, "failed");
+    assert_eq!(result, ServiceResult::Failed);
     assert!(reason.contains("boom in apply s0"), "{reason}");
-    assert_eq!(r.result(1).0, "updated", "the next change got the lock");
+    assert_eq!(
+        r.result(1).0,
+        ServiceResult::Updated,
+        "the next change got the lock"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -198,9 +203,9 @@ async fn an_update_never_waits_for_the_check_of_another_service() {
         vec![(1, 2)],
         "s1 was applied right after its own check, while s0's check hung"
     );
-    assert_eq!(r.result(1).0, "updated");
+    assert_eq!(r.result(1).0, ServiceResult::Updated);
     let (result, reason) = r.result(0);
-    assert_eq!(result, "check_failed");
+    assert_eq!(result, ServiceResult::CheckFailed);
     assert!(reason.contains("check_timeout (120s)"), "{reason}");
     assert_eq!(r.outcomes[0].duration, Duration::from_secs(120));
     assert_eq!(r.outcomes[1].duration, Duration::from_secs(5));
@@ -247,7 +252,7 @@ async fn changes_run_one_at_a_time_in_depends_on_order() {
         "s1 waited for the lock only, not for anyone's check"
     );
     for i in 0..3 {
-        assert_eq!(r.result(i).0, "updated");
+        assert_eq!(r.result(i).0, ServiceResult::Updated);
     }
 }
 
@@ -261,7 +266,7 @@ async fn a_service_that_waits_for_a_hung_dependency_goes_on_at_its_deadline() {
     )
     .await;
     assert_eq!(r.applied(), vec![(0, 120)]);
-    assert_eq!(r.result(1).0, "check_failed");
+    assert_eq!(r.result(1).0, ServiceResult::CheckFailed);
 }
 
 #[tokio::test(start_paused = true)]
@@ -283,17 +288,21 @@ async fn stopping_cancels_checks_and_holds_changes_not_started_but_lets_a_runnin
         Some(1),
     )
     .await;
-    assert_eq!(r.result(0).0, "skipped");
+    assert_eq!(r.result(0).0, ServiceResult::Skipped);
     assert!(r.result(0).1.contains("lookout is stopping"));
     assert_eq!(
         r.outcomes[0].duration,
         Duration::from_secs(1),
         "cancelled at once"
     );
-    assert_eq!(r.result(1).0, "updated", "the running change finished");
+    assert_eq!(
+        r.result(1).0,
+        ServiceResult::Updated,
+        "the running change finished"
+    );
     assert_eq!(r.outcomes[1].duration, Duration::from_secs(30));
     let (result, reason) = r.result(2);
-    assert_eq!(result, "update_available");
+    assert_eq!(result, ServiceResult::UpdateAvailable);
     assert!(
         reason.contains("not started: lookout is stopping"),
         "{reason}"
@@ -305,7 +314,7 @@ async fn stopping_cancels_checks_and_holds_changes_not_started_but_lets_a_runnin
 #[tokio::test(start_paused = true)]
 async fn a_dependency_index_that_points_nowhere_is_ignored() {
     let r = run(&[Fake::Update { check: 0, apply: 1 }], &[vec![0, 7]], None).await;
-    assert_eq!(r.result(0).0, "updated");
+    assert_eq!(r.result(0).0, ServiceResult::Updated);
 }
 
 #[test]
