@@ -26,7 +26,7 @@ use crate::telemetry::{EventKind, WebhookFormat};
 
 /// Where lookout looks for its configuration when none is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
-pub const DEFAULT_STATE_FILE: &str = "/var/lib/lookout/state.json";
+pub use crate::state::DEFAULT_STATE_FILE;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
 
 /// A secret string: shown as `***` by `Debug` and `Display`, so it cannot leak into a log line
