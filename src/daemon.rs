@@ -387,10 +387,8 @@ impl Backend for Daemon {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let probe = dir.join(format!(".lookout-ready-{}", std::process::id()));
-        std::fs::write(&probe, b"")
+        crate::durable::probe_writable(&dir)
             .map_err(|e| format!("state folder {} is not writable: {e}", dir.display()))?;
-        let _ = std::fs::remove_file(&probe);
         Ok(())
     }
 

@@ -3,7 +3,13 @@
 //! The library holds everything; `src/main.rs` only parses the command line and calls in here.
 //! See `ARCHITECTURE.md` for the code map and the invariants each module keeps.
 
+#![forbid(unsafe_code)]
+// Output is the CLI's job; everything else logs through `tracing` (tests/invariants.rs checks
+// what these lints cannot see, such as a raw `std::io::stdout()`).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod api;
+#[allow(clippy::print_stdout, clippy::print_stderr)] // The CLI prints its answers.
 pub mod cli;
 pub mod compose;
 pub mod config;
@@ -11,6 +17,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod durable;
 pub mod engine;
+mod error_chain;
 pub mod notify;
 pub mod policy;
 pub mod reference;

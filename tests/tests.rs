@@ -12,6 +12,7 @@ mod engine;
 mod faults;
 mod harness;
 mod hostile_registry;
+mod invariants;
 mod registry;
 mod resilience;
 mod runtime;

@@ -34,7 +34,7 @@ use crate::telemetry::{EventKind, WebhookFormat};
 
 /// Where lookout looks for its configuration when none is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
-pub const DEFAULT_STATE_FILE: &str = "/var/lib/lookout/state.json";
+pub use crate::state::DEFAULT_STATE_FILE;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
 
 /// The valid range of every duration and count setting. Values outside are refused at

@@ -4,8 +4,6 @@
 //! What to do is decided by [`crate::state::decide_recovery`] from what is observed now (the
 //! file's hash, the image the container runs, its health); this module observes and acts.
 
-use std::time::Duration;
-
 use crate::compose;
 use crate::config::ServiceSpec;
 use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
@@ -16,7 +14,7 @@ use crate::state::{
 };
 
 use super::lock;
-use super::update::rollback_tag;
+use super::update::{gate_options, rollback_tag};
 
 /// What recovery did for one interrupted update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,12 +90,7 @@ async fn recover_one<R: ContainerRuntime>(
     entry: &JournalEntry,
 ) -> OneResult {
     let intent = &entry.intent;
-    let gate = GateOptions {
-        timeout: spec.health_timeout,
-        stable: spec.health_stable,
-        probe_url: spec.probe_url.clone(),
-        poll: Duration::from_millis(500),
-    };
+    let gate = gate_options(spec);
     let file_now = crate::config::read_file(&intent.file.path, crate::config::MAX_FILE_BYTES).ok();
     let new_ref = format!("{}@{}", intent.to.image, intent.to.digest);
     let new_id = runtime.image(&new_ref).await.ok().flatten().map(|i| i.id);

@@ -520,7 +520,9 @@ impl<R: ContainerRuntime> Updater<'_, R> {
     }
 }
 
-fn gate_options(spec: &ServiceSpec) -> GateOptions {
+/// The health gate a service's configuration asks for; an update and the recovery of an
+/// interrupted one gate the same way.
+pub(super) fn gate_options(spec: &ServiceSpec) -> GateOptions {
     GateOptions {
         timeout: spec.health_timeout,
         stable: spec.health_stable,

@@ -24,12 +24,13 @@ use tokio::sync::{Mutex, OnceCell};
 
 use super::auth::{Credential, CredentialSource, Token, parse_token};
 use super::grammar::shown;
-use super::http::{Transport, error_chain};
+use super::http::Transport;
 use super::oci::Distribution;
 use super::origin::Origin;
 use super::page::Page;
 use super::{Adapter, Digests, ErrorKind, Registry, RegistryError};
 use crate::config::Secret;
+use crate::error_chain::error_chain;
 use crate::policy::Tag;
 use crate::reference::ImageRef;
 

@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::{ErrorKind, RegistryOptions, lock, origin};
+use crate::error_chain::error_chain;
 
 /// How failed requests are retried.
 #[derive(Debug, Clone)]
@@ -495,18 +496,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let when = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
     let now = jiff::Timestamp::now();
     Some(Duration::try_from(when.duration_since(now)).unwrap_or_default())
-}
-
-/// An error with its causes (`error sending request: connection refused`).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{ContainerInfo, ContainerRuntime, ContainerState, Health};
+use crate::error_chain::error_chain;
 
 /// How long to wait, and for what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,18 +311,6 @@ async fn probe(client: &reqwest::Client, url: &str) -> ProbeResult {
             detail: error_chain(&e.without_url()),
         },
     }
-}
-
-/// An error and its sources on one line: `error sending request: connection refused`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]
