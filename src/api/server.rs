@@ -81,11 +81,6 @@ pub(super) async fn run(
     let descriptors = Arc::new(Semaphore::new(slots.max_open));
     tokio::pin!(shutdown);
     loop {
-        let descriptor = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            permit = descriptor(&descriptors, &slots) => permit,
-        };
         let stream = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -100,6 +95,19 @@ pub(super) async fn run(
         let Some((slot, closed)) = slots.admit() else {
             refuse(&stream);
             continue;
+        };
+        // Admitting may have told an older connection to close; its socket counts until its
+        // task has dropped it, and no other connection is accepted meanwhile.
+        let descriptor = match descriptors.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                permit = descriptors.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break, // never closed
+                },
+            },
         };
         let connection = Connection {
             _descriptor: descriptor,
@@ -126,21 +134,6 @@ pub(super) async fn run(
         );
     }
     Ok(())
-}
-
-/// A descriptor for the next connection: at once when one is free, else after the oldest
-/// waiting (or idle) connection was told to close and has closed. With every connection busy it
-/// waits for one to end, and newcomers wait in the kernel's accept queue.
-async fn descriptor(descriptors: &Arc<Semaphore>, slots: &Slots) -> OwnedSemaphorePermit {
-    if let Ok(permit) = descriptors.clone().try_acquire_owned() {
-        return permit;
-    }
-    slots.evict_one();
-    match descriptors.clone().acquire_owned().await {
-        Ok(permit) => permit,
-        // The semaphore is never closed; should it be, wait for shutdown instead of spinning.
-        Err(_) => std::future::pending().await,
-    }
 }
 
 /// One accepted connection and what it needs to be served.
@@ -321,20 +314,6 @@ impl Slots {
             slots: self.clone(),
         };
         Some((slot, closed))
-    }
-
-    /// Tells the oldest waiting, else idle, connection to close, to free its descriptor.
-    fn evict_one(&self) {
-        let mut open = self.lock();
-        let waiting = open.oldest(|e| e.busy.is_none());
-        if let Some(entry) = waiting
-            .or_else(|| open.oldest(Entry::idle))
-            .and_then(|id| open.remove(id))
-        {
-            let _ = entry.close.send(());
-            self.evicted.fetch_add(1, Ordering::Relaxed);
-            self.warn();
-        }
     }
 
     /// Closes `victim` (counted, and said once a minute); `false` when there is none.
