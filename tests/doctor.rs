@@ -408,15 +408,45 @@ fn api_check(scratch: &Scratch, top: &str) -> (i32, serde_json::Value) {
 #[test]
 fn doctor_fails_an_api_open_to_the_network_without_a_token() {
     let scratch = Scratch::new("doctor-api");
-    let (code, api) = api_check(&scratch, "listen = \"0.0.0.0:9100\"");
-    assert_eq!(code, 1, "{api}");
-    assert_eq!(api["status"], "fail", "{api}");
+    // Without a token and without listen_without_token the configuration itself is refused, and
+    // doctor says so as its only check.
+    let config = scratch.write(
+        "refused.toml",
+        "listen = \"0.0.0.0:9100\"\nstate_file = \"/tmp/lookout-doctor-api-unused/state.json\"\n",
+    );
+    let out = lookout()
+        .arg("--config")
+        .arg(&config)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 1, "{v}");
+    let detail = checks[0]["detail"].as_str().unwrap();
+    assert!(
+        checks[0]["status"] == "fail"
+            && detail.contains("0.0.0.0:9100")
+            && detail.contains("api_token")
+            && detail.contains("listen_without_token"),
+        "{v}"
+    );
+
+    // Allowed knowingly: a warning that says what is open and how to close it.
+    let (code, api) = api_check(
+        &scratch,
+        "listen = \"0.0.0.0:9100\"\nlisten_without_token = true",
+    );
+    assert_ne!(code, 0, "{api}");
+    assert_eq!(api["status"], "warn", "{api}");
     let detail = api["detail"].as_str().unwrap();
     assert!(
         detail.contains("0.0.0.0:9100")
             && detail.contains("no api_token is set")
             && detail.contains("/api/v1/services")
-            && detail.contains("/metrics"),
+            && detail.contains("/metrics")
+            && detail.contains("listen_without_token = true"),
         "{api}"
     );
     let fix = api["fix"].as_str().unwrap();

@@ -136,6 +136,12 @@ const FILE_WRITE_EXCEPTIONS: &[Exception] = &[
         why: "a damaged state file is moved aside to `.corrupt-<time>` (a move, never a write; \
               the folder is then fsynced with durable::sync_dir)",
     },
+    Exception {
+        path: "config/files.rs",
+        pattern: "OpenOptions",
+        why: "opens operator files for reading only, with O_NONBLOCK so a FIFO cannot hang the \
+              open; it never writes",
+    },
 ];
 
 // ---- Engine: no registry vendor or compose flavor is named in the engine. ----

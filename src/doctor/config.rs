@@ -64,9 +64,7 @@ impl ApiExposure {
             listen: config.listen,
             token_set: config.api_token.is_some(),
             hooks_on: config.hook_secret.is_some(),
-            // TODO(listen_without_token): `config.listen_without_token` once the key exists;
-            // it turns the failure below into a warning.
-            allowed_without_token: false,
+            allowed_without_token: config.listen_without_token,
         }
     }
 }
