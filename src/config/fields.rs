@@ -194,10 +194,11 @@ impl<'a, 'e> Obj<'a, 'e> {
         }
     }
 
-    /// Seconds as a number, or a duration such as `90s`, `30m`, `1h30m`, `2d`.
+    /// Seconds as a number, or a duration such as `90s`, `30m`, `1h30m`, `2d`; at most
+    /// [`MAX_DURATION`], so deadline arithmetic on it cannot overflow.
     pub fn duration(&mut self, key: &'static str) -> Option<Duration> {
         let value = self.get(key)?;
-        match value {
+        let d = match value {
             Value::Number(n) if n.as_u64().is_some() => n.as_u64().map(Duration::from_secs),
             Value::String(_) => {
                 let s = self.string(key)?;
@@ -213,7 +214,19 @@ impl<'a, 'e> Obj<'a, 'e> {
                 self.type_problem(key, "seconds or a duration such as \"30m\"", other, false);
                 None
             }
+        }?;
+        if d > MAX_DURATION {
+            self.ctx.problem(
+                self.at(key),
+                format!(
+                    "{}s is too long: a duration is at most 365d ({}s)",
+                    d.as_secs(),
+                    MAX_DURATION.as_secs()
+                ),
+            );
+            return None;
         }
+        Some(d)
     }
 
     /// One of a fixed set of words; the message lists them.
@@ -338,6 +351,9 @@ pub fn substitute(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Subst
     text.push_str(rest);
     Ok(Substituted { text, unset })
 }
+
+/// The longest duration a setting may have.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 /// `3600`, `90s`, `30m`, `1h30m`, `2d`, `1h 30m`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
