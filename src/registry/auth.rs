@@ -139,7 +139,8 @@ pub fn parse_token(body: &[u8], now: Instant) -> Result<Token, ErrorKind> {
         .or(r.access_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ErrorKind::auth("the token service's answer has no token"))?;
-    let lifetime = Duration::from_secs(r.expires_in.unwrap_or(60).max(1));
+    // A day at most: registries' tokens last minutes, and `now + lifetime` must not overflow.
+    let lifetime = Duration::from_secs(r.expires_in.unwrap_or(60).clamp(1, 86_400));
     let margin = (lifetime / 10).min(Duration::from_secs(30));
     Ok(Token {
         value: Secret::new(value),
