@@ -11,6 +11,8 @@ pub mod daemon;
 pub mod doctor;
 pub mod durable;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod notify;
 pub mod policy;
 pub mod reference;

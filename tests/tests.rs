@@ -9,6 +9,7 @@ mod deploy;
 mod doctor;
 mod engine;
 mod faults;
+mod fuzz_regressions;
 mod harness;
 mod registry;
 mod runtime;

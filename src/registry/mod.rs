@@ -11,7 +11,7 @@
 //! come from `HEAD` on the manifest, and only a multi-arch index is read to find the host's
 //! platform.
 
-mod auth;
+pub(crate) mod auth;
 mod check;
 mod cycle;
 pub mod docker_config;

@@ -521,7 +521,7 @@ fn error_detail(body: &[u8]) -> String {
 }
 
 /// The URL of `Link: </v2/r/tags/list?last=x&n=100>; rel="next"`.
-fn next_link(header: &str) -> Option<String> {
+pub(crate) fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
         let is_next = params.split(';').any(|p| {
