@@ -18,6 +18,8 @@ pub mod doctor;
 pub mod durable;
 pub mod engine;
 mod error_chain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod notify;
 pub mod policy;
 pub mod reference;

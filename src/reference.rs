@@ -188,13 +188,20 @@ impl ImageRef {
         }
     }
 
-    /// The short form Docker prints: `nginx:1.27`, `team/app:1`, `ghcr.io/o/r@sha256:…`.
+    /// The short form Docker prints: `nginx:1.27`, `team/app:1`, `ghcr.io/o/r@sha256:…`. It
+    /// parses back to the same reference: `docker.io/` stays when the path would otherwise read
+    /// as a host (`docker.io/a.b/c`), `library/` when more than one component follows it.
     pub fn familiar(&self) -> String {
         let name = if self.registry == DOCKER_HUB {
-            self.repository
-                .strip_prefix("library/")
-                .unwrap_or(&self.repository)
-                .to_owned()
+            let path = match self.repository.strip_prefix("library/") {
+                Some(rest) if !rest.contains('/') => rest,
+                _ => &self.repository,
+            };
+            if split_registry(path).0.is_some() {
+                self.name()
+            } else {
+                path.to_owned()
+            }
         } else {
             self.name()
         };

@@ -10,6 +10,7 @@ mod deploy;
 mod doctor;
 mod engine;
 mod faults;
+mod fuzz_regressions;
 mod harness;
 mod hostile_registry;
 mod invariants;

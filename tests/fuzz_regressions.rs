@@ -1,0 +1,128 @@
+//! The fuzz targets' checks (`lookout::fuzzing`, one function per target in `fuzz/`) over the
+//! committed corpora, and every input a fuzzer once found failing, as a named test.
+//!
+//! The corpora live in `fuzz/corpus/<target>/`; running them here keeps them meaningful when the
+//! parsers change, without a nightly toolchain or `cargo fuzz`.
+
+use std::fs;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use lookout::fuzzing;
+use lookout::reference::ImageRef;
+
+/// Runs `check` over every input in `fuzz/corpus/<target>/`, naming the file that fails.
+fn corpus(target: &str, check: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "corpus {} is empty", dir.display());
+    for file in &files {
+        let data = fs::read(file).unwrap();
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| check(&data))) {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            panic!("{}: {message}", file.display());
+        }
+    }
+}
+
+#[test]
+fn reference_corpus() {
+    corpus("reference", fuzzing::reference);
+}
+
+#[test]
+fn tag_policy_corpus() {
+    corpus("tag_policy", fuzzing::tag_policy);
+}
+
+#[test]
+fn compose_edit_corpus() {
+    corpus("compose_edit", fuzzing::compose_edit);
+}
+
+#[test]
+fn env_file_corpus() {
+    corpus("env_file", fuzzing::env_file);
+}
+
+#[test]
+fn config_corpus() {
+    corpus("config", fuzzing::config);
+}
+
+#[test]
+fn www_authenticate_corpus() {
+    corpus("www_authenticate", fuzzing::www_authenticate);
+}
+
+#[test]
+fn link_header_corpus() {
+    corpus("link_header", fuzzing::link_header);
+}
+
+#[test]
+fn hook_payload_corpus() {
+    corpus("hook_payload", fuzzing::hook_payload);
+}
+
+// Inputs that once failed. The first two are the panics of the hardening issue (#11, point 2),
+// reproduced by the seed corpora before any fuzzing.
+
+#[test]
+fn token_answer_with_the_largest_expires_in_does_not_panic() {
+    fuzzing::www_authenticate(br#"{"token":"t","expires_in":18446744073709551615}"#);
+}
+
+#[test]
+fn configured_durations_beyond_their_range_are_refused_with_the_range() {
+    let text =
+        "health_timeout = 18446744073709551615\ncompose_timeout = \"18446744073709551615s\"\n";
+    fuzzing::config(text.as_bytes());
+    let e = lookout::config::from_text(Path::new("lookout.toml"), text, &|_| None).unwrap_err();
+    let message = e.to_string();
+    for (field, range) in [
+        ("health_timeout", "use 1s to 6h"),
+        ("compose_timeout", "use 1s to 1h"),
+    ] {
+        assert!(
+            message.contains(field) && message.contains(range),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn familiar_form_keeps_docker_io_when_the_path_looks_like_a_host() {
+    // Found by the `reference` target: the short form read as a reference on host `ler.io`.
+    fuzzing::reference(b"docker.io/ler.io/library/giana/grat");
+    let r = ImageRef::parse("docker.io/ler.io/library/giana/grat").unwrap();
+    assert_eq!(r.familiar(), "docker.io/ler.io/library/giana/grat:latest");
+    assert_eq!(
+        ImageRef::parse("docker.io/localhost/app:1")
+            .unwrap()
+            .familiar(),
+        "docker.io/localhost/app:1"
+    );
+}
+
+#[test]
+fn familiar_form_keeps_library_before_a_nested_path() {
+    // `library/a/b` without `library/` is the repository `a/b`, another namespace.
+    fuzzing::reference(b"docker.io/library/a/b:1");
+    let r = ImageRef::parse("docker.io/library/a/b:1").unwrap();
+    assert_eq!(r.familiar(), "library/a/b:1");
+    assert_eq!(
+        ImageRef::parse("library/nginx").unwrap().familiar(),
+        "nginx:latest"
+    );
+}
