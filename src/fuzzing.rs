@@ -439,7 +439,11 @@ pub fn hook_payload(data: &[u8]) {
     let Ok(found) = payload::parse(source, Some(event), body) else {
         return;
     };
-    assert!(found.pushes.len() <= MAX_PUSHES, "{} pushes", found.pushes.len());
+    assert!(
+        found.pushes.len() <= MAX_PUSHES,
+        "{} pushes",
+        found.pushes.len()
+    );
     if source == Source::DockerHub {
         assert_eq!(found.pushes.len(), 1, "{found:?}");
         assert_eq!(
