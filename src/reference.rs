@@ -16,7 +16,8 @@ use std::fmt;
 pub const DOCKER_HUB: &str = "docker.io";
 const LEGACY_DOCKER_HUB: &str = "index.docker.io";
 const MAX_NAME_LEN: usize = 255;
-const MAX_TAG_LEN: usize = 128;
+/// The longest tag the distribution spec allows.
+pub const MAX_TAG_LEN: usize = 128;
 /// Messages quote at most this many characters of the input.
 const MAX_QUOTED: usize = 200;
 
@@ -341,8 +342,21 @@ fn validate_host(input: &str, host: &str) -> Result<(), ReferenceError> {
 
 /// `[\w][\w.-]{0,127}`
 fn validate_tag(input: &str, tag: &str) -> Result<(), ReferenceError> {
+    match tag_problem(tag) {
+        None => Ok(()),
+        Some(reason) => Err(ReferenceError::InvalidTag {
+            input: quoted(input),
+            tag: quoted(tag),
+            reason,
+        }),
+    }
+}
+
+/// What is wrong with `tag` by the tag grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, or `None`
+/// for a valid tag. The one tag rule: the registry layer skips tags it refuses.
+pub fn tag_problem(tag: &str) -> Option<&'static str> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let reason = if tag.is_empty() {
+    if tag.is_empty() {
         Some("it is empty")
     } else if tag.len() > MAX_TAG_LEN {
         Some("it is longer than 128 characters")
@@ -354,14 +368,6 @@ fn validate_tag(input: &str, tag: &str) -> Result<(), ReferenceError> {
         Some("it contains a character other than `A-Za-z0-9_.-`")
     } else {
         None
-    };
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(ReferenceError::InvalidTag {
-            input: quoted(input),
-            tag: quoted(tag),
-            reason,
-        }),
     }
 }
 

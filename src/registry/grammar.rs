@@ -9,17 +9,12 @@
 
 use sha2::Digest as _;
 
-/// The longest tag the distribution spec allows.
-pub const MAX_TAG_LEN: usize = 128;
+pub use crate::reference::MAX_TAG_LEN;
 
-/// Whether `tag` is a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+/// Whether `tag` is a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}` (the rule is
+/// [`crate::reference::tag_problem`]).
 pub fn is_valid_tag(tag: &str) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let bytes = tag.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_TAG_LEN
-        && bytes.first().is_some_and(|&b| word(b))
-        && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
+    crate::reference::tag_problem(tag).is_none()
 }
 
 /// The digest algorithms lookout accepts from a registry.
@@ -30,13 +25,6 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    fn hex_len(self) -> usize {
-        match self {
-            Self::Sha256 => 64,
-            Self::Sha512 => 128,
-        }
-    }
-
     fn prefix(self) -> &'static str {
         match self {
             Self::Sha256 => "sha256",
@@ -48,14 +36,15 @@ impl Algorithm {
 /// The algorithm of a well-formed digest (`sha256:` + 64 or `sha512:` + 128 lowercase hex
 /// digits), else `None`.
 pub fn parse_digest(digest: &str) -> Option<Algorithm> {
-    let (algorithm, hex) = digest.split_once(':')?;
-    let algorithm = match algorithm {
-        "sha256" => Algorithm::Sha256,
-        "sha512" => Algorithm::Sha512,
-        _ => return None,
-    };
-    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    (hex.len() == algorithm.hex_len() && hex.bytes().all(lower_hex)).then_some(algorithm)
+    // The shape is the reference grammar's; of its algorithms lookout can hash two.
+    if !crate::reference::is_digest(digest) {
+        return None;
+    }
+    match digest.split_once(':')?.0 {
+        "sha256" => Some(Algorithm::Sha256),
+        "sha512" => Some(Algorithm::Sha512),
+        _ => None,
+    }
 }
 
 /// `algorithm:<hex>` of `bytes`.
