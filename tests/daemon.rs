@@ -170,7 +170,7 @@ fn a_push_to_the_registry_updates_the_service_without_waiting_for_the_interval()
     let notifications = format!(
         "notifications:\n  endpoints:\n    - name: lookout\n      url: http://{addr}/hooks/registry\n      headers:\n        X-Lookout-Hook-Secret: [{HOOK_SECRET}]\n      timeout: 2s\n      threshold: 3\n      backoff: 1s\n"
     );
-    let compose = "services:\n  app:\n    image: {image}:1.0.0\n    labels:\n      lookout.test: \"{label}\"\n";
+    let compose = "services:\n  app:\n    image: {image}:1.0.0\n    network_mode: none\n    labels:\n      lookout.test: \"{label}\"\n";
     let mut p = Project::with_registry_yaml(
         "daemon-push",
         Flavor::V2,

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::engine::{Flavor, NO_CHECK, Project};
 use crate::util::{RegistryAuth, Scratch, lookout};
 
-const COMPOSE: &str = "services:\n  app:\n    image: '{image}:1.0.0'\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n  sidecar:\n    image: '{image}:1.0.0'\n    labels:\n      lookout.test: \"{label}\"\n";
+const COMPOSE: &str = "services:\n  app:\n    image: '{image}:1.0.0'\n    network_mode: none\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n  sidecar:\n    image: '{image}:1.0.0'\n    network_mode: none\n    labels:\n      lookout.test: \"{label}\"\n";
 const USER: &str = "doctor";
 const PASSWORD: &str = "correct-horse-battery";
 

@@ -278,7 +278,7 @@ impl Drop for Project {
     }
 }
 
-pub const COMPOSE_TAGGED: &str = "services:\n  app:\n    # the service under test\n    image: '{image}:1.0.0'  # keep the quotes\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n";
+pub const COMPOSE_TAGGED: &str = "services:\n  app:\n    # the service under test\n    image: '{image}:1.0.0'  # keep the quotes\n    network_mode: none\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n";
 
 /// Updates 1.0.0 → 1.1.0, then refuses 2.0.0 whose health check fails: rolled back to exactly
 /// the bytes before, the old container healthy, the candidate blocked on the next pass.
@@ -359,7 +359,7 @@ fn semver_update_and_failed_candidate_rollback_compose_v1() {
 /// `latest` follows its digest: a new healthy push is taken, a crash-looping one is rolled back,
 /// and the compose file never changes.
 fn latest_digest_update_and_rollback_of_a_crash_loop(flavor: Flavor) {
-    let compose = "services:\n  app:\n    image: {image}:latest\n    restart: unless-stopped\n    labels:\n      lookout.test: \"{label}\"\n";
+    let compose = "services:\n  app:\n    image: {image}:latest\n    network_mode: none\n    restart: unless-stopped\n    labels:\n      lookout.test: \"{label}\"\n";
     let mut p = Project::new(
         &format!("engine-latest-{flavor:?}"),
         flavor,
@@ -405,7 +405,7 @@ fn latest_digest_update_and_rollback_of_a_crash_loop(flavor: Flavor) {
 
 /// Without a HEALTHCHECK, a container that exits after 3 s fails the stability period.
 fn a_service_without_healthcheck_that_exits_is_rolled_back(flavor: Flavor) {
-    let compose = "services:\n  app:\n    image: {image}:1.0.0\n    labels:\n      lookout.test: \"{label}\"\n";
+    let compose = "services:\n  app:\n    image: {image}:1.0.0\n    network_mode: none\n    labels:\n      lookout.test: \"{label}\"\n";
     let mut p = Project::new(
         &format!("engine-nocheck-{flavor:?}"),
         flavor,
@@ -428,7 +428,7 @@ fn a_service_without_healthcheck_that_exits_is_rolled_back(flavor: Flavor) {
 
 /// `image: …:${TAG}`: the project's `.env` changes, the compose file does not.
 fn a_variable_image_updates_the_env_file_only(flavor: Flavor) {
-    let compose = "services:\n  app:\n    image: \"{image}:${TAG}\"\n    labels:\n      lookout.test: \"{label}\"\n";
+    let compose = "services:\n  app:\n    image: \"{image}:${TAG}\"\n    network_mode: none\n    labels:\n      lookout.test: \"{label}\"\n";
     let mut p = Project::new(
         &format!("engine-env-{flavor:?}"),
         flavor,

@@ -57,7 +57,7 @@ impl Setup {
     }
 }
 
-const COMPOSE_LATEST: &str = "services:\n  app:\n    image: {image}:latest\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n";
+const COMPOSE_LATEST: &str = "services:\n  app:\n    image: {image}:latest\n    network_mode: none\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n";
 
 /// What one kill -9 case must end in.
 struct Expect {

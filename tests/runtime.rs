@@ -181,7 +181,7 @@ fn write_project(scratch: &Scratch, image: &str) -> PathBuf {
     scratch.write(
         &format!("{dir}/compose.yaml"),
         format!(
-            "services:\n  web:\n    image: ${{WEB_IMAGE}}\n    stop_grace_period: 1s\n    labels:\n      lookout.test: \"{}\"\n",
+            "services:\n  web:\n    image: ${{WEB_IMAGE}}\n    network_mode: none\n    stop_grace_period: 1s\n    labels:\n      lookout.test: \"{}\"\n",
             scratch.id
         ),
     )
