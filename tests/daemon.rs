@@ -4,96 +4,16 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine::{Flavor, HEALTHY, Project};
-use crate::util::{free_port, lookout};
+use crate::util::daemon::{Daemon, http};
+use crate::util::{free_port, wait_for};
 
 const TOKEN: &str = "api-token-0123456789abcdef";
 const HOOK_SECRET: &str = "hook-secret-0123456789abcdef";
 const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";
-
-/// `lookout run`, killed when dropped (after a test failure) and asked to stop with SIGTERM by
-/// [`Daemon::stop`].
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
-impl Daemon {
-    fn stop(mut self) -> i32 {
-        let pid = self.child.id().to_string();
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code().unwrap_or(-1);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("lookout run did not stop within 60 s of SIGTERM");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A plain HTTP/1.1 request over a real socket: (status, body).
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    // Chunked bodies: keep only the JSON (or text) part, which is what the tests read.
-    let body = if raw
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(&body)
-    } else {
-        body
-    };
-    (status, body)
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = &after[n + 2..];
-    }
-    out
-}
 
 /// A webhook receiver on loopback that answers 200 and keeps (headers, body) of each delivery.
 /// The (headers, body) of each delivery a receiver got.
@@ -130,20 +50,6 @@ fn webhook_receiver() -> (String, Received) {
         }
     });
     (url, got)
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// The value of one sample in Prometheus text, e.g. `lookout_updates_total{service="app",result="updated"}`.
@@ -193,35 +99,23 @@ fn a_push_to_the_registry_updates_the_service_without_waiting_for_the_interval()
     );
     std::fs::write(&p.config, config).unwrap();
 
-    let child = lookout()
-        .arg("--config")
-        .arg(&p.config)
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(p.scratch.join("lookout.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let daemon = Daemon {
-        child,
-        addr: addr.clone(),
-    };
     let log_path = p.scratch.join("lookout.log");
+    let daemon = Daemon::start(&p.config, &addr, &log_path, None);
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
     wait_for("/readyz", Duration::from_secs(30), || {
         TcpStream::connect(&daemon.addr)
             .ok()
-            .and_then(|_| (http(&addr, "GET", "/readyz", None).0 == 200).then_some(()))
+            .and_then(|_| (http(&addr, "GET", "/readyz", None, "").0 == 200).then_some(()))
     });
     // The first check at start finds nothing new.
     wait_for("the first check", Duration::from_secs(60), || {
-        let (_, body) = http(&addr, "GET", "/api/v1/services/app", Some(TOKEN));
+        let (_, body) = http(&addr, "GET", "/api/v1/services/app", Some(TOKEN), "");
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         v["last_check"].is_string().then_some(())
     });
     assert_eq!(
-        http(&addr, "GET", "/api/v1/services", None).0,
+        http(&addr, "GET", "/api/v1/services", None, "").0,
         401,
         "the API needs the token"
     );
@@ -233,7 +127,7 @@ fn a_push_to_the_registry_updates_the_service_without_waiting_for_the_interval()
         "the update through the push hook",
         Duration::from_secs(120),
         || {
-            let (_, body) = http(&addr, "GET", "/api/v1/services/app", Some(TOKEN));
+            let (_, body) = http(&addr, "GET", "/api/v1/services/app", Some(TOKEN), "");
             let v: serde_json::Value = serde_json::from_str(&body).ok()?;
             v["running"]
                 .as_str()
@@ -254,7 +148,7 @@ fn a_push_to_the_registry_updates_the_service_without_waiting_for_the_interval()
     assert!(p.read(&p.compose_file).contains(":1.1.0"));
 
     // Metrics over the socket, parsed as Prometheus text.
-    let (status, metrics) = http(&addr, "GET", "/metrics", Some(TOKEN));
+    let (status, metrics) = http(&addr, "GET", "/metrics", Some(TOKEN), "");
     assert_eq!(status, 200);
     assert_eq!(
         sample(
@@ -291,7 +185,7 @@ fn a_push_to_the_registry_updates_the_service_without_waiting_for_the_interval()
     );
 
     // History through the API.
-    let (_, history) = http(&addr, "GET", "/api/v1/history", Some(TOKEN));
+    let (_, history) = http(&addr, "GET", "/api/v1/history", Some(TOKEN), "");
     assert!(
         history.contains("\"committed\"") && history.contains(":1.1.0"),
         "{history}"
@@ -321,7 +215,7 @@ fn a_push_to_the_registry_updates_the_service_without_waiting_for_the_interval()
     );
 
     // Pause through the API is kept in the state file.
-    assert_eq!(http(&addr, "POST", "/api/v1/pause", Some(TOKEN)).0, 200);
+    assert_eq!(http(&addr, "POST", "/api/v1/pause", Some(TOKEN), "").0, 200);
     assert!(
         std::fs::read_to_string(p.scratch.join("state/state.json"))
             .unwrap()
@@ -331,14 +225,7 @@ fn a_push_to_the_registry_updates_the_service_without_waiting_for_the_interval()
     // SIGHUP: an invalid configuration is refused and the one in force stays; a valid one is
     // put in force.
     let good = std::fs::read_to_string(&p.config).unwrap();
-    let hup = || {
-        let pid = daemon.child.id().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    };
+    let hup = || daemon.signal(rustix::process::Signal::HUP);
     std::fs::write(&p.config, format!("{good}\ncheck_interval = \"soon\"\n")).unwrap();
     hup();
     wait_for(
@@ -351,7 +238,7 @@ fn a_push_to_the_registry_updates_the_service_without_waiting_for_the_interval()
         },
     );
     assert_eq!(
-        http(&addr, "GET", "/api/v1/services/app", Some(TOKEN)).0,
+        http(&addr, "GET", "/api/v1/services/app", Some(TOKEN), "").0,
         200
     );
     std::fs::write(&p.config, format!("{good}enabled = false\n")).unwrap();
@@ -360,14 +247,14 @@ fn a_push_to_the_registry_updates_the_service_without_waiting_for_the_interval()
         "the reloaded configuration",
         Duration::from_secs(30),
         || {
-            let (_, body) = http(&addr, "GET", "/api/v1/services/app", Some(TOKEN));
+            let (_, body) = http(&addr, "GET", "/api/v1/services/app", Some(TOKEN), "");
             let v: serde_json::Value = serde_json::from_str(&body).ok()?;
             (v["enabled"] == false).then_some(())
         },
     );
 
     assert_eq!(
-        daemon.stop(),
+        daemon.stop(Duration::from_secs(60)),
         0,
         "SIGTERM ends lookout run with exit code 0\n{}",
         log()

@@ -5,15 +5,16 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::engine::{COMPOSE_TAGGED, Flavor, HEALTHY, Project};
 use crate::util::compose::ComposeDown;
-use crate::util::{Scratch, TestImage, free_port, lookout, run};
+use crate::util::daemon::{Daemon, http};
+use crate::util::{Scratch, TestImage, free_port, lookout, run, wait_for};
 
 const TOKEN: &str = "api-token-0123456789abcdef";
 const HOOK_SECRET: &str = "hook-secret-0123456789abcdef";
@@ -161,144 +162,28 @@ fn configure(p: &Project, settings: &str, services: &str) {
     .unwrap();
 }
 
-/// `lookout run`, killed when dropped (after a test failure).
-struct Daemon {
-    child: Child,
-    addr: String,
-    log: PathBuf,
+/// `lookout run` on `config` with `env`, once `/healthz` answers.
+fn start(config: &Path, addr: &str, log: PathBuf, env: &[(&str, &str)]) -> Daemon {
+    let mut d = Daemon::start_with_env(config, addr, &log, None, env);
+    d.wait_healthy(Duration::from_secs(30));
+    d
 }
 
-impl Daemon {
-    fn start(config: &std::path::Path, addr: &str, log: PathBuf, env: &[(&str, &str)]) -> Self {
-        let child = lookout()
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let daemon = Self {
-            child,
-            addr: addr.to_owned(),
-            log,
-        };
-        wait_for("/healthz", Duration::from_secs(30), || {
-            (TcpStream::connect(&daemon.addr).is_ok()
-                && http(&daemon.addr, "GET", "/healthz", None, "").0 == 200)
-                .then_some(())
-        });
-        daemon
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn get(&self, path: &str) -> serde_json::Value {
-        let (_, body) = http(&self.addr, "GET", path, Some(TOKEN), "");
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn post(&self, path: &str) -> (u16, serde_json::Value) {
-        let (status, body) = http(&self.addr, "POST", path, Some(TOKEN), "");
-        (
-            status,
-            serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
-        )
-    }
-
-    /// SIGTERM, then the exit code and how long the process took to end.
-    fn terminate(mut self) -> (i32, Duration) {
-        let pid = self.child.id().to_string();
-        let sent = Instant::now();
-        run(Command::new("kill").args(["-TERM", &pid]));
-        while sent.elapsed() < Duration::from_secs(60) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return (status.code().unwrap_or(-1), sent.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "lookout run did not stop within 60 s of SIGTERM\n{}",
-            self.log()
-        );
-    }
+/// `GET path` with the token, as JSON (`null` when the answer is not JSON).
+fn get(d: &Daemon, path: &str) -> serde_json::Value {
+    let (_, body) = http(&d.addr, "GET", path, Some(TOKEN), "");
+    serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection: (status, body).
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(180)))
-        .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+/// `POST path` with the token: the status and the answer as JSON (or as a string).
+fn post(d: &Daemon, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = http(&d.addr, "POST", path, Some(TOKEN), "");
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
     )
-    .unwrap();
-    let mut raw = String::new();
-    let _ = stream.read_to_string(&mut raw);
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, body)
 }
 
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The sum of every sample of `name` in Prometheus text.
 fn metric_sum(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
@@ -335,7 +220,7 @@ fn updates_and_rollbacks_do_not_wait_for_a_hung_registry_of_another_service() {
         &format!("listen = \"{addr}\"\napi_token = \"{TOKEN}\"\ncheck_timeout = \"10m\"\n"),
         &stuck.toml(),
     );
-    let d = Daemon::start(&p.config, &addr, p.scratch.join("lookout.log"), &[]);
+    let d = start(&p.config, &addr, p.scratch.join("lookout.log"), &[]);
 
     wait_for(
         "the stuck check to reach the hanging registry",
@@ -343,16 +228,16 @@ fn updates_and_rollbacks_do_not_wait_for_a_hung_registry_of_another_service() {
         || (hanging.accepted() > 0).then_some(()),
     );
     wait_for("the first check of app", Duration::from_secs(60), || {
-        d.get("/api/v1/services/app")["last_check"]
+        get(&d, "/api/v1/services/app")["last_check"]
             .is_string()
             .then_some(())
     });
-    let still_checking = |d: &Daemon| d.get("/api/v1/services/stuck")["last_result"].is_null();
+    let still_checking = |d: &Daemon| get(d, "/api/v1/services/stuck")["last_result"].is_null();
     assert!(still_checking(&d), "the stuck check has not ended");
 
     let id_new = p.push("1.1.0", HEALTHY);
     let asked = Instant::now();
-    let (status, update) = d.post("/api/v1/services/app/update");
+    let (status, update) = post(&d, "/api/v1/services/app/update");
     let took_update = asked.elapsed();
     assert_eq!(status, 200, "{update}\n{}", d.log());
     assert_eq!(update["result"], "updated", "{update}\n{}", d.log());
@@ -363,7 +248,7 @@ fn updates_and_rollbacks_do_not_wait_for_a_hung_registry_of_another_service() {
     );
 
     let asked = Instant::now();
-    let (status, rollback) = d.post("/api/v1/services/app/rollback");
+    let (status, rollback) = post(&d, "/api/v1/services/app/rollback");
     let took_rollback = asked.elapsed();
     assert_eq!(status, 200, "{rollback}\n{}", d.log());
     assert_eq!(rollback["result"], "updated", "{rollback}");
@@ -376,9 +261,9 @@ fn updates_and_rollbacks_do_not_wait_for_a_hung_registry_of_another_service() {
     assert!(took_update < Duration::from_secs(90), "{took_update:?}");
     assert!(took_rollback < Duration::from_secs(90), "{took_rollback:?}");
 
-    let log = d.log.clone();
-    let (code, took) = d.terminate();
-    let log = std::fs::read_to_string(log).unwrap_or_default();
+    let log_path = d.log_path().to_owned();
+    let (code, took) = d.stop_timed(Duration::from_secs(60));
+    let log = std::fs::read_to_string(log_path).unwrap_or_default();
     eprintln!("SIGTERM to exit: {took:?}");
     assert_eq!(code, 0, "{log}");
     assert!(took < Duration::from_secs(5), "took {took:?}\n{log}");
@@ -399,16 +284,16 @@ fn sigterm_during_a_hung_check_exits_0_within_seconds() {
             stuck.toml()
         ),
     );
-    let d = Daemon::start(&config, &addr, scratch.join("lookout.log"), &[]);
+    let d = start(&config, &addr, scratch.join("lookout.log"), &[]);
     wait_for(
         "the check to reach the dripping registry",
         Duration::from_secs(60),
         || (hanging.accepted() > 0).then_some(()),
     );
     std::thread::sleep(Duration::from_secs(2)); // well into the drip
-    let log = d.log.clone();
-    let (code, took) = d.terminate();
-    let log = std::fs::read_to_string(log).unwrap_or_default();
+    let log_path = d.log_path().to_owned();
+    let (code, took) = d.stop_timed(Duration::from_secs(60));
+    let log = std::fs::read_to_string(log_path).unwrap_or_default();
     eprintln!("SIGTERM to exit during a dripping check: {took:?}");
     assert_eq!(code, 0, "{log}");
     assert!(took < Duration::from_secs(5), "took {took:?}\n{log}");
@@ -482,7 +367,7 @@ fn a_burst_of_500_hooks_runs_one_check() {
         ),
         "",
     );
-    let d = Daemon::start(&p.config, &addr, p.scratch.join("lookout.log"), &[]);
+    let d = start(&p.config, &addr, p.scratch.join("lookout.log"), &[]);
     let tag_lists_before = p.registry.count("GET", "/tags/list");
     let requests_before = p.registry.access_log().len();
     let payload = format!(
@@ -547,7 +432,7 @@ fn a_burst_of_500_hooks_runs_one_check() {
     );
     assert!(tag_lists <= most as usize, "{tag_lists} tag lists");
     assert!(requests <= 10, "{requests} registry requests");
-    let (code, _) = d.terminate();
+    let (code, _) = d.stop_timed(Duration::from_secs(60));
     assert_eq!(code, 0);
 }
 
@@ -607,14 +492,14 @@ fn a_panic_during_an_update_is_recovered_and_the_daemon_goes_on() {
         &format!("listen = \"{addr}\"\napi_token = \"{TOKEN}\"\nfirst_check_at_start = false\n"),
         "",
     );
-    let d = Daemon::start(
+    let d = start(
         &p.config,
         &addr,
         p.scratch.join("lookout.log"),
         &[("LOOKOUT_FAILPOINT", "panic:after_file_write")],
     );
     p.push("1.1.0", HEALTHY);
-    let (status, update) = d.post("/api/v1/services/app/update");
+    let (status, update) = post(&d, "/api/v1/services/app/update");
     assert_eq!(status, 200, "{update}\n{}", d.log());
     assert_eq!(update["result"], "failed", "{update}\n{}", d.log());
     let reason = update["reason"].as_str().unwrap();
@@ -635,9 +520,9 @@ fn a_panic_during_an_update_is_recovered_and_the_daemon_goes_on() {
     );
     assert_eq!(http(&addr, "GET", "/healthz", None, "").0, 200);
     assert!(
-        d.get("/api/v1/services/app")["name"] == "app",
+        get(&d, "/api/v1/services/app")["name"] == "app",
         "the API still answers"
     );
-    let (code, _) = d.terminate();
+    let (code, _) = d.stop_timed(Duration::from_secs(60));
     assert_eq!(code, 0);
 }

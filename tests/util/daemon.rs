@@ -19,6 +19,17 @@ impl Daemon {
     /// Starts `lookout --config CONFIG run` with stderr in `log`. With `nofile`, the process
     /// runs with that file descriptor limit (soft and hard), as systemd's `LimitNOFILE=` sets it.
     pub fn start(config: &Path, addr: &str, log: &Path, nofile: Option<u64>) -> Self {
+        Self::start_with_env(config, addr, log, nofile, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (`LOOKOUT_FAILPOINT`, …).
+    pub fn start_with_env(
+        config: &Path,
+        addr: &str,
+        log: &Path,
+        nofile: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let binary = env!("CARGO_BIN_EXE_lookout");
         let mut cmd = match nofile {
             // The shell sets the limit and replaces itself with lookout: same process id.
@@ -35,6 +46,7 @@ impl Daemon {
             .arg("--config")
             .arg(config)
             .arg("run")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("create the daemon's log"))
@@ -49,6 +61,11 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Where lookout's stderr goes.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// What lookout wrote to stderr so far.
@@ -75,18 +92,31 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM, then waits up to `timeout` for the exit code.
-    pub fn stop(mut self, timeout: Duration) -> i32 {
+    /// Sends `signal` (`TERM`, `HUP`, …) to the process.
+    pub fn signal(&self, signal: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        rustix::process::kill_process(pid, signal).expect("signal lookout run");
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit code.
+    pub fn stop(self, timeout: Duration) -> i32 {
+        self.stop_timed(timeout).0
+    }
+
+    /// SIGTERM, then the exit code and how long the process took to end after it.
+    pub fn stop_timed(mut self, timeout: Duration) -> (i32, Duration) {
+        self.signal(rustix::process::Signal::TERM);
+        let sent = Instant::now();
+        while sent.elapsed() < timeout {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code().unwrap_or(-1);
+                return (status.code().unwrap_or(-1), sent.elapsed());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("lookout run did not stop within {timeout:?} of SIGTERM");
+        panic!(
+            "lookout run did not stop within {timeout:?} of SIGTERM\n{}",
+            self.log()
+        );
     }
 }
 
@@ -97,8 +127,8 @@ impl Drop for Daemon {
     }
 }
 
-/// One `Connection: close` request over a fresh socket: (status, body). Errors (refused, reset,
-/// timed out after 10 s) are returned, not panicked on.
+/// One `Connection: close` request over a fresh socket: (status, body, chunked bodies decoded).
+/// Errors (refused, reset, timed out after 10 s) are returned, not panicked on.
 pub fn request(
     addr: &str,
     method: &str,
@@ -106,8 +136,45 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    request_within(addr, method, path, headers, body, Duration::from_secs(10))
+}
+
+/// A request to the API as a client waiting for a slow answer (an update runs while the
+/// request waits): bearer `token` when given, a JSON `body`; panics when there is no answer
+/// within 180 s.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(auth) = auth.as_deref() {
+        headers.push(("authorization", auth));
+    }
+    request_within(
+        addr,
+        method,
+        path,
+        &headers,
+        body.as_bytes(),
+        Duration::from_secs(180),
+    )
+    .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+fn request_within(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n",
@@ -127,11 +194,32 @@ pub fn request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {raw:?}")))?;
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     Ok((status, body))
+}
+
+/// The data of a chunked body.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// `GET path`, with the bearer token when given.
