@@ -13,6 +13,7 @@
 //! Credentials travel as [`Secret`] and never appear in an error or a log line.
 
 pub mod compose_cli;
+pub mod compose_labels;
 mod docker;
 pub mod health;
 
