@@ -79,6 +79,14 @@ impl<'t> Project<'t> {
             })
     }
 
+    /// The (alias-resolved) mapping of `service`, or `None` when the file does not define it.
+    pub fn service_node(&self, service: &str) -> Option<NodeId> {
+        self.services
+            .iter()
+            .find(|(n, _, _)| n == service)
+            .map(|(_, node, _)| *node)
+    }
+
     /// The node holding `service`'s image, or `None` when it has no `image:` key.
     pub fn image_of(&self, service: &str) -> Result<Option<Resolved>, ComposeError> {
         let entry = self.service(service)?;

@@ -20,6 +20,7 @@ mod depends;
 mod edit;
 mod envfile;
 pub mod file;
+mod fileset;
 mod interp;
 mod locate;
 mod yaml;
@@ -34,6 +35,7 @@ pub use file::{
     ComposeFile, Fingerprint, PlanOptions, PlannedEdit, plan_set_image, plan_set_image_with_env,
     restore, set_image_command,
 };
+pub use fileset::{FileSet, ImageOwner, ReadFn, clean_path};
 pub use locate::locate;
 
 /// The quoting of a YAML scalar or an env value, kept as it was when lookout writes.
@@ -104,6 +106,8 @@ pub enum ComposeError {
     BuildOnly { service: String },
     #[error("service {service:?} has no `image:` to update")]
     NoImage { service: String },
+    #[error("service {service:?}: cannot follow its `extends:`: {reason}")]
+    Extends { service: String, reason: String },
     #[error("service {service:?}: lookout does not edit this image value: {reason}")]
     Unsupported { service: String, reason: String },
     #[error(

@@ -177,7 +177,7 @@ pub fn resolve_typed(
 ) -> Result<PathBuf, LabelError> {
     let path = Path::new(typed);
     if path.is_absolute() {
-        return Ok(normalize(path));
+        return Ok(crate::compose::clean_path(path));
     }
     let ambiguous = |reason| LabelError::AmbiguousRelative {
         label,
@@ -239,21 +239,6 @@ fn lexical(path: &Path) -> Option<Vec<String>> {
         }
     }
     Some(out)
-}
-
-/// `/a/./b/../c` → `/a/c`, without touching the file system.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
