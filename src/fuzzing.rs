@@ -205,7 +205,8 @@ pub fn compose_edit(data: &[u8]) {
             ImageSite::Inline { span, value, .. } | ImageSite::Anchor { span, value, .. } => {
                 (span, value)
             }
-            ImageSite::Variable { span, template, .. } => (span, template),
+            ImageSite::Variable { span, template, .. }
+            | ImageSite::Template { span, template, .. } => (span, template),
         };
         assert!(
             span.start < span.end && compose.get(span.clone()).is_some(),

@@ -260,8 +260,8 @@ fn refusals_say_what_is_wrong() {
     check(
         "services:\n  web:\n    image: ${REG}/web:${TAG}\n",
         "web",
-        "error: service \"web\": lookout does not edit this image value: \"${REG}/web:${TAG}\" \
-         uses 2 variables; lookout edits an image held in exactly one",
+        "error: service \"web\": the image is \"${REG}/web:${TAG}\"; its value lives in \
+         variable REG or TAG, in the env file, not in the compose file",
     );
     check(
         "version: '3'\n",
@@ -571,6 +571,75 @@ fn a_missing_env_file_says_which_file_to_create() {
             env.display()
         )
     );
+}
+
+#[test]
+fn an_image_built_from_several_variables_changes_the_one_that_holds_the_tag() {
+    let compose = "services:\n  web:\n    image: ${REGISTRY:-docker.io}/org/app:${APP_TAG:-1.4}\n";
+    // The env file sets the registry but not the tag: the tag gets a line of its own.
+    let env = "# site settings\nREGISTRY=registry.example:5000\n";
+    let dir = scratch(&[("compose.yaml", compose), (".env", env)]);
+    let path = dir.path().join("compose.yaml");
+    let opts = PlanOptions::default();
+    let plan = plan_set_image_with_env(
+        &path,
+        "web",
+        "registry.example:5000/org/app:1.5",
+        &opts,
+        |_| None,
+    )
+    .unwrap();
+    assert_eq!(plan.target(), dir.path().join(".env"));
+    assert_eq!(
+        String::from_utf8_lossy(plan.new_bytes()),
+        "# site settings\nREGISTRY=registry.example:5000\nAPP_TAG=1.5\n"
+    );
+    plan.apply().unwrap();
+    // Now the tag has a line, which the next update edits in place.
+    let plan = plan_set_image_with_env(
+        &path,
+        "web",
+        "registry.example:5000/org/app:1.6",
+        &opts,
+        |_| None,
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(plan.new_bytes()),
+        "# site settings\nREGISTRY=registry.example:5000\nAPP_TAG=1.6\n"
+    );
+    // What runs already: nothing to write.
+    let plan = plan_set_image_with_env(
+        &path,
+        "web",
+        "registry.example:5000/org/app:1.5",
+        &opts,
+        |_| None,
+    )
+    .unwrap();
+    assert!(plan.is_noop());
+    // A change no single variable holds is refused, saying why.
+    let e = plan_set_image_with_env(&path, "web", "ghcr.io/org/app:2.0", &opts, |_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no single one of its variables (REGISTRY, APP_TAG)"),
+        "{e}"
+    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), compose);
+}
+
+#[test]
+fn a_variable_with_its_default_in_the_compose_file_gets_a_line_in_the_env_file() {
+    let compose = "services:\n  web:\n    image: nginx:${WEB_TAG:-1.25}\n";
+    let dir = scratch(&[("compose.yaml", compose), (".env", "OTHER=1")]);
+    let path = dir.path().join("compose.yaml");
+    let plan = plan_set_image_with_env(&path, "web", "nginx:1.27", &PlanOptions::default(), |_| {
+        None
+    })
+    .unwrap();
+    assert_eq!(plan.previous_bytes(), b"OTHER=1");
+    assert_eq!(plan.new_bytes(), b"OTHER=1\nWEB_TAG=1.27\n");
 }
 
 // ---- Properties. ----

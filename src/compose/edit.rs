@@ -83,6 +83,17 @@ pub fn set_image(
                 variable: name,
             });
         }
+        ImageSite::Template {
+            template,
+            variables,
+            ..
+        } => {
+            return Err(ComposeError::ImageInVariable {
+                service: service.to_string(),
+                template,
+                variable: variables.join(" or "),
+            });
+        }
     };
     if old_value == new_value {
         return Ok(Edit {

@@ -135,6 +135,70 @@ fn unescape_double(raw: &str) -> String {
     out
 }
 
+/// Refuses a value that would need quoting or escaping in an env file (image references never
+/// do).
+fn check_writable_value(value: &str) -> Result<(), ComposeError> {
+    if value.is_empty()
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"'\\$#`".contains(c))
+    {
+        return Err(ComposeError::InvalidImage {
+            image: value.to_string(),
+            reason: "an env value lookout writes may not be empty or hold whitespace, quotes, \
+                     `\\`, `$`, `#` or backquotes"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// Adds `NAME=value` as a new last line of env-file text that does not define `name` (a
+/// variable whose default lives in the compose file). Every byte before stays as it was; a
+/// missing final newline is added first. The result is parsed again: it must read as before
+/// plus the one new entry.
+pub fn add_env_var(text: &str, name: &str, value: &str) -> Result<String, ComposeError> {
+    let entries = parse_env(text);
+    if entries.iter().any(|e| e.name == name) {
+        return set_env_var(text, name, value);
+    }
+    check_writable_value(value)?;
+    if let Some(last) = entries.last().filter(|e| e.multiline) {
+        return Err(ComposeError::EnvValueUnsupported {
+            variable: last.name.clone(),
+            line: last.line,
+            reason: format!(
+                "its value spans several lines or is not closed, so a line {name}=… added after \
+                 it could be read as part of it; add {name}={value} yourself"
+            ),
+        });
+    }
+    // A file with Windows line ends gets one more of the same.
+    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = String::with_capacity(text.len() + name.len() + value.len() + 3);
+    out.push_str(text);
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push_str(eol);
+    }
+    out.push_str(name);
+    out.push('=');
+    out.push_str(value);
+    out.push_str(eol);
+    let got: Vec<(String, String)> = parse_env(&out)
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    let mut expected: Vec<(String, String)> =
+        entries.into_iter().map(|e| (e.name, e.value)).collect();
+    expected.push((name.to_owned(), value.to_owned()));
+    if got != expected {
+        return Err(ComposeError::VerifyFailed {
+            detail: format!("adding {name} would change how the env file reads beyond it"),
+        });
+    }
+    Ok(out)
+}
+
 /// Sets `name` to `value` in env-file text, changing only the bytes of that value.
 ///
 /// Refuses when `name` is not defined, is defined more than once, spans several lines, or when
@@ -164,18 +228,7 @@ pub fn set_env_var(text: &str, name: &str, value: &str) -> Result<String, Compos
             reason: "its value spans several lines or is not closed".into(),
         });
     }
-    if value.is_empty()
-        || value
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "\"'\\$#`".contains(c))
-    {
-        return Err(ComposeError::InvalidImage {
-            image: value.to_string(),
-            reason: "an env value lookout writes may not be empty or hold whitespace, quotes, \
-                     `\\`, `$`, `#` or backquotes"
-                .into(),
-        });
-    }
+    check_writable_value(value)?;
     let mut out = String::with_capacity(text.len() + value.len());
     out.push_str(&text[..entry.span.start]);
     out.push_str(value);
@@ -284,5 +337,30 @@ mod tests {
             .map(|e| (e.name.as_str(), e.value.as_str(), e.line))
             .collect();
         assert_eq!(got, [("A", "x y", 1), ("B", "q\"r", 2), ("C", "v#w", 3)]);
+    }
+
+    #[test]
+    fn a_missing_variable_is_added_as_a_last_line_leaving_every_byte_before() {
+        let cases: &[(&str, &str)] = &[
+            ("", "APP_TAG=1.5\n"),
+            ("A=1\n", "A=1\nAPP_TAG=1.5\n"),
+            ("A=1", "A=1\nAPP_TAG=1.5\n"),
+            (
+                "# settings\r\nA=1\r\n",
+                "# settings\r\nA=1\r\nAPP_TAG=1.5\r\n",
+            ),
+            ("APP_TAG=1.4 # pinned\n", "APP_TAG=1.5 # pinned\n"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                add_env_var(input, "APP_TAG", "1.5").unwrap(),
+                *want,
+                "{input:?}"
+            );
+        }
+        // An unclosed quote at the end would swallow the new line: refused.
+        let e = add_env_var("A=\"open\n", "APP_TAG", "1.5").unwrap_err();
+        assert!(e.to_string().contains("A (line 1) cannot be edited"), "{e}");
+        assert!(add_env_var("", "APP_TAG", "a b").is_err());
     }
 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::edit::image_value;
-use super::locate::{Project, locate_in};
-use super::{ComposeError, EditOptions, ImageSite, interp, set_env_var, set_image};
+use super::locate::{Project, locate_in, services_using_variable};
+use super::{ComposeError, EditOptions, ImageSite, add_env_var, interp, parse_env, set_image};
 use crate::config::{MAX_FILE_BYTES, read_file};
 use crate::durable::{self, NewFileMode};
 
@@ -211,22 +211,86 @@ pub fn plan_set_image_with_env(
     let in_compose = |e: ComposeError| e.in_file(compose);
     let project = Project::parse(file.text()).map_err(in_compose)?;
     let site = locate_in(&project, service).map_err(in_compose)?;
-    let ImageSite::Variable {
-        template,
-        name,
-        services,
-        ..
-    } = site
-    else {
-        let edit = set_image(file.text(), service, image, &opts.edit).map_err(in_compose)?;
-        return Ok(PlannedEdit {
-            target: compose.to_path_buf(),
-            old: file.text,
-            new: edit.text,
-            services: edit.services,
-        });
+    let env_path = opts.env_file.clone().unwrap_or_else(|| {
+        compose
+            .parent()
+            .map_or_else(|| PathBuf::from(".env"), |dir| dir.join(".env"))
+    });
+    let (template, single) = match site {
+        ImageSite::Variable {
+            template,
+            name,
+            services,
+            ..
+        } => (template, Some((name, services))),
+        ImageSite::Template { template, .. } => (template, None),
+        ImageSite::Inline { .. } | ImageSite::Anchor { .. } => {
+            let edit = set_image(file.text(), service, image, &opts.edit).map_err(in_compose)?;
+            return Ok(PlannedEdit {
+                target: compose.to_path_buf(),
+                old: file.text,
+                new: edit.text,
+                services: edit.services,
+            });
+        }
     };
-
+    let value = image_value(image, opts.edit.pin_digest.as_deref())?;
+    // The env file, when there is one: compose reads it for `${VAR}`, after the environment.
+    let env_file = match ComposeFile::read(&env_path) {
+        Ok(f) => Some(f),
+        Err(ComposeError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let env_entries = env_file
+        .as_ref()
+        .map(|f| parse_env(f.text()))
+        .unwrap_or_default();
+    let current = |name: &str| {
+        env(name).or_else(|| {
+            env_entries
+                .iter()
+                .rfind(|e| e.name == name)
+                .map(|e| e.value.clone())
+        })
+    };
+    let (name, var_value, services) = match single {
+        // One variable: it holds whatever the literal text around it leaves.
+        Some((name, services)) => {
+            let var_value = interp::template(&template)
+                .ok()
+                .and_then(|t| t.value_for(&value))
+                .ok_or_else(|| {
+                    in_compose(ComposeError::TemplateMismatch {
+                        service: service.to_string(),
+                        template: template.clone(),
+                        image: value.clone(),
+                    })
+                })?;
+            (name, var_value, services)
+        }
+        // Several: the one whose change makes the value read the new image.
+        None => {
+            let (name, var_value) =
+                interp::solve(&template, current, &value).map_err(|reason| {
+                    in_compose(ComposeError::Unsupported {
+                        service: service.to_string(),
+                        reason,
+                    })
+                })?;
+            let services = services_using_variable(&project, &name).map_err(in_compose)?;
+            (name, var_value, services)
+        }
+    };
+    if current(&name).as_deref() == Some(var_value.as_str()) {
+        // Already so: nothing to write, wherever the value comes from.
+        let text = env_file.map(|f| f.text).unwrap_or_default();
+        return Ok(PlannedEdit {
+            target: env_path,
+            old: text.clone(),
+            new: text,
+            services,
+        });
+    }
     if services.len() > 1 && !opts.edit.allow_anchor_group {
         return Err(in_compose(ComposeError::VariableShared {
             service: service.to_string(),
@@ -234,22 +298,6 @@ pub fn plan_set_image_with_env(
             others: services.into_iter().filter(|s| s != service).collect(),
         }));
     }
-    let value = image_value(image, opts.edit.pin_digest.as_deref())?;
-    let var_value = interp::template(&template)
-        .ok()
-        .and_then(|t| t.value_for(&value))
-        .ok_or_else(|| {
-            in_compose(ComposeError::TemplateMismatch {
-                service: service.to_string(),
-                template: template.clone(),
-                image: value.clone(),
-            })
-        })?;
-    let env_path = opts.env_file.clone().unwrap_or_else(|| {
-        compose
-            .parent()
-            .map_or_else(|| PathBuf::from(".env"), |dir| dir.join(".env"))
-    });
     if env(&name).is_some() {
         return Err(in_compose(ComposeError::VariableFromEnvironment {
             service: service.to_string(),
@@ -257,25 +305,15 @@ pub fn plan_set_image_with_env(
             env_file: env_path,
         }));
     }
-    let lacks = || {
-        in_compose(ComposeError::EnvFileLacksVariable {
+    let Some(env_file) = env_file else {
+        return Err(in_compose(ComposeError::EnvFileLacksVariable {
             service: service.to_string(),
             variable: name.clone(),
             env_file: env_path.clone(),
-        })
+        }));
     };
-    let env_file = match ComposeFile::read(&env_path) {
-        Ok(f) => f,
-        Err(ComposeError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            return Err(lacks());
-        }
-        Err(e) => return Err(e),
-    };
-    let new = match set_env_var(env_file.text(), &name, &var_value) {
-        Ok(new) => new,
-        Err(ComposeError::EnvVarMissing { .. }) => return Err(lacks()),
-        Err(e) => return Err(e.in_file(&env_path)),
-    };
+    // A variable with its default in the compose file and no line in the env file gets one.
+    let new = add_env_var(env_file.text(), &name, &var_value).map_err(|e| e.in_file(&env_path))?;
     Ok(PlannedEdit {
         target: env_path,
         old: env_file.text,

@@ -169,6 +169,130 @@ impl Template {
     }
 }
 
+/// What a variable reference expands to, given the variable's value (`None` when unset), as
+/// compose expands it. `${V:?msg}` unset is compose's error; it is treated as empty here, since
+/// compose itself would refuse to run.
+fn expand(op: &str, arg: &str, value: Option<&str>) -> String {
+    let set = value.is_some();
+    let non_empty = value.is_some_and(|v| !v.is_empty());
+    match op {
+        ":-" if !non_empty => arg.to_owned(),
+        "-" if !set => arg.to_owned(),
+        ":+" => {
+            if non_empty {
+                arg.to_owned()
+            } else {
+                String::new()
+            }
+        }
+        "+" => {
+            if set {
+                arg.to_owned()
+            } else {
+                String::new()
+            }
+        }
+        _ => value.unwrap_or_default().to_owned(),
+    }
+}
+
+/// The one variable of an image value built from several (`${REGISTRY:-docker.io}/app:${TAG}`)
+/// whose change makes the value read `image`, with the value it must hold; the others keep what
+/// they expand to now (`current` gives each variable's value, `None` when unset).
+///
+/// Refused when no single variable does it (the image differs in more than one place, or in a
+/// literal part), when two could, or when the one that would is referenced more than once or
+/// through `+` (its value is not what the image shows).
+pub(crate) fn solve(
+    value: &str,
+    current: impl Fn(&str) -> Option<String>,
+    image: &str,
+) -> Result<(String, String), String> {
+    let pieces = parse(value)?;
+    let mut names: Vec<&str> = Vec::new();
+    for p in &pieces {
+        if let Piece::Var { name, .. } = p
+            && !names.contains(&name.as_str())
+        {
+            names.push(name);
+        }
+    }
+    let render = |skip: &str| -> (String, String) {
+        let (mut before, mut after) = (String::new(), String::new());
+        let mut seen = false;
+        for p in &pieces {
+            let text = match p {
+                Piece::Literal(l) => l.clone(),
+                Piece::Var { name, .. } if name == skip => {
+                    seen = true;
+                    continue;
+                }
+                Piece::Var { name, op, arg } => expand(op, arg, current(name).as_deref()),
+            };
+            if seen {
+                after.push_str(&text)
+            } else {
+                before.push_str(&text)
+            }
+        }
+        (before, after)
+    };
+    let now = render("").0;
+    let mut solutions: Vec<(String, String)> = Vec::new();
+    for name in &names {
+        let uses: Vec<&str> = pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Var { name: n, op, .. } if n == name => Some(op.as_str()),
+                _ => None,
+            })
+            .collect();
+        if uses.len() != 1 || uses.iter().any(|op| op.contains('+')) {
+            continue;
+        }
+        let (before, after) = render(name);
+        let Some(middle) = image
+            .strip_prefix(&before)
+            .and_then(|r| r.strip_suffix(&after))
+        else {
+            continue;
+        };
+        if middle.is_empty() || middle.contains('$') {
+            continue;
+        }
+        solutions.push(((*name).to_owned(), middle.to_owned()));
+    }
+    if now == image {
+        // Nothing changes: keep every variable's value (the first one stands for the no-op).
+        return solutions
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{value:?} has no variable lookout could keep"));
+    }
+    let changing: Vec<_> = solutions
+        .into_iter()
+        .filter(|(name, new)| {
+            let (before, after) = render(name);
+            format!("{before}{new}{after}") != now
+        })
+        .collect();
+    match &changing[..] {
+        [one] => Ok(one.clone()),
+        [] => Err(format!(
+            "{value:?} reads {now:?} now; no single one of its variables ({}) can make it read              {image:?}",
+            names.join(", ")
+        )),
+        several => Err(format!(
+            "{value:?}: more than one variable could hold the change to {image:?} ({});              lookout cannot say which to change",
+            several
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +346,76 @@ mod tests {
         assert_eq!(t.value_for("postgres:17").as_deref(), Some("17"));
         assert_eq!(t.value_for("mysql:8"), None);
         assert_eq!(t.value_for("postgres:"), None);
+    }
+
+    #[test]
+    fn solve_changes_the_one_variable_that_holds_the_change() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |n: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let tagged = "${REGISTRY:-docker.io}/org/app:${APP_TAG:-1.4}";
+        type Case = (
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            &'static str,
+            Result<(&'static str, &'static str), &'static str>,
+        );
+        let cases: &[Case] = &[
+            (tagged, &[], "docker.io/org/app:1.5", Ok(("APP_TAG", "1.5"))),
+            (
+                tagged,
+                &[("REGISTRY", "reg.example:5000")],
+                "reg.example:5000/org/app:2.0",
+                Ok(("APP_TAG", "2.0")),
+            ),
+            (
+                tagged,
+                &[("APP_TAG", "1.4")],
+                "ghcr.io/org/app:1.4",
+                Ok(("REGISTRY", "ghcr.io")),
+            ),
+            (
+                tagged,
+                &[],
+                "docker.io/org/app:1.4",
+                Ok(("REGISTRY", "docker.io")),
+            ),
+            (
+                tagged,
+                &[],
+                "ghcr.io/org/app:1.5",
+                Err("no single one of its variables (REGISTRY, APP_TAG)"),
+            ),
+            (tagged, &[], "docker.io/other/app:1.5", Err("no single one")),
+            ("${A}${B}", &[("A", "x"), ("B", "y")], "xz", Ok(("B", "z"))),
+            (
+                "${A}${B}",
+                &[("A", "x"), ("B", "")],
+                "xy",
+                Err("more than one variable"),
+            ),
+            ("${T}-${T}", &[("T", "1")], "2-2", Err("no single one")),
+            ("app:${T:+x}${U}", &[], "app:2", Ok(("U", "2"))),
+            ("${IMAGE}", &[], "nginx:1", Ok(("IMAGE", "nginx:1"))),
+        ];
+        for (value, pairs, image, want) in cases {
+            let got = solve(value, env(pairs), image);
+            match want {
+                Ok((n, v)) => assert_eq!(
+                    got,
+                    Ok(((*n).to_owned(), (*v).to_owned())),
+                    "{value} -> {image}"
+                ),
+                Err(e) => assert!(
+                    got.as_ref().is_err_and(|g| g.contains(e)),
+                    "{value} -> {image}: {got:?}"
+                ),
+            }
+        }
     }
 }

@@ -155,6 +155,18 @@ pub(crate) fn locate_in(project: &Project<'_>, service: &str) -> Result<ImageSit
     }
 
     if value.contains('$') {
+        let variables = interp::variables(&value);
+        if variables.len() > 1 {
+            interp::parse(&value).map_err(|reason| ComposeError::Unsupported {
+                service: service.to_string(),
+                reason,
+            })?;
+            return Ok(ImageSite::Template {
+                span: token,
+                template: value,
+                variables,
+            });
+        }
         let template = interp::template(&value).map_err(|reason| ComposeError::Unsupported {
             service: service.to_string(),
             reason,
@@ -228,7 +240,10 @@ fn scalar_parts(
 
 /// Services whose image uses `name`. A use anywhere else in the file (an environment value, a
 /// label) is refused: changing the variable would change that too.
-fn services_using_variable(project: &Project<'_>, name: &str) -> Result<Vec<String>, ComposeError> {
+pub(crate) fn services_using_variable(
+    project: &Project<'_>,
+    name: &str,
+) -> Result<Vec<String>, ComposeError> {
     let doc = &project.doc;
     let mut image_nodes = Vec::new();
     let mut services = Vec::new();

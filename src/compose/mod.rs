@@ -30,7 +30,7 @@ use std::path::PathBuf;
 
 pub use depends::dependencies;
 pub use edit::{Edit, EditOptions, set_image};
-pub use envfile::{EnvEntry, parse_env, set_env_var};
+pub use envfile::{EnvEntry, add_env_var, parse_env, set_env_var};
 pub use file::{
     ComposeFile, Fingerprint, PlanOptions, PlannedEdit, plan_set_image, plan_set_image_with_env,
     restore, set_image_command,
@@ -68,6 +68,14 @@ pub enum ImageSite {
         name: String,
         default: Option<String>,
         services: Vec<String>,
+    },
+    /// The value is built from several variables (`${REGISTRY:-docker.io}/app:${TAG:-1.4}`): the
+    /// one to change is the one whose change makes the value read the new image, which only the
+    /// new image and the variables' current values tell (see [`file::plan_set_image`]).
+    Template {
+        span: Range<usize>,
+        template: String,
+        variables: Vec<String>,
     },
     /// The value is shared with other services through an anchor, an alias or a merge key.
     /// `anchor` names the anchors involved (`&base`); `services` lists every service reading it.

@@ -167,6 +167,17 @@ fn image_site(site: &ImageSite) -> (String, Option<(String, &Vec<String>)>) {
             format!("image {template} (from {var} in the env file)"),
             (services.len() > 1).then(|| (format!("variable {var}"), services)),
         ),
+        ImageSite::Template {
+            template,
+            variables,
+            ..
+        } => (
+            format!(
+                "image {template} (from one of {} in the env file)",
+                variables.join(", ")
+            ),
+            None,
+        ),
         ImageSite::Anchor {
             anchor,
             value,
