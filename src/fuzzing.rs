@@ -276,7 +276,7 @@ pub fn compose_edit(data: &[u8]) {
 /// Parsing never panics and gives spans inside the text. Setting a variable either refuses or
 /// changes exactly that value's bytes, and every other entry reads as before.
 pub fn env_file(data: &[u8]) {
-    use crate::compose::{Quote, parse_env, set_env_var};
+    use crate::compose::{Quote, add_env_var, parse_env, set_env_var};
 
     let input = text(data);
     let (first, env) = header(&input);
@@ -292,6 +292,19 @@ pub fn env_file(data: &[u8]) {
         }
         assert!(e.line > last_line, "line numbers go back at {:?}", e.name);
         last_line = e.line;
+    }
+    if let Ok(out) = add_env_var(env, name, value)
+        && !entries.iter().any(|e| e.name == name)
+    {
+        // Added: every byte before kept, and the file reads as before plus the one entry.
+        assert!(
+            out.starts_with(env),
+            "adding {name:?} changed the bytes before"
+        );
+        let after = parse_env(&out);
+        assert_eq!(after.len(), entries.len() + 1, "adding {name:?}: entries");
+        let added = after.last().map(|e| (e.name.as_str(), e.value.as_str()));
+        assert_eq!(added, Some((name, value)), "adding {name:?}: the new entry");
     }
     let Ok(out) = set_env_var(env, name, value) else {
         return;
