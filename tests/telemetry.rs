@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lookout::config::{Secret, WebhookSpec};
+use lookout::config::WebhookSpec;
 use lookout::schedule::SystemClock;
+use lookout::secret::Secret;
 use lookout::telemetry::{
     Deliveries, Event, EventKind, Retry, Stage, Telemetry, TelemetrySettings, UpdateInfo,
     WebhookFormat, signature,

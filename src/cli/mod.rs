@@ -3,7 +3,7 @@
 //! The only module that prints to stdout. Exit codes are the `EXIT_*` constants below (the
 //! README's "Exit codes" table lists them).
 //!
-//! Everything it prints passes through [`config::redact`]: stdout through a redacting writer,
+//! Everything it prints passes through [`crate::redact`]: stdout through a redacting writer,
 //! errors through [`print_error`], log lines through the redacting log writer.
 
 mod check;
@@ -17,7 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, redact};
+use crate::config;
+use crate::redact;
 
 /// The command did what it was asked; every service it touched is fine.
 pub const EXIT_OK: u8 = 0;

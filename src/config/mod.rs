@@ -13,7 +13,6 @@
 
 mod fields;
 mod files;
-pub mod redact;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -28,8 +27,10 @@ pub use fields::{Problem, SubstituteError, format_duration, parse_duration, subs
 pub use files::{MAX_FILE_BYTES, read_file, read_text};
 
 use crate::policy::{Policy, PolicyKind, PolicySpec, UpdateLevel};
+use crate::redact;
 use crate::reference::ImageRef;
 use crate::schedule::{CronExpr, WeekdaySet};
+use crate::secret::Secret;
 use crate::telemetry::{EventKind, WebhookFormat};
 
 /// Where lookout looks for its configuration when none is given.
@@ -60,32 +61,6 @@ pub mod limits {
     pub const WEBHOOK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(5 * MINUTE);
     pub const STATE_BACKUPS: RangeInclusive<u64> = 0..=1000;
     pub const PORT: RangeInclusive<u64> = 1..=65_535;
-}
-
-/// A secret string: shown as `***` by `Debug` and `Display`, so it cannot leak into a log line
-/// or an error message by accident. [`Secret::expose`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
 }
 
 /// The kind of registry a service's image lives in, which picks the adapter that talks to it.

@@ -28,7 +28,7 @@ where
 {
     let filter = EnvFilter::new(format!("warn,lookout={}", level.as_str()));
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(crate::config::redact::MakeRedacting(writer))
+        .with_writer(crate::redact::MakeRedacting(writer))
         .with_ansi(ansi && format == LogFormat::Plain);
     let layer: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Plain => layer.boxed(),

@@ -163,7 +163,7 @@ pub fn payload(format: WebhookFormat, event: &Event, host: &str, at: Timestamp) 
 fn reason(event: &Event) -> Option<String> {
     event
         .reason()
-        .map(|r| crate::config::redact::redact(r).into_owned())
+        .map(|r| crate::redact::redact(r).into_owned())
 }
 
 fn colour(kind: EventKind) -> u32 {
@@ -377,5 +377,5 @@ impl Worker {
 
 /// The scheme and host of a URL: webhook URLs often carry a token in their path.
 pub(crate) fn redact(url: &str) -> String {
-    crate::config::redact::redact_url(url)
+    crate::redact::redact_url(url)
 }
