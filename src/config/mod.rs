@@ -13,6 +13,7 @@
 
 mod fields;
 mod files;
+mod settings;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -29,9 +30,9 @@ pub use files::{MAX_FILE_BYTES, read_file, read_text};
 use crate::policy::{Policy, PolicyKind, PolicySpec, UpdateLevel};
 use crate::redact;
 use crate::reference::ImageRef;
-use crate::schedule::{CronExpr, WeekdaySet};
+use crate::schedule::{CronExpr, TimeRange, WeekdaySet, parse_windows};
 use crate::secret::Secret;
-use crate::telemetry::{EventKind, WebhookFormat};
+use crate::telemetry::{EventKind, LogFormat, LogLevel, WebhookFormat, WebhookSpec};
 
 /// Where lookout looks for its configuration when none is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
@@ -143,83 +144,6 @@ pub struct RegistrySettings {
     pub ca_file: Option<PathBuf>,
 }
 
-/// A log level name as operators write it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub const NAMES: &'static [&'static str] = &["trace", "debug", "info", "warn", "error"];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "trace" => Some(Self::Trace),
-            "debug" => Some(Self::Debug),
-            "info" => Some(Self::Info),
-            "warn" | "warning" => Some(Self::Warn),
-            "error" => Some(Self::Error),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Plain,
-    Json,
-}
-
-impl LogFormat {
-    pub const NAMES: &'static [&'static str] = &["plain", "json"];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "plain" | "text" => Some(Self::Plain),
-            "json" => Some(Self::Json),
-            _ => None,
-        }
-    }
-}
-
-/// A daily time range `HH:MM-HH:MM` in minutes after midnight; `end < start` crosses midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeRange {
-    pub start_minute: u16,
-    pub end_minute: u16,
-}
-
-/// Parses `02:00-04:00,14:00-15:30`.
-pub fn parse_windows(s: &str) -> Result<Vec<TimeRange>, String> {
-    let clock = |t: &str| -> Option<u16> {
-        let (h, m) = t.trim().split_once(':')?;
-        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-        (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
-    };
-    s.split(',')
-        .map(|part| {
-            let (a, b) = part.split_once('-').ok_or(())?;
-            match (clock(a), clock(b)) {
-                (Some(start_minute), Some(end_minute)) if start_minute != end_minute => {
-                    Ok(TimeRange { start_minute, end_minute })
-                }
-                _ => Err(()),
-            }
-        })
-        .collect::<Result<_, ()>>()
-        .map_err(|()| {
-            format!("{s:?} is not a list of windows: write HH:MM-HH:MM[,HH:MM-HH:MM…], e.g. \"02:00-04:00,14:00-15:30\"")
-        })
-}
-
 /// One service lookout keeps up to date.
 ///
 /// Built from a plain key/value object ([`ServiceSpec::from_object`]), so the same rules apply
@@ -252,32 +176,6 @@ pub struct ServiceSpec {
     pub maintenance_days: Option<WeekdaySet>,
     /// Service-specific time zone for the windows (the global one applies when absent).
     pub timezone: Option<TimeZone>,
-}
-
-/// One webhook endpoint. `Debug` shows the URL as scheme and host only: the rest is often the
-/// credential.
-#[derive(Clone)]
-pub struct WebhookSpec {
-    pub url: String,
-    /// The events sent to it; `None` sends all.
-    pub events: Option<Vec<EventKind>>,
-    /// Signs each body with HMAC-SHA256 (`X-Lookout-Signature: sha256=…`).
-    pub secret: Option<Secret>,
-    pub format: WebhookFormat,
-    /// Limit for one delivery attempt.
-    pub timeout: Duration,
-}
-
-impl fmt::Debug for WebhookSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookSpec")
-            .field("url", &redact::redact_url(&self.url))
-            .field("events", &self.events)
-            .field("secret", &self.secret)
-            .field("format", &self.format)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// The whole, validated configuration.

@@ -8,7 +8,6 @@ use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 
 use super::*;
-use crate::config::parse_windows;
 
 fn berlin() -> TimeZone {
     TimeZone::get("Europe/Berlin").unwrap()
@@ -459,7 +458,7 @@ fn no_duration_or_window_panics_or_overflows() {
         Decision::NoWindowLongEnough
     );
     let broken = Windows {
-        ranges: vec![crate::config::TimeRange {
+        ranges: vec![super::TimeRange {
             start_minute: u16::MAX,
             end_minute: 5000,
         }],
@@ -493,45 +492,4 @@ async fn tokio_clock_follows_paused_time() {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::UNIX_EPOCH));
     tokio::time::advance(Duration::from_secs(90)).await;
     assert_eq!(clock.now().as_second(), 90);
-}
-
-#[test]
-fn services_inherit_what_they_do_not_set() {
-    let text = r#"
-maintenance_window = "02:00-04:00"
-maintenance_days = "mon-fri"
-timezone = "Europe/Berlin"
-[[services]]
-name = "a"
-image = "nginx:1"
-compose_file = "/c.yml"
-[[services]]
-name = "b"
-image = "nginx:1"
-compose_file = "/c.yml"
-maintenance_window = "10:00-11:00"
-timezone = "UTC"
-"#;
-    let config = crate::config::from_text(std::path::Path::new("x.toml"), text, &|_| None).unwrap();
-    let local = TimeZone::UTC;
-    let check = |i: usize, want: (&str, &str, &str)| {
-        let w = Windows::for_service(&config, &config.services[i], &local);
-        let ranges: Vec<String> = w
-            .ranges
-            .iter()
-            .map(|r| format!("{}-{}", r.start_minute, r.end_minute))
-            .collect();
-        let got = (
-            ranges.join(","),
-            w.days.map(|d| d.to_string()).unwrap_or_default(),
-            w.tz.iana_name().unwrap_or_default().to_owned(),
-        );
-        assert_eq!(
-            (got.0.as_str(), got.1.as_str(), got.2.as_str()),
-            want,
-            "services[{i}]"
-        );
-    };
-    check(0, ("120-240", "mon,tue,wed,thu,fri", "Europe/Berlin"));
-    check(1, ("600-660", "mon,tue,wed,thu,fri", "UTC"));
 }

@@ -15,7 +15,39 @@ use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::config::TimeRange;
+/// A daily time range `HH:MM-HH:MM` in minutes after midnight; `end < start` crosses midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+/// Parses `02:00-04:00,14:00-15:30`.
+pub fn parse_windows(s: &str) -> Result<Vec<TimeRange>, String> {
+    let clock = |t: &str| -> Option<u16> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        if h < 24 && m < 60 && t.trim().len() == 5 {
+            h.checked_mul(60)?.checked_add(m)
+        } else {
+            None
+        }
+    };
+    s.split(',')
+        .map(|part| {
+            let (a, b) = part.split_once('-').ok_or(())?;
+            match (clock(a), clock(b)) {
+                (Some(start_minute), Some(end_minute)) if start_minute != end_minute => {
+                    Ok(TimeRange { start_minute, end_minute })
+                }
+                _ => Err(()),
+            }
+        })
+        .collect::<Result<_, ()>>()
+        .map_err(|()| {
+            format!("{s:?} is not a list of windows: write HH:MM-HH:MM[,HH:MM-HH:MM…], e.g. \"02:00-04:00,14:00-15:30\"")
+        })
+}
 
 /// A set of days of the week.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,29 +165,6 @@ impl Windows {
             ranges: Vec::new(),
             days: None,
             tz: TimeZone::UTC,
-        }
-    }
-
-    /// The windows that apply to `service`: its own `maintenance_window`, `maintenance_days`
-    /// and `timezone` where set, else the global ones; `local` is the zone used when neither
-    /// names one (the system's zone, read once at start).
-    pub fn for_service(
-        config: &crate::config::Config,
-        service: &crate::config::ServiceSpec,
-        local: &TimeZone,
-    ) -> Self {
-        Self {
-            ranges: service
-                .maintenance_window
-                .clone()
-                .or_else(|| config.maintenance_window.clone())
-                .unwrap_or_default(),
-            days: service.maintenance_days.or(config.maintenance_days),
-            tz: service
-                .timezone
-                .clone()
-                .or_else(|| config.timezone.clone())
-                .unwrap_or_else(|| local.clone()),
         }
     }
 

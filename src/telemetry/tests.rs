@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::*;
-use crate::config::{LogFormat, LogLevel};
+use super::{LogFormat, LogLevel};
 use crate::schedule::SystemClock;
 
 fn update(service: &str) -> UpdateInfo {
