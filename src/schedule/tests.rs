@@ -45,10 +45,10 @@ fn check(ranges: &str, days: Option<&str>, at: &str, needed_min: u64, expect: &s
     };
     let now = instant(at, &tz);
     let got = match w.may_change_now(now, Duration::from_secs(needed_min * 60)) {
-        Decision::Allowed { closes: Some(c) } => format!("open until {}", local(c, &tz)),
-        Decision::Allowed { closes: None } => "always".to_owned(),
-        Decision::WaitUntil(t) => format!("wait {}", local(t, &tz)),
-        Decision::NoWindowLongEnough => "never".to_owned(),
+        WindowDecision::Allowed { closes: Some(c) } => format!("open until {}", local(c, &tz)),
+        WindowDecision::Allowed { closes: None } => "always".to_owned(),
+        WindowDecision::WaitUntil(t) => format!("wait {}", local(t, &tz)),
+        WindowDecision::NoWindowLongEnough => "never".to_owned(),
     };
     assert_eq!(
         got, expect,
@@ -63,7 +63,9 @@ fn check(ranges: &str, days: Option<&str>, at: &str, needed_min: u64, expect: &s
         assert!(open, "open at {at}");
         assert_eq!(w.next_open(now), Some(now));
     }
-    if let Decision::WaitUntil(t) = w.may_change_now(now, Duration::from_secs(needed_min * 60)) {
+    if let WindowDecision::WaitUntil(t) =
+        w.may_change_now(now, Duration::from_secs(needed_min * 60))
+    {
         assert!(
             w.is_open(t),
             "the window it waits for is open at {}",
@@ -455,7 +457,7 @@ fn no_duration_or_window_panics_or_overflows() {
     };
     assert_eq!(
         w.may_change_now(instant("2025-01-06T03:00", &tz), Duration::MAX),
-        Decision::NoWindowLongEnough
+        WindowDecision::NoWindowLongEnough
     );
     let broken = Windows {
         ranges: vec![super::TimeRange {
@@ -467,7 +469,7 @@ fn no_duration_or_window_panics_or_overflows() {
     };
     assert_eq!(
         broken.may_change_now(now, Duration::from_secs(60)),
-        Decision::NoWindowLongEnough
+        WindowDecision::NoWindowLongEnough
     );
     assert!(!broken.is_open(now));
 }

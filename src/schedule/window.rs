@@ -136,7 +136,7 @@ impl fmt::Debug for WeekdaySet {
 
 /// What [`Windows::may_change_now`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum WindowDecision {
     /// Start now. `closes` is when the current window closes (`None`: no windows configured).
     Allowed { closes: Option<Timestamp> },
     /// Wait: the next window long enough for the update opens then.
@@ -197,9 +197,9 @@ impl Windows {
     /// May a change that takes up to `needed` (pull done, health timeout left) start at `now`?
     /// It may when a window is open and stays open for `needed`; otherwise it waits for the
     /// first window that is long enough.
-    pub fn may_change_now(&self, now: Timestamp, needed: Duration) -> Decision {
+    pub fn may_change_now(&self, now: Timestamp, needed: Duration) -> WindowDecision {
         if self.is_unrestricted() {
-            return Decision::Allowed { closes: None };
+            return WindowDecision::Allowed { closes: None };
         }
         let needed = SignedDuration::try_from(needed).unwrap_or(SignedDuration::MAX);
         let intervals = self.intervals(now, HORIZON_DAYS);
@@ -208,13 +208,13 @@ impl Windows {
             .find(|&&(start, end)| start <= now && now < end)
             && end.duration_since(now) >= needed
         {
-            return Decision::Allowed { closes: Some(end) };
+            return WindowDecision::Allowed { closes: Some(end) };
         }
         intervals
             .into_iter()
             .find(|&(start, end)| start > now && end.duration_since(start) >= needed)
-            .map_or(Decision::NoWindowLongEnough, |(start, _)| {
-                Decision::WaitUntil(start)
+            .map_or(WindowDecision::NoWindowLongEnough, |(start, _)| {
+                WindowDecision::WaitUntil(start)
             })
     }
 

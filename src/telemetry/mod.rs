@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-pub use event::{Candidate, CheckResult, Event, EventKind, Stage, UpdateInfo};
+pub use event::{CheckResult, Event, EventKind, NewerImage, Stage, UpdateInfo};
 pub use logging::{LogFormat, LogLevel, LoggingError, init_logging, subscriber};
 pub use metrics::Metrics;
 pub use webhook::{

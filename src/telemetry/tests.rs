@@ -117,7 +117,7 @@ fn events_become_metrics() {
         Event::CheckFinished {
             service: "db".into(),
             result: CheckResult::UpdateAvailable,
-            update_available: Some(Candidate {
+            update_available: Some(NewerImage {
                 image: "postgres:17.2".into(),
                 digest: None,
             }),
