@@ -157,7 +157,7 @@ pub struct Policy {
 
 /// What a policy decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum TagChoice {
     /// Move to this tag.
     Update(String),
     /// Stay on the current tag and follow its digest.
@@ -169,7 +169,7 @@ pub enum Outcome {
 /// The decision, how many tags competed for it, and why, in words for logs and the CLI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
-    pub outcome: Outcome,
+    pub outcome: TagChoice,
     /// Tags that passed the policy's filters (and shape, for semver), the current one included.
     pub candidates: usize,
     pub reason: String,
@@ -180,8 +180,8 @@ impl Selection {
     /// the registry lists it, or `None`.
     pub fn selected<'a>(&'a self, current: &'a str) -> Option<&'a str> {
         match &self.outcome {
-            Outcome::Update(tag) => Some(tag),
-            Outcome::FollowDigest if self.candidates > 0 => Some(current),
+            TagChoice::Update(tag) => Some(tag),
+            TagChoice::FollowDigest if self.candidates > 0 => Some(current),
             _ => None,
         }
     }
@@ -329,7 +329,7 @@ impl Policy {
             PolicyKind::Digest => {
                 let listed = tags.iter().any(|t| t.name == current);
                 Selection {
-                    outcome: Outcome::FollowDigest,
+                    outcome: TagChoice::FollowDigest,
                     candidates: usize::from(listed),
                     reason: if listed {
                         format!("digest policy: stays on {current:?} and follows its digest")
@@ -402,17 +402,17 @@ impl Policy {
         };
         match (best, &cur) {
             (Some((t, v)), Some(c)) if v.cmp_parts(c) == Ordering::Greater => Selection {
-                outcome: Outcome::Update(t.name.clone()),
+                outcome: TagChoice::Update(t.name.clone()),
                 candidates: n,
                 reason: format!("{:?} is the greatest of {n} tags {shape}", t.name),
             },
             (Some((t, _)), None) => Selection {
-                outcome: Outcome::Update(t.name.clone()),
+                outcome: TagChoice::Update(t.name.clone()),
                 candidates: n,
                 reason: format!("{:?} is the greatest of {n} tags {shape}", t.name),
             },
             _ => Selection {
-                outcome: Outcome::NoUpdate,
+                outcome: TagChoice::NoUpdate,
                 candidates: n,
                 reason: format!("no tag {shape} is greater than {current:?} ({n} candidates)"),
             },
@@ -454,7 +454,7 @@ impl Policy {
         let n = candidates.len();
         match (best, &cur) {
             (Some((t, v)), Some((_, c))) if v.cmp_precedence(c) == Ordering::Greater => Selection {
-                outcome: Outcome::Update(t.name.clone()),
+                outcome: TagChoice::Update(t.name.clone()),
                 candidates: n,
                 reason: format!(
                     "{:?} has the highest SemVer precedence of {n} tags {prefix:?}+SemVer, prereleases included",
@@ -462,7 +462,7 @@ impl Policy {
                 ),
             },
             (Some((t, _)), None) => Selection {
-                outcome: Outcome::Update(t.name.clone()),
+                outcome: TagChoice::Update(t.name.clone()),
                 candidates: n,
                 reason: format!(
                     "{:?} has the highest SemVer precedence of {n} tags {prefix:?}+SemVer ({current:?} is not SemVer)",
@@ -470,7 +470,7 @@ impl Policy {
                 ),
             },
             _ => Selection {
-                outcome: Outcome::NoUpdate,
+                outcome: TagChoice::NoUpdate,
                 candidates: n,
                 reason: format!(
                     "no tag {prefix:?}+SemVer has higher precedence than {current:?} ({n} candidates)"
@@ -522,7 +522,7 @@ impl Policy {
         };
         match best {
             Some(t) if t.name != current => Selection {
-                outcome: Outcome::Update(t.name.clone()),
+                outcome: TagChoice::Update(t.name.clone()),
                 candidates: n,
                 reason: format!(
                     "{:?} is the {order} of {n} tags matching {filter}{}",
@@ -531,7 +531,7 @@ impl Policy {
                 ),
             },
             _ => Selection {
-                outcome: Outcome::NoUpdate,
+                outcome: TagChoice::NoUpdate,
                 candidates: n,
                 reason: if n == 0 {
                     format!("no tag matches {filter}")
