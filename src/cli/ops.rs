@@ -14,7 +14,7 @@ use crate::engine::{
     Engine, PassOptions, RollbackError, ServiceOutcome, ServiceResult, StartError, UpdateResult,
 };
 use crate::runtime::Docker;
-use crate::state::{self, Outcome, State};
+use crate::state::{self, ChangeOutcome, State};
 
 use super::{EXIT_CANNOT_START, EXIT_FAILURE, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE};
 
@@ -228,10 +228,12 @@ pub fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Re
             }
             if let Some(h) = s.history.last() {
                 let result = match &h.outcome {
-                    Outcome::Committed => "committed".to_owned(),
-                    Outcome::RolledBack { reason } => format!("rolled back: {reason}"),
-                    Outcome::RollbackFailed { reason } => format!("ROLLBACK FAILED: {reason}"),
-                    Outcome::Abandoned { reason } => format!("abandoned: {reason}"),
+                    ChangeOutcome::Committed => "committed".to_owned(),
+                    ChangeOutcome::RolledBack { reason } => format!("rolled back: {reason}"),
+                    ChangeOutcome::RollbackFailed { reason } => {
+                        format!("ROLLBACK FAILED: {reason}")
+                    }
+                    ChangeOutcome::Abandoned { reason } => format!("abandoned: {reason}"),
                 };
                 writeln!(out, "    last change: {} → {} ({result})", h.from, h.to)?;
             }
