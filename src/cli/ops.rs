@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::task::JoinHandle;
 
-use crate::config;
 use crate::engine::{
     Engine, PassOptions, RollbackError, ServiceOutcome, ServiceResult, StartError, UpdateResult,
 };
@@ -28,7 +27,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Starts the engine and finishes any update an earlier lookout left half done. Webhooks are
 /// delivered while the command runs; [`finish`] gives queued ones a moment to go out.
 async fn engine(config_path: &Path) -> anyhow::Result<(Engine<Docker>, JoinHandle<()>)> {
-    let config = config::load(config_path)?;
+    let config = super::load_config(config_path)?;
     let (engine, deliveries) = Engine::start(config).await?;
     let deliveries = tokio::spawn(deliveries.run(std::future::pending()));
     for r in engine.recover().await {
@@ -189,7 +188,7 @@ pub fn rollback(config_path: &Path, service: &str, out: &mut dyn Write) -> anyho
 /// `lookout status [--json]`: reads the state file without taking its lock, so it works while
 /// the daemon runs.
 pub fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let config = config::load(config_path)?;
+    let config = super::load_config(config_path)?;
     let path = &config.state_file;
     let state = match std::fs::read_to_string(path) {
         Ok(text) => {
