@@ -495,8 +495,75 @@ fn strip_inline_comment(value: &str) -> String {
     value.trim().to_owned()
 }
 
+/// Reads the top-level settings in a fixed order (so problems are listed in that order), then
+/// the services, then reports the keys nobody asked for.
 fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
     let mut top = Obj::new(ctx, String::new(), map);
+    let timing = read_timing(&mut top);
+    let state = read_state_settings(&mut top);
+    let api = read_api(&mut top, map);
+    let webhook_url = top.url("webhook_url", true);
+    let when = read_when(&mut top, timing.check_interval);
+    let webhooks = read_webhooks(&mut top, webhook_url.as_deref());
+    let pause_updates = top.bool("pause_updates").unwrap_or(false);
+    let log_level = top
+        .choice("log_level", LogLevel::NAMES, LogLevel::parse)
+        .unwrap_or(LogLevel::Info);
+    let log_format = top
+        .choice("log_format", LogFormat::NAMES, LogFormat::parse)
+        .unwrap_or(LogFormat::Plain);
+    let cleanup = top.bool("cleanup").unwrap_or(false);
+    let pin_digest = top.bool("pin_digest").unwrap_or(false);
+    let defaults = ServiceDefaults {
+        health_timeout: timing.health_timeout,
+        health_stable: timing.health_stable,
+        cleanup,
+        pin_digest,
+    };
+    let services = read_services(&mut top, &defaults);
+    top.finish();
+    Some(Config {
+        check_interval: timing.check_interval,
+        health_timeout: timing.health_timeout,
+        health_stable: timing.health_stable,
+        compose_timeout: timing.compose_timeout,
+        check_timeout: timing.check_timeout,
+        state_file: state.file,
+        state_backups: state.backups,
+        state_backup_dir: state.backup_dir,
+        state_fallback: state.fallback,
+        listen: api.listen,
+        listen_without_token: api.listen_without_token,
+        api_token: api.api_token,
+        hook_secret: api.hook_secret,
+        webhook_url: webhook_url.map(Secret::new),
+        maintenance_window: when.maintenance_window,
+        maintenance_days: when.maintenance_days,
+        timezone: when.timezone,
+        schedule: when.schedule,
+        check_jitter: when.check_jitter,
+        first_check_at_start: when.first_check_at_start,
+        webhooks,
+        pause_updates,
+        log_level,
+        log_format,
+        cleanup,
+        pin_digest,
+        services,
+        warnings: Vec::new(),
+    })
+}
+
+/// How often lookout checks and how long each step may take.
+struct Timing {
+    check_interval: Duration,
+    health_timeout: Duration,
+    health_stable: Duration,
+    compose_timeout: Duration,
+    check_timeout: Duration,
+}
+
+fn read_timing(top: &mut Obj<'_, '_>) -> Timing {
     let check_interval = top
         .duration_in(
             "check_interval",
@@ -516,14 +583,49 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
     let check_timeout = top
         .duration_in("check_timeout", limits::CHECK_TIMEOUT, "")
         .unwrap_or(DEFAULT_CHECK_TIMEOUT);
-    let state_file = top
-        .string("state_file")
-        .map_or_else(|| PathBuf::from(DEFAULT_STATE_FILE), PathBuf::from);
-    let state_backups = top
-        .uint_in("state_backups", limits::STATE_BACKUPS)
-        .unwrap_or(5);
-    let state_backup_dir = top.string("state_backup_dir").map(PathBuf::from);
-    let state_fallback = top.bool("state_fallback").unwrap_or(false);
+    Timing {
+        check_interval,
+        health_timeout,
+        health_stable,
+        compose_timeout,
+        check_timeout,
+    }
+}
+
+/// Where the state file and its backups live.
+struct StateSettings {
+    file: PathBuf,
+    backups: u64,
+    backup_dir: Option<PathBuf>,
+    fallback: bool,
+}
+
+fn read_state_settings(top: &mut Obj<'_, '_>) -> StateSettings {
+    StateSettings {
+        file: top
+            .string("state_file")
+            .map_or_else(|| PathBuf::from(DEFAULT_STATE_FILE), PathBuf::from),
+        backups: top
+            .uint_in("state_backups", limits::STATE_BACKUPS)
+            .unwrap_or(5),
+        backup_dir: top.string("state_backup_dir").map(PathBuf::from),
+        fallback: top.bool("state_fallback").unwrap_or(false),
+    }
+}
+
+/// The HTTP API's address and the secrets that guard it.
+struct ApiSettings {
+    listen: SocketAddr,
+    listen_without_token: bool,
+    api_token: Option<Secret>,
+    hook_secret: Option<Secret>,
+}
+
+/// Reads `listen`, `metrics_port`, `listen_without_token`, `api_token` and `hook_secret`, and
+/// refuses an API reachable from other hosts without a token, and short tokens. `map` is the
+/// raw document, to tell an empty `api_token` from a missing one.
+fn read_api(top: &mut Obj<'_, '_>, map: &Map<String, Value>) -> ApiSettings {
+    let ctx = top.ctx;
     let mut listen: SocketAddr = DEFAULT_LISTEN
         .parse()
         .expect("default listen address parses");
@@ -571,13 +673,33 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
             "is shorter than 16 characters; use a long random secret (e.g. `openssl rand -hex 32`)",
         );
     }
-    let webhook_url = top.url("webhook_url", true);
-    let maintenance_window = windows(&mut top, "maintenance_window");
-    let maintenance_days = weekdays(&mut top, "maintenance_days");
-    let timezone = timezone(&mut top, "timezone");
+    ApiSettings {
+        listen,
+        listen_without_token,
+        api_token,
+        hook_secret,
+    }
+}
+
+/// When checks run and when changes are allowed.
+struct When {
+    maintenance_window: Option<Vec<TimeRange>>,
+    maintenance_days: Option<WeekdaySet>,
+    timezone: Option<TimeZone>,
+    schedule: Option<CronExpr>,
+    check_jitter: Duration,
+    first_check_at_start: bool,
+}
+
+/// Reads the windows, the time zone, the cron `schedule` and the jitter, whose default
+/// depends on the schedule and on `check_interval`.
+fn read_when(top: &mut Obj<'_, '_>, check_interval: Duration) -> When {
+    let maintenance_window = windows(top, "maintenance_window");
+    let maintenance_days = weekdays(top, "maintenance_days");
+    let timezone = timezone(top, "timezone");
     let schedule = top.string("schedule").and_then(|s| {
         CronExpr::parse(&s)
-            .map_err(|e| ctx.problem(top.at("schedule"), e))
+            .map_err(|e| top.ctx.problem(top.at("schedule"), e))
             .ok()
     });
     let check_jitter = top
@@ -589,42 +711,43 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
                 (check_interval / 10).min(Duration::from_secs(300))
             }
         });
-    let first_check_at_start = top.bool("first_check_at_start").unwrap_or(true);
+    When {
+        maintenance_window,
+        maintenance_days,
+        timezone,
+        schedule,
+        check_jitter,
+        first_check_at_start: top.bool("first_check_at_start").unwrap_or(true),
+    }
+}
+
+/// The `webhooks` endpoints, and the seed's single `webhook_url` (generic format, all events)
+/// last.
+fn read_webhooks(top: &mut Obj<'_, '_>, webhook_url: Option<&str>) -> Vec<WebhookSpec> {
     let mut webhooks: Vec<WebhookSpec> = top
         .objects("webhooks")
         .into_iter()
         .filter_map(read_webhook)
         .collect();
-    if let Some(url) = &webhook_url {
+    if let Some(url) = webhook_url {
         webhooks.push(WebhookSpec {
-            url: url.clone(),
+            url: url.to_owned(),
             events: None,
             secret: None,
             format: WebhookFormat::Generic,
             timeout: DEFAULT_WEBHOOK_TIMEOUT,
         });
     }
-    let pause_updates = top.bool("pause_updates").unwrap_or(false);
-    let log_level = top
-        .choice("log_level", LogLevel::NAMES, LogLevel::parse)
-        .unwrap_or(LogLevel::Info);
-    let log_format = top
-        .choice("log_format", LogFormat::NAMES, LogFormat::parse)
-        .unwrap_or(LogFormat::Plain);
-    let cleanup = top.bool("cleanup").unwrap_or(false);
-    let pin_digest = top.bool("pin_digest").unwrap_or(false);
+    webhooks
+}
 
-    let defaults = ServiceDefaults {
-        health_timeout,
-        health_stable,
-        cleanup,
-        pin_digest,
-    };
-    let service_objs = top.objects("services");
+/// Every service that reads cleanly, and a problem for each name used twice.
+fn read_services(top: &mut Obj<'_, '_>, defaults: &ServiceDefaults) -> Vec<ServiceSpec> {
+    let ctx = top.ctx;
     let mut services = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    for (i, obj) in service_objs.into_iter().enumerate() {
-        let Some(s) = ServiceSpec::from_object(obj, &defaults) else {
+    for (i, obj) in top.objects("services").into_iter().enumerate() {
+        let Some(s) = ServiceSpec::from_object(obj, defaults) else {
             continue;
         };
         if let Some(first) = seen.insert(s.name.clone(), i) {
@@ -638,37 +761,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         }
         services.push(s);
     }
-    top.finish();
-    Some(Config {
-        check_interval,
-        health_timeout,
-        health_stable,
-        compose_timeout,
-        check_timeout,
-        state_file,
-        state_backups,
-        state_backup_dir,
-        state_fallback,
-        listen,
-        listen_without_token,
-        api_token,
-        hook_secret,
-        webhook_url: webhook_url.map(Secret::new),
-        maintenance_window,
-        maintenance_days,
-        timezone,
-        schedule,
-        check_jitter,
-        first_check_at_start,
-        webhooks,
-        pause_updates,
-        log_level,
-        log_format,
-        cleanup,
-        pin_digest,
-        services,
-        warnings: Vec::new(),
-    })
+    services
 }
 
 fn windows(obj: &mut Obj<'_, '_>, key: &'static str) -> Option<Vec<TimeRange>> {
