@@ -193,123 +193,29 @@ impl Policy {
     /// Resolution: an explicit `policy` wins; else any semver option means semver; else
     /// `tag_regex` means regex; else `tag_pattern` means glob; else digest.
     pub fn compile(spec: &PolicySpec) -> Result<Self, Vec<PolicyProblem>> {
+        let kind = spec.kind();
         let mut problems = Vec::new();
-        let semver_option = spec.semver_pattern.is_some()
-            || spec.semver_range.is_some()
-            || spec.update_level.is_some()
-            || spec.prerelease.is_some();
-        let kind = spec.policy.unwrap_or(if semver_option {
-            PolicyKind::Semver
-        } else if spec.tag_regex.is_some() {
-            PolicyKind::Regex
-        } else if spec.tag_pattern.is_some() {
-            PolicyKind::Glob
-        } else {
-            PolicyKind::Digest
-        });
-        let mut problem = |field, message: String| problems.push(PolicyProblem { field, message });
-
-        let tag_pattern = spec.tag_pattern.as_deref().and_then(|p| match glob(p) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                problem("tag_pattern", format!("{p:?} is not a valid glob: {e}"));
-                None
-            }
-        });
-        let semver_pattern = spec.semver_pattern.as_deref().and_then(|p| match glob(p) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                problem("semver_pattern", format!("{p:?} is not a valid glob: {e}"));
-                None
-            }
-        });
-        let tag_regex = spec.tag_regex.as_deref().and_then(|r| match Regex::new(r) {
-            Ok(re) => Some(re),
-            Err(e) => {
-                // The regex crate's message spans lines (pattern, caret, error); keep the error.
-                let e = e.to_string();
-                let e = e
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .trim_start_matches("error: ");
-                problem("tag_regex", format!("{r:?} is not a valid regex: {e}"));
-                None
-            }
-        });
-        let semver_range =
-            spec.semver_range
-                .as_deref()
-                .and_then(|r| match semver::VersionReq::parse(r) {
-                    Ok(req) => Some(req),
-                    Err(e) => {
-                        problem(
-                            "semver_range",
-                            format!(
-                                "{r:?} is not a version requirement ({e}); write e.g. \">=1.2, <2\""
-                            ),
-                        );
-                        None
-                    }
-                });
-
-        match kind {
-            PolicyKind::Glob if spec.tag_pattern.is_none() => problem(
-                "tag_pattern",
-                "policy \"glob\" needs a tag_pattern such as \"staging-*\"".into(),
-            ),
-            PolicyKind::Regex if spec.tag_regex.is_none() => problem(
-                "tag_regex",
-                "policy \"regex\" needs a tag_regex such as \"^staging-[a-f0-9]{7}$\"".into(),
-            ),
-            PolicyKind::Digest | PolicyKind::Glob | PolicyKind::Regex if semver_option => {
-                let field = if spec.semver_pattern.is_some() {
-                    "semver_pattern"
-                } else if spec.semver_range.is_some() {
-                    "semver_range"
-                } else if spec.update_level.is_some() {
-                    "update_level"
-                } else {
-                    "prerelease"
-                };
-                problem(
-                    field,
-                    format!(
-                        "only applies to policy \"semver\", not \"{kind}\"; remove it or set policy = \"semver\""
-                    ),
-                );
-            }
-            PolicyKind::Digest if spec.tag_pattern.is_some() || spec.tag_regex.is_some() => {
-                let field = if spec.tag_pattern.is_some() {
-                    "tag_pattern"
-                } else {
-                    "tag_regex"
-                };
-                problem(
-                    field,
-                    "has no effect with policy \"digest\", which stays on the same tag; remove it or choose policy \"glob\", \"regex\" or \"semver\"".into(),
-                );
-            }
-            _ => {}
-        }
+        let patterns = Patterns::compile(spec, &mut problems);
+        check_settings(spec, kind, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
-        let regex_version = tag_regex
+        let regex_version = patterns
+            .tag_regex
             .as_ref()
             .is_some_and(|re| re.capture_names().flatten().any(|n| n == "version"));
         Ok(Self {
             kind,
-            tag_pattern,
-            tag_regex,
+            tag_pattern: patterns.tag_pattern,
+            tag_regex: patterns.tag_regex,
             regex_version,
             semver_prefix: spec
                 .semver_pattern
                 .as_deref()
                 .map(literal_prefix)
                 .unwrap_or_default(),
-            semver_pattern,
-            semver_range,
+            semver_pattern: patterns.semver_pattern,
+            semver_range: patterns.semver_range,
             update_level: spec.update_level.unwrap_or_default(),
             prerelease: spec.prerelease.unwrap_or(false),
         })
@@ -567,6 +473,140 @@ fn pushed(t: &Tag) -> String {
     match t.pushed.and_then(|s| jiff::Timestamp::from_second(s).ok()) {
         Some(ts) => format!(" (pushed {})", ts.strftime("%Y-%m-%d %H:%M:%SZ")),
         None => String::new(),
+    }
+}
+
+impl PolicySpec {
+    /// Whether a setting only policy "semver" reads is given.
+    fn has_semver_option(&self) -> bool {
+        self.semver_pattern.is_some()
+            || self.semver_range.is_some()
+            || self.update_level.is_some()
+            || self.prerelease.is_some()
+    }
+
+    /// The policy named, else the one the other settings imply: a semver setting → semver, a
+    /// `tag_regex` → regex, a `tag_pattern` → glob, nothing → digest.
+    fn kind(&self) -> PolicyKind {
+        self.policy.unwrap_or(if self.has_semver_option() {
+            PolicyKind::Semver
+        } else if self.tag_regex.is_some() {
+            PolicyKind::Regex
+        } else if self.tag_pattern.is_some() {
+            PolicyKind::Glob
+        } else {
+            PolicyKind::Digest
+        })
+    }
+}
+
+/// A spec's patterns and version requirement, compiled.
+struct Patterns {
+    tag_pattern: Option<GlobMatcher>,
+    semver_pattern: Option<GlobMatcher>,
+    tag_regex: Option<Regex>,
+    semver_range: Option<semver::VersionReq>,
+}
+
+impl Patterns {
+    /// Compiles each pattern the spec gives; one that does not compile is a problem (and
+    /// `None`).
+    fn compile(spec: &PolicySpec, problems: &mut Vec<PolicyProblem>) -> Self {
+        let mut problem = |field, message: String| problems.push(PolicyProblem { field, message });
+        let tag_pattern = spec.tag_pattern.as_deref().and_then(|p| match glob(p) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                problem("tag_pattern", format!("{p:?} is not a valid glob: {e}"));
+                None
+            }
+        });
+        let semver_pattern = spec.semver_pattern.as_deref().and_then(|p| match glob(p) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                problem("semver_pattern", format!("{p:?} is not a valid glob: {e}"));
+                None
+            }
+        });
+        let tag_regex = spec.tag_regex.as_deref().and_then(|r| match Regex::new(r) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                // The regex crate's message spans lines (pattern, caret, error); keep the error.
+                let e = e.to_string();
+                let e = e
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ");
+                problem("tag_regex", format!("{r:?} is not a valid regex: {e}"));
+                None
+            }
+        });
+        let semver_range =
+            spec.semver_range
+                .as_deref()
+                .and_then(|r| match semver::VersionReq::parse(r) {
+                    Ok(req) => Some(req),
+                    Err(e) => {
+                        problem(
+                            "semver_range",
+                            format!(
+                                "{r:?} is not a version requirement ({e}); write e.g. \">=1.2, <2\""
+                            ),
+                        );
+                        None
+                    }
+                });
+        Self {
+            tag_pattern,
+            semver_pattern,
+            tag_regex,
+            semver_range,
+        }
+    }
+}
+
+/// The problems of the spec's settings for policy `kind`: a glob or regex policy without its
+/// pattern, a semver setting on another policy, a pattern that a digest policy ignores.
+fn check_settings(spec: &PolicySpec, kind: PolicyKind, problems: &mut Vec<PolicyProblem>) {
+    let mut problem = |field, message: String| problems.push(PolicyProblem { field, message });
+    match kind {
+        PolicyKind::Glob if spec.tag_pattern.is_none() => problem(
+            "tag_pattern",
+            "policy \"glob\" needs a tag_pattern such as \"staging-*\"".into(),
+        ),
+        PolicyKind::Regex if spec.tag_regex.is_none() => problem(
+            "tag_regex",
+            "policy \"regex\" needs a tag_regex such as \"^staging-[a-f0-9]{7}$\"".into(),
+        ),
+        PolicyKind::Digest | PolicyKind::Glob | PolicyKind::Regex if spec.has_semver_option() => {
+            let field = if spec.semver_pattern.is_some() {
+                "semver_pattern"
+            } else if spec.semver_range.is_some() {
+                "semver_range"
+            } else if spec.update_level.is_some() {
+                "update_level"
+            } else {
+                "prerelease"
+            };
+            problem(
+                field,
+                format!(
+                    "only applies to policy \"semver\", not \"{kind}\"; remove it or set policy = \"semver\""
+                ),
+            );
+        }
+        PolicyKind::Digest if spec.tag_pattern.is_some() || spec.tag_regex.is_some() => {
+            let field = if spec.tag_pattern.is_some() {
+                "tag_pattern"
+            } else {
+                "tag_regex"
+            };
+            problem(
+                field,
+                "has no effect with policy \"digest\", which stays on the same tag; remove it or choose policy \"glob\", \"regex\" or \"semver\"".into(),
+            );
+        }
+        _ => {}
     }
 }
 
