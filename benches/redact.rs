@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lookout::config::redact::redact_with;
+use lookout::redact::redact_with;
 
 fn bench(c: &mut Criterion) {
     let secrets = [

@@ -65,7 +65,7 @@ fn header(input: &str) -> (&str, &str) {
 /// Compiling never panics; a selection never panics, names a tag from the list (never an
 /// artifact tag, never the current one), and does not depend on the order of the list.
 pub fn tag_policy(data: &[u8]) {
-    use crate::policy::{Outcome, Policy, PolicyKind, PolicySpec, UpdateLevel, is_artifact_tag};
+    use crate::policy::{Policy, PolicyKind, PolicySpec, TagChoice, UpdateLevel, is_artifact_tag};
 
     let input = text(data);
     let (settings, list) = match input.split_once("\n---\n") {
@@ -114,7 +114,7 @@ pub fn tag_policy(data: &[u8]) {
         selection.candidates,
         tags.len()
     );
-    if let Outcome::Update(chosen) = &selection.outcome {
+    if let TagChoice::Update(chosen) = &selection.outcome {
         assert!(
             tags.iter().any(|t| &t.name == chosen),
             "chose {chosen:?}, which is not in the list"

@@ -323,3 +323,70 @@ fn exit_code_2_for_a_service_not_in_the_configuration() {
         assert!(stderr.contains("nope"), "{stderr}");
     }
 }
+
+#[test]
+fn update_logs_with_the_configured_format_and_level() {
+    let scratch = Scratch::new("cli-update-log-format");
+    let socket = format!("unix://{}", scratch.join("no-docker.sock").display());
+    let run = |name: &str, settings: &str| {
+        let config = scratch.write(
+            name,
+            format!(
+                "state_file = \"{}\"\n{settings}",
+                scratch.join(&format!("{name}.state/state.json")).display()
+            ),
+        );
+        let out = lookout()
+            .args(["update", "--config"])
+            .arg(&config)
+            .env("DOCKER_HOST", &socket)
+            .env_remove("LOG_LEVEL")
+            .env_remove("LOG_FORMAT")
+            .env_remove("LOOKOUT_LOG_LEVEL")
+            .env_remove("LOOKOUT_LOG_FORMAT")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        stderr
+    };
+
+    // A fresh state file is logged at info before Docker is asked; the error after it is printed.
+    let stderr = run("json.toml", "log_format = \"json\"\n");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let logged: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        logged.iter().any(|v| v["level"] == "INFO"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("state file does not exist yet"))),
+        "a JSON log line for the fresh state file: {stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with('{') || l.starts_with("error: ")),
+        "every line is a JSON log line or the error: {stderr}"
+    );
+    assert!(
+        stderr.contains("error: cannot connect to the Docker engine"),
+        "{stderr}"
+    );
+
+    let stderr = run(
+        "error.toml",
+        "log_format = \"json\"\nlog_level = \"error\"\n",
+    );
+    assert!(
+        !stderr.contains("state file does not exist yet"),
+        "log_level = \"error\" keeps info lines out: {stderr}"
+    );
+    assert!(
+        stderr.contains("error: cannot connect to the Docker engine"),
+        "{stderr}"
+    );
+}

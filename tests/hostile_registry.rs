@@ -20,12 +20,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use lookout::config::{RegistryKind, RegistrySettings, Secret};
+use lookout::config::{RegistryKind, RegistrySettings};
 use lookout::reference::ImageRef;
 use lookout::registry::{
     CheckCycle, DockerHubEndpoints, ErrorKind, Platform, Registries, Registry, RegistryError,
     RegistryOptions, RetryPolicy, check_service,
 };
+use lookout::secret::Secret;
 
 use crate::util::distribution::Pusher;
 use crate::util::fake_http::{

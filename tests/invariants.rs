@@ -165,6 +165,25 @@ const VENDOR_PAIRS: &[(&str, &str)] = &[
     ("docker", "compose"),
 ];
 
+// ---- Imports run one way: the configuration schema depends on these modules, never the reverse. ----
+
+/// The modules below `src/` that `config` imports, which must not import `crate::config`
+/// back: they take plain values, and `src/config/settings.rs` builds those values from a
+/// `Config`.
+const CONFIG_FREE: &[&str] = &[
+    "schedule/",
+    "telemetry/",
+    "secret.rs",
+    "redact.rs",
+    "policy/",
+    "reference.rs",
+    "state/",
+];
+
+/// `crate::config`, `super::config` / `super::super::config`, and `config` inside a
+/// `crate::{…}` group (which may span lines).
+const CONFIG_IMPORT: &str = r"\b(crate|super)(::super)*::config\b|\bcrate::\{[^}]*\bconfig\b";
+
 #[test]
 fn only_the_cli_prints() {
     let hits = scan_tree(OUTPUT, true);
@@ -193,6 +212,27 @@ fn the_engine_names_no_vendor() {
         hits.is_empty(),
         "registry vendor or compose flavor named in src/engine (belongs in src/registry or \
          src/runtime): {hits:#?}"
+    );
+}
+
+#[test]
+fn modules_config_imports_do_not_import_config() {
+    let mut hits = Vec::new();
+    for (path, text) in sources() {
+        if CONFIG_FREE.iter().any(|m| covers_path(m, &path)) {
+            hits.extend(config_imports(&path, &text));
+        }
+    }
+    for module in CONFIG_FREE {
+        assert!(
+            sources().iter().any(|(path, _)| covers_path(module, path)),
+            "src/{module} is gone: update CONFIG_FREE"
+        );
+    }
+    assert!(
+        hits.is_empty(),
+        "import of crate::config in a module config depends on (move the shared type into the \
+         module that owns it, or build the plain value in src/config/settings.rs): {hits:#?}"
     );
 }
 
@@ -273,6 +313,28 @@ fn scan(path: &str, text: &str, patterns: &'static [Pattern], blank_strings: boo
         }
     }
     hits
+}
+
+/// Whether `path` (below `src/`) is `module`, or lies in it when `module` ends in `/`.
+fn covers_path(module: &str, path: &str) -> bool {
+    if module.ends_with('/') {
+        path.starts_with(module)
+    } else {
+        path == module
+    }
+}
+
+/// Imports of `crate::config` in `text` (comments, strings and test items removed), as hits.
+fn config_imports(path: &str, text: &str) -> Vec<Hit> {
+    let code = code_of(text, true);
+    let re = Regex::new(CONFIG_IMPORT).unwrap();
+    re.find_iter(&code)
+        .map(|m| Hit {
+            path: path.to_owned(),
+            line: code[..m.start()].matches('\n').count() + 1,
+            pattern: "config import",
+        })
+        .collect()
 }
 
 fn covers(e: &Exception, hit: &Hit) -> bool {
@@ -578,4 +640,30 @@ fn scanner_finds_vendor_words_in_code_and_strings_but_not_comments() {
         lines("let decrypted = hubris(docker);"),
         Vec::<usize>::new()
     );
+}
+
+#[test]
+fn scanner_finds_config_imports_but_not_in_comments_strings_or_tests() {
+    let lines = |text| {
+        config_imports("telemetry/x.rs", text)
+            .iter()
+            .map(|h| h.line)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lines("use crate::config::Config;"), [1]);
+    assert_eq!(lines("fn f(c: &crate::config::Config) {}"), [1]);
+    assert_eq!(lines("use super::super::config;"), [1]);
+    assert_eq!(
+        lines("use std::fmt;\nuse crate::{\n    config,\n    x,\n};"),
+        [2]
+    );
+    assert_eq!(
+        lines(
+            "// crate::config is the schema\nlet s = \"crate::config\";\n\
+             use crate::configured;\n#[cfg(test)]\nmod tests { use crate::config::Config; }"
+        ),
+        Vec::<usize>::new()
+    );
+    assert!(covers_path("schedule/", "schedule/window.rs"));
+    assert!(!covers_path("secret.rs", "secrets.rs"));
 }

@@ -7,12 +7,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lookout::config::{RegistryKind, RegistrySettings, Secret};
+use lookout::config::{RegistryKind, RegistrySettings};
 use lookout::reference::ImageRef;
 use lookout::registry::{
     CheckCycle, DockerHubEndpoints, ErrorKind, Platform, Registries, Registry, RegistryOptions,
     RetryPolicy, check_service,
 };
+use lookout::secret::Secret;
 
 use crate::util::distribution::Pusher;
 use crate::util::fake_http::{FakeHttp, FaultProxy, Response};

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use lookout::config::Secret;
 use lookout::runtime::compose_cli::ComposeFlavor;
 use lookout::runtime::{
     ComposeCli, ComposeProject, ContainerRuntime, ContainerState, Docker, GateFailure, GateOptions,
     Health, ImageRemoval, RegistryLogin, RuntimeError, wait_healthy,
 };
+use lookout::secret::Secret;
 
 use crate::util::compose::{ComposeDown, Labelled, run_as_service};
 use crate::util::{LocalRegistry, RegistryAuth, Scratch, TestImage, free_port, run};

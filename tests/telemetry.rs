@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lookout::config::{Secret, WebhookSpec};
 use lookout::schedule::SystemClock;
+use lookout::secret::Secret;
 use lookout::telemetry::{
     Deliveries, Event, EventKind, Retry, Stage, Telemetry, TelemetrySettings, UpdateInfo,
-    WebhookFormat, signature,
+    WebhookFormat, WebhookSpec, signature,
 };
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

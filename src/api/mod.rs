@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 pub use payload::{PushedRepository, Source};
 pub use signature::sign_lookout;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Why the backend did not do what a request asked; the API answers it with the status of its
 /// kind and the body `{"error": message, "kind": kind}`.

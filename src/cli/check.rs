@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::config;
 use crate::registry::{CheckCycle, Registries, RegistryOptions, ServiceCheck, check_service};
 
 pub fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let config = match config::load(config_path) {
+    let config = match super::load_config(config_path) {
         Ok(c) => c,
         Err(e) => {
             super::print_error(e);

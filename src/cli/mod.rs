@@ -3,7 +3,7 @@
 //! The only module that prints to stdout. Exit codes are the `EXIT_*` constants below (the
 //! README's "Exit codes" table lists them).
 //!
-//! Everything it prints passes through [`config::redact`]: stdout through a redacting writer,
+//! Everything it prints passes through [`crate::redact`]: stdout through a redacting writer,
 //! errors through [`print_error`], log lines through the redacting log writer.
 
 mod check;
@@ -17,7 +17,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, redact};
+use crate::config;
+use crate::redact;
+use crate::telemetry;
 
 /// The command did what it was asked; every service it touched is fine.
 pub const EXIT_OK: u8 = 0;
@@ -141,15 +143,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             dry_run,
             ignore_window,
             json,
-        } => {
-            init_logging();
-            ops::update(&cli.config, services, dry_run, ignore_window, json, out)
-        }
+        } => ops::update(&cli.config, services, dry_run, ignore_window, json, out),
         Command::Status(JsonFlag { json }) => ops::status(&cli.config, json, out),
-        Command::Rollback { service } => {
-            init_logging();
-            ops::rollback(&cli.config, &service, out)
-        }
+        Command::Rollback { service } => ops::rollback(&cli.config, &service, out),
         Command::Doctor(JsonFlag { json }) => crate::doctor::command(&cli.config, json, out),
     }
 }
@@ -172,21 +168,18 @@ fn run_daemon(config: &std::path::Path) -> anyhow::Result<u8> {
     })
 }
 
-/// Logs to stderr, at the level `LOG_LEVEL` / `RUST_LOG` asks for (default `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| {
-            tracing_subscriber::EnvFilter::try_new(
-                std::env::var("LOG_LEVEL")
-                    .unwrap_or_else(|_| "info".into())
-                    .to_lowercase(),
-            )
-        })
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(redact::MakeRedacting(std::io::stderr))
-        .try_init();
+/// Reads the configuration at `path` and starts the command's log with its `log_level` and
+/// `log_format` (`LOG_LEVEL`, `LOG_FORMAT` and `LOOKOUT_*` included): the one logger of a
+/// one-shot command, set up once the configuration is known. What goes wrong before that is
+/// printed through [`print_error`], not logged.
+pub(crate) fn load_config(path: &std::path::Path) -> Result<config::Config, config::ConfigError> {
+    let config = config::load(path)?;
+    if let Err(e) = telemetry::init_logging(config.log_level, config.log_format) {
+        print_error(format_args!(
+            "warning: {e}; log lines keep the earlier settings"
+        ));
+    }
+    Ok(config)
 }
 
 fn validate(path: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<u8> {

@@ -9,12 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::task::JoinHandle;
 
-use crate::config;
 use crate::engine::{
     Engine, PassOptions, RollbackError, ServiceOutcome, ServiceResult, StartError, UpdateResult,
 };
 use crate::runtime::Docker;
-use crate::state::{self, Outcome, State};
+use crate::state::{self, ChangeOutcome, State};
 
 use super::{EXIT_CANNOT_START, EXIT_FAILURE, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE};
 
@@ -28,7 +27,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Starts the engine and finishes any update an earlier lookout left half done. Webhooks are
 /// delivered while the command runs; [`finish`] gives queued ones a moment to go out.
 async fn engine(config_path: &Path) -> anyhow::Result<(Engine<Docker>, JoinHandle<()>)> {
-    let config = config::load(config_path)?;
+    let config = super::load_config(config_path)?;
     let (engine, deliveries) = Engine::start(config).await?;
     let deliveries = tokio::spawn(deliveries.run(std::future::pending()));
     for r in engine.recover().await {
@@ -189,7 +188,7 @@ pub fn rollback(config_path: &Path, service: &str, out: &mut dyn Write) -> anyho
 /// `lookout status [--json]`: reads the state file without taking its lock, so it works while
 /// the daemon runs.
 pub fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let config = config::load(config_path)?;
+    let config = super::load_config(config_path)?;
     let path = &config.state_file;
     let state = match std::fs::read_to_string(path) {
         Ok(text) => {
@@ -228,10 +227,12 @@ pub fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Re
             }
             if let Some(h) = s.history.last() {
                 let result = match &h.outcome {
-                    Outcome::Committed => "committed".to_owned(),
-                    Outcome::RolledBack { reason } => format!("rolled back: {reason}"),
-                    Outcome::RollbackFailed { reason } => format!("ROLLBACK FAILED: {reason}"),
-                    Outcome::Abandoned { reason } => format!("abandoned: {reason}"),
+                    ChangeOutcome::Committed => "committed".to_owned(),
+                    ChangeOutcome::RolledBack { reason } => format!("rolled back: {reason}"),
+                    ChangeOutcome::RollbackFailed { reason } => {
+                        format!("ROLLBACK FAILED: {reason}")
+                    }
+                    ChangeOutcome::Abandoned { reason } => format!("abandoned: {reason}"),
                 };
                 writeln!(out, "    last change: {} → {} ({result})", h.from, h.to)?;
             }

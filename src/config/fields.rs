@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::Secret;
+use crate::secret::Secret;
 
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Ctx<'e> {
     pub problems: RefCell<Vec<Problem>>,
     pub warnings: RefCell<Vec<Problem>>,
     /// Every secret value read so far (as written and as substituted): masked in every problem
-    /// and remembered for [`super::redact`].
+    /// and remembered for [`crate::redact`].
     pub secrets: RefCell<Vec<String>>,
 }
 
@@ -127,9 +127,9 @@ impl<'a, 'e> Obj<'a, 'e> {
     pub fn url(&mut self, key: &'static str, secret: bool) -> Option<String> {
         let url = self.string_inner(key, secret)?;
         let shown = if secret {
-            super::redact::redact_url(&url)
+            crate::redact::redact_url(&url)
         } else {
-            super::redact::redact(&url).into_owned()
+            crate::redact::redact(&url).into_owned()
         };
         let problem = match url::Url::parse(&url) {
             Err(e) => Some(format!("{shown:?} is not a URL ({e})")),

@@ -13,7 +13,7 @@
 
 mod fields;
 mod files;
-pub mod redact;
+mod settings;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -28,9 +28,11 @@ pub use fields::{Problem, SubstituteError, format_duration, parse_duration, subs
 pub use files::{MAX_FILE_BYTES, read_file, read_text};
 
 use crate::policy::{Policy, PolicyKind, PolicySpec, UpdateLevel};
+use crate::redact;
 use crate::reference::ImageRef;
-use crate::schedule::{CronExpr, WeekdaySet};
-use crate::telemetry::{EventKind, WebhookFormat};
+use crate::schedule::{CronExpr, TimeRange, WeekdaySet, parse_windows};
+use crate::secret::Secret;
+use crate::telemetry::{EventKind, LogFormat, LogLevel, WebhookFormat, WebhookSpec};
 
 /// Where lookout looks for its configuration when none is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
@@ -60,32 +62,6 @@ pub mod limits {
     pub const WEBHOOK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(5 * MINUTE);
     pub const STATE_BACKUPS: RangeInclusive<u64> = 0..=1000;
     pub const PORT: RangeInclusive<u64> = 1..=65_535;
-}
-
-/// A secret string: shown as `***` by `Debug` and `Display`, so it cannot leak into a log line
-/// or an error message by accident. [`Secret::expose`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
 }
 
 /// The kind of registry a service's image lives in, which picks the adapter that talks to it.
@@ -168,83 +144,6 @@ pub struct RegistrySettings {
     pub ca_file: Option<PathBuf>,
 }
 
-/// A log level name as operators write it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub const NAMES: &'static [&'static str] = &["trace", "debug", "info", "warn", "error"];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "trace" => Some(Self::Trace),
-            "debug" => Some(Self::Debug),
-            "info" => Some(Self::Info),
-            "warn" | "warning" => Some(Self::Warn),
-            "error" => Some(Self::Error),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Plain,
-    Json,
-}
-
-impl LogFormat {
-    pub const NAMES: &'static [&'static str] = &["plain", "json"];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "plain" | "text" => Some(Self::Plain),
-            "json" => Some(Self::Json),
-            _ => None,
-        }
-    }
-}
-
-/// A daily time range `HH:MM-HH:MM` in minutes after midnight; `end < start` crosses midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeRange {
-    pub start_minute: u16,
-    pub end_minute: u16,
-}
-
-/// Parses `02:00-04:00,14:00-15:30`.
-pub fn parse_windows(s: &str) -> Result<Vec<TimeRange>, String> {
-    let clock = |t: &str| -> Option<u16> {
-        let (h, m) = t.trim().split_once(':')?;
-        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-        (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
-    };
-    s.split(',')
-        .map(|part| {
-            let (a, b) = part.split_once('-').ok_or(())?;
-            match (clock(a), clock(b)) {
-                (Some(start_minute), Some(end_minute)) if start_minute != end_minute => {
-                    Ok(TimeRange { start_minute, end_minute })
-                }
-                _ => Err(()),
-            }
-        })
-        .collect::<Result<_, ()>>()
-        .map_err(|()| {
-            format!("{s:?} is not a list of windows: write HH:MM-HH:MM[,HH:MM-HH:MM…], e.g. \"02:00-04:00,14:00-15:30\"")
-        })
-}
-
 /// One service lookout keeps up to date.
 ///
 /// Built from a plain key/value object ([`ServiceSpec::from_object`]), so the same rules apply
@@ -277,32 +176,6 @@ pub struct ServiceSpec {
     pub maintenance_days: Option<WeekdaySet>,
     /// Service-specific time zone for the windows (the global one applies when absent).
     pub timezone: Option<TimeZone>,
-}
-
-/// One webhook endpoint. `Debug` shows the URL as scheme and host only: the rest is often the
-/// credential.
-#[derive(Clone)]
-pub struct WebhookSpec {
-    pub url: String,
-    /// The events sent to it; `None` sends all.
-    pub events: Option<Vec<EventKind>>,
-    /// Signs each body with HMAC-SHA256 (`X-Lookout-Signature: sha256=…`).
-    pub secret: Option<Secret>,
-    pub format: WebhookFormat,
-    /// Limit for one delivery attempt.
-    pub timeout: Duration,
-}
-
-impl fmt::Debug for WebhookSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookSpec")
-            .field("url", &redact::redact_url(&self.url))
-            .field("events", &self.events)
-            .field("secret", &self.secret)
-            .field("format", &self.format)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// The whole, validated configuration.
@@ -622,8 +495,75 @@ fn strip_inline_comment(value: &str) -> String {
     value.trim().to_owned()
 }
 
+/// Reads the top-level settings in a fixed order (so problems are listed in that order), then
+/// the services, then reports the keys nobody asked for.
 fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
     let mut top = Obj::new(ctx, String::new(), map);
+    let timing = read_timing(&mut top);
+    let state = read_state_settings(&mut top);
+    let api = read_api(&mut top, map);
+    let webhook_url = top.url("webhook_url", true);
+    let when = read_when(&mut top, timing.check_interval);
+    let webhooks = read_webhooks(&mut top, webhook_url.as_deref());
+    let pause_updates = top.bool("pause_updates").unwrap_or(false);
+    let log_level = top
+        .choice("log_level", LogLevel::NAMES, LogLevel::parse)
+        .unwrap_or(LogLevel::Info);
+    let log_format = top
+        .choice("log_format", LogFormat::NAMES, LogFormat::parse)
+        .unwrap_or(LogFormat::Plain);
+    let cleanup = top.bool("cleanup").unwrap_or(false);
+    let pin_digest = top.bool("pin_digest").unwrap_or(false);
+    let defaults = ServiceDefaults {
+        health_timeout: timing.health_timeout,
+        health_stable: timing.health_stable,
+        cleanup,
+        pin_digest,
+    };
+    let services = read_services(&mut top, &defaults);
+    top.finish();
+    Some(Config {
+        check_interval: timing.check_interval,
+        health_timeout: timing.health_timeout,
+        health_stable: timing.health_stable,
+        compose_timeout: timing.compose_timeout,
+        check_timeout: timing.check_timeout,
+        state_file: state.file,
+        state_backups: state.backups,
+        state_backup_dir: state.backup_dir,
+        state_fallback: state.fallback,
+        listen: api.listen,
+        listen_without_token: api.listen_without_token,
+        api_token: api.api_token,
+        hook_secret: api.hook_secret,
+        webhook_url: webhook_url.map(Secret::new),
+        maintenance_window: when.maintenance_window,
+        maintenance_days: when.maintenance_days,
+        timezone: when.timezone,
+        schedule: when.schedule,
+        check_jitter: when.check_jitter,
+        first_check_at_start: when.first_check_at_start,
+        webhooks,
+        pause_updates,
+        log_level,
+        log_format,
+        cleanup,
+        pin_digest,
+        services,
+        warnings: Vec::new(),
+    })
+}
+
+/// How often lookout checks and how long each step may take.
+struct Timing {
+    check_interval: Duration,
+    health_timeout: Duration,
+    health_stable: Duration,
+    compose_timeout: Duration,
+    check_timeout: Duration,
+}
+
+fn read_timing(top: &mut Obj<'_, '_>) -> Timing {
     let check_interval = top
         .duration_in(
             "check_interval",
@@ -643,14 +583,49 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
     let check_timeout = top
         .duration_in("check_timeout", limits::CHECK_TIMEOUT, "")
         .unwrap_or(DEFAULT_CHECK_TIMEOUT);
-    let state_file = top
-        .string("state_file")
-        .map_or_else(|| PathBuf::from(DEFAULT_STATE_FILE), PathBuf::from);
-    let state_backups = top
-        .uint_in("state_backups", limits::STATE_BACKUPS)
-        .unwrap_or(5);
-    let state_backup_dir = top.string("state_backup_dir").map(PathBuf::from);
-    let state_fallback = top.bool("state_fallback").unwrap_or(false);
+    Timing {
+        check_interval,
+        health_timeout,
+        health_stable,
+        compose_timeout,
+        check_timeout,
+    }
+}
+
+/// Where the state file and its backups live.
+struct StateSettings {
+    file: PathBuf,
+    backups: u64,
+    backup_dir: Option<PathBuf>,
+    fallback: bool,
+}
+
+fn read_state_settings(top: &mut Obj<'_, '_>) -> StateSettings {
+    StateSettings {
+        file: top
+            .string("state_file")
+            .map_or_else(|| PathBuf::from(DEFAULT_STATE_FILE), PathBuf::from),
+        backups: top
+            .uint_in("state_backups", limits::STATE_BACKUPS)
+            .unwrap_or(5),
+        backup_dir: top.string("state_backup_dir").map(PathBuf::from),
+        fallback: top.bool("state_fallback").unwrap_or(false),
+    }
+}
+
+/// The HTTP API's address and the secrets that guard it.
+struct ApiSettings {
+    listen: SocketAddr,
+    listen_without_token: bool,
+    api_token: Option<Secret>,
+    hook_secret: Option<Secret>,
+}
+
+/// Reads `listen`, `metrics_port`, `listen_without_token`, `api_token` and `hook_secret`, and
+/// refuses an API reachable from other hosts without a token, and short tokens. `map` is the
+/// raw document, to tell an empty `api_token` from a missing one.
+fn read_api(top: &mut Obj<'_, '_>, map: &Map<String, Value>) -> ApiSettings {
+    let ctx = top.ctx;
     let mut listen: SocketAddr = DEFAULT_LISTEN
         .parse()
         .expect("default listen address parses");
@@ -698,13 +673,33 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
             "is shorter than 16 characters; use a long random secret (e.g. `openssl rand -hex 32`)",
         );
     }
-    let webhook_url = top.url("webhook_url", true);
-    let maintenance_window = windows(&mut top, "maintenance_window");
-    let maintenance_days = weekdays(&mut top, "maintenance_days");
-    let timezone = timezone(&mut top, "timezone");
+    ApiSettings {
+        listen,
+        listen_without_token,
+        api_token,
+        hook_secret,
+    }
+}
+
+/// When checks run and when changes are allowed.
+struct When {
+    maintenance_window: Option<Vec<TimeRange>>,
+    maintenance_days: Option<WeekdaySet>,
+    timezone: Option<TimeZone>,
+    schedule: Option<CronExpr>,
+    check_jitter: Duration,
+    first_check_at_start: bool,
+}
+
+/// Reads the windows, the time zone, the cron `schedule` and the jitter, whose default
+/// depends on the schedule and on `check_interval`.
+fn read_when(top: &mut Obj<'_, '_>, check_interval: Duration) -> When {
+    let maintenance_window = windows(top, "maintenance_window");
+    let maintenance_days = weekdays(top, "maintenance_days");
+    let timezone = timezone(top, "timezone");
     let schedule = top.string("schedule").and_then(|s| {
         CronExpr::parse(&s)
-            .map_err(|e| ctx.problem(top.at("schedule"), e))
+            .map_err(|e| top.ctx.problem(top.at("schedule"), e))
             .ok()
     });
     let check_jitter = top
@@ -716,42 +711,43 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
                 (check_interval / 10).min(Duration::from_secs(300))
             }
         });
-    let first_check_at_start = top.bool("first_check_at_start").unwrap_or(true);
+    When {
+        maintenance_window,
+        maintenance_days,
+        timezone,
+        schedule,
+        check_jitter,
+        first_check_at_start: top.bool("first_check_at_start").unwrap_or(true),
+    }
+}
+
+/// The `webhooks` endpoints, and the seed's single `webhook_url` (generic format, all events)
+/// last.
+fn read_webhooks(top: &mut Obj<'_, '_>, webhook_url: Option<&str>) -> Vec<WebhookSpec> {
     let mut webhooks: Vec<WebhookSpec> = top
         .objects("webhooks")
         .into_iter()
         .filter_map(read_webhook)
         .collect();
-    if let Some(url) = &webhook_url {
+    if let Some(url) = webhook_url {
         webhooks.push(WebhookSpec {
-            url: url.clone(),
+            url: url.to_owned(),
             events: None,
             secret: None,
             format: WebhookFormat::Generic,
             timeout: DEFAULT_WEBHOOK_TIMEOUT,
         });
     }
-    let pause_updates = top.bool("pause_updates").unwrap_or(false);
-    let log_level = top
-        .choice("log_level", LogLevel::NAMES, LogLevel::parse)
-        .unwrap_or(LogLevel::Info);
-    let log_format = top
-        .choice("log_format", LogFormat::NAMES, LogFormat::parse)
-        .unwrap_or(LogFormat::Plain);
-    let cleanup = top.bool("cleanup").unwrap_or(false);
-    let pin_digest = top.bool("pin_digest").unwrap_or(false);
+    webhooks
+}
 
-    let defaults = ServiceDefaults {
-        health_timeout,
-        health_stable,
-        cleanup,
-        pin_digest,
-    };
-    let service_objs = top.objects("services");
+/// Every service that reads cleanly, and a problem for each name used twice.
+fn read_services(top: &mut Obj<'_, '_>, defaults: &ServiceDefaults) -> Vec<ServiceSpec> {
+    let ctx = top.ctx;
     let mut services = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    for (i, obj) in service_objs.into_iter().enumerate() {
-        let Some(s) = ServiceSpec::from_object(obj, &defaults) else {
+    for (i, obj) in top.objects("services").into_iter().enumerate() {
+        let Some(s) = ServiceSpec::from_object(obj, defaults) else {
             continue;
         };
         if let Some(first) = seen.insert(s.name.clone(), i) {
@@ -765,37 +761,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         }
         services.push(s);
     }
-    top.finish();
-    Some(Config {
-        check_interval,
-        health_timeout,
-        health_stable,
-        compose_timeout,
-        check_timeout,
-        state_file,
-        state_backups,
-        state_backup_dir,
-        state_fallback,
-        listen,
-        listen_without_token,
-        api_token,
-        hook_secret,
-        webhook_url: webhook_url.map(Secret::new),
-        maintenance_window,
-        maintenance_days,
-        timezone,
-        schedule,
-        check_jitter,
-        first_check_at_start,
-        webhooks,
-        pause_updates,
-        log_level,
-        log_format,
-        cleanup,
-        pin_digest,
-        services,
-        warnings: Vec::new(),
-    })
+    services
 }
 
 fn windows(obj: &mut Obj<'_, '_>, key: &'static str) -> Option<Vec<TimeRange>> {

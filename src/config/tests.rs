@@ -773,3 +773,44 @@ fn syntax_errors_give_line_and_column_but_not_the_line() {
     );
     assert!(!e.contains("hunter2") && !e.contains('|'), "{e}");
 }
+
+#[test]
+fn services_inherit_the_windows_they_do_not_set() {
+    let text = r#"
+maintenance_window = "02:00-04:00"
+maintenance_days = "mon-fri"
+timezone = "Europe/Berlin"
+[[services]]
+name = "a"
+image = "nginx:1"
+compose_file = "/c.yml"
+[[services]]
+name = "b"
+image = "nginx:1"
+compose_file = "/c.yml"
+maintenance_window = "10:00-11:00"
+timezone = "UTC"
+"#;
+    let config = from_text(Path::new("x.toml"), text, &|_| None).unwrap();
+    let local = TimeZone::UTC;
+    let check = |i: usize, want: (&str, &str, &str)| {
+        let w = crate::schedule::Windows::for_service(&config, &config.services[i], &local);
+        let ranges: Vec<String> = w
+            .ranges
+            .iter()
+            .map(|r| format!("{}-{}", r.start_minute, r.end_minute))
+            .collect();
+        let got = (
+            ranges.join(","),
+            w.days.map(|d| d.to_string()).unwrap_or_default(),
+            w.tz.iana_name().unwrap_or_default().to_owned(),
+        );
+        assert_eq!(
+            (got.0.as_str(), got.1.as_str(), got.2.as_str()),
+            want,
+            "services[{i}]"
+        );
+    };
+    check(0, ("120-240", "mon,tue,wed,thu,fri", "Europe/Berlin"));
+    check(1, ("600-660", "mon,tue,wed,thu,fri", "UTC"));
+}

@@ -31,7 +31,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-pub use report::{Check, Outcome, exit_code, render_json, render_text};
+pub use report::{Check, Finding, exit_code, render_json, render_text};
 
 use crate::config::{Config, ServiceSpec};
 use crate::registry::{Registries, RegistryOptions, RetryPolicy};

@@ -1,11 +1,11 @@
-//! The report: what one check found ([`Check`], [`Outcome`]), the text and JSON renderings and
+//! The report: what one check found ([`Check`], [`Finding`]), the text and JSON renderings and
 //! the exit code. Pure.
 
 use std::fmt::Write as _;
 
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Finding {
     /// All well; what was found.
     Pass(String),
     /// Works, but worth fixing; does not fail the run.
@@ -21,14 +21,14 @@ pub enum Outcome {
 pub struct Check {
     /// What was checked: `docker`, `registry for web (ghcr.io)`.
     pub name: String,
-    pub outcome: Outcome,
+    pub outcome: Finding,
 }
 
 impl Check {
     pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             name: name.into(),
-            outcome: Outcome::Pass(detail.into()),
+            outcome: Finding::Pass(detail.into()),
         }
     }
 
@@ -39,7 +39,7 @@ impl Check {
     ) -> Self {
         Self {
             name: name.into(),
-            outcome: Outcome::Warn {
+            outcome: Finding::Warn {
                 detail: detail.into(),
                 fix: fix.into(),
             },
@@ -53,7 +53,7 @@ impl Check {
     ) -> Self {
         Self {
             name: name.into(),
-            outcome: Outcome::Fail {
+            outcome: Finding::Fail {
                 detail: detail.into(),
                 fix: fix.into(),
             },
@@ -63,37 +63,37 @@ impl Check {
     pub fn skip(name: impl Into<String>, why: impl Into<String>) -> Self {
         Self {
             name: name.into(),
-            outcome: Outcome::Skip(why.into()),
+            outcome: Finding::Skip(why.into()),
         }
     }
 
     /// `PASS`, `WARN`, `FAIL` or `SKIP`.
     pub fn status(&self) -> &'static str {
         match self.outcome {
-            Outcome::Pass(_) => "PASS",
-            Outcome::Warn { .. } => "WARN",
-            Outcome::Fail { .. } => "FAIL",
-            Outcome::Skip(_) => "SKIP",
+            Finding::Pass(_) => "PASS",
+            Finding::Warn { .. } => "WARN",
+            Finding::Fail { .. } => "FAIL",
+            Finding::Skip(_) => "SKIP",
         }
     }
 
     pub fn detail(&self) -> &str {
         match &self.outcome {
-            Outcome::Pass(d) | Outcome::Skip(d) => d,
-            Outcome::Warn { detail, .. } | Outcome::Fail { detail, .. } => detail,
+            Finding::Pass(d) | Finding::Skip(d) => d,
+            Finding::Warn { detail, .. } | Finding::Fail { detail, .. } => detail,
         }
     }
 
     /// What to do, for warnings and failures.
     pub fn fix(&self) -> Option<&str> {
         match &self.outcome {
-            Outcome::Warn { fix, .. } | Outcome::Fail { fix, .. } => Some(fix),
+            Finding::Warn { fix, .. } | Finding::Fail { fix, .. } => Some(fix),
             _ => None,
         }
     }
 
     pub fn is_failure(&self) -> bool {
-        matches!(self.outcome, Outcome::Fail { .. })
+        matches!(self.outcome, Finding::Fail { .. })
     }
 }
 

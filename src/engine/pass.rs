@@ -25,11 +25,9 @@ use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_service};
 use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
 use crate::runtime::{ContainerRuntime, ContainerState, RegistryLogin};
-use crate::schedule::{Decision as WindowDecision, Windows};
+use crate::schedule::{WindowDecision, Windows};
 use crate::state::{ChangeKind, ImageVersion, Outcome, StateStore};
-use crate::telemetry::{
-    Candidate as TelemetryCandidate, CheckResult, Event, Stage, Telemetry, UpdateInfo,
-};
+use crate::telemetry::{CheckResult, Event, NewerImage, Stage, Telemetry, UpdateInfo};
 
 /// What a pass did for one service: `{service, from, to, digest, result, reason, duration}`.
 #[derive(Debug, Clone, Serialize)]
@@ -560,7 +558,7 @@ fn check_finished(spec: &ServiceSpec, outcome: &ServiceOutcome) -> Event {
     let update_available = (result == CheckResult::UpdateAvailable)
         .then(|| outcome.to.clone())
         .flatten()
-        .map(|image| TelemetryCandidate {
+        .map(|image| NewerImage {
             image,
             digest: outcome.digest.clone(),
         });

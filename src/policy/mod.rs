@@ -157,7 +157,7 @@ pub struct Policy {
 
 /// What a policy decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum TagChoice {
     /// Move to this tag.
     Update(String),
     /// Stay on the current tag and follow its digest.
@@ -169,7 +169,7 @@ pub enum Outcome {
 /// The decision, how many tags competed for it, and why, in words for logs and the CLI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
-    pub outcome: Outcome,
+    pub outcome: TagChoice,
     /// Tags that passed the policy's filters (and shape, for semver), the current one included.
     pub candidates: usize,
     pub reason: String,
@@ -180,8 +180,8 @@ impl Selection {
     /// the registry lists it, or `None`.
     pub fn selected<'a>(&'a self, current: &'a str) -> Option<&'a str> {
         match &self.outcome {
-            Outcome::Update(tag) => Some(tag),
-            Outcome::FollowDigest if self.candidates > 0 => Some(current),
+            TagChoice::Update(tag) => Some(tag),
+            TagChoice::FollowDigest if self.candidates > 0 => Some(current),
             _ => None,
         }
     }
@@ -193,123 +193,29 @@ impl Policy {
     /// Resolution: an explicit `policy` wins; else any semver option means semver; else
     /// `tag_regex` means regex; else `tag_pattern` means glob; else digest.
     pub fn compile(spec: &PolicySpec) -> Result<Self, Vec<PolicyProblem>> {
+        let kind = spec.kind();
         let mut problems = Vec::new();
-        let semver_option = spec.semver_pattern.is_some()
-            || spec.semver_range.is_some()
-            || spec.update_level.is_some()
-            || spec.prerelease.is_some();
-        let kind = spec.policy.unwrap_or(if semver_option {
-            PolicyKind::Semver
-        } else if spec.tag_regex.is_some() {
-            PolicyKind::Regex
-        } else if spec.tag_pattern.is_some() {
-            PolicyKind::Glob
-        } else {
-            PolicyKind::Digest
-        });
-        let mut problem = |field, message: String| problems.push(PolicyProblem { field, message });
-
-        let tag_pattern = spec.tag_pattern.as_deref().and_then(|p| match glob(p) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                problem("tag_pattern", format!("{p:?} is not a valid glob: {e}"));
-                None
-            }
-        });
-        let semver_pattern = spec.semver_pattern.as_deref().and_then(|p| match glob(p) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                problem("semver_pattern", format!("{p:?} is not a valid glob: {e}"));
-                None
-            }
-        });
-        let tag_regex = spec.tag_regex.as_deref().and_then(|r| match Regex::new(r) {
-            Ok(re) => Some(re),
-            Err(e) => {
-                // The regex crate's message spans lines (pattern, caret, error); keep the error.
-                let e = e.to_string();
-                let e = e
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .trim_start_matches("error: ");
-                problem("tag_regex", format!("{r:?} is not a valid regex: {e}"));
-                None
-            }
-        });
-        let semver_range =
-            spec.semver_range
-                .as_deref()
-                .and_then(|r| match semver::VersionReq::parse(r) {
-                    Ok(req) => Some(req),
-                    Err(e) => {
-                        problem(
-                            "semver_range",
-                            format!(
-                                "{r:?} is not a version requirement ({e}); write e.g. \">=1.2, <2\""
-                            ),
-                        );
-                        None
-                    }
-                });
-
-        match kind {
-            PolicyKind::Glob if spec.tag_pattern.is_none() => problem(
-                "tag_pattern",
-                "policy \"glob\" needs a tag_pattern such as \"staging-*\"".into(),
-            ),
-            PolicyKind::Regex if spec.tag_regex.is_none() => problem(
-                "tag_regex",
-                "policy \"regex\" needs a tag_regex such as \"^staging-[a-f0-9]{7}$\"".into(),
-            ),
-            PolicyKind::Digest | PolicyKind::Glob | PolicyKind::Regex if semver_option => {
-                let field = if spec.semver_pattern.is_some() {
-                    "semver_pattern"
-                } else if spec.semver_range.is_some() {
-                    "semver_range"
-                } else if spec.update_level.is_some() {
-                    "update_level"
-                } else {
-                    "prerelease"
-                };
-                problem(
-                    field,
-                    format!(
-                        "only applies to policy \"semver\", not \"{kind}\"; remove it or set policy = \"semver\""
-                    ),
-                );
-            }
-            PolicyKind::Digest if spec.tag_pattern.is_some() || spec.tag_regex.is_some() => {
-                let field = if spec.tag_pattern.is_some() {
-                    "tag_pattern"
-                } else {
-                    "tag_regex"
-                };
-                problem(
-                    field,
-                    "has no effect with policy \"digest\", which stays on the same tag; remove it or choose policy \"glob\", \"regex\" or \"semver\"".into(),
-                );
-            }
-            _ => {}
-        }
+        let patterns = Patterns::compile(spec, &mut problems);
+        check_settings(spec, kind, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
-        let regex_version = tag_regex
+        let regex_version = patterns
+            .tag_regex
             .as_ref()
             .is_some_and(|re| re.capture_names().flatten().any(|n| n == "version"));
         Ok(Self {
             kind,
-            tag_pattern,
-            tag_regex,
+            tag_pattern: patterns.tag_pattern,
+            tag_regex: patterns.tag_regex,
             regex_version,
             semver_prefix: spec
                 .semver_pattern
                 .as_deref()
                 .map(literal_prefix)
                 .unwrap_or_default(),
-            semver_pattern,
-            semver_range,
+            semver_pattern: patterns.semver_pattern,
+            semver_range: patterns.semver_range,
             update_level: spec.update_level.unwrap_or_default(),
             prerelease: spec.prerelease.unwrap_or(false),
         })
@@ -329,7 +235,7 @@ impl Policy {
             PolicyKind::Digest => {
                 let listed = tags.iter().any(|t| t.name == current);
                 Selection {
-                    outcome: Outcome::FollowDigest,
+                    outcome: TagChoice::FollowDigest,
                     candidates: usize::from(listed),
                     reason: if listed {
                         format!("digest policy: stays on {current:?} and follows its digest")
@@ -402,17 +308,17 @@ impl Policy {
         };
         match (best, &cur) {
             (Some((t, v)), Some(c)) if v.cmp_parts(c) == Ordering::Greater => Selection {
-                outcome: Outcome::Update(t.name.clone()),
+                outcome: TagChoice::Update(t.name.clone()),
                 candidates: n,
                 reason: format!("{:?} is the greatest of {n} tags {shape}", t.name),
             },
             (Some((t, _)), None) => Selection {
-                outcome: Outcome::Update(t.name.clone()),
+                outcome: TagChoice::Update(t.name.clone()),
                 candidates: n,
                 reason: format!("{:?} is the greatest of {n} tags {shape}", t.name),
             },
             _ => Selection {
-                outcome: Outcome::NoUpdate,
+                outcome: TagChoice::NoUpdate,
                 candidates: n,
                 reason: format!("no tag {shape} is greater than {current:?} ({n} candidates)"),
             },
@@ -454,7 +360,7 @@ impl Policy {
         let n = candidates.len();
         match (best, &cur) {
             (Some((t, v)), Some((_, c))) if v.cmp_precedence(c) == Ordering::Greater => Selection {
-                outcome: Outcome::Update(t.name.clone()),
+                outcome: TagChoice::Update(t.name.clone()),
                 candidates: n,
                 reason: format!(
                     "{:?} has the highest SemVer precedence of {n} tags {prefix:?}+SemVer, prereleases included",
@@ -462,7 +368,7 @@ impl Policy {
                 ),
             },
             (Some((t, _)), None) => Selection {
-                outcome: Outcome::Update(t.name.clone()),
+                outcome: TagChoice::Update(t.name.clone()),
                 candidates: n,
                 reason: format!(
                     "{:?} has the highest SemVer precedence of {n} tags {prefix:?}+SemVer ({current:?} is not SemVer)",
@@ -470,7 +376,7 @@ impl Policy {
                 ),
             },
             _ => Selection {
-                outcome: Outcome::NoUpdate,
+                outcome: TagChoice::NoUpdate,
                 candidates: n,
                 reason: format!(
                     "no tag {prefix:?}+SemVer has higher precedence than {current:?} ({n} candidates)"
@@ -522,7 +428,7 @@ impl Policy {
         };
         match best {
             Some(t) if t.name != current => Selection {
-                outcome: Outcome::Update(t.name.clone()),
+                outcome: TagChoice::Update(t.name.clone()),
                 candidates: n,
                 reason: format!(
                     "{:?} is the {order} of {n} tags matching {filter}{}",
@@ -531,7 +437,7 @@ impl Policy {
                 ),
             },
             _ => Selection {
-                outcome: Outcome::NoUpdate,
+                outcome: TagChoice::NoUpdate,
                 candidates: n,
                 reason: if n == 0 {
                     format!("no tag matches {filter}")
@@ -567,6 +473,140 @@ fn pushed(t: &Tag) -> String {
     match t.pushed.and_then(|s| jiff::Timestamp::from_second(s).ok()) {
         Some(ts) => format!(" (pushed {})", ts.strftime("%Y-%m-%d %H:%M:%SZ")),
         None => String::new(),
+    }
+}
+
+impl PolicySpec {
+    /// Whether a setting only policy "semver" reads is given.
+    fn has_semver_option(&self) -> bool {
+        self.semver_pattern.is_some()
+            || self.semver_range.is_some()
+            || self.update_level.is_some()
+            || self.prerelease.is_some()
+    }
+
+    /// The policy named, else the one the other settings imply: a semver setting → semver, a
+    /// `tag_regex` → regex, a `tag_pattern` → glob, nothing → digest.
+    fn kind(&self) -> PolicyKind {
+        self.policy.unwrap_or(if self.has_semver_option() {
+            PolicyKind::Semver
+        } else if self.tag_regex.is_some() {
+            PolicyKind::Regex
+        } else if self.tag_pattern.is_some() {
+            PolicyKind::Glob
+        } else {
+            PolicyKind::Digest
+        })
+    }
+}
+
+/// A spec's patterns and version requirement, compiled.
+struct Patterns {
+    tag_pattern: Option<GlobMatcher>,
+    semver_pattern: Option<GlobMatcher>,
+    tag_regex: Option<Regex>,
+    semver_range: Option<semver::VersionReq>,
+}
+
+impl Patterns {
+    /// Compiles each pattern the spec gives; one that does not compile is a problem (and
+    /// `None`).
+    fn compile(spec: &PolicySpec, problems: &mut Vec<PolicyProblem>) -> Self {
+        let mut problem = |field, message: String| problems.push(PolicyProblem { field, message });
+        let tag_pattern = spec.tag_pattern.as_deref().and_then(|p| match glob(p) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                problem("tag_pattern", format!("{p:?} is not a valid glob: {e}"));
+                None
+            }
+        });
+        let semver_pattern = spec.semver_pattern.as_deref().and_then(|p| match glob(p) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                problem("semver_pattern", format!("{p:?} is not a valid glob: {e}"));
+                None
+            }
+        });
+        let tag_regex = spec.tag_regex.as_deref().and_then(|r| match Regex::new(r) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                // The regex crate's message spans lines (pattern, caret, error); keep the error.
+                let e = e.to_string();
+                let e = e
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ");
+                problem("tag_regex", format!("{r:?} is not a valid regex: {e}"));
+                None
+            }
+        });
+        let semver_range =
+            spec.semver_range
+                .as_deref()
+                .and_then(|r| match semver::VersionReq::parse(r) {
+                    Ok(req) => Some(req),
+                    Err(e) => {
+                        problem(
+                            "semver_range",
+                            format!(
+                                "{r:?} is not a version requirement ({e}); write e.g. \">=1.2, <2\""
+                            ),
+                        );
+                        None
+                    }
+                });
+        Self {
+            tag_pattern,
+            semver_pattern,
+            tag_regex,
+            semver_range,
+        }
+    }
+}
+
+/// The problems of the spec's settings for policy `kind`: a glob or regex policy without its
+/// pattern, a semver setting on another policy, a pattern that a digest policy ignores.
+fn check_settings(spec: &PolicySpec, kind: PolicyKind, problems: &mut Vec<PolicyProblem>) {
+    let mut problem = |field, message: String| problems.push(PolicyProblem { field, message });
+    match kind {
+        PolicyKind::Glob if spec.tag_pattern.is_none() => problem(
+            "tag_pattern",
+            "policy \"glob\" needs a tag_pattern such as \"staging-*\"".into(),
+        ),
+        PolicyKind::Regex if spec.tag_regex.is_none() => problem(
+            "tag_regex",
+            "policy \"regex\" needs a tag_regex such as \"^staging-[a-f0-9]{7}$\"".into(),
+        ),
+        PolicyKind::Digest | PolicyKind::Glob | PolicyKind::Regex if spec.has_semver_option() => {
+            let field = if spec.semver_pattern.is_some() {
+                "semver_pattern"
+            } else if spec.semver_range.is_some() {
+                "semver_range"
+            } else if spec.update_level.is_some() {
+                "update_level"
+            } else {
+                "prerelease"
+            };
+            problem(
+                field,
+                format!(
+                    "only applies to policy \"semver\", not \"{kind}\"; remove it or set policy = \"semver\""
+                ),
+            );
+        }
+        PolicyKind::Digest if spec.tag_pattern.is_some() || spec.tag_regex.is_some() => {
+            let field = if spec.tag_pattern.is_some() {
+                "tag_pattern"
+            } else {
+                "tag_regex"
+            };
+            problem(
+                field,
+                "has no effect with policy \"digest\", which stays on the same tag; remove it or choose policy \"glob\", \"regex\" or \"semver\"".into(),
+            );
+        }
+        _ => {}
     }
 }
 

@@ -20,8 +20,8 @@ fn check(spec: &PolicySpec, current: &str, tags: &[Tag], expect: Option<&str>) {
     let policy = Policy::compile(spec).unwrap_or_else(|p| panic!("{spec:?}: {p:?}"));
     let sel = policy.select(current, tags);
     let got = match &sel.outcome {
-        Outcome::Update(t) => Some(t.as_str()),
-        Outcome::NoUpdate | Outcome::FollowDigest => None,
+        TagChoice::Update(t) => Some(t.as_str()),
+        TagChoice::NoUpdate | TagChoice::FollowDigest => None,
     };
     assert_eq!(
         got, expect,
@@ -343,7 +343,7 @@ fn digest_stays_on_the_same_tag() {
     let policy = Policy::compile(&spec()).unwrap();
     assert_eq!(policy.kind(), PolicyKind::Digest);
     let sel = policy.select("latest", &tags(&["latest", "2.0"]));
-    assert_eq!(sel.outcome, Outcome::FollowDigest);
+    assert_eq!(sel.outcome, TagChoice::FollowDigest);
     assert_eq!(sel.selected("latest"), Some("latest"));
     let gone = policy.select("latest", &tags(&["2.0"]));
     assert_eq!(gone.selected("latest"), None);
@@ -547,7 +547,7 @@ fn every_fixture_selects_without_panicking() {
                 },
             ] {
                 let sel = Policy::compile(&spec).unwrap().select(current, &list);
-                if let Outcome::Update(t) = &sel.outcome {
+                if let TagChoice::Update(t) = &sel.outcome {
                     assert!(
                         list.iter().any(|x| &x.name == t),
                         "{image}: {t} comes from the list"
@@ -578,7 +578,7 @@ proptest! {
         let policy = Policy::compile(&semver()).unwrap();
         let c = VersionTag::parse(&cur).unwrap();
         match policy.select(&cur, &tags).outcome {
-            Outcome::Update(t) => {
+            TagChoice::Update(t) => {
                 let chosen = VersionTag::parse(&t).unwrap();
                 prop_assert!(chosen.same_shape(&c));
                 prop_assert_eq!(chosen.cmp_parts(&c), Ordering::Greater);

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use base64::Engine;
 
 use super::ErrorKind;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// What lookout presents to a registry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,10 +29,10 @@ use super::oci::Distribution;
 use super::origin::Origin;
 use super::page::Page;
 use super::{Adapter, Digests, ErrorKind, Registry, RegistryError};
-use crate::config::Secret;
 use crate::error_chain::error_chain;
 use crate::policy::Tag;
 use crate::reference::ImageRef;
+use crate::secret::Secret;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 

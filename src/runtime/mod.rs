@@ -27,7 +27,7 @@ pub use health::{
     GateFailure, GateOptions, Observation, ProbeResult, Verdict, judge, wait_healthy,
 };
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Compose's label holding the project name on every container it creates.
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";

@@ -32,7 +32,7 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use coalesce::{CheckFn, Coalescer, Pushed};
 pub use plan::{CronExpr, Schedule, ScheduleKind};
 pub use runner::{RunReport, Scheduler};
-pub use window::{Decision, WeekdaySet, Windows};
+pub use window::{TimeRange, WeekdaySet, WindowDecision, Windows, parse_windows};
 
 #[cfg(test)]
 mod tests;

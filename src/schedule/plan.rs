@@ -96,21 +96,6 @@ impl Schedule {
         }
     }
 
-    /// The schedule the configuration asks for; `local` is the zone used when none is set.
-    pub fn from_config(config: &crate::config::Config, local: &TimeZone) -> Self {
-        let kind = match &config.schedule {
-            Some(expr) => ScheduleKind::Cron(
-                Box::new(expr.clone()),
-                config.timezone.clone().unwrap_or_else(|| local.clone()),
-            ),
-            None => ScheduleKind::Interval(config.check_interval),
-        };
-        Self {
-            kind,
-            jitter: config.check_jitter,
-        }
-    }
-
     /// The next due time after `after`: `after + interval`, or the next cron match, plus a
     /// uniformly random jitter in `[0, jitter]`. Never earlier than the un-jittered time.
     /// `None` when a cron expression never matches again, or the interval reaches past the end

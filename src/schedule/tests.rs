@@ -8,7 +8,6 @@ use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 
 use super::*;
-use crate::config::parse_windows;
 
 fn berlin() -> TimeZone {
     TimeZone::get("Europe/Berlin").unwrap()
@@ -46,10 +45,10 @@ fn check(ranges: &str, days: Option<&str>, at: &str, needed_min: u64, expect: &s
     };
     let now = instant(at, &tz);
     let got = match w.may_change_now(now, Duration::from_secs(needed_min * 60)) {
-        Decision::Allowed { closes: Some(c) } => format!("open until {}", local(c, &tz)),
-        Decision::Allowed { closes: None } => "always".to_owned(),
-        Decision::WaitUntil(t) => format!("wait {}", local(t, &tz)),
-        Decision::NoWindowLongEnough => "never".to_owned(),
+        WindowDecision::Allowed { closes: Some(c) } => format!("open until {}", local(c, &tz)),
+        WindowDecision::Allowed { closes: None } => "always".to_owned(),
+        WindowDecision::WaitUntil(t) => format!("wait {}", local(t, &tz)),
+        WindowDecision::NoWindowLongEnough => "never".to_owned(),
     };
     assert_eq!(
         got, expect,
@@ -64,7 +63,9 @@ fn check(ranges: &str, days: Option<&str>, at: &str, needed_min: u64, expect: &s
         assert!(open, "open at {at}");
         assert_eq!(w.next_open(now), Some(now));
     }
-    if let Decision::WaitUntil(t) = w.may_change_now(now, Duration::from_secs(needed_min * 60)) {
+    if let WindowDecision::WaitUntil(t) =
+        w.may_change_now(now, Duration::from_secs(needed_min * 60))
+    {
         assert!(
             w.is_open(t),
             "the window it waits for is open at {}",
@@ -456,10 +457,10 @@ fn no_duration_or_window_panics_or_overflows() {
     };
     assert_eq!(
         w.may_change_now(instant("2025-01-06T03:00", &tz), Duration::MAX),
-        Decision::NoWindowLongEnough
+        WindowDecision::NoWindowLongEnough
     );
     let broken = Windows {
-        ranges: vec![crate::config::TimeRange {
+        ranges: vec![super::TimeRange {
             start_minute: u16::MAX,
             end_minute: 5000,
         }],
@@ -468,7 +469,7 @@ fn no_duration_or_window_panics_or_overflows() {
     };
     assert_eq!(
         broken.may_change_now(now, Duration::from_secs(60)),
-        Decision::NoWindowLongEnough
+        WindowDecision::NoWindowLongEnough
     );
     assert!(!broken.is_open(now));
 }
@@ -493,45 +494,4 @@ async fn tokio_clock_follows_paused_time() {
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(Timestamp::UNIX_EPOCH));
     tokio::time::advance(Duration::from_secs(90)).await;
     assert_eq!(clock.now().as_second(), 90);
-}
-
-#[test]
-fn services_inherit_what_they_do_not_set() {
-    let text = r#"
-maintenance_window = "02:00-04:00"
-maintenance_days = "mon-fri"
-timezone = "Europe/Berlin"
-[[services]]
-name = "a"
-image = "nginx:1"
-compose_file = "/c.yml"
-[[services]]
-name = "b"
-image = "nginx:1"
-compose_file = "/c.yml"
-maintenance_window = "10:00-11:00"
-timezone = "UTC"
-"#;
-    let config = crate::config::from_text(std::path::Path::new("x.toml"), text, &|_| None).unwrap();
-    let local = TimeZone::UTC;
-    let check = |i: usize, want: (&str, &str, &str)| {
-        let w = Windows::for_service(&config, &config.services[i], &local);
-        let ranges: Vec<String> = w
-            .ranges
-            .iter()
-            .map(|r| format!("{}-{}", r.start_minute, r.end_minute))
-            .collect();
-        let got = (
-            ranges.join(","),
-            w.days.map(|d| d.to_string()).unwrap_or_default(),
-            w.tz.iana_name().unwrap_or_default().to_owned(),
-        );
-        assert_eq!(
-            (got.0.as_str(), got.1.as_str(), got.2.as_str()),
-            want,
-            "services[{i}]"
-        );
-    };
-    check(0, ("120-240", "mon,tue,wed,thu,fri", "Europe/Berlin"));
-    check(1, ("600-660", "mon,tue,wed,thu,fri", "UTC"));
 }

@@ -15,7 +15,39 @@ use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::config::TimeRange;
+/// A daily time range `HH:MM-HH:MM` in minutes after midnight; `end < start` crosses midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+/// Parses `02:00-04:00,14:00-15:30`.
+pub fn parse_windows(s: &str) -> Result<Vec<TimeRange>, String> {
+    let clock = |t: &str| -> Option<u16> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        if h < 24 && m < 60 && t.trim().len() == 5 {
+            h.checked_mul(60)?.checked_add(m)
+        } else {
+            None
+        }
+    };
+    s.split(',')
+        .map(|part| {
+            let (a, b) = part.split_once('-').ok_or(())?;
+            match (clock(a), clock(b)) {
+                (Some(start_minute), Some(end_minute)) if start_minute != end_minute => {
+                    Ok(TimeRange { start_minute, end_minute })
+                }
+                _ => Err(()),
+            }
+        })
+        .collect::<Result<_, ()>>()
+        .map_err(|()| {
+            format!("{s:?} is not a list of windows: write HH:MM-HH:MM[,HH:MM-HH:MM…], e.g. \"02:00-04:00,14:00-15:30\"")
+        })
+}
 
 /// A set of days of the week.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,7 +136,7 @@ impl fmt::Debug for WeekdaySet {
 
 /// What [`Windows::may_change_now`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum WindowDecision {
     /// Start now. `closes` is when the current window closes (`None`: no windows configured).
     Allowed { closes: Option<Timestamp> },
     /// Wait: the next window long enough for the update opens then.
@@ -133,29 +165,6 @@ impl Windows {
             ranges: Vec::new(),
             days: None,
             tz: TimeZone::UTC,
-        }
-    }
-
-    /// The windows that apply to `service`: its own `maintenance_window`, `maintenance_days`
-    /// and `timezone` where set, else the global ones; `local` is the zone used when neither
-    /// names one (the system's zone, read once at start).
-    pub fn for_service(
-        config: &crate::config::Config,
-        service: &crate::config::ServiceSpec,
-        local: &TimeZone,
-    ) -> Self {
-        Self {
-            ranges: service
-                .maintenance_window
-                .clone()
-                .or_else(|| config.maintenance_window.clone())
-                .unwrap_or_default(),
-            days: service.maintenance_days.or(config.maintenance_days),
-            tz: service
-                .timezone
-                .clone()
-                .or_else(|| config.timezone.clone())
-                .unwrap_or_else(|| local.clone()),
         }
     }
 
@@ -188,9 +197,9 @@ impl Windows {
     /// May a change that takes up to `needed` (pull done, health timeout left) start at `now`?
     /// It may when a window is open and stays open for `needed`; otherwise it waits for the
     /// first window that is long enough.
-    pub fn may_change_now(&self, now: Timestamp, needed: Duration) -> Decision {
+    pub fn may_change_now(&self, now: Timestamp, needed: Duration) -> WindowDecision {
         if self.is_unrestricted() {
-            return Decision::Allowed { closes: None };
+            return WindowDecision::Allowed { closes: None };
         }
         let needed = SignedDuration::try_from(needed).unwrap_or(SignedDuration::MAX);
         let intervals = self.intervals(now, HORIZON_DAYS);
@@ -199,13 +208,13 @@ impl Windows {
             .find(|&&(start, end)| start <= now && now < end)
             && end.duration_since(now) >= needed
         {
-            return Decision::Allowed { closes: Some(end) };
+            return WindowDecision::Allowed { closes: Some(end) };
         }
         intervals
             .into_iter()
             .find(|&(start, end)| start > now && end.duration_since(start) >= needed)
-            .map_or(Decision::NoWindowLongEnough, |(start, _)| {
-                Decision::WaitUntil(start)
+            .map_or(WindowDecision::NoWindowLongEnough, |(start, _)| {
+                WindowDecision::WaitUntil(start)
             })
     }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::model::{
-    ChangeKind, FailedCandidate, HISTORY_LIMIT, HistoryEntry, ImageVersion, Outcome, State,
+    ChangeKind, ChangeOutcome, FailedCandidate, HISTORY_LIMIT, HistoryEntry, ImageVersion, State,
 };
 
 /// How far an update got. Each step is recorded *after* it is done, except
@@ -239,7 +239,7 @@ impl State {
     pub fn finish(
         &mut self,
         service: &str,
-        outcome: Outcome,
+        outcome: ChangeOutcome,
         now: Timestamp,
     ) -> Result<HistoryEntry, JournalError> {
         let index = self
@@ -269,7 +269,7 @@ impl State {
 
         let svc = self.services.entry(service.to_owned()).or_default();
         match outcome {
-            Outcome::Committed => {
+            ChangeOutcome::Committed => {
                 if svc
                     .failed_candidate
                     .as_ref()
@@ -280,7 +280,7 @@ impl State {
                 svc.running = Some(intent.to);
                 svc.last_update = Some(now);
             }
-            Outcome::RolledBack { reason } | Outcome::RollbackFailed { reason } => {
+            ChangeOutcome::RolledBack { reason } | ChangeOutcome::RollbackFailed { reason } => {
                 svc.failed_candidate = Some(FailedCandidate {
                     version: intent.to,
                     reason,
@@ -288,7 +288,7 @@ impl State {
                 });
                 svc.running = Some(intent.from);
             }
-            Outcome::Abandoned { .. } => svc.running = Some(intent.from),
+            ChangeOutcome::Abandoned { .. } => svc.running = Some(intent.from),
         }
         svc.history.push(record.clone());
         let excess = svc.history.len().saturating_sub(HISTORY_LIMIT);
@@ -525,7 +525,7 @@ mod tests {
         );
 
         let done = ts("2025-03-01T10:01:30.500Z");
-        let record = state.finish("web", Outcome::Committed, done).unwrap();
+        let record = state.finish("web", ChangeOutcome::Committed, done).unwrap();
         assert!(state.journal.is_empty());
         assert_eq!(record.duration_ms, 90_500);
         assert_eq!(record.actor, "schedule");
@@ -544,7 +544,7 @@ mod tests {
         state
             .finish(
                 "web",
-                Outcome::RolledBack {
+                ChangeOutcome::RolledBack {
                     reason: reason.clone(),
                 },
                 t0,
@@ -558,7 +558,7 @@ mod tests {
 
         // An interrupted attempt blames nobody and leaves the failed candidate alone.
         state.begin_update(intent(true), t0).unwrap();
-        let abandoned = Outcome::Abandoned {
+        let abandoned = ChangeOutcome::Abandoned {
             reason: "interrupted".into(),
         };
         state.finish("web", abandoned, t0).unwrap();
@@ -566,7 +566,7 @@ mod tests {
 
         // The same candidate succeeding later clears it.
         state.begin_update(intent(true), t0).unwrap();
-        state.finish("web", Outcome::Committed, t0).unwrap();
+        state.finish("web", ChangeOutcome::Committed, t0).unwrap();
         assert_eq!(state.services["web"].failed_candidate, None);
         assert_eq!(state.services["web"].history.len(), 3);
     }
@@ -595,7 +595,7 @@ mod tests {
             Err(not_in_flight.clone())
         );
         assert_eq!(
-            state.finish("cache", Outcome::Committed, t0),
+            state.finish("cache", ChangeOutcome::Committed, t0),
             Err(not_in_flight)
         );
     }
@@ -621,7 +621,7 @@ mod tests {
         for minute in 0..HISTORY_LIMIT + 7 {
             let now = Timestamp::from_second(1_700_000_000 + 60 * minute as i64).unwrap();
             state.begin_update(intent(true), now).unwrap();
-            state.finish("web", Outcome::Committed, now).unwrap();
+            state.finish("web", ChangeOutcome::Committed, now).unwrap();
         }
         let history = &state.services["web"].history;
         assert_eq!(history.len(), HISTORY_LIMIT);
@@ -636,7 +636,7 @@ mod tests {
             .begin_update(intent(true), ts("2025-03-01T10:00:00Z"))
             .unwrap();
         let record = state
-            .finish("web", Outcome::Committed, ts("2025-03-01T09:59:00Z"))
+            .finish("web", ChangeOutcome::Committed, ts("2025-03-01T09:59:00Z"))
             .unwrap();
         assert_eq!(record.duration_ms, 0);
     }

@@ -16,9 +16,12 @@ pub use journal::{
     decide_recovery, sha256_hex,
 };
 pub use lock::{LockError, StateLock};
+/// The old name of [`ChangeOutcome`], kept while `src/engine` and `src/daemon.rs` still use it.
+#[doc(hidden)]
+pub use model::ChangeOutcome as Outcome;
 pub use model::{
-    ChangeKind, FORMAT_VERSION, FailedCandidate, HISTORY_LIMIT, HistoryEntry, ImageVersion,
-    Outcome, ParseError, ServiceState, State, parse, render,
+    ChangeKind, ChangeOutcome, FORMAT_VERSION, FailedCandidate, HISTORY_LIMIT, HistoryEntry,
+    ImageVersion, ParseError, ServiceState, State, parse, render,
 };
 pub use store::{
     DEFAULT_BACKUPS, DEFAULT_STATE_FILE, FellBack, OpenReport, Origin, StateError, StateStore,

@@ -109,7 +109,7 @@ pub enum ChangeKind {
 /// How a change ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum ChangeOutcome {
     /// The new image runs, passed the health gate, and the new file bytes stay.
     Committed,
     /// The new image failed (pull, start, health gate, wrong digest); the old file bytes and the
@@ -135,7 +135,7 @@ pub struct HistoryEntry {
     pub finished_at: Timestamp,
     /// `finished_at - started_at`, never negative (a clock stepped back reads as 0).
     pub duration_ms: u64,
-    pub outcome: Outcome,
+    pub outcome: ChangeOutcome,
 }
 
 /// Why a text is not a state file this lookout can use.
@@ -249,7 +249,7 @@ mod tests {
             started_at: ts("2025-03-01T10:04:00Z"),
             finished_at: ts("2025-03-01T10:05:00Z"),
             duration_ms: 60_000,
-            outcome: Outcome::RolledBack {
+            outcome: ChangeOutcome::RolledBack {
                 reason: "health gate timed out after 60s".into(),
             },
         });

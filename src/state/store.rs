@@ -17,8 +17,8 @@ use tracing::{info, warn};
 use super::journal::{JournalEntry, JournalError, Step, UpdateIntent};
 use super::lock::{self, LockError, StateLock, holder_text};
 use super::model::{
-    FORMAT_VERSION, FailedCandidate, HistoryEntry, ImageVersion, Outcome, ParseError, State, parse,
-    render,
+    ChangeOutcome, FORMAT_VERSION, FailedCandidate, HistoryEntry, ImageVersion, ParseError, State,
+    parse, render,
 };
 use crate::durable::{self, DurableError, NewFileMode};
 
@@ -394,7 +394,7 @@ impl StateStore {
     pub fn finish(
         &mut self,
         service: &str,
-        outcome: Outcome,
+        outcome: ChangeOutcome,
         now: Timestamp,
     ) -> Result<HistoryEntry, StateError> {
         self.change(now, |state| state.finish(service, outcome, now))

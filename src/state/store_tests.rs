@@ -103,7 +103,9 @@ fn each_journal_operation_is_on_disk_when_it_returns() {
     );
     assert_eq!(store.in_flight(), on_disk(&path).journal);
 
-    let record = store.finish("web", Outcome::Committed, at(15)).unwrap();
+    let record = store
+        .finish("web", ChangeOutcome::Committed, at(15))
+        .unwrap();
     let disk = on_disk(&path);
     assert!(disk.journal.is_empty());
     assert_eq!(disk.services["web"].history, vec![record]);

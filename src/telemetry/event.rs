@@ -72,7 +72,7 @@ pub struct UpdateInfo {
 
 /// A newer image a check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+pub struct NewerImage {
     pub image: String,
     pub digest: Option<String>,
 }
@@ -129,7 +129,7 @@ pub enum Event {
     CheckFinished {
         service: String,
         result: CheckResult,
-        update_available: Option<Candidate>,
+        update_available: Option<NewerImage>,
         duration: Duration,
     },
     /// A check was due while the previous one still ran; it was skipped.

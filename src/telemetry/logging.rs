@@ -5,7 +5,52 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::config::{LogFormat, LogLevel};
+/// A log level name as operators write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub const NAMES: &'static [&'static str] = &["trace", "debug", "info", "warn", "error"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "trace" => Some(Self::Trace),
+            "debug" => Some(Self::Debug),
+            "info" => Some(Self::Info),
+            "warn" | "warning" => Some(Self::Warn),
+            "error" => Some(Self::Error),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+impl LogFormat {
+    pub const NAMES: &'static [&'static str] = &["plain", "json"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "plain" | "text" => Some(Self::Plain),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
 
 /// The subscriber lookout logs through, writing to `writer` without colours. lookout's own
 /// events are kept from `level` up; other crates' from `warn` up. `format` only picks the
@@ -28,7 +73,7 @@ where
 {
     let filter = EnvFilter::new(format!("warn,lookout={}", level.as_str()));
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(crate::config::redact::MakeRedacting(writer))
+        .with_writer(crate::redact::MakeRedacting(writer))
         .with_ansi(ansi && format == LogFormat::Plain);
     let layer: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Plain => layer.boxed(),

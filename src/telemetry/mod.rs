@@ -19,14 +19,13 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-pub use event::{Candidate, CheckResult, Event, EventKind, Stage, UpdateInfo};
-pub use logging::{LoggingError, init_logging, subscriber};
+pub use event::{CheckResult, Event, EventKind, NewerImage, Stage, UpdateInfo};
+pub use logging::{LogFormat, LogLevel, LoggingError, init_logging, subscriber};
 pub use metrics::Metrics;
 pub use webhook::{
-    Deliveries, Retry, SIGNATURE_HEADER, WebhookFormat, event_id, payload, signature,
+    Deliveries, Retry, SIGNATURE_HEADER, WebhookFormat, WebhookSpec, event_id, payload, signature,
 };
 
-use crate::config::{Config, WebhookSpec};
 use crate::schedule::Clock;
 use webhook::{Delivery, Endpoint, redact};
 
@@ -48,28 +47,6 @@ pub struct TelemetrySettings {
     /// Deliveries each endpoint's queue holds before new ones are dropped.
     pub queue_capacity: usize,
     pub retry: Retry,
-}
-
-impl TelemetrySettings {
-    /// Settings for `config`, on this host.
-    pub fn from_config(config: &Config) -> Self {
-        let mut registries: Vec<String> = config
-            .services
-            .iter()
-            .map(|s| s.image.registry().to_owned())
-            .collect();
-        registries.sort();
-        registries.dedup();
-        Self {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            host: hostname(),
-            services: config.services.iter().map(|s| s.name.clone()).collect(),
-            registries,
-            webhooks: config.webhooks.clone(),
-            queue_capacity: 256,
-            retry: Retry::default(),
-        }
-    }
 }
 
 /// This machine's host name (`uname -n`).

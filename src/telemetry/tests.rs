@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::*;
-use crate::config::{LogFormat, LogLevel};
+use super::{LogFormat, LogLevel};
 use crate::schedule::SystemClock;
 
 fn update(service: &str) -> UpdateInfo {
@@ -117,7 +117,7 @@ fn events_become_metrics() {
         Event::CheckFinished {
             service: "db".into(),
             result: CheckResult::UpdateAvailable,
-            update_available: Some(Candidate {
+            update_available: Some(NewerImage {
                 image: "postgres:17.2".into(),
                 digest: None,
             }),

@@ -16,7 +16,33 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{Event, EventKind, Metrics};
-use crate::config::WebhookSpec;
+use crate::secret::Secret;
+
+/// One webhook endpoint. `Debug` shows the URL as scheme and host only: the rest is often the
+/// credential.
+#[derive(Clone)]
+pub struct WebhookSpec {
+    pub url: String,
+    /// The events sent to it; `None` sends all.
+    pub events: Option<Vec<EventKind>>,
+    /// Signs each body with HMAC-SHA256 (`X-Lookout-Signature: sha256=…`).
+    pub secret: Option<Secret>,
+    pub format: WebhookFormat,
+    /// Limit for one delivery attempt.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSpec")
+            .field("url", &crate::redact::redact_url(&self.url))
+            .field("events", &self.events)
+            .field("secret", &self.secret)
+            .field("format", &self.format)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
 
 /// The payload shape an endpoint receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +189,7 @@ pub fn payload(format: WebhookFormat, event: &Event, host: &str, at: Timestamp) 
 fn reason(event: &Event) -> Option<String> {
     event
         .reason()
-        .map(|r| crate::config::redact::redact(r).into_owned())
+        .map(|r| crate::redact::redact(r).into_owned())
 }
 
 fn colour(kind: EventKind) -> u32 {
@@ -377,5 +403,5 @@ impl Worker {
 
 /// The scheme and host of a URL: webhook URLs often carry a token in their path.
 pub(crate) fn redact(url: &str) -> String {
-    crate::config::redact::redact_url(url)
+    crate::redact::redact_url(url)
 }

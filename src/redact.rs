@@ -1,6 +1,6 @@
 //! Redaction: the one function every message passes through before lookout prints or logs it.
 //!
-//! Secrets are first kept out of messages where the messages are made: a [`super::Secret`]
+//! Secrets are first kept out of messages where the messages are made: a [`crate::secret::Secret`]
 //! prints `***`, the configuration never quotes the value of a secret key, and a webhook URL is
 //! shown as its scheme and host. [`redact`] is the net under that, for text that comes from
 //! elsewhere (a registry's error, compose's stderr, a library's message). In any text it masks
