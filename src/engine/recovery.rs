@@ -6,9 +6,9 @@
 
 use crate::compose;
 use crate::config::ServiceSpec;
-use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
+use crate::runtime::compose_cli::ComposeProject;
 use crate::runtime::health::{GateOptions, wait_healthy};
-use crate::runtime::{ContainerRuntime, ContainerState};
+use crate::runtime::{Compose, ContainerRuntime, ContainerState};
 use crate::state::{
     JournalEntry, Observed, Outcome, Recovery, StateStore, Step, decide_recovery, sha256_hex,
 };
@@ -32,9 +32,9 @@ pub struct Recovered {
 
 /// Finishes every update in the journal. `find` maps a service name to its configuration and
 /// compose project (a service no longer configured is reported and left in the journal).
-pub async fn recover<R: ContainerRuntime>(
+pub async fn recover<R: ContainerRuntime, C: Compose>(
     runtime: &R,
-    compose: &ComposeCli,
+    compose: &C,
     store: &std::sync::Mutex<StateStore>,
     now: &(dyn Fn() -> jiff::Timestamp + Send + Sync),
     find: &(dyn Fn(&str) -> Option<(ServiceSpec, ComposeProject)> + Sync),
@@ -82,9 +82,9 @@ struct OneResult {
     outcome: Option<Outcome>,
 }
 
-async fn recover_one<R: ContainerRuntime>(
+async fn recover_one<R: ContainerRuntime, C: Compose>(
     runtime: &R,
-    compose: &ComposeCli,
+    compose: &C,
     spec: &ServiceSpec,
     project: &ComposeProject,
     entry: &JournalEntry,
@@ -196,9 +196,9 @@ async fn recover_one<R: ContainerRuntime>(
     }
 }
 
-async fn roll_back<R: ContainerRuntime>(
+async fn roll_back<R: ContainerRuntime, C: Compose>(
     runtime: &R,
-    compose_cli: &ComposeCli,
+    compose: &C,
     spec: &ServiceSpec,
     project: &ComposeProject,
     entry: &JournalEntry,
@@ -246,7 +246,7 @@ async fn roll_back<R: ContainerRuntime>(
                 .id
         }
     };
-    compose_cli
+    compose
         .up(project, &spec.compose_service)
         .await
         .map_err(|e| e.to_string())?;

@@ -18,9 +18,9 @@ use tracing::Instrument;
 use crate::compose::{self, EditOptions, PlanOptions, PlannedEdit};
 use crate::config::ServiceSpec;
 use crate::engine::decide::{Candidate, Running};
-use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
+use crate::runtime::compose_cli::ComposeProject;
 use crate::runtime::health::{GateOptions, wait_healthy};
-use crate::runtime::{ContainerRuntime, ImageRemoval, RegistryLogin};
+use crate::runtime::{Compose, ContainerRuntime, ImageRemoval, RegistryLogin};
 use crate::state::{
     ChangeKind, FileChange, ImageVersion, Outcome, SavedBytes, StateStore, Step, UpdateIntent,
     sha256_hex,
@@ -146,9 +146,9 @@ pub enum ImageSource {
 }
 
 /// The seams an update goes through.
-pub struct Updater<'a, R: ContainerRuntime> {
+pub struct Updater<'a, R: ContainerRuntime, C: Compose> {
     pub runtime: &'a R,
-    pub compose: &'a ComposeCli,
+    pub compose: &'a C,
     pub store: &'a Mutex<StateStore>,
     pub now: &'a (dyn Fn() -> Timestamp + Send + Sync),
     /// Once set, a pull still running is given up (nothing has changed yet); every later step
@@ -166,7 +166,7 @@ struct Applied {
     started: bool,
 }
 
-impl<R: ContainerRuntime> Updater<'_, R> {
+impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
     /// Carries one update through, rolling back on failure. Never returns with the service left
     /// on a half-applied update: the result says which image runs.
     pub async fn update(&self, req: &UpdateRequest) -> UpdateReport {
