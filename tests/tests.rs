@@ -9,6 +9,7 @@ mod daemon;
 mod deploy;
 mod doctor;
 mod engine;
+mod engine_fakes;
 mod faults;
 mod fuzz_regressions;
 mod harness;
