@@ -6,6 +6,7 @@ mod api_limits;
 mod cli;
 mod compose;
 mod daemon;
+mod daemon_fakes;
 mod deploy;
 mod doctor;
 mod engine;
