@@ -2,7 +2,11 @@
 //! and when not paused, serves the HTTP API and push hooks, and tells systemd how it is doing.
 //!
 //! Wiring only: the scheduler ([`crate::schedule`]), the engine ([`crate::engine`]), the API
-//! ([`crate::api`]) and telemetry do the work.
+//! ([`crate::api`]) and telemetry do the work. The daemon builds none of its world: [`serve`]
+//! takes the engine (over any container runtime and compose), the bound listener, the
+//! scheduler's clock, the reload requests and the shutdown future as [`Parts`], as mini-redis's
+//! server takes its listener and shutdown. `lookout run` builds them in `src/cli/run.rs`; the
+//! in-process tests build them from fakes (`tests/daemon_fakes.rs`).
 //!
 //! What waits for what: checks take no lock, so passes asked for by the schedule, the API and
 //! push hooks may run side by side; each update and rollback takes the engine's update lock (one
@@ -35,26 +39,25 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use anyhow::Context;
 use async_trait::async_trait;
 use futures_util::FutureExt;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, ApiConfig, ApiError, Backend, PushedRepository};
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::engine::pipeline::panic_message;
 use crate::engine::{Engine, PassOptions, RollbackError, ServiceOutcome, lock};
 use crate::notify;
 use crate::registry::RequestStats;
-use crate::runtime::Docker;
-use crate::schedule::{CheckFn, Coalescer, Schedule, Scheduler, SystemClock};
-use crate::state::Outcome;
-use crate::telemetry::{self, Event};
+use crate::runtime::{Compose, ContainerRuntime};
+use crate::schedule::{CheckFn, Clock, Coalescer, Schedule, Scheduler};
+use crate::state::ChangeOutcome;
+use crate::telemetry::{Deliveries, Event};
 
 /// How long a push hook's check waits for more hooks of the same push.
 pub const HOOK_DEBOUNCE: Duration = Duration::from_secs(1);
@@ -64,9 +67,8 @@ const API_GRACE: Duration = Duration::from_secs(3);
 const DELIVERY_GRACE: Duration = Duration::from_secs(3);
 
 /// The running daemon, as the API sees it.
-pub struct Daemon {
-    engine: Engine<Docker>,
-    config_path: PathBuf,
+pub struct Daemon<R: ContainerRuntime, C: Compose> {
+    engine: Engine<R, C>,
     /// Held by a pass over every service (scheduled, or `POST /api/v1/check` without names); a
     /// scheduled pass that finds it held is skipped and counted. Nothing else waits for it.
     full_pass: tokio::sync::Mutex<()>,
@@ -78,35 +80,64 @@ pub struct Daemon {
     hooks: Arc<Coalescer>,
 }
 
-/// Runs the daemon until `shutdown` resolves (the CLI passes SIGTERM/SIGINT).
-pub async fn run(
-    config_path: &Path,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let config = config::load(config_path)?;
-    if telemetry::init_logging(config.log_level, config.log_format).is_err() {
-        tracing::debug!("logging was already set up");
-    }
-    log_panics();
-    for w in &config.warnings {
-        tracing::warn!(problem = %w, "configuration");
-    }
-    let listen = config.listen;
-    let api_config = ApiConfig {
-        token: config.api_token.clone(),
-        hook_secret: config.hook_secret.clone(),
-    };
-    let local = jiff::tz::TimeZone::system();
-    let schedule = Schedule::from_config(&config, &local);
-    let first_at_start = config.first_check_at_start;
+/// Everything the daemon runs with, built by its caller: `lookout run` builds it from the
+/// configuration file, Docker and the signals (`src/cli/run.rs`); tests build it from fakes.
+pub struct Parts<R: ContainerRuntime, C: Compose> {
+    /// Started, with interrupted updates already finished ([`recover`]).
+    pub engine: Engine<R, C>,
+    /// The engine's webhook deliveries, run until shutdown.
+    pub deliveries: Deliveries,
+    /// Where the HTTP API listens, already bound.
+    pub listener: tokio::net::TcpListener,
+    pub api: ApiConfig,
+    /// When to run scheduled passes.
+    pub schedule: Schedule,
+    /// Run a pass as soon as the daemon starts.
+    pub first_check_at_start: bool,
+    /// The scheduler's clock.
+    pub clock: Arc<dyn Clock>,
+    pub reload: Reload,
+}
 
-    let (engine, deliveries) = Engine::start(config).await.context("cannot start")?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let deliveries = tokio::spawn(deliveries.run(std::future::pending()));
+/// Where reloads come from: one message per request (`lookout run` sends one per SIGHUP), and
+/// how to read the new configuration. When `requests` closes, no more reloads come.
+pub struct Reload {
+    pub requests: mpsc::Receiver<()>,
+    /// Reads and validates the configuration anew; an error keeps the one in force.
+    pub load: Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>,
+}
 
+impl<R: ContainerRuntime, C: Compose> Parts<R, C> {
+    /// The parts for `config` as `lookout run` takes them from it (API secrets, schedule, first
+    /// check), around an engine, its deliveries and a bound listener.
+    pub fn new(
+        config: &Config,
+        engine: Engine<R, C>,
+        deliveries: Deliveries,
+        listener: tokio::net::TcpListener,
+        clock: Arc<dyn Clock>,
+        reload: Reload,
+    ) -> Self {
+        Self {
+            api: ApiConfig {
+                token: config.api_token.clone(),
+                hook_secret: config.hook_secret.clone(),
+            },
+            schedule: Schedule::from_config(config, &jiff::tz::TimeZone::system()),
+            first_check_at_start: config.first_check_at_start,
+            engine,
+            deliveries,
+            listener,
+            clock,
+            reload,
+        }
+    }
+}
+
+/// Finishes the updates an earlier lookout left in the journal, logging each; a panic is logged
+/// and leaves the journal entries for the next start. The caller does this before it binds the
+/// listener, so nothing is served while an interrupted update is put right.
+pub async fn recover<R: ContainerRuntime, C: Compose>(engine: &Engine<R, C>) {
     match AssertUnwindSafe(engine.recover()).catch_unwind().await {
         Ok(recovered) => {
             for r in recovered {
@@ -118,7 +149,36 @@ pub async fn run(
             "finishing interrupted updates hit a bug; their journal entries stay for the next start or an operator"
         ),
     }
-    let daemon = Arc::new_cyclic(|me: &Weak<Daemon>| {
+}
+
+/// Runs the daemon on `parts` until `shutdown` resolves (`lookout run` passes SIGTERM/SIGINT):
+/// scheduled passes, the API on the listener, reloads, systemd notifications; then the orderly
+/// stop described in the module documentation.
+pub async fn serve<R, C>(
+    parts: Parts<R, C>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    R: ContainerRuntime + 'static,
+    C: Compose + 'static,
+{
+    let Parts {
+        engine,
+        deliveries,
+        listener,
+        api: api_config,
+        schedule,
+        first_check_at_start: first_at_start,
+        clock,
+        reload,
+    } = parts;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let deliveries = tokio::spawn(deliveries.run(std::future::pending()));
+
+    let daemon = Arc::new_cyclic(|me: &Weak<Daemon<R, C>>| {
         let me = me.clone();
         let check: CheckFn = Box::new(move |service| {
             let me = me.clone();
@@ -130,7 +190,6 @@ pub async fn run(
         });
         Daemon {
             engine,
-            config_path: config_path.to_owned(),
             full_pass: tokio::sync::Mutex::new(()),
             last: Mutex::new(HashMap::new()),
             seen_requests: Mutex::new(RequestStats::default()),
@@ -138,12 +197,6 @@ pub async fn run(
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| {
-            format!("cannot listen on {listen} (setting `listen` / `metrics_port`)")
-        })?;
-    tracing::info!(%listen, "HTTP API and /metrics listening");
     let router = api::router(daemon.clone(), api_config);
     let mut api_task = tokio::spawn(api::serve(listener, router, stopped(stop_rx.clone())));
 
@@ -165,7 +218,7 @@ pub async fn run(
             }
         });
     }
-    let reload = tokio::spawn(reload_on_sighup(daemon.clone(), stop_rx.clone()));
+    let reload = tokio::spawn(reload_on_request(daemon.clone(), reload, stop_rx.clone()));
 
     // Shutdown: cancel the checks in flight, start no new update, and stop the scheduler from
     // starting passes (a running one returns once its checks are cancelled and an update in
@@ -178,7 +231,7 @@ pub async fn run(
         stopping.hooks.stop();
         let _ = sched_tx.send(true);
     });
-    let scheduler = Scheduler::new(schedule, SystemClock, first_at_start, fastrand::Rng::new());
+    let scheduler = Scheduler::new(schedule, clock, first_at_start, fastrand::Rng::new());
     let d = daemon.clone();
     let report = scheduler
         .run(
@@ -233,8 +286,9 @@ pub async fn run(
 }
 
 /// Panics are logged like every other failure (the JSON formatter included), with where they
-/// happened; the task they hit ends, the daemon does not.
-fn log_panics() {
+/// happened; the task they hit ends, the daemon does not. `lookout run` sets this up once
+/// logging is.
+pub fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()
@@ -248,17 +302,21 @@ fn log_panics() {
     }));
 }
 
-async fn reload_on_sighup(daemon: Arc<Daemon>, mut stop: watch::Receiver<bool>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
-        return;
-    };
+/// Reloads the configuration at each request until the requests end or the daemon stops; an
+/// invalid configuration (or a bug reading it) keeps the one in force.
+async fn reload_on_request<R: ContainerRuntime, C: Compose>(
+    daemon: Arc<Daemon<R, C>>,
+    mut reload: Reload,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
-            _ = hup.recv() => {
+            request = reload.requests.recv() => {
+                if request.is_none() {
+                    return;
+                }
                 let _ = notify::reloading();
-                let path = daemon.config_path.clone();
-                match std::panic::catch_unwind(move || config::load(&path)) {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| (reload.load)())) {
                     Ok(Ok(new)) => {
                         tracing::info!(services = new.services.len(), "configuration reloaded");
                         daemon.engine.reload(new);
@@ -273,7 +331,7 @@ async fn reload_on_sighup(daemon: Arc<Daemon>, mut stop: watch::Receiver<bool>) 
     }
 }
 
-impl Daemon {
+impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
     fn paused(&self, config: &Config) -> bool {
         config.pause_updates || lock(&self.engine.store).state().paused
     }
@@ -370,7 +428,7 @@ impl Daemon {
 }
 
 #[async_trait]
-impl Backend for Daemon {
+impl<R: ContainerRuntime + 'static, C: Compose + 'static> Backend for Daemon<R, C> {
     fn metrics(&self) -> String {
         self.sync_registry_metrics();
         self.engine.telemetry.render_metrics()
@@ -423,10 +481,10 @@ impl Backend for Daemon {
                         "finished_at": h.finished_at.to_string(),
                         "duration_ms": h.duration_ms,
                         "outcome": match &h.outcome {
-                            Outcome::Committed => json!({"result": "committed"}),
-                            Outcome::RolledBack { reason } => json!({"result": "rolled_back", "reason": reason}),
-                            Outcome::RollbackFailed { reason } => json!({"result": "rollback_failed", "reason": reason}),
-                            Outcome::Abandoned { reason } => json!({"result": "abandoned", "reason": reason}),
+                            ChangeOutcome::Committed => json!({"result": "committed"}),
+                            ChangeOutcome::RolledBack { reason } => json!({"result": "rolled_back", "reason": reason}),
+                            ChangeOutcome::RollbackFailed { reason } => json!({"result": "rollback_failed", "reason": reason}),
+                            ChangeOutcome::Abandoned { reason } => json!({"result": "abandoned", "reason": reason}),
                         },
                     })
                 })
@@ -492,7 +550,7 @@ impl Backend for Daemon {
 
     fn set_paused(&self, paused: bool) -> Result<(), ApiError> {
         lock(&self.engine.store)
-            .set_paused(paused, jiff::Timestamp::now())
+            .set_paused(paused, self.engine.now())
             .map_err(|e| ApiError::Internal(format!("cannot record the pause: {e}")))?;
         tracing::info!(
             paused,

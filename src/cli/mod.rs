@@ -9,6 +9,7 @@
 mod check;
 mod compose;
 mod ops;
+mod run;
 mod tags;
 
 use std::io::Write;
@@ -136,7 +137,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             validate(&file.unwrap_or(cli.config), out)
         }
         Command::Compose(cmd) => compose::run(&cmd, out),
-        Command::Run => run_daemon(&cli.config),
+        Command::Run => run::run(&cli.config),
         Command::Check(flags) => check::run(&cli.config, flags.json, out),
         Command::Update {
             services,
@@ -148,24 +149,6 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Rollback { service } => ops::rollback(&cli.config, &service, out),
         Command::Doctor(JsonFlag { json }) => crate::doctor::command(&cli.config, json, out),
     }
-}
-
-/// `lookout run`: the daemon, until SIGTERM or SIGINT.
-fn run_daemon(config: &std::path::Path) -> anyhow::Result<u8> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: finishing the work in progress"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing the work in progress"),
-            }
-        };
-        crate::daemon::run(config, shutdown).await?;
-        Ok(EXIT_OK)
-    })
 }
 
 /// Reads the configuration at `path` and starts the command's log with its `log_level` and

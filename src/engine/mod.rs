@@ -43,10 +43,10 @@ use crate::config::{Config, ServiceSpec};
 use crate::reference::ImageRef;
 use crate::registry::{Registries, RegistryOptions};
 use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
-use crate::runtime::{ContainerRuntime, Docker};
-use crate::schedule::SystemClock;
+use crate::runtime::{Compose, ContainerRuntime, Docker};
+use crate::schedule::{Clock, SystemClock};
 use crate::state::{
-    ChangeKind, OpenReport, Origin, Outcome, StateStore, StoreOptions, default_fallback_paths,
+    ChangeKind, ChangeOutcome, OpenReport, Origin, StateStore, StoreOptions, default_fallback_paths,
 };
 use crate::telemetry::{Deliveries, Event, Telemetry, TelemetrySettings};
 
@@ -80,13 +80,14 @@ pub enum RollbackError {
     BadReference(#[from] crate::reference::ReferenceError),
 }
 
-/// Everything lookout works with on a host: the configuration, Docker, compose, the registries
-/// and the state store.
-pub struct Engine<R: ContainerRuntime> {
+/// Everything lookout works with on a host: the configuration, Docker, compose, the registries,
+/// the state store and the clock. Generic over the container engine and compose, so tests run
+/// it on fakes (`tests/util/fakes.rs`); the binary runs `Engine<Docker, ComposeCli>`.
+pub struct Engine<R: ContainerRuntime, C: Compose = ComposeCli> {
     /// The configuration in force; replaced whole by [`Engine::reload`].
     config: RwLock<Arc<Config>>,
     pub runtime: R,
-    pub compose: ComposeCli,
+    pub compose: C,
     pub registries: Arc<Registries>,
     pub store: Mutex<StateStore>,
     /// How the state file was opened (fresh, loaded, restored from a backup).
@@ -98,6 +99,8 @@ pub struct Engine<R: ContainerRuntime> {
     update_lock: tokio::sync::Mutex<()>,
     /// Set by [`Engine::stop`].
     stop: Stop,
+    /// Where every timestamp of the engine, its events and its state file comes from.
+    clock: Arc<dyn Clock>,
 }
 
 /// Locks `mutex` even when a panic poisoned it. A panic is caught per service (see
@@ -108,27 +111,27 @@ pub fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The wall clock, the one place the engine reads it.
-pub fn system_now() -> jiff::Timestamp {
-    jiff::Timestamp::now()
-}
-
-/// Opens the state store the configuration names (taking its lock).
-pub fn open_store(config: &Config) -> Result<(StateStore, OpenReport), crate::state::StateError> {
+/// Opens the state store the configuration names (taking its lock); `now` stamps a backup or
+/// a fresh state.
+pub fn open_store(
+    config: &Config,
+    now: jiff::Timestamp,
+) -> Result<(StateStore, OpenReport), crate::state::StateError> {
     let options = StoreOptions {
         backups: usize::try_from(config.state_backups).unwrap_or(usize::MAX),
         backup_dir: config.state_backup_dir.clone(),
         fallback: config.state_fallback,
         fallback_paths: default_fallback_paths(|name| std::env::var_os(name)),
     };
-    StateStore::open(&config.state_file, &options, system_now())
+    StateStore::open(&config.state_file, &options, now)
 }
 
 impl Engine<Docker> {
     /// Connects to Docker, finds compose, and opens (and locks) the state store.
     /// Webhooks go out once the caller runs the returned [`Deliveries`].
     pub async fn start(config: Config) -> Result<(Self, Deliveries), StartError> {
-        let (store, opened) = open_store(&config)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (store, opened) = open_store(&config, clock.now())?;
         let runtime = Docker::connect().await?;
         // LOOKOUT_COMPOSE_BINARY names the compose program (e.g. /usr/bin/docker-compose for v1);
         // otherwise `docker compose` (v2) is tried first, then `docker-compose`.
@@ -140,20 +143,23 @@ impl Engine<Docker> {
             None => ComposeCli::detect(config.compose_timeout).await?,
         };
         let settings = TelemetrySettings::from_config(&config);
-        let (telemetry, deliveries) = Telemetry::new(settings, Arc::new(SystemClock));
-        let engine = Self::with(config, runtime, compose, store, opened, telemetry);
+        let (telemetry, deliveries) = Telemetry::new(settings, clock.clone());
+        let engine = Self::with(config, runtime, compose, store, opened, telemetry, clock);
         Ok((engine, deliveries))
     }
 }
 
-impl<R: ContainerRuntime> Engine<R> {
+impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
+    /// An engine over the given seams. `clock` stamps everything the engine records (history,
+    /// journal, checks, events); telemetry has its own, normally the same one.
     pub fn with(
         config: Config,
         runtime: R,
-        compose: ComposeCli,
+        compose: C,
         store: StateStore,
         opened: OpenReport,
         telemetry: Telemetry,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         match &opened.origin {
             Origin::Restored {
@@ -183,7 +189,13 @@ impl<R: ContainerRuntime> Engine<R> {
             announced: Mutex::new(HashMap::new()),
             update_lock: tokio::sync::Mutex::new(()),
             stop: Stop::default(),
+            clock,
         }
+    }
+
+    /// The time now, by the engine's clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
     }
 
     /// The configuration in force.
@@ -225,43 +237,52 @@ impl<R: ContainerRuntime> Engine<R> {
             .cloned()
     }
 
-    /// The service's compose project, named as the detected compose flavor names it.
-    pub fn project(
+    /// The service's compose project, as the compose seam decides it.
+    pub async fn project(
         &self,
         spec: &ServiceSpec,
     ) -> Result<ComposeProject, crate::runtime::RuntimeError> {
-        self.compose
-            .project(&spec.compose_file, None, |n| std::env::var(n).ok())
+        self.compose.project(spec).await
     }
 
     /// Finishes every update an earlier lookout left in the journal (holding the update lock).
     pub async fn recover(&self) -> Vec<Recovered> {
         let _guard = self.update_lock.lock().await;
-        let find = |name: &str| {
-            let spec = self.service(name)?.clone();
-            let project = self.project(&spec).ok()?;
-            Some((spec, project))
-        };
-        recovery::recover(
-            &self.runtime,
-            &self.compose,
-            &self.store,
-            &system_now,
-            &find,
-        )
-        .await
+        let in_flight: Vec<String> = lock(&self.store)
+            .in_flight()
+            .into_iter()
+            .map(|entry| entry.intent.service)
+            .collect();
+        let mut known = HashMap::new();
+        for name in in_flight {
+            let Some(spec) = self.service(&name) else {
+                continue;
+            };
+            match self.project(&spec).await {
+                Ok(project) => {
+                    known.insert(name, (spec, project));
+                }
+                Err(e) => {
+                    tracing::warn!(service = %name, error = %e, "cannot tell the compose project of an interrupted update");
+                }
+            }
+        }
+        let find = |name: &str| known.get(name).cloned();
+        let now = || self.clock.now();
+        recovery::recover(&self.runtime, &self.compose, &self.store, &now, &find).await
     }
 
     /// One check-and-update pass.
     pub async fn pass(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
         let config = self.config();
+        let now = || self.clock.now();
         let pass = Pass {
             config: &config,
             runtime: &self.runtime,
             compose: &self.compose,
             registries: &self.registries,
             store: &self.store,
-            now: &system_now,
+            now: &now,
             telemetry: &self.telemetry,
             announced: &self.announced,
             update_lock: &self.update_lock,
@@ -301,13 +322,14 @@ impl<R: ContainerRuntime> Engine<R> {
                     s.history
                         .iter()
                         .rev()
-                        .find(|h| h.outcome == Outcome::Committed)
+                        .find(|h| h.outcome == ChangeOutcome::Committed)
                         .cloned()
                 })
                 .ok_or_else(|| RollbackError::NothingToRollBack(service.to_owned()))?
         };
         let project = self
             .project(&spec)
+            .await
             .map_err(|e| RollbackError::Runtime(e.to_string()))?;
         let (running, running_text) = pass::find_running(&self.runtime, &spec, &project)
             .await
@@ -339,11 +361,12 @@ impl<R: ContainerRuntime> Engine<R> {
             spec,
             project,
         };
+        let now = || self.clock.now();
         let updater = Updater {
             runtime: &self.runtime,
             compose: &self.compose,
             store: &self.store,
-            now: &system_now,
+            now: &now,
             stop: &self.stop,
         };
         Ok(updater.update(&request).await)

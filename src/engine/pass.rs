@@ -23,10 +23,10 @@ use crate::engine::update::{ImageSource, UpdateRequest, UpdateResult, Updater};
 use crate::engine::{failpoint, lock, recovery};
 use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_service};
-use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
-use crate::runtime::{ContainerRuntime, ContainerState, RegistryLogin};
+use crate::runtime::compose_cli::ComposeProject;
+use crate::runtime::{Compose, ContainerRuntime, ContainerState, RegistryLogin};
 use crate::schedule::{WindowDecision, Windows};
-use crate::state::{ChangeKind, ImageVersion, Outcome, StateStore};
+use crate::state::{ChangeKind, ChangeOutcome, ImageVersion, StateStore};
 use crate::telemetry::{CheckResult, Event, NewerImage, Stage, Telemetry, UpdateInfo};
 
 /// What a pass did for one service: `{service, from, to, digest, result, reason, duration}`.
@@ -138,10 +138,10 @@ pub struct PassOptions {
 }
 
 /// The seams a pass goes through.
-pub struct Pass<'a, R: ContainerRuntime> {
+pub struct Pass<'a, R: ContainerRuntime, C: Compose> {
     pub config: &'a Config,
     pub runtime: &'a R,
-    pub compose: &'a ComposeCli,
+    pub compose: &'a C,
     pub registries: &'a std::sync::Arc<Registries>,
     pub store: &'a Mutex<StateStore>,
     pub now: &'a (dyn Fn() -> jiff::Timestamp + Send + Sync),
@@ -155,7 +155,7 @@ pub struct Pass<'a, R: ContainerRuntime> {
     pub stop: &'a Stop,
 }
 
-impl<R: ContainerRuntime> Pass<'_, R> {
+impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     /// Runs one pass and reports per service, in configuration order. Checks run in parallel
     /// (at most [`PARALLEL_CHECKS`] at once, each within `check_timeout`; services sharing a
     /// repository or reference share the registry's answers). Each update starts as soon as its
@@ -222,10 +222,7 @@ impl<R: ContainerRuntime> Pass<'_, R> {
     ) -> Result<Checked<Work>, ServiceOutcome> {
         let mut report = ServiceOutcome::new(&spec.name, ServiceResult::CheckFailed);
         failpoint::hit("during_check");
-        let project = match self
-            .compose
-            .project(&spec.compose_file, None, |n| std::env::var(n).ok())
-        {
+        let project = match self.compose.project(spec).await {
             Ok(p) => p,
             Err(e) => return Err(report.with_reason(e.to_string())),
         };
@@ -403,10 +400,12 @@ impl<R: ContainerRuntime> Pass<'_, R> {
             ),
             Some(r) => (
                 match &r.outcome {
-                    Some(Outcome::Committed) => ServiceResult::Updated,
-                    Some(Outcome::RolledBack { .. }) => ServiceResult::RolledBack,
-                    Some(Outcome::Abandoned { .. }) => ServiceResult::Failed,
-                    Some(Outcome::RollbackFailed { .. }) | None => ServiceResult::RollbackFailed,
+                    Some(ChangeOutcome::Committed) => ServiceResult::Updated,
+                    Some(ChangeOutcome::RolledBack { .. }) => ServiceResult::RolledBack,
+                    Some(ChangeOutcome::Abandoned { .. }) => ServiceResult::Failed,
+                    Some(ChangeOutcome::RollbackFailed { .. }) | None => {
+                        ServiceResult::RollbackFailed
+                    }
                 },
                 r.detail.clone(),
             ),

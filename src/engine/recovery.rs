@@ -6,11 +6,11 @@
 
 use crate::compose;
 use crate::config::ServiceSpec;
-use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
+use crate::runtime::compose_cli::ComposeProject;
 use crate::runtime::health::{GateOptions, wait_healthy};
-use crate::runtime::{ContainerRuntime, ContainerState};
+use crate::runtime::{Compose, ContainerRuntime, ContainerState};
 use crate::state::{
-    JournalEntry, Observed, Outcome, Recovery, StateStore, Step, decide_recovery, sha256_hex,
+    ChangeOutcome, JournalEntry, Observed, Recovery, StateStore, Step, decide_recovery, sha256_hex,
 };
 
 use super::lock;
@@ -25,16 +25,16 @@ pub struct Recovered {
     pub detail: String,
     /// How the journal entry was closed, or would have been (`None`: it stays open for an
     /// operator).
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<ChangeOutcome>,
     /// Whether the journal entry was closed.
     pub closed: bool,
 }
 
 /// Finishes every update in the journal. `find` maps a service name to its configuration and
 /// compose project (a service no longer configured is reported and left in the journal).
-pub async fn recover<R: ContainerRuntime>(
+pub async fn recover<R: ContainerRuntime, C: Compose>(
     runtime: &R,
-    compose: &ComposeCli,
+    compose: &C,
     store: &std::sync::Mutex<StateStore>,
     now: &(dyn Fn() -> jiff::Timestamp + Send + Sync),
     find: &(dyn Fn(&str) -> Option<(ServiceSpec, ComposeProject)> + Sync),
@@ -79,12 +79,12 @@ pub async fn recover<R: ContainerRuntime>(
 struct OneResult {
     decision: Recovery,
     detail: String,
-    outcome: Option<Outcome>,
+    outcome: Option<ChangeOutcome>,
 }
 
-async fn recover_one<R: ContainerRuntime>(
+async fn recover_one<R: ContainerRuntime, C: Compose>(
     runtime: &R,
-    compose: &ComposeCli,
+    compose: &C,
     spec: &ServiceSpec,
     project: &ComposeProject,
     entry: &JournalEntry,
@@ -131,12 +131,12 @@ async fn recover_one<R: ContainerRuntime>(
         Recovery::Commit => OneResult {
             decision,
             detail: "the new container is healthy on the expected image".into(),
-            outcome: Some(Outcome::Committed),
+            outcome: Some(ChangeOutcome::Committed),
         },
         Recovery::NothingToDo => OneResult {
             decision,
             detail: "the update was interrupted before it changed anything".into(),
-            outcome: Some(Outcome::Abandoned {
+            outcome: Some(ChangeOutcome::Abandoned {
                 reason: format!("interrupted at step {:?}", entry.step),
             }),
         },
@@ -173,11 +173,11 @@ async fn recover_one<R: ContainerRuntime>(
                     );
                 }
                 let outcome = if entry.step == Step::RollingBack || gate_failure.is_some() {
-                    Outcome::RolledBack {
+                    ChangeOutcome::RolledBack {
                         reason: reason.clone(),
                     }
                 } else {
-                    Outcome::Abandoned {
+                    ChangeOutcome::Abandoned {
                         reason: reason.clone(),
                     }
                 };
@@ -190,15 +190,15 @@ async fn recover_one<R: ContainerRuntime>(
             Err(e) => OneResult {
                 decision,
                 detail: format!("rollback after the interruption failed: {e}"),
-                outcome: Some(Outcome::RollbackFailed { reason: e }),
+                outcome: Some(ChangeOutcome::RollbackFailed { reason: e }),
             },
         },
     }
 }
 
-async fn roll_back<R: ContainerRuntime>(
+async fn roll_back<R: ContainerRuntime, C: Compose>(
     runtime: &R,
-    compose_cli: &ComposeCli,
+    compose: &C,
     spec: &ServiceSpec,
     project: &ComposeProject,
     entry: &JournalEntry,
@@ -246,7 +246,7 @@ async fn roll_back<R: ContainerRuntime>(
                 .id
         }
     };
-    compose_cli
+    compose
         .up(project, &spec.compose_service)
         .await
         .map_err(|e| e.to_string())?;

@@ -18,12 +18,12 @@ use tracing::Instrument;
 use crate::compose::{self, EditOptions, PlanOptions, PlannedEdit};
 use crate::config::ServiceSpec;
 use crate::engine::decide::{Candidate, Running};
-use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
+use crate::runtime::compose_cli::ComposeProject;
 use crate::runtime::health::{GateOptions, wait_healthy};
-use crate::runtime::{ContainerRuntime, ImageRemoval, RegistryLogin};
+use crate::runtime::{Compose, ContainerRuntime, ImageRemoval, RegistryLogin};
 use crate::state::{
-    ChangeKind, FileChange, ImageVersion, Outcome, SavedBytes, StateStore, Step, UpdateIntent,
-    sha256_hex,
+    ChangeKind, ChangeOutcome, FileChange, ImageVersion, SavedBytes, StateStore, Step,
+    UpdateIntent, sha256_hex,
 };
 
 use super::{Stop, failpoint, lock};
@@ -146,9 +146,9 @@ pub enum ImageSource {
 }
 
 /// The seams an update goes through.
-pub struct Updater<'a, R: ContainerRuntime> {
+pub struct Updater<'a, R: ContainerRuntime, C: Compose> {
     pub runtime: &'a R,
-    pub compose: &'a ComposeCli,
+    pub compose: &'a C,
     pub store: &'a Mutex<StateStore>,
     pub now: &'a (dyn Fn() -> Timestamp + Send + Sync),
     /// Once set, a pull still running is given up (nothing has changed yet); every later step
@@ -166,7 +166,7 @@ struct Applied {
     started: bool,
 }
 
-impl<R: ContainerRuntime> Updater<'_, R> {
+impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
     /// Carries one update through, rolling back on failure. Never returns with the service left
     /// on a half-applied update: the result says which image runs.
     pub async fn update(&self, req: &UpdateRequest) -> UpdateReport {
@@ -264,7 +264,7 @@ impl<R: ContainerRuntime> Updater<'_, R> {
             .await
         {
             Ok(()) => {
-                self.journal_finish(service, Outcome::Committed);
+                self.journal_finish(service, ChangeOutcome::Committed);
                 if req.spec.cleanup {
                     self.cleanup_left_image(req, &new_image.id).await;
                 }
@@ -389,7 +389,7 @@ impl<R: ContainerRuntime> Updater<'_, R> {
             Ok(()) => {
                 self.journal_finish(
                     service,
-                    Outcome::RolledBack {
+                    ChangeOutcome::RolledBack {
                         reason: reason.clone(),
                     },
                 );
@@ -399,7 +399,7 @@ impl<R: ContainerRuntime> Updater<'_, R> {
                 let reason = format!("{reason}; rollback failed: {rollback_error}");
                 self.journal_finish(
                     service,
-                    Outcome::RollbackFailed {
+                    ChangeOutcome::RollbackFailed {
                         reason: reason.clone(),
                     },
                 );
@@ -479,7 +479,7 @@ impl<R: ContainerRuntime> Updater<'_, R> {
             .map_err(|e| e.to_string())
     }
 
-    fn journal_finish(&self, service: &str, outcome: Outcome) {
+    fn journal_finish(&self, service: &str, outcome: ChangeOutcome) {
         if let Err(e) = lock(self.store).finish(service, outcome, (self.now)()) {
             // The journal entry stays; the next start finishes it from what it observes.
             tracing::error!(error = %e, "cannot record the end of the update in the state file");
@@ -497,7 +497,7 @@ impl<R: ContainerRuntime> Updater<'_, R> {
                 s.history
                     .iter()
                     .rev()
-                    .filter(|h| h.outcome == Outcome::Committed)
+                    .filter(|h| h.outcome == ChangeOutcome::Committed)
                     .nth(1)
                     .map(|h| (h.from.image.clone(), h.from.tag.clone()))
             });

@@ -279,12 +279,15 @@ impl Default for RegistryOptions {
 }
 
 /// Picks the adapter for a service and keeps one per (kind, host, settings), so tokens, caches
-/// and per-host limits are shared by every service of that registry.
+/// and per-host limits are shared by every service of that registry. An adapter given with
+/// [`Registries::set_adapter`] answers for its host instead.
 pub struct Registries {
     options: RegistryOptions,
     transport: Arc<http::Transport>,
     docker_config: docker_config::DockerConfig,
     adapters: Mutex<Vec<AdapterEntry>>,
+    /// Adapters given from outside, by registry host; they win over the built-in kinds.
+    given: Mutex<Vec<(String, Arc<dyn Registry>)>>,
 }
 
 struct AdapterEntry {
@@ -307,7 +310,19 @@ impl Registries {
             transport,
             docker_config,
             adapters: Mutex::new(Vec::new()),
+            given: Mutex::new(Vec::new()),
         }
+    }
+
+    /// From now on, every service whose image is on `host` (as image references write it:
+    /// `registry.example.com:5000`, `docker.io`) asks `adapter`, whatever its registry kind and
+    /// settings. A second call for the same host replaces the first. This is how tests serve
+    /// tags and digests from memory through the normal check path ([`CheckCycle`],
+    /// [`check_service`]); requests such an adapter makes are its own, not counted here.
+    pub fn set_adapter(&self, host: &str, adapter: Arc<dyn Registry>) {
+        let mut given = lock(&self.given);
+        given.retain(|(h, _)| !h.eq_ignore_ascii_case(host));
+        given.push((host.to_owned(), adapter));
     }
 
     pub fn options(&self) -> &RegistryOptions {
@@ -333,6 +348,12 @@ impl Registries {
         settings: &RegistrySettings,
     ) -> Result<Arc<dyn Registry>, RegistryError> {
         let host = image.registry();
+        if let Some((_, given)) = lock(&self.given)
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(host))
+        {
+            return Ok(given.clone());
+        }
         let mut adapters = lock(&self.adapters);
         if let Some(e) = adapters
             .iter()

@@ -21,6 +21,7 @@ use tokio::io::AsyncReadExt;
 
 use super::{RuntimeError, tail};
 use crate::compose::parse_env;
+use crate::config::ServiceSpec;
 
 /// Lines of stderr kept in an error message.
 const STDERR_TAIL_LINES: usize = 20;
@@ -310,6 +311,26 @@ impl ComposeCli {
             });
         }
         Ok(Output { stdout })
+    }
+}
+
+impl super::Compose for ComposeCli {
+    /// The project of the service's configured compose file, named as this compose flavor
+    /// names it, with the process environment.
+    async fn project(&self, spec: &ServiceSpec) -> Result<ComposeProject, RuntimeError> {
+        ComposeCli::project(self, &spec.compose_file, None, |n| std::env::var(n).ok())
+    }
+
+    async fn up(&self, project: &ComposeProject, service: &str) -> Result<(), RuntimeError> {
+        ComposeCli::up(self, project, service).await
+    }
+
+    async fn service_image(
+        &self,
+        project: &ComposeProject,
+        service: &str,
+    ) -> Result<Option<String>, RuntimeError> {
+        ComposeCli::service_image(self, project, service).await
     }
 }
 

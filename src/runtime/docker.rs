@@ -211,6 +211,10 @@ impl ContainerRuntime for Docker {
             .map_err(|e| api_error(&format!("inspect container {id}"), e))?;
         Ok(container_info(inspect))
     }
+
+    async fn version(&self) -> Result<String, RuntimeError> {
+        Docker::version(self).await
+    }
 }
 
 /// Maps bollard's answer to the container facts the health gate and the engine use.

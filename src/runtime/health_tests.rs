@@ -416,6 +416,9 @@ impl ContainerRuntime for Scripted {
             message,
         })
     }
+    async fn version(&self) -> Result<String, RuntimeError> {
+        unreachable!("the gate does not ask the engine's version")
+    }
     async fn container(&self, _: &str) -> Result<ContainerInfo, RuntimeError> {
         unreachable!("the gate lists the service's containers")
     }

@@ -1,7 +1,7 @@
 //! The seam between lookout and Docker: the Engine API for everything, the compose CLI for `up`.
 //!
-//! [`ContainerRuntime`] is what the update engine is generic over, so the engine's tests can use
-//! a fake. [`Docker`] implements it over the Engine API (bollard): pull by digest with
+//! [`ContainerRuntime`] and [`Compose`] are what the update engine is generic over, so the
+//! engine's tests can use fakes (`tests/util/fakes.rs`). [`Docker`] implements it over the Engine API (bollard): pull by digest with
 //! credentials, image and container inspection (state, health, restart count), tags, removal.
 //! [`compose_cli`] runs `docker compose` (v2) or `docker-compose` (v1) for `up -d --no-deps` and
 //! for the resolved configuration, and computes a project's name as compose does, so
@@ -12,6 +12,7 @@
 //! Nothing here reads configuration or decides whether to update; nothing here writes files.
 //! Credentials travel as [`Secret`] and never appear in an error or a log line.
 
+pub mod compose;
 pub mod compose_cli;
 pub mod compose_labels;
 mod docker;
@@ -21,6 +22,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+pub use compose::Compose;
 pub use compose_cli::{ComposeCli, ComposeFlavor, ComposeProject};
 pub use docker::Docker;
 pub use health::{
@@ -81,6 +83,9 @@ pub trait ContainerRuntime: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<ContainerInfo, RuntimeError>> + Send;
+
+    /// The engine's API version: whether the engine answers at all (the daemon's `/readyz`).
+    fn version(&self) -> impl Future<Output = Result<String, RuntimeError>> + Send;
 }
 
 /// Credentials for one registry, sent with a pull (lookout never runs `docker login`).

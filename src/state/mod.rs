@@ -16,9 +16,6 @@ pub use journal::{
     decide_recovery, sha256_hex,
 };
 pub use lock::{LockError, StateLock};
-/// The old name of [`ChangeOutcome`], kept while `src/engine` and `src/daemon.rs` still use it.
-#[doc(hidden)]
-pub use model::ChangeOutcome as Outcome;
 pub use model::{
     ChangeKind, ChangeOutcome, FORMAT_VERSION, FailedCandidate, HISTORY_LIMIT, HistoryEntry,
     ImageVersion, ParseError, ServiceState, State, parse, render,

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod distribution;
 pub mod docker;
 pub mod fake_http;
+pub mod fakes;
 pub mod moto;
 pub mod registry;
 pub mod token;

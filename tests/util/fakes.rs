@@ -1,0 +1,556 @@
+//! In-memory seams for in-process tests of the engine and the daemon: a container runtime, a
+//! compose that reads the compose file lookout edits, and a registry. Beside the real-engine
+//! tests, not instead of them: these run a pass, an update, a rollback, recovery and the daemon
+//! loop in milliseconds, with no Docker and no network.
+//!
+//! - [`FakeRuntime`]: local images (id, tags, repo digests, health per image) and containers per
+//!   compose project and service; "remote" images a pull by digest brings in.
+//! - [`FakeCompose`]: `up` reads the service's `image:` from the compose file as it is on disk
+//!   (so what lookout wrote is what runs), resolves it against the runtime's local images and
+//!   recreates the service's container with it.
+//! - [`FakeRegistry`]: tags and digests from memory, served through `Registries::set_adapter`.
+//! - [`FakeHost`]: one compose project in a scratch folder with its configuration, the three
+//!   fakes wired together, and the engine built on them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use lookout::config::{self, Config, ServiceSpec};
+use lookout::engine::{Engine, open_store};
+use lookout::policy::Tag;
+use lookout::reference::ImageRef;
+use lookout::registry::{Credential, Digests, ErrorKind, Registry, RegistryError};
+use lookout::runtime::{
+    Compose, ComposeProject, ContainerInfo, ContainerRuntime, ContainerState, Health, ImageInfo,
+    ImageRemoval, RegistryLogin, RuntimeError,
+};
+use lookout::schedule::{Clock, SystemClock};
+use lookout::telemetry::{Deliveries, Telemetry, TelemetrySettings};
+
+use super::Scratch;
+
+/// The registry host every fake image lives on.
+pub const HOST: &str = "registry.test:5000";
+
+/// A digest made from a short name: `sha256:` and 64 hex digits, stable per name.
+pub fn digest(name: &str) -> String {
+    format!("sha256:{}", lookout::state::sha256_hex(name.as_bytes()))
+}
+
+#[derive(Debug, Clone)]
+struct Image {
+    id: String,
+    repo_tags: Vec<String>,
+    repo_digests: Vec<String>,
+    /// `None`: the image has no healthcheck.
+    health: Option<Health>,
+}
+
+#[derive(Debug, Clone)]
+struct Container {
+    id: String,
+    name: String,
+    project: String,
+    service: String,
+    image_id: String,
+    image_ref: String,
+    state: ContainerState,
+}
+
+#[derive(Debug, Default)]
+struct World {
+    images: Vec<Image>,
+    /// What a pull by `repo@digest` brings in: its health.
+    remote: BTreeMap<String, Option<Health>>,
+    containers: Vec<Container>,
+    /// Every call that changes something, in order: `pull …`, `tag …`, `up …`.
+    calls: Vec<String>,
+    next: u64,
+}
+
+impl World {
+    fn find(&self, reference: &str) -> Option<&Image> {
+        self.images.iter().find(|i| {
+            i.id == reference
+                || i.repo_tags.iter().any(|t| t == reference)
+                || i.repo_digests.iter().any(|d| d == reference)
+        })
+    }
+
+    fn info(&self, c: &Container) -> ContainerInfo {
+        let health = self
+            .images
+            .iter()
+            .find(|i| i.id == c.image_id)
+            .and_then(|i| i.health);
+        ContainerInfo {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            image_id: c.image_id.clone(),
+            image_ref: c.image_ref.clone(),
+            state: c.state,
+            health,
+            health_log: (health == Some(Health::Unhealthy)).then(|| "fake: unhealthy".into()),
+            restart_count: 0,
+            exit_code: None,
+            oom_killed: false,
+            started_at: None,
+            has_healthcheck: health.is_some(),
+        }
+    }
+}
+
+/// A container engine in memory. Clones share one world.
+#[derive(Debug, Clone, Default)]
+pub struct FakeRuntime(Arc<Mutex<World>>);
+
+impl FakeRuntime {
+    fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.0.lock().unwrap()
+    }
+
+    /// A local image `repo:tag`, pulled earlier from `repo@digest`; returns its id.
+    pub fn local_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &str,
+        health: Option<Health>,
+    ) -> String {
+        let mut w = self.world();
+        w.next += 1;
+        let id = format!("sha256:{:064x}", w.next);
+        let name = format!("{repo}:{tag}");
+        for image in &mut w.images {
+            image.repo_tags.retain(|t| *t != name);
+        }
+        w.images.push(Image {
+            id: id.clone(),
+            repo_tags: vec![name],
+            repo_digests: vec![format!("{repo}@{digest}")],
+            health,
+        });
+        id
+    }
+
+    /// What a pull of `repo@digest` brings in, and how its containers' health turns out.
+    pub fn publish(&self, repo: &str, digest: &str, health: Option<Health>) {
+        self.world()
+            .remote
+            .insert(format!("{repo}@{digest}"), health);
+    }
+
+    /// Changes the health every container of image `reference` reports from now on.
+    pub fn set_health(&self, reference: &str, health: Option<Health>) {
+        let mut w = self.world();
+        let id = w.find(reference).map(|i| i.id.clone()).expect("image");
+        for image in w.images.iter_mut().filter(|i| i.id == id) {
+            image.health = health;
+        }
+    }
+
+    /// A running container of `project`'s `service` on the local image `reference`.
+    pub fn run(&self, project: &str, service: &str, reference: &str) {
+        let mut w = self.world();
+        let image_id = w.find(reference).expect("local image").id.clone();
+        recreate(&mut w, project, service, image_id, reference);
+    }
+
+    /// The image id and `Config.Image` of the service's running container.
+    pub fn running(&self, project: &str, service: &str) -> Option<(String, String)> {
+        self.world()
+            .containers
+            .iter()
+            .find(|c| {
+                c.project == project && c.service == service && c.state == ContainerState::Running
+            })
+            .map(|c| (c.image_id.clone(), c.image_ref.clone()))
+    }
+
+    /// The id of the local image `reference` names.
+    pub fn image_id(&self, reference: &str) -> Option<String> {
+        self.world().find(reference).map(|i| i.id.clone())
+    }
+
+    /// The calls that changed something so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.world().calls.clone()
+    }
+}
+
+fn recreate(w: &mut World, project: &str, service: &str, image_id: String, image_ref: &str) {
+    w.containers
+        .retain(|c| !(c.project == project && c.service == service));
+    w.next += 1;
+    let id = format!("{:064x}", w.next);
+    w.containers.push(Container {
+        id,
+        name: format!("{project}-{service}-1"),
+        project: project.to_owned(),
+        service: service.to_owned(),
+        image_id,
+        image_ref: image_ref.to_owned(),
+        state: ContainerState::Running,
+    });
+}
+
+fn not_found(action: String) -> RuntimeError {
+    RuntimeError::Api {
+        action,
+        status: Some(404),
+        message: "no such object".into(),
+    }
+}
+
+impl ContainerRuntime for FakeRuntime {
+    async fn pull(
+        &self,
+        reference: &str,
+        _auth: Option<&RegistryLogin>,
+    ) -> Result<(), RuntimeError> {
+        let mut w = self.world();
+        w.calls.push(format!("pull {reference}"));
+        let Some(health) = w.remote.get(reference).copied() else {
+            return Err(RuntimeError::Pull {
+                reference: reference.to_owned(),
+                message: "manifest unknown".into(),
+            });
+        };
+        if w.find(reference).is_none() {
+            w.next += 1;
+            let id = format!("sha256:{:064x}", w.next);
+            w.images.push(Image {
+                id,
+                repo_tags: Vec::new(),
+                repo_digests: vec![reference.to_owned()],
+                health,
+            });
+        }
+        Ok(())
+    }
+
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        Ok(self.world().find(reference).map(|i| ImageInfo {
+            id: i.id.clone(),
+            repo_tags: i.repo_tags.clone(),
+            repo_digests: i.repo_digests.clone(),
+            has_healthcheck: i.health.is_some(),
+        }))
+    }
+
+    async fn tag(&self, source: &str, repo: &str, tag: &str) -> Result<(), RuntimeError> {
+        let mut w = self.world();
+        let name = format!("{repo}:{tag}");
+        w.calls.push(format!("tag {name}"));
+        let id = w
+            .find(source)
+            .map(|i| i.id.clone())
+            .ok_or_else(|| not_found(format!("tag {source} as {name}")))?;
+        for image in &mut w.images {
+            image.repo_tags.retain(|t| *t != name);
+            if image.id == id {
+                image.repo_tags.push(name.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<ImageRemoval, RuntimeError> {
+        let mut w = self.world();
+        w.calls.push(format!("remove {reference}"));
+        let Some(id) = w.find(reference).map(|i| i.id.clone()) else {
+            return Ok(ImageRemoval::Absent);
+        };
+        for image in &mut w.images {
+            image.repo_tags.retain(|t| t != reference);
+        }
+        Ok(ImageRemoval::InUse {
+            detail: format!("fake: {id} kept"),
+        })
+    }
+
+    async fn service_containers(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let w = self.world();
+        let mut out: Vec<ContainerInfo> = w
+            .containers
+            .iter()
+            .filter(|c| c.project == project && c.service == service)
+            .map(|c| w.info(c))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn container(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
+        let w = self.world();
+        w.containers
+            .iter()
+            .find(|c| c.id == id || c.name == id)
+            .map(|c| w.info(c))
+            .ok_or_else(|| not_found(format!("inspect container {id}")))
+    }
+
+    async fn version(&self) -> Result<String, RuntimeError> {
+        Ok("1.45".into())
+    }
+}
+
+/// Compose in memory over a [`FakeRuntime`]: the project is named as compose names it from
+/// the file's folder, and `up` runs the image the compose file names now.
+#[derive(Debug, Clone)]
+pub struct FakeCompose {
+    runtime: FakeRuntime,
+    /// While set, `up` never returns (a process killed in the middle of an update).
+    hang: Arc<std::sync::atomic::AtomicBool>,
+    ups: Arc<AtomicU64>,
+}
+
+impl FakeCompose {
+    pub fn new(runtime: FakeRuntime) -> Self {
+        Self {
+            runtime,
+            hang: Arc::default(),
+            ups: Arc::default(),
+        }
+    }
+
+    /// From now on `up` hangs (`true`) or works (`false`).
+    pub fn hang_up(&self, hang: bool) {
+        self.hang.store(hang, Ordering::SeqCst);
+    }
+
+    /// How many times `up` ran.
+    pub fn ups(&self) -> u64 {
+        self.ups.load(Ordering::SeqCst)
+    }
+
+    fn image_of(project: &ComposeProject, service: &str) -> Result<Option<String>, RuntimeError> {
+        let file = project.files.first().cloned().unwrap_or_default();
+        let problem = |reason: String| RuntimeError::Project {
+            file: file.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| problem(e.to_string()))?;
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&text).map_err(|e| problem(e.to_string()))?;
+        let entry = doc
+            .get("services")
+            .and_then(|s| s.get(service))
+            .ok_or_else(|| problem(format!("no service {service:?}")))?;
+        Ok(entry
+            .get("image")
+            .and_then(|i| i.as_str())
+            .map(str::to_owned))
+    }
+}
+
+impl Compose for FakeCompose {
+    async fn project(&self, spec: &ServiceSpec) -> Result<ComposeProject, RuntimeError> {
+        ComposeProject::from_file(&spec.compose_file, None, |_| None)
+    }
+
+    async fn up(&self, project: &ComposeProject, service: &str) -> Result<(), RuntimeError> {
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.ups.fetch_add(1, Ordering::SeqCst);
+        let image = Self::image_of(project, service)?.ok_or_else(|| RuntimeError::Project {
+            file: project.files[0].clone(),
+            reason: format!("service {service:?} has no image"),
+        })?;
+        let mut w = self.runtime.world();
+        w.calls.push(format!("up {service} {image}"));
+        let id =
+            w.find(&image)
+                .map(|i| i.id.clone())
+                .ok_or_else(|| RuntimeError::ComposeFailed {
+                    command: format!("compose up -d --no-deps {service}"),
+                    code: Some(1),
+                    stderr_tail: format!("pull access denied for {image}"),
+                })?;
+        recreate(&mut w, &project.name, service, id, &image);
+        Ok(())
+    }
+
+    async fn service_image(
+        &self,
+        project: &ComposeProject,
+        service: &str,
+    ) -> Result<Option<String>, RuntimeError> {
+        Self::image_of(project, service)
+    }
+}
+
+/// A registry in memory: per repository, its tags and the digest each points to.
+#[derive(Debug, Default)]
+pub struct FakeRegistry {
+    repos: Mutex<BTreeMap<String, Vec<(String, String)>>>,
+    /// Tag-list and digest requests answered.
+    pub requests: AtomicU64,
+}
+
+impl FakeRegistry {
+    /// `repository:tag` (as `team/web`) now points to `digest`.
+    pub fn push(&self, repository: &str, tag: &str, digest: &str) {
+        let mut repos = self.repos.lock().unwrap();
+        let tags = repos.entry(repository.to_owned()).or_default();
+        tags.retain(|(t, _)| t != tag);
+        tags.push((tag.to_owned(), digest.to_owned()));
+    }
+}
+
+#[async_trait]
+impl Registry for FakeRegistry {
+    async fn digest(&self, image: &ImageRef) -> Result<Digests, RegistryError> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let tag = image.tag().unwrap_or("latest");
+        let repos = self.repos.lock().unwrap();
+        let digest = repos
+            .get(image.repository())
+            .and_then(|tags| tags.iter().find(|(t, _)| t == tag))
+            .map(|(_, d)| d.clone())
+            .ok_or_else(|| {
+                ErrorKind::NotFound {
+                    what: format!("tag {tag}"),
+                }
+                .at(image.registry(), image.repository())
+            })?;
+        Ok(Digests {
+            manifest: digest.clone(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            platform: Some(digest),
+        })
+    }
+
+    async fn tags(&self, image: &ImageRef) -> Result<Vec<Tag>, RegistryError> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        Ok(self
+            .repos
+            .lock()
+            .unwrap()
+            .get(image.repository())
+            .map(|tags| {
+                tags.iter()
+                    .map(|(t, _)| Tag::new(t.clone(), None))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn created(&self, _image: &ImageRef) -> Result<Option<i64>, RegistryError> {
+        Ok(None)
+    }
+
+    async fn credential(&self, _image: &ImageRef) -> Result<Credential, RegistryError> {
+        Ok(Credential::Anonymous)
+    }
+}
+
+/// The compose file of a [`FakeHost`]: `web` is the service lookout keeps current, `db` is a
+/// neighbour whose bytes must never change. Comments and quoting are there to be kept.
+pub const COMPOSE: &str = "# the web project\nservices:\n  web:\n    image: \"registry.test:5000/team/web:1.0.0\"   # pinned by lookout\n    network_mode: none\n  db:\n    image: registry.test:5000/team/db:16\n    network_mode: none\n";
+
+/// One compose project (`app/compose.yaml`, project `app`) with lookout's configuration, on the
+/// three fakes: `team/web:1.0.0` runs and is published in the registry.
+pub struct FakeHost {
+    pub scratch: Scratch,
+    pub compose_file: PathBuf,
+    pub config_path: PathBuf,
+    pub runtime: FakeRuntime,
+    pub compose: FakeCompose,
+    pub registry: Arc<FakeRegistry>,
+}
+
+/// The repository of the service lookout keeps current, as the runtime names it.
+pub const WEB: &str = "registry.test:5000/team/web";
+
+impl FakeHost {
+    /// `extra` is more top-level configuration (TOML lines).
+    pub fn new(test: &str, extra: &str) -> Self {
+        let scratch = Scratch::new(test);
+        let compose_file = scratch.write("app/compose.yaml", COMPOSE);
+        let config_path =
+            scratch.write("lookout.toml", config_text(&scratch, &compose_file, extra));
+        let runtime = FakeRuntime::default();
+        let compose = FakeCompose::new(runtime.clone());
+        let registry = Arc::new(FakeRegistry::default());
+        let old = digest("web 1.0.0");
+        runtime.local_image(WEB, "1.0.0", &old, Some(Health::Healthy));
+        runtime.local_image("registry.test:5000/team/db", "16", &digest("db 16"), None);
+        runtime.run("app", "web", "registry.test:5000/team/web:1.0.0");
+        runtime.run("app", "db", "registry.test:5000/team/db:16");
+        registry.push("team/web", "1.0.0", &old);
+        Self {
+            scratch,
+            compose_file,
+            config_path,
+            runtime,
+            compose,
+            registry,
+        }
+    }
+
+    /// Publishes `team/web:TAG`: the registry serves it, a pull brings it in with `health`.
+    pub fn publish(&self, tag: &str, health: Option<Health>) -> String {
+        let d = digest(&format!("web {tag}"));
+        self.registry.push("team/web", tag, &d);
+        self.runtime.publish(WEB, &d, health);
+        d
+    }
+
+    pub fn config(&self) -> Config {
+        config::load(&self.config_path).expect("the test configuration is valid")
+    }
+
+    /// The engine on this host's fakes, with the system clock.
+    pub fn engine(&self) -> (Engine<FakeRuntime, FakeCompose>, Deliveries) {
+        self.engine_with(Arc::new(SystemClock))
+    }
+
+    /// The engine on this host's fakes, with `clock` for everything it records.
+    pub fn engine_with(
+        &self,
+        clock: Arc<dyn Clock>,
+    ) -> (Engine<FakeRuntime, FakeCompose>, Deliveries) {
+        let config = self.config();
+        let (store, opened) = open_store(&config, clock.now()).expect("open the state file");
+        let (telemetry, deliveries) =
+            Telemetry::new(TelemetrySettings::from_config(&config), clock.clone());
+        let engine = Engine::with(
+            config,
+            self.runtime.clone(),
+            self.compose.clone(),
+            store,
+            opened,
+            telemetry,
+            clock,
+        );
+        engine.registries.set_adapter(HOST, self.registry.clone());
+        (engine, deliveries)
+    }
+
+    /// The compose file's bytes now.
+    pub fn compose_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.compose_file).unwrap()
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.scratch.join("state/state.json")
+    }
+}
+
+/// lookout's configuration for the fake host: one semver service, short gates.
+pub fn config_text(scratch: &Scratch, compose_file: &Path, extra: &str) -> String {
+    format!(
+        "state_file = \"{}\"\ncheck_interval = 60\nhealth_timeout = \"2s\"\nhealth_stable = \"0s\"\ncompose_timeout = \"5s\"\n{extra}\n\n[[services]]\nname = \"web\"\ncompose_file = \"{}\"\ncompose_service = \"web\"\nimage = \"registry.test:5000/team/web:1.0.0\"\npolicy = \"semver\"\n",
+        scratch.join("state/state.json").display(),
+        compose_file.display()
+    )
+}
