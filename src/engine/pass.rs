@@ -222,20 +222,12 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     ) -> Result<Checked<Work>, ServiceOutcome> {
         let mut report = ServiceOutcome::new(&spec.name, ServiceResult::CheckFailed);
         failpoint::hit("during_check");
-        let project = match self.compose.project(spec).await {
-            Ok(p) => p,
-            Err(e) => return Err(report.with_reason(e.to_string())),
-        };
-        let (running, running_text) = match find_running(self.runtime, spec, &project).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                report.result = ServiceResult::Skipped;
-                return Err(report.with_reason(format!(
-                    "no running container of compose service {:?} in project {:?}; lookout updates running services only",
-                    spec.compose_service, project.name
-                )));
+        let (project, running, running_text) = match self.running_service(spec).await {
+            Ok(found) => found,
+            Err((result, reason)) => {
+                report.result = result;
+                return Err(report.with_reason(reason));
             }
-            Err(e) => return Err(report.with_reason(e)),
         };
         report.from = Some(running_text.clone());
         let check = match check_service(cycle, spec, &running.reference).await {
@@ -250,23 +242,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             }),
             _ => None,
         };
-        let state_failed = lock(self.store)
-            .state()
-            .services
-            .get(&spec.name)
-            .and_then(|s| s.failed_candidate.clone());
-        let decision = decide(&Facts {
-            running: &running,
-            candidate: candidate.as_ref(),
-            failed: state_failed.as_ref(),
-            enabled: spec.enabled || opts.only.contains(&spec.name),
-            paused: opts.paused,
-            outside_window: if opts.respect_windows {
-                self.outside_window(spec)
-            } else {
-                None
-            },
-        });
+        let decision = self.decision(spec, opts, &running, candidate.as_ref());
         self.record_check(spec, &running);
         match decision {
             Decision::UpToDate { reason } => {
@@ -278,17 +254,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             }
             Decision::Hold { candidate, hold } => {
                 self.announce(spec, &report, &candidate);
-                report.result = ServiceResult::UpdateAvailable;
-                report.to = Some(candidate.reference.familiar());
-                report.digest = Some(candidate.manifest_digest);
-                Ok(Checked::Done(report.with_reason(match hold {
-                    Hold::Disabled => "the service is disabled (enabled = false)".into(),
-                    Hold::Paused => "updates are paused".into(),
-                    Hold::OutsideWindow { reason } => reason,
-                    Hold::FailedBefore { reason } => format!(
-                        "this candidate failed before ({reason}); waiting for a different one"
-                    ),
-                })))
+                Ok(Checked::Done(held(report, candidate, hold)))
             }
             Decision::Update {
                 candidate,
@@ -326,6 +292,59 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                 })
             }
         }
+    }
+
+    /// The service's compose project and the container it runs now, or the result and reason
+    /// the check ends with (a service that does not run is skipped, not failed).
+    async fn running_service(
+        &self,
+        spec: &ServiceSpec,
+    ) -> Result<(ComposeProject, Running, String), (ServiceResult, String)> {
+        let project = self
+            .compose
+            .project(spec)
+            .await
+            .map_err(|e| (ServiceResult::CheckFailed, e.to_string()))?;
+        match find_running(self.runtime, spec, &project).await {
+            Ok(Some((running, text))) => Ok((project, running, text)),
+            Ok(None) => Err((
+                ServiceResult::Skipped,
+                format!(
+                    "no running container of compose service {:?} in project {:?}; lookout \
+                     updates running services only",
+                    spec.compose_service, project.name
+                ),
+            )),
+            Err(e) => Err((ServiceResult::CheckFailed, e)),
+        }
+    }
+
+    /// The pure decision over what runs, the candidate, what failed before, and the pass's
+    /// pause and windows.
+    fn decision(
+        &self,
+        spec: &ServiceSpec,
+        opts: &PassOptions,
+        running: &Running,
+        candidate: Option<&Candidate>,
+    ) -> Decision {
+        let failed = lock(self.store)
+            .state()
+            .services
+            .get(&spec.name)
+            .and_then(|s| s.failed_candidate.clone());
+        decide(&Facts {
+            running,
+            candidate,
+            failed: failed.as_ref(),
+            enabled: spec.enabled || opts.only.contains(&spec.name),
+            paused: opts.paused,
+            outside_window: if opts.respect_windows {
+                self.outside_window(spec)
+            } else {
+                None
+            },
+        })
     }
 
     /// Carries out an update a check decided on, under the update lock: unless the service
@@ -524,6 +543,21 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             tracing::warn!(error = %e, "cannot record the check in the state file");
         }
     }
+}
+
+/// The report of a candidate that is held back, saying why.
+fn held(mut report: ServiceOutcome, candidate: Candidate, hold: Hold) -> ServiceOutcome {
+    report.result = ServiceResult::UpdateAvailable;
+    report.to = Some(candidate.reference.familiar());
+    report.digest = Some(candidate.manifest_digest);
+    report.with_reason(match hold {
+        Hold::Disabled => "the service is disabled (enabled = false)".into(),
+        Hold::Paused => "updates are paused".into(),
+        Hold::OutsideWindow { reason } => reason,
+        Hold::FailedBefore { reason } => {
+            format!("this candidate failed before ({reason}); waiting for a different one")
+        }
+    })
 }
 
 /// What the Docker engine must present to pull `image`, from the registry layer (lookout never

@@ -7,7 +7,7 @@
 use crate::compose;
 use crate::config::ServiceSpec;
 use crate::runtime::compose_cli::ComposeProject;
-use crate::runtime::health::{GateOptions, wait_healthy};
+use crate::runtime::health::{GateFailure, GateOptions, wait_healthy};
 use crate::runtime::{Compose, ContainerRuntime, ContainerState};
 use crate::state::{
     ChangeOutcome, JournalEntry, Observed, Recovery, StateStore, Step, decide_recovery, sha256_hex,
@@ -89,8 +89,61 @@ async fn recover_one<R: ContainerRuntime, C: Compose>(
     project: &ComposeProject,
     entry: &JournalEntry,
 ) -> OneResult {
-    let intent = &entry.intent;
     let gate = gate_options(spec);
+    let (seen, file_now, gate_failure) = observe(runtime, spec, project, entry, &gate).await;
+    let decision = decide_recovery(entry, &seen);
+    let (detail, outcome) = match decision {
+        Recovery::Commit => (
+            "the new container is healthy on the expected image".into(),
+            Some(ChangeOutcome::Committed),
+        ),
+        Recovery::NothingToDo => (
+            "the update was interrupted before it changed anything".into(),
+            Some(ChangeOutcome::Abandoned {
+                reason: format!("interrupted at step {:?}", entry.step),
+            }),
+        ),
+        Recovery::Conflict => (
+            format!(
+                "{} holds neither the old nor the new bytes (changed by someone else?); lookout \
+                 leaves it alone — restore it by hand and run `lookout status`",
+                entry.intent.file.path.display()
+            ),
+            None,
+        ),
+        Recovery::RollBack => {
+            let done = roll_back(
+                runtime,
+                compose,
+                spec,
+                project,
+                entry,
+                file_now.as_deref(),
+                &gate,
+            )
+            .await;
+            rolled_back(entry, gate_failure.as_ref(), done)
+        }
+    };
+    OneResult {
+        decision,
+        detail,
+        outcome,
+    }
+}
+
+/// What an interrupted update left: the file's bytes, which image runs and whether it is
+/// healthy. The new container gets the health gate the interrupted update did not finish; a
+/// failure here proves the candidate bad just as the update's own gate would have. A rollback
+/// that was under way goes on whatever the new container does now, so it is not judged again.
+async fn observe<R: ContainerRuntime>(
+    runtime: &R,
+    spec: &ServiceSpec,
+    project: &ComposeProject,
+    entry: &JournalEntry,
+    gate: &GateOptions,
+) -> (Observed, Option<Vec<u8>>, Option<GateFailure>) {
+    let intent = &entry.intent;
     let file_now = crate::config::read_file(&intent.file.path, crate::config::MAX_FILE_BYTES).ok();
     let new_ref = format!("{}@{}", intent.to.image, intent.to.digest);
     let new_id = runtime.image(&new_ref).await.ok().flatten().map(|i| i.id);
@@ -100,23 +153,19 @@ async fn recover_one<R: ContainerRuntime, C: Compose>(
         .ok()
         .and_then(|cs| cs.into_iter().find(|c| c.state == ContainerState::Running));
     let runs_new = matches!((&container, &new_id), (Some(c), Some(id)) if &c.image_id == id);
-    // The new container gets the health gate the interrupted update did not finish. A failure
-    // here proves the candidate bad just as the update's own gate would have. A rollback that
-    // was under way goes on whatever the new container does now, so it is not judged again.
     let gate_failure = if runs_new && entry.step != Step::RollingBack {
         wait_healthy(
             runtime,
             &project.name,
             &spec.compose_service,
             new_id.as_deref().unwrap_or_default(),
-            &gate,
+            gate,
         )
         .await
         .err()
     } else {
         None
     };
-    let healthy = runs_new && gate_failure.is_none();
     let seen = Observed {
         file_sha256: file_now.as_deref().map(sha256_hex),
         running_digest: if runs_new {
@@ -124,76 +173,45 @@ async fn recover_one<R: ContainerRuntime, C: Compose>(
         } else {
             container.map(|c| c.image_id)
         },
-        healthy,
+        healthy: runs_new && gate_failure.is_none(),
     };
-    let decision = decide_recovery(entry, &seen);
-    match decision {
-        Recovery::Commit => OneResult {
-            decision,
-            detail: "the new container is healthy on the expected image".into(),
-            outcome: Some(ChangeOutcome::Committed),
-        },
-        Recovery::NothingToDo => OneResult {
-            decision,
-            detail: "the update was interrupted before it changed anything".into(),
-            outcome: Some(ChangeOutcome::Abandoned {
-                reason: format!("interrupted at step {:?}", entry.step),
-            }),
-        },
-        Recovery::Conflict => OneResult {
-            decision,
-            detail: format!(
-                "{} holds neither the old nor the new bytes (changed by someone else?); lookout leaves it alone — restore it by hand and run `lookout status`",
-                intent.file.path.display()
-            ),
-            outcome: None,
-        },
-        Recovery::RollBack => match roll_back(
-            runtime,
-            compose,
-            spec,
-            project,
-            entry,
-            file_now.as_deref(),
-            &gate,
-        )
-        .await
-        {
-            Ok(()) => {
-                // A rollback that was already under way, or a new container that failed the
-                // health gate just now, is a real failure of the candidate (it is blocked); an
-                // update cut off before its health gate proved nothing about it.
-                let mut reason = format!(
-                    "interrupted at step {:?}; restored the old file and image",
-                    entry.step
-                );
-                if let Some(failure) = &gate_failure {
-                    reason = format!(
-                        "{reason}; the new container failed the health gate when lookout started again: {failure}"
-                    );
-                }
-                let outcome = if entry.step == Step::RollingBack || gate_failure.is_some() {
-                    ChangeOutcome::RolledBack {
-                        reason: reason.clone(),
-                    }
-                } else {
-                    ChangeOutcome::Abandoned {
-                        reason: reason.clone(),
-                    }
-                };
-                OneResult {
-                    decision,
-                    detail: reason,
-                    outcome: Some(outcome),
-                }
-            }
-            Err(e) => OneResult {
-                decision,
-                detail: format!("rollback after the interruption failed: {e}"),
-                outcome: Some(ChangeOutcome::RollbackFailed { reason: e }),
-            },
-        },
+    (seen, file_now, gate_failure)
+}
+
+/// How a rollback after an interruption ends. A rollback that was already under way, or a new
+/// container that failed the health gate just now, is a real failure of the candidate (it is
+/// blocked); an update cut off before its health gate proved nothing about it.
+fn rolled_back(
+    entry: &JournalEntry,
+    gate_failure: Option<&GateFailure>,
+    done: Result<(), String>,
+) -> (String, Option<ChangeOutcome>) {
+    if let Err(e) = done {
+        return (
+            format!("rollback after the interruption failed: {e}"),
+            Some(ChangeOutcome::RollbackFailed { reason: e }),
+        );
     }
+    let mut reason = format!(
+        "interrupted at step {:?}; restored the old file and image",
+        entry.step
+    );
+    if let Some(failure) = gate_failure {
+        reason = format!(
+            "{reason}; the new container failed the health gate when lookout started again: \
+             {failure}"
+        );
+    }
+    let outcome = if entry.step == Step::RollingBack || gate_failure.is_some() {
+        ChangeOutcome::RolledBack {
+            reason: reason.clone(),
+        }
+    } else {
+        ChangeOutcome::Abandoned {
+            reason: reason.clone(),
+        }
+    };
+    (reason, Some(outcome))
 }
 
 async fn roll_back<R: ContainerRuntime, C: Compose>(
