@@ -30,14 +30,18 @@ fn err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DurableEr
 
 /// The permissions a new file gets when the target does not exist yet.
 #[derive(Debug, Clone, Copy)]
-pub struct NewFileMode(pub u32);
+pub(crate) struct NewFileMode(pub u32);
 
 /// Replaces `path` with `bytes` atomically and durably.
 ///
 /// When `path` exists, the new file keeps its mode and (if permitted) its owner and group.
 /// When it does not, it is created with `new_mode`. On any error the target is untouched and the
 /// temp file is removed.
-pub fn replace(path: &Path, bytes: &[u8], new_mode: NewFileMode) -> Result<(), DurableError> {
+pub(crate) fn replace(
+    path: &Path,
+    bytes: &[u8],
+    new_mode: NewFileMode,
+) -> Result<(), DurableError> {
     let dir = parent_dir(path);
     let existing = match fs::metadata(path) {
         Ok(meta) => Some(meta),
@@ -84,7 +88,7 @@ fn write_temp(
 
 /// Proves `dir` takes new files: creates an empty file in it and removes it again. Nothing
 /// else is written, so it is safe on a folder in use (the state folder of a running lookout).
-pub fn probe_writable(dir: &Path) -> io::Result<()> {
+pub(crate) fn probe_writable(dir: &Path) -> io::Result<()> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let probe = dir.join(format!(".lookout-probe-{}-{n}", std::process::id()));
@@ -98,7 +102,7 @@ pub fn probe_writable(dir: &Path) -> io::Result<()> {
 }
 
 /// Fsyncs a folder so a rename inside it survives a power cut.
-pub fn sync_dir(dir: &Path) -> Result<(), DurableError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), DurableError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(err("cannot fsync folder", dir))

@@ -14,13 +14,13 @@ pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod daemon;
-pub mod doctor;
-pub mod durable;
+pub(crate) mod doctor;
+pub(crate) mod durable;
 pub mod engine;
 mod error_chain;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod notify;
+pub(crate) mod notify;
 pub mod policy;
 pub mod redact;
 pub mod reference;

@@ -26,30 +26,30 @@ fn send(states: &[NotifyState<'_>]) -> io::Result<bool> {
 }
 
 /// Start-up finished: systemd marks the unit active (also sent after a reload finished).
-pub fn ready() -> io::Result<bool> {
+pub(crate) fn ready() -> io::Result<bool> {
     send(&[NotifyState::Ready])
 }
 
 /// The main loop is alive; send at least every [`watchdog_interval`] / 2.
-pub fn watchdog() -> io::Result<bool> {
+pub(crate) fn watchdog() -> io::Result<bool> {
     send(&[NotifyState::Watchdog])
 }
 
 /// Shutting down: systemd shows the unit as deactivating.
-pub fn stopping() -> io::Result<bool> {
+pub(crate) fn stopping() -> io::Result<bool> {
     send(&[NotifyState::Stopping])
 }
 
 /// Reloading the configuration; send [`ready`] when done. Carries the monotonic time, which
 /// systemd 253 and newer require with `RELOADING=1` (for `Type=notify-reload`).
-pub fn reloading() -> io::Result<bool> {
+pub(crate) fn reloading() -> io::Result<bool> {
     send(&[NotifyState::Reloading, NotifyState::monotonic_usec_now()?])
 }
 
 /// The watchdog period systemd expects (`WatchdogSec=`), if it watches this process: from
 /// `$WATCHDOG_USEC`, unless `$WATCHDOG_PID` names another process (a parent that did not unset
 /// them). Send [`watchdog`] at about half this interval. Never zero.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().filter(|every| !every.is_zero())
 }
 

@@ -9,7 +9,7 @@ use crate::util::{LocalRegistry, RegistryAuth, Scratch, TestImage, lookout, run}
 
 /// The compose tool a test drives (lookout detects v2 first; `LOOKOUT_COMPOSE_BINARY` picks v1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
+pub(crate) enum Flavor {
     V2,
     V1,
 }
@@ -28,19 +28,19 @@ impl Flavor {
 }
 
 /// A HEALTHCHECK that passes once the container has created its marker file.
-pub const HEALTHY: &str = "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD [\"/bin/test\", \"-f\", \"/healthy\"]\n\
+pub(crate) const HEALTHY: &str = "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD [\"/bin/test\", \"-f\", \"/healthy\"]\n\
     CMD [\"/bin/sh\", \"-c\", \"touch /healthy; trap 'exit 0' TERM; while true; do sleep 1; done\"]";
 /// A HEALTHCHECK that never passes.
-pub const UNHEALTHY: &str =
+pub(crate) const UNHEALTHY: &str =
     "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD [\"/bin/false\"]";
 /// No HEALTHCHECK; runs until stopped.
-pub const NO_CHECK: &str = "";
+pub(crate) const NO_CHECK: &str = "";
 /// No HEALTHCHECK; exits after 3 seconds.
-pub const EXITS_AFTER_3S: &str = "CMD [\"/bin/sh\", \"-c\", \"sleep 3; exit 1\"]";
+pub(crate) const EXITS_AFTER_3S: &str = "CMD [\"/bin/sh\", \"-c\", \"sleep 3; exit 1\"]";
 
 /// A compose project in a scratch folder, with lookout's configuration next to it. Dropping it
 /// runs `compose down` and removes every labelled container and image.
-pub struct Project {
+pub(crate) struct Project {
     pub scratch: Scratch,
     pub registry: LocalRegistry,
     pub flavor: Flavor,
@@ -54,13 +54,13 @@ pub struct Project {
 impl Project {
     /// `compose` is the compose file text with `{image}` for `HOST/e2e/app` and `{label}` for
     /// the test label; `service` is lookout's service settings (TOML lines).
-    pub fn new(test: &str, flavor: Flavor, compose: &str, service: &str) -> Self {
+    pub(crate) fn new(test: &str, flavor: Flavor, compose: &str, service: &str) -> Self {
         Self::build(test, flavor, compose, service, RegistryAuth::Anonymous, "")
     }
 
     /// As [`Project::new`], with a registry that authenticates as `auth` says (the engine is
     /// logged in to it, so pushes work).
-    pub fn with_auth(
+    pub(crate) fn with_auth(
         test: &str,
         flavor: Flavor,
         compose: &str,
@@ -72,7 +72,7 @@ impl Project {
 
     /// Like [`Project::new`], with extra top-level YAML in the registry's configuration (e.g.
     /// `notifications:` pointing at lookout).
-    pub fn with_registry_yaml(
+    pub(crate) fn with_registry_yaml(
         test: &str,
         flavor: Flavor,
         compose: &str,
@@ -139,7 +139,7 @@ impl Project {
     }
 
     /// Builds `e2e/app:TAG` with `dockerfile` lines, pushes it, and returns its local image id.
-    pub fn push(&mut self, tag: &str, dockerfile: &str) -> String {
+    pub(crate) fn push(&mut self, tag: &str, dockerfile: &str) -> String {
         let reference = format!("{}:{tag}", self.repo);
         let image = TestImage::build(&self.scratch, &reference, tag, dockerfile);
         image.push(&reference);
@@ -148,7 +148,7 @@ impl Project {
         id
     }
 
-    pub fn compose(&self, args: &[&str]) -> String {
+    pub(crate) fn compose(&self, args: &[&str]) -> String {
         let mut cmd = self.flavor.command();
         cmd.current_dir(&self.dir)
             .args(["-f", "compose.yaml"])
@@ -156,12 +156,12 @@ impl Project {
         run(&mut cmd)
     }
 
-    pub fn up(&self) {
+    pub(crate) fn up(&self) {
         self.compose(&["up", "-d"]);
     }
 
     /// Runs `lookout --config CONFIG ARGS`, with v1 selected for v1 projects.
-    pub fn lookout(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn lookout(&self, args: &[&str]) -> (i32, String, String) {
         let mut cmd = lookout();
         cmd.arg("--config")
             .arg(&self.config)
@@ -181,7 +181,7 @@ impl Project {
     /// Starts `lookout --config CONFIG ARGS` with extra environment variables and returns the
     /// child with its stderr piped (stdout is discarded), for tests that stop it midway.
     #[cfg_attr(not(feature = "failpoints"), allow(dead_code))] // Used by the fault tests.
-    pub fn spawn_lookout(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    pub(crate) fn spawn_lookout(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
         let mut cmd = lookout();
         cmd.arg("--config")
             .arg(&self.config)
@@ -199,17 +199,17 @@ impl Project {
 
     /// The compose project's name (the folder's name, which v1 and v2 both use as is).
     #[cfg_attr(not(feature = "failpoints"), allow(dead_code))] // Used by the fault tests.
-    pub fn project_name(&self) -> String {
+    pub(crate) fn project_name(&self) -> String {
         self.dir.file_name().unwrap().to_string_lossy().into_owned()
     }
 
     /// `lookout update --json`, returning the one service's report.
-    pub fn update(&self) -> serde_json::Value {
+    pub(crate) fn update(&self) -> serde_json::Value {
         self.update_with_code().1
     }
 
     /// `lookout update --json`: the exit code and the one service's report.
-    pub fn update_with_code(&self) -> (i32, serde_json::Value) {
+    pub(crate) fn update_with_code(&self) -> (i32, serde_json::Value) {
         let (code, stdout, stderr) = self.lookout(&["update", "--json"]);
         let reports: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
             panic!("update printed no JSON ({e}), exit {code}:\n{stdout}\n{stderr}")
@@ -220,7 +220,7 @@ impl Project {
     }
 
     /// The running container of service `app`: (id, image id, health).
-    pub fn running(&self) -> (String, String, String) {
+    pub(crate) fn running(&self) -> (String, String, String) {
         let ids = self.compose(&["ps", "-q", "app"]);
         let id = ids
             .lines()
@@ -241,12 +241,12 @@ impl Project {
         (id, image, format!("{status}/{health}"))
     }
 
-    pub fn state(&self) -> serde_json::Value {
+    pub(crate) fn state(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.scratch.join("state/state.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
 
-    pub fn read(&self, path: &Path) -> String {
+    pub(crate) fn read(&self, path: &Path) -> String {
         std::fs::read_to_string(path).unwrap()
     }
 }
@@ -278,7 +278,7 @@ impl Drop for Project {
     }
 }
 
-pub const COMPOSE_TAGGED: &str = "services:\n  app:\n    # the service under test\n    image: '{image}:1.0.0'  # keep the quotes\n    network_mode: none\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n";
+pub(crate) const COMPOSE_TAGGED: &str = "services:\n  app:\n    # the service under test\n    image: '{image}:1.0.0'  # keep the quotes\n    network_mode: none\n    restart: \"no\"\n    labels:\n      lookout.test: \"{label}\"\n";
 
 /// Updates 1.0.0 → 1.1.0, then refuses 2.0.0 whose health check fails: rolled back to exactly
 /// the bytes before, the old container healthy, the candidate blocked on the next pass.

@@ -50,7 +50,7 @@ pub(crate) struct LookoutSignature {
 impl LookoutSignature {
     /// Parses the header value: comma-separated `key=value` pairs; `t` once, `v1` up to four
     /// times (a sender rotating its secret), other keys ignored.
-    pub fn parse(header: &str) -> Result<Self, SignatureError> {
+    pub(crate) fn parse(header: &str) -> Result<Self, SignatureError> {
         let bad = SignatureError::MalformedLookout {
             header: LOOKOUT_HEADER,
         };
@@ -73,12 +73,12 @@ impl LookoutSignature {
     }
 
     /// Checked before the body is read: a delivery outside the window is refused unread.
-    pub fn fresh(&self, now: Timestamp) -> Result<(), SignatureError> {
+    pub(crate) fn fresh(&self, now: Timestamp) -> Result<(), SignatureError> {
         within_window(self.t, now)
     }
 
     /// Checked over the raw body, in constant time.
-    pub fn verify(&self, secret: &[u8], body: &[u8]) -> Result<(), SignatureError> {
+    pub(crate) fn verify(&self, secret: &[u8], body: &[u8]) -> Result<(), SignatureError> {
         let mut mac = hmac(secret);
         mac.update(self.t.to_string().as_bytes());
         mac.update(b".");
@@ -96,7 +96,7 @@ impl LookoutSignature {
     }
 
     /// What identifies this delivery for the replay memory.
-    pub fn replay_key(&self) -> Vec<u8> {
+    pub(crate) fn replay_key(&self) -> Vec<u8> {
         let mut key = b"lookout:".to_vec();
         key.extend(self.v1.iter().flatten());
         key
@@ -117,7 +117,7 @@ pub fn sign_lookout(secret: &[u8], t: i64, body: &[u8]) -> String {
 pub(crate) struct GitHubSignature([u8; 32]);
 
 impl GitHubSignature {
-    pub fn parse(header: &str) -> Result<Self, SignatureError> {
+    pub(crate) fn parse(header: &str) -> Result<Self, SignatureError> {
         header
             .trim()
             .strip_prefix("sha256=")
@@ -129,14 +129,14 @@ impl GitHubSignature {
     }
 
     /// Checked over the raw body, in constant time (`Mac::verify_slice`).
-    pub fn verify(&self, secret: &[u8], body: &[u8]) -> Result<(), SignatureError> {
+    pub(crate) fn verify(&self, secret: &[u8], body: &[u8]) -> Result<(), SignatureError> {
         let mut mac = hmac(secret);
         mac.update(body);
         mac.verify_slice(&self.0)
             .map_err(|_| SignatureError::Mismatch)
     }
 
-    pub fn replay_key(&self) -> Vec<u8> {
+    pub(crate) fn replay_key(&self) -> Vec<u8> {
         [b"github-signature:".as_slice(), &self.0].concat()
     }
 }
@@ -166,10 +166,10 @@ pub(crate) struct Replays {
 }
 
 impl Replays {
-    pub const CAPACITY: usize = 4096;
+    pub(crate) const CAPACITY: usize = 4096;
 
     /// Remembers `key`; `false` when it was already remembered (a replay).
-    pub fn first_time(&mut self, key: &[u8]) -> bool {
+    pub(crate) fn first_time(&mut self, key: &[u8]) -> bool {
         let digest: [u8; 32] = Sha256::digest(key).into();
         if !self.seen.insert(digest) {
             return false;

@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use crate::registry::{CheckCycle, Registries, RegistryOptions, ServiceCheck, check_service};
 
-pub fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     let config = match super::load_config(config_path) {
         Ok(c) => c,
         Err(e) => {

@@ -38,7 +38,7 @@ pub struct SetImageArgs {
     pub pin_digest: Option<String>,
 }
 
-pub fn run(cmd: &ComposeCommand, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub(super) fn run(cmd: &ComposeCommand, out: &mut dyn Write) -> anyhow::Result<u8> {
     let ComposeCommand::SetImage(args) = cmd;
     let opts = PlanOptions {
         edit: EditOptions {

@@ -71,7 +71,7 @@ async fn finish(engine: Engine<Docker>, deliveries: JoinHandle<()>) {
 }
 
 /// `lookout update [SERVICE…] [--dry-run] [--json]`: one pass now.
-pub fn update(
+pub(super) fn update(
     config_path: &Path,
     services: Vec<String>,
     dry_run: bool,
@@ -144,7 +144,11 @@ fn print_outcomes(
 }
 
 /// `lookout rollback SERVICE`.
-pub fn rollback(config_path: &Path, service: &str, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub(super) fn rollback(
+    config_path: &Path,
+    service: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     runtime()?.block_on(async {
         let (engine, deliveries) = match engine(config_path).await {
             Ok(started) => started,
@@ -187,7 +191,7 @@ pub fn rollback(config_path: &Path, service: &str, out: &mut dyn Write) -> anyho
 
 /// `lookout status [--json]`: reads the state file without taking its lock, so it works while
 /// the daemon runs.
-pub fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub(super) fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     let config = super::load_config(config_path)?;
     let path = &config.state_file;
     let state = match std::fs::read_to_string(path) {

@@ -77,7 +77,7 @@ impl PolicyFlags {
     }
 }
 
-pub fn run(args: &TagsArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub(super) fn run(args: &TagsArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let policy = match Policy::compile(&args.policy.spec()) {
         Ok(p) => p,
         Err(problems) => {

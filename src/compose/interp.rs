@@ -161,7 +161,7 @@ pub(crate) fn template(value: &str) -> Result<Template, String> {
 
 impl Template {
     /// The value the variable must hold so the whole value reads `image`.
-    pub fn value_for(&self, image: &str) -> Option<String> {
+    pub(super) fn value_for(&self, image: &str) -> Option<String> {
         let middle = image
             .strip_prefix(&self.prefix)?
             .strip_suffix(&self.suffix)?;

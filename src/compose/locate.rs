@@ -26,7 +26,7 @@ pub(crate) struct Resolved {
 }
 
 impl<'t> Project<'t> {
-    pub fn parse(text: &'t str) -> Result<Project<'t>, ComposeError> {
+    pub(super) fn parse(text: &'t str) -> Result<Project<'t>, ComposeError> {
         let doc = Doc::parse(text)?;
         if !matches!(
             doc.nodes[doc.resolve(doc.root, &mut Vec::new())].kind,
@@ -65,7 +65,7 @@ impl<'t> Project<'t> {
         Ok(Project { doc, services })
     }
 
-    pub fn service_names(&self) -> Vec<String> {
+    pub(super) fn service_names(&self) -> Vec<String> {
         self.services.iter().map(|(n, _, _)| n.clone()).collect()
     }
 
@@ -80,7 +80,7 @@ impl<'t> Project<'t> {
     }
 
     /// The (alias-resolved) mapping of `service`, or `None` when the file does not define it.
-    pub fn service_node(&self, service: &str) -> Option<NodeId> {
+    pub(super) fn service_node(&self, service: &str) -> Option<NodeId> {
         self.services
             .iter()
             .find(|(n, _, _)| n == service)
@@ -88,7 +88,7 @@ impl<'t> Project<'t> {
     }
 
     /// The node holding `service`'s image, or `None` when it has no `image:` key.
-    pub fn image_of(&self, service: &str) -> Result<Option<Resolved>, ComposeError> {
+    pub(super) fn image_of(&self, service: &str) -> Result<Option<Resolved>, ComposeError> {
         let entry = self.service(service)?;
         Ok(self.image_in(entry))
     }
@@ -106,7 +106,7 @@ impl<'t> Project<'t> {
     }
 
     /// Every service with an image, and where that image is.
-    pub fn images(&self) -> impl Iterator<Item = (&str, Resolved)> + '_ {
+    pub(super) fn images(&self) -> impl Iterator<Item = (&str, Resolved)> + '_ {
         self.services
             .iter()
             .filter_map(|entry| Some((entry.0.as_str(), self.image_in(entry)?)))

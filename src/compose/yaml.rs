@@ -89,7 +89,7 @@ enum Frame {
 
 impl<'t> Doc<'t> {
     /// Parses the first document of `text`. Later documents are refused: compose reads one.
-    pub fn parse(text: &'t str) -> Result<Doc<'t>, ComposeError> {
+    pub(super) fn parse(text: &'t str) -> Result<Doc<'t>, ComposeError> {
         let offsets = Offsets::new(text);
         let mut doc = Doc {
             text,
@@ -244,12 +244,12 @@ impl<'t> Doc<'t> {
         Some(anchor_id)
     }
 
-    pub fn anchor_name(&self, anchor: usize) -> &str {
+    pub(super) fn anchor_name(&self, anchor: usize) -> &str {
         &self.anchor_names[anchor]
     }
 
     /// Follows aliases to the node they name, noting each anchor passed through.
-    pub fn resolve(&self, mut id: NodeId, via: &mut Vec<usize>) -> NodeId {
+    pub(super) fn resolve(&self, mut id: NodeId, via: &mut Vec<usize>) -> NodeId {
         for _ in 0..MAX_DEPTH {
             match self.nodes[id].kind {
                 Kind::Alias(target) => {
@@ -262,7 +262,7 @@ impl<'t> Doc<'t> {
         id
     }
 
-    pub fn scalar(&self, id: NodeId) -> Option<&str> {
+    pub(super) fn scalar(&self, id: NodeId) -> Option<&str> {
         match &self.nodes[id].kind {
             Kind::Scalar { value, .. } => Some(value),
             _ => None,
@@ -276,7 +276,7 @@ impl<'t> Doc<'t> {
 
     /// The value of `key` in mapping `map`: its own entry first, then `<<` merges in order.
     /// Anchors passed through on the way are pushed onto `via`.
-    pub fn get(&self, map: NodeId, key: &str, via: &mut Vec<usize>) -> Option<NodeId> {
+    pub(super) fn get(&self, map: NodeId, key: &str, via: &mut Vec<usize>) -> Option<NodeId> {
         self.get_at(map, key, via, 0)
     }
 
@@ -313,7 +313,7 @@ impl<'t> Doc<'t> {
     }
 
     /// Every key of mapping `map`, own keys first, then merged ones, without repeats.
-    pub fn keys(&self, map: NodeId) -> Vec<String> {
+    pub(super) fn keys(&self, map: NodeId) -> Vec<String> {
         let mut out = Vec::new();
         self.keys_at(map, &mut out, &mut HashSet::new(), 0);
         out

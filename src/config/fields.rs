@@ -28,7 +28,7 @@ impl std::fmt::Display for Problem {
 }
 
 /// What every reader shares: the environment and the problems and warnings found so far.
-pub struct Ctx<'e> {
+pub(super) struct Ctx<'e> {
     pub env: &'e dyn Fn(&str) -> Option<String>,
     pub problems: RefCell<Vec<Problem>>,
     pub warnings: RefCell<Vec<Problem>>,
@@ -38,7 +38,7 @@ pub struct Ctx<'e> {
 }
 
 impl<'e> Ctx<'e> {
-    pub fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
+    pub(super) fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
         Self {
             env,
             problems: RefCell::default(),
@@ -48,13 +48,13 @@ impl<'e> Ctx<'e> {
     }
 
     /// Marks `value` as a secret: it is masked wherever it would appear in a message.
-    pub fn secret_value(&self, value: &str) {
+    pub(super) fn secret_value(&self, value: &str) {
         if !value.is_empty() {
             self.secrets.borrow_mut().push(value.to_owned());
         }
     }
 
-    pub fn problem(&self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn problem(&self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.borrow_mut().push(Problem {
             path: path.into(),
             message: message.into(),
@@ -70,7 +70,7 @@ impl<'e> Ctx<'e> {
 }
 
 /// A JSON object being read, with its path.
-pub struct Obj<'a, 'e> {
+pub(super) struct Obj<'a, 'e> {
     pub ctx: &'a Ctx<'e>,
     pub path: String,
     map: &'a Map<String, Value>,
@@ -78,7 +78,7 @@ pub struct Obj<'a, 'e> {
 }
 
 impl<'a, 'e> Obj<'a, 'e> {
-    pub fn new(ctx: &'a Ctx<'e>, path: String, map: &'a Map<String, Value>) -> Self {
+    pub(super) fn new(ctx: &'a Ctx<'e>, path: String, map: &'a Map<String, Value>) -> Self {
         Self {
             ctx,
             path,
@@ -87,7 +87,7 @@ impl<'a, 'e> Obj<'a, 'e> {
         }
     }
 
-    pub fn at(&self, key: &str) -> String {
+    pub(super) fn at(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_owned()
         } else {
@@ -96,7 +96,7 @@ impl<'a, 'e> Obj<'a, 'e> {
     }
 
     /// The raw value of `key`, marking the key as known. `null` counts as absent.
-    pub fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+    pub(super) fn get(&mut self, key: &'static str) -> Option<&'a Value> {
         self.known.push(key);
         self.map.get(key).filter(|v| !v.is_null())
     }
@@ -112,19 +112,19 @@ impl<'a, 'e> Obj<'a, 'e> {
     }
 
     /// A string, with `${VAR}` substituted. A value that is only an unset `${VAR}` is absent.
-    pub fn string(&mut self, key: &'static str) -> Option<String> {
+    pub(super) fn string(&mut self, key: &'static str) -> Option<String> {
         self.string_inner(key, false)
     }
 
     /// Like [`Obj::string`], but the value never appears in a message.
-    pub fn secret(&mut self, key: &'static str) -> Option<Secret> {
+    pub(super) fn secret(&mut self, key: &'static str) -> Option<Secret> {
         self.string_inner(key, true).map(Secret::new)
     }
 
     /// An `http://` or `https://` URL. A `secret` URL (a webhook's, whose path is often the
     /// credential) is shown in messages as its scheme and host only, and masked everywhere;
     /// another is shown with its userinfo and tokens masked.
-    pub fn url(&mut self, key: &'static str, secret: bool) -> Option<String> {
+    pub(super) fn url(&mut self, key: &'static str, secret: bool) -> Option<String> {
         let url = self.string_inner(key, secret)?;
         let shown = if secret {
             crate::redact::redact_url(&url)
@@ -214,7 +214,7 @@ impl<'a, 'e> Obj<'a, 'e> {
     }
 
     /// `true`/`false`, or the strings `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
-    pub fn bool(&mut self, key: &'static str) -> Option<bool> {
+    pub(super) fn bool(&mut self, key: &'static str) -> Option<bool> {
         let value = self.get(key)?;
         match value {
             Value::Bool(b) => Some(*b),
@@ -241,7 +241,7 @@ impl<'a, 'e> Obj<'a, 'e> {
     }
 
     /// A whole number, or a string of one.
-    pub fn uint(&mut self, key: &'static str) -> Option<u64> {
+    pub(super) fn uint(&mut self, key: &'static str) -> Option<u64> {
         let value = self.get(key)?;
         match value {
             Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
@@ -263,7 +263,7 @@ impl<'a, 'e> Obj<'a, 'e> {
     }
 
     /// A whole number in `range`; a number outside it is a problem naming the range.
-    pub fn uint_in(&mut self, key: &'static str, range: RangeInclusive<u64>) -> Option<u64> {
+    pub(super) fn uint_in(&mut self, key: &'static str, range: RangeInclusive<u64>) -> Option<u64> {
         let n = self.uint(key)?;
         if range.contains(&n) {
             return Some(n);
@@ -281,7 +281,7 @@ impl<'a, 'e> Obj<'a, 'e> {
 
     /// A duration in `range`; one outside it is a problem naming the value and the range (and
     /// `hint`, when it says more).
-    pub fn duration_in(
+    pub(super) fn duration_in(
         &mut self,
         key: &'static str,
         range: RangeInclusive<Duration>,
@@ -327,7 +327,7 @@ impl<'a, 'e> Obj<'a, 'e> {
     }
 
     /// One of a fixed set of words; the message lists them.
-    pub fn choice<T>(
+    pub(super) fn choice<T>(
         &mut self,
         key: &'static str,
         names: &[&str],
@@ -344,7 +344,7 @@ impl<'a, 'e> Obj<'a, 'e> {
     }
 
     /// A nested object.
-    pub fn object(&mut self, key: &'static str) -> Option<Obj<'a, 'e>> {
+    pub(super) fn object(&mut self, key: &'static str) -> Option<Obj<'a, 'e>> {
         let value = self.get(key)?;
         match value {
             Value::Object(map) => Some(Obj::new(self.ctx, self.at(key), map)),
@@ -356,7 +356,7 @@ impl<'a, 'e> Obj<'a, 'e> {
     }
 
     /// An array of objects.
-    pub fn objects(&mut self, key: &'static str) -> Vec<Obj<'a, 'e>> {
+    pub(super) fn objects(&mut self, key: &'static str) -> Vec<Obj<'a, 'e>> {
         let Some(value) = self.get(key) else {
             return Vec::new();
         };
@@ -379,7 +379,7 @@ impl<'a, 'e> Obj<'a, 'e> {
     }
 
     /// Reports every key that no reader asked for, with the valid keys.
-    pub fn finish(self) {
+    pub(super) fn finish(self) {
         let mut valid = self.known.clone();
         valid.sort_unstable();
         valid.dedup();

@@ -31,14 +31,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-pub use report::{Check, Finding, exit_code, render_json, render_text};
+pub(crate) use report::{Check, exit_code, render_json, render_text};
 
 use crate::config::{Config, ServiceSpec};
 use crate::registry::{Registries, RegistryOptions, RetryPolicy};
 
 /// Where the probes look; [`Options::from_env`] is what `lookout doctor` uses.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// `LOOKOUT_COMPOSE_BINARY`: the compose program to use instead of detecting one.
     pub compose_binary: Option<PathBuf>,
     /// `DOCKER_HOST`, for messages (the Docker client reads it itself).
@@ -47,7 +47,7 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         Self {
             compose_binary: std::env::var_os("LOOKOUT_COMPOSE_BINARY").map(PathBuf::from),
             docker_host: std::env::var("DOCKER_HOST")
@@ -67,7 +67,7 @@ impl Options {
 
 /// Runs every check against the configuration at `config_path`: the configuration first (if it
 /// does not load, that is the only check), then the host, then each enabled service.
-pub async fn run(config_path: &Path, options: &Options) -> Vec<Check> {
+pub(crate) async fn run(config_path: &Path, options: &Options) -> Vec<Check> {
     let config = match crate::config::load(config_path) {
         Ok(c) => c,
         Err(e) => return vec![config::config_failure(config_path, &e)],
@@ -116,7 +116,11 @@ fn time_checks(config: &Config) -> Vec<Check> {
 
 /// `lookout doctor [--json]`: runs the checks and writes the report to `out`; returns the exit
 /// code.
-pub fn command(config_path: &Path, json: bool, out: &mut dyn io::Write) -> anyhow::Result<u8> {
+pub(crate) fn command(
+    config_path: &Path,
+    json: bool,
+    out: &mut dyn io::Write,
+) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

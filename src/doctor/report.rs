@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
+pub(crate) enum Finding {
     /// All well; what was found.
     Pass(String),
     /// Works, but worth fixing; does not fail the run.
@@ -18,21 +18,21 @@ pub enum Finding {
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
+pub(crate) struct Check {
     /// What was checked: `docker`, `registry for web (ghcr.io)`.
     pub name: String,
     pub outcome: Finding,
 }
 
 impl Check {
-    pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             outcome: Finding::Pass(detail.into()),
         }
     }
 
-    pub fn warn(
+    pub(crate) fn warn(
         name: impl Into<String>,
         detail: impl Into<String>,
         fix: impl Into<String>,
@@ -46,7 +46,7 @@ impl Check {
         }
     }
 
-    pub fn fail(
+    pub(crate) fn fail(
         name: impl Into<String>,
         detail: impl Into<String>,
         fix: impl Into<String>,
@@ -60,7 +60,7 @@ impl Check {
         }
     }
 
-    pub fn skip(name: impl Into<String>, why: impl Into<String>) -> Self {
+    pub(crate) fn skip(name: impl Into<String>, why: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             outcome: Finding::Skip(why.into()),
@@ -68,7 +68,7 @@ impl Check {
     }
 
     /// `PASS`, `WARN`, `FAIL` or `SKIP`.
-    pub fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> &'static str {
         match self.outcome {
             Finding::Pass(_) => "PASS",
             Finding::Warn { .. } => "WARN",
@@ -77,7 +77,7 @@ impl Check {
         }
     }
 
-    pub fn detail(&self) -> &str {
+    pub(crate) fn detail(&self) -> &str {
         match &self.outcome {
             Finding::Pass(d) | Finding::Skip(d) => d,
             Finding::Warn { detail, .. } | Finding::Fail { detail, .. } => detail,
@@ -85,20 +85,20 @@ impl Check {
     }
 
     /// What to do, for warnings and failures.
-    pub fn fix(&self) -> Option<&str> {
+    pub(crate) fn fix(&self) -> Option<&str> {
         match &self.outcome {
             Finding::Warn { fix, .. } | Finding::Fail { fix, .. } => Some(fix),
             _ => None,
         }
     }
 
-    pub fn is_failure(&self) -> bool {
+    pub(crate) fn is_failure(&self) -> bool {
         matches!(self.outcome, Finding::Fail { .. })
     }
 }
 
 /// 0 when nothing failed (warnings allowed), 1 otherwise.
-pub fn exit_code(checks: &[Check]) -> u8 {
+pub(crate) fn exit_code(checks: &[Check]) -> u8 {
     u8::from(checks.iter().any(Check::is_failure))
 }
 
@@ -109,7 +109,7 @@ fn count(checks: &[Check], status: &str) -> usize {
 
 /// One line per check (`PASS  docker: reachable, API 1.41`), continuation lines indented, then
 /// a summary line.
-pub fn render_text(checks: &[Check]) -> String {
+pub(crate) fn render_text(checks: &[Check]) -> String {
     let mut out = String::new();
     for c in checks {
         let mut line = format!("{}: {}", c.name, c.detail());
@@ -136,7 +136,7 @@ pub fn render_text(checks: &[Check]) -> String {
 
 /// `{"ok": …, "checks": [{"name", "status", "detail", "fix"}], "passed", "warnings", "failed",
 /// "skipped"}`.
-pub fn render_json(checks: &[Check]) -> serde_json::Value {
+pub(crate) fn render_json(checks: &[Check]) -> serde_json::Value {
     serde_json::json!({
         "ok": exit_code(checks) == 0,
         "checks": checks.iter().map(|c| serde_json::json!({

@@ -32,7 +32,7 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
 }
 
 /// Compares two non-empty ASCII digit strings as integers, whatever their length.
-pub fn int_cmp(a: &str, b: &str) -> Ordering {
+pub(super) fn int_cmp(a: &str, b: &str) -> Ordering {
     let a = a.trim_start_matches('0');
     let b = b.trim_start_matches('0');
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))

@@ -45,7 +45,7 @@ impl Credential {
 /// Where an adapter gets its credential each time it needs one (cloud adapters mint
 /// short-lived passwords; the others return a fixed one).
 #[async_trait]
-pub trait CredentialSource: Send + Sync {
+pub(crate) trait CredentialSource: Send + Sync {
     async fn credential(&self) -> Result<Credential, ErrorKind>;
 }
 
@@ -58,7 +58,7 @@ impl CredentialSource for Credential {
 
 /// The scheme a registry asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     Basic,
     Bearer {
         realm: String,
@@ -67,7 +67,7 @@ pub enum Challenge {
 }
 
 /// Parses a `WWW-Authenticate` value: `Bearer realm="…",service="…",scope="…"` or `Basic …`.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
     if scheme.eq_ignore_ascii_case("basic") {
@@ -116,7 +116,7 @@ fn parse_params(s: &str) -> HashMap<String, String> {
 
 /// A bearer token and when to stop using it.
 #[derive(Debug, Clone)]
-pub struct Token {
+pub(crate) struct Token {
     pub value: Secret,
     pub renew_at: Instant,
 }
@@ -141,7 +141,7 @@ const MAX_TOKEN_LEN: usize = 64 * 1024;
 
 /// Reads a token response. Tokens are renewed 10% (at most 30 s) before they expire; a
 /// response without a usable `expires_in` lasts 60 s, and none is kept longer than a day.
-pub fn parse_token(body: &[u8], now: Instant) -> Result<Token, ErrorKind> {
+pub(crate) fn parse_token(body: &[u8], now: Instant) -> Result<Token, ErrorKind> {
     let r: TokenResponse = serde_json::from_slice(body).map_err(|e| {
         ErrorKind::auth(format!(
             "the token service's answer is not the JSON of a token: {e}"

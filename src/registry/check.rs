@@ -123,7 +123,7 @@ async fn fill_push_times(
 
 /// The indexes of the tags whose push time a policy needs and the registry did not give: only
 /// for glob and regex policies, only candidates the policy would consider, at most `limit`.
-pub fn tags_needing_push_times(
+pub(super) fn tags_needing_push_times(
     policy: &Policy,
     current: &str,
     tags: &[Tag],

@@ -31,9 +31,9 @@ impl std::fmt::Debug for Metrics {
 }
 
 /// Results counted by `lookout_webhook_deliveries_total{result}`.
-pub const DELIVERY_RESULTS: &[&str] = &["delivered", "retried", "failed", "dropped"];
+pub(super) const DELIVERY_RESULTS: &[&str] = &["delivered", "retried", "failed", "dropped"];
 /// Results counted by `lookout_updates_total{service,result}`.
-pub const UPDATE_RESULTS: &[&str] = &["updated", "rolled_back", "failed"];
+pub(super) const UPDATE_RESULTS: &[&str] = &["updated", "rolled_back", "failed"];
 
 impl Metrics {
     /// Registers every metric; `services` get their per-service series at zero from the start.

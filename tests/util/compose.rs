@@ -8,7 +8,7 @@ use super::{Scratch, run};
 
 /// Removes every container and image labelled `lookout.test=<id>` when dropped, also when the
 /// test panics.
-pub struct Labelled(pub String);
+pub(crate) struct Labelled(pub String);
 
 impl Drop for Labelled {
     fn drop(&mut self) {
@@ -17,7 +17,7 @@ impl Drop for Labelled {
 }
 
 /// Runs `compose down` for a project when dropped, then removes what carries the test's label.
-pub struct ComposeDown {
+pub(crate) struct ComposeDown {
     /// The compose command: `["docker", "compose"]` or `["/usr/bin/docker-compose"]`.
     pub command: Vec<String>,
     pub files: Vec<PathBuf>,
@@ -40,7 +40,7 @@ impl Drop for ComposeDown {
 /// Starts a detached container carrying compose's labels for `project`/`service` (and the test
 /// label), as if compose had created it; `extra` goes before the image (`--restart`, `-p`, …).
 /// Returns the container id.
-pub fn run_as_service(
+pub(crate) fn run_as_service(
     scratch: &Scratch,
     project: &str,
     service: &str,

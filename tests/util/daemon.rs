@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `lookout run`.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     pub addr: String,
     log: PathBuf,
@@ -18,12 +18,12 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `lookout --config CONFIG run` with stderr in `log`. With `nofile`, the process
     /// runs with that file descriptor limit (soft and hard), as systemd's `LimitNOFILE=` sets it.
-    pub fn start(config: &Path, addr: &str, log: &Path, nofile: Option<u64>) -> Self {
+    pub(crate) fn start(config: &Path, addr: &str, log: &Path, nofile: Option<u64>) -> Self {
         Self::start_with_env(config, addr, log, nofile, &[])
     }
 
     /// [`Daemon::start`] with extra environment variables (`LOOKOUT_FAILPOINT`, …).
-    pub fn start_with_env(
+    pub(crate) fn start_with_env(
         config: &Path,
         addr: &str,
         log: &Path,
@@ -59,22 +59,22 @@ impl Daemon {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Where lookout's stderr goes.
-    pub fn log_path(&self) -> &Path {
+    pub(crate) fn log_path(&self) -> &Path {
         &self.log
     }
 
     /// What lookout wrote to stderr so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits until `/healthz` answers 200.
-    pub fn wait_healthy(&mut self, timeout: Duration) {
+    pub(crate) fn wait_healthy(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -93,18 +93,18 @@ impl Daemon {
     }
 
     /// Sends `signal` (`TERM`, `HUP`, …) to the process.
-    pub fn signal(&self, signal: rustix::process::Signal) {
+    pub(crate) fn signal(&self, signal: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_child(&self.child);
         rustix::process::kill_process(pid, signal).expect("signal lookout run");
     }
 
     /// SIGTERM, then waits up to `timeout` for the exit code.
-    pub fn stop(self, timeout: Duration) -> i32 {
+    pub(crate) fn stop(self, timeout: Duration) -> i32 {
         self.stop_timed(timeout).0
     }
 
     /// SIGTERM, then the exit code and how long the process took to end after it.
-    pub fn stop_timed(mut self, timeout: Duration) -> (i32, Duration) {
+    pub(crate) fn stop_timed(mut self, timeout: Duration) -> (i32, Duration) {
         self.signal(rustix::process::Signal::TERM);
         let sent = Instant::now();
         while sent.elapsed() < timeout {
@@ -129,7 +129,7 @@ impl Drop for Daemon {
 
 /// One `Connection: close` request over a fresh socket: (status, body, chunked bodies decoded).
 /// Errors (refused, reset, timed out after 10 s) are returned, not panicked on.
-pub fn request(
+pub(crate) fn request(
     addr: &str,
     method: &str,
     path: &str,
@@ -142,7 +142,7 @@ pub fn request(
 /// A request to the API as a client waiting for a slow answer (an update runs while the
 /// request waits): bearer `token` when given, a JSON `body`; panics when there is no answer
 /// within 180 s.
-pub fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -223,7 +223,7 @@ fn dechunk(mut rest: &str) -> String {
 }
 
 /// `GET path`, with the bearer token when given.
-pub fn get(addr: &str, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
+pub(crate) fn get(addr: &str, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth
         .as_deref()
@@ -233,7 +233,7 @@ pub fn get(addr: &str, path: &str, token: Option<&str>) -> std::io::Result<(u16,
 }
 
 /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in bytes.
-pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+pub(crate) fn proc_status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
@@ -244,14 +244,14 @@ pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
 }
 
 /// How many file descriptors the process has open.
-pub fn open_fds(pid: u32) -> usize {
+pub(crate) fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
 }
 
 /// The file descriptor soft limit of the process.
-pub fn fd_limit(pid: u32) -> u64 {
+pub(crate) fn fd_limit(pid: u32) -> u64 {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     limits
         .lines()

@@ -5,17 +5,17 @@ use base64::Engine;
 use sha2::Digest as _;
 
 /// A client of one registry's push API (`http://HOST`), with optional basic auth.
-pub struct Pusher {
+pub(crate) struct Pusher {
     base: String,
     auth: Option<String>,
     client: reqwest::Client,
 }
 
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// `sha256:<hex>` of `bytes`.
-pub fn digest_of(bytes: &[u8]) -> String {
+pub(crate) fn digest_of(bytes: &[u8]) -> String {
     let hash = sha2::Sha256::digest(bytes);
     format!(
         "sha256:{}",
@@ -24,7 +24,7 @@ pub fn digest_of(bytes: &[u8]) -> String {
 }
 
 impl Pusher {
-    pub fn new(host: &str, basic: Option<(&str, &str)>) -> Self {
+    pub(crate) fn new(host: &str, basic: Option<(&str, &str)>) -> Self {
         Self {
             base: format!("http://{host}"),
             auth: basic.map(|(u, p)| {
@@ -46,7 +46,7 @@ impl Pusher {
     }
 
     /// Uploads a blob (monolithic upload) and returns its digest.
-    pub async fn blob(&self, repo: &str, bytes: &[u8]) -> String {
+    pub(crate) async fn blob(&self, repo: &str, bytes: &[u8]) -> String {
         let digest = digest_of(bytes);
         let r = self
             .req(
@@ -79,7 +79,7 @@ impl Pusher {
     }
 
     /// Puts `manifest` of `media_type` at `reference` and returns the registry's digest.
-    pub async fn manifest(
+    pub(crate) async fn manifest(
         &self,
         repo: &str,
         reference: &str,
@@ -109,7 +109,13 @@ impl Pusher {
 
     /// Pushes a tiny single-platform image (a config and one layer) built at `created`
     /// (RFC 3339), tagged `tag`; `content` makes it unique. Returns the manifest digest.
-    pub async fn image(&self, repo: &str, tag: &str, content: &str, created: &str) -> String {
+    pub(crate) async fn image(
+        &self,
+        repo: &str,
+        tag: &str,
+        content: &str,
+        created: &str,
+    ) -> String {
         let config = serde_json::json!({
             "architecture": "amd64", "os": "linux", "created": created,
             "config": {}, "rootfs": {"type": "layers", "diff_ids": [digest_of(content.as_bytes())]}
@@ -131,7 +137,7 @@ impl Pusher {
     }
 
     /// The manifest at `reference` as the registry stores it: (bytes, digest).
-    pub async fn get_manifest(&self, repo: &str, reference: &str) -> (Vec<u8>, String) {
+    pub(crate) async fn get_manifest(&self, repo: &str, reference: &str) -> (Vec<u8>, String) {
         let r = self
             .req(
                 reqwest::Method::GET,
@@ -149,7 +155,7 @@ impl Pusher {
 
     /// Puts a manifest list at `tag` whose entries are the images at `refs`, each with its
     /// platform `os/arch[/variant]`. Returns the list's digest.
-    pub async fn index(&self, repo: &str, tag: &str, entries: &[(&str, &str)]) -> String {
+    pub(crate) async fn index(&self, repo: &str, tag: &str, entries: &[(&str, &str)]) -> String {
         let mut manifests = Vec::new();
         for (reference, platform) in entries {
             let (body, digest) = self.get_manifest(repo, reference).await;

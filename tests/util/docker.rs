@@ -9,7 +9,7 @@ use super::{Scratch, run};
 const BUSYBOX: &str = "/bin/busybox";
 
 /// An image built for one test; its tags are removed when it is dropped.
-pub struct TestImage {
+pub(crate) struct TestImage {
     /// Every `name:tag` this image got, removed on drop.
     pub tags: Vec<String>,
     /// The local image id (`sha256:…`).
@@ -19,7 +19,7 @@ pub struct TestImage {
 impl TestImage {
     /// Builds `FROM scratch` + busybox with extra Dockerfile lines (e.g. `HEALTHCHECK …`, `CMD …`),
     /// a file `/version` holding `version`, and the label `lookout.test=<scratch id>`.
-    pub fn build(scratch: &Scratch, tag: &str, version: &str, extra: &str) -> Self {
+    pub(crate) fn build(scratch: &Scratch, tag: &str, version: &str, extra: &str) -> Self {
         let ctx = scratch.join(&format!("image-build-{}", tag.replace(['/', ':'], "_")));
         std::fs::create_dir_all(&ctx).unwrap();
         std::fs::copy(busybox(), ctx.join("busybox")).unwrap();
@@ -47,13 +47,13 @@ impl TestImage {
     }
 
     /// Tags the image with another name (removed on drop too).
-    pub fn tag(&mut self, tag: &str) {
+    pub(crate) fn tag(&mut self, tag: &str) {
         run(Command::new("docker").args(["tag", &self.id, tag]));
         self.tags.push(tag.to_owned());
     }
 
     /// Pushes `tag` and returns the digest the registry reports (`sha256:…`).
-    pub fn push(&self, tag: &str) -> String {
+    pub(crate) fn push(&self, tag: &str) -> String {
         run(Command::new("docker").args(["push", "-q", tag]));
         repo_digest(tag).unwrap_or_else(|| panic!("{tag} has no repo digest after push"))
     }
@@ -68,7 +68,7 @@ impl Drop for TestImage {
 }
 
 /// The digest Docker recorded for `tag` when it was pushed or pulled, if any.
-pub fn repo_digest(tag: &str) -> Option<String> {
+pub(crate) fn repo_digest(tag: &str) -> Option<String> {
     let repo = tag
         .rsplit_once(':')
         .map_or(tag, |(r, t)| if t.contains('/') { tag } else { r });
@@ -84,7 +84,7 @@ pub fn repo_digest(tag: &str) -> Option<String> {
 
 /// Removes every container and image labelled with this scratch's id (for tests that create
 /// containers through compose, whose names the test does not know).
-pub fn remove_labelled(scratch_id: &str) {
+pub(crate) fn remove_labelled(scratch_id: &str) {
     let label = format!("label=lookout.test={scratch_id}");
     remove_listed(&["ps", "-aq", "--filter", &label], &["rm", "-f"]);
     remove_listed(&["images", "-aq", "--filter", &label], &["rmi", "-f"]);

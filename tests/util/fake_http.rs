@@ -20,7 +20,7 @@ use super::{Scratch, run};
 
 /// A request as the fake server read it.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     pub method: String,
     /// Path and query: `/v2/x/tags/list?n=2`.
     pub path: String,
@@ -30,7 +30,7 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -38,28 +38,28 @@ impl Request {
     }
 
     /// A query parameter, percent-decoded.
-    pub fn query(&self, name: &str) -> Option<String> {
+    pub(crate) fn query(&self, name: &str) -> Option<String> {
         let url = reqwest::Url::parse(&format!("http://fake{}", self.path)).ok()?;
         url.query_pairs()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     }
 
-    pub fn path_only(&self) -> &str {
+    pub(crate) fn path_only(&self) -> &str {
         self.path.split('?').next().unwrap_or(&self.path)
     }
 }
 
 /// What the fake answers.
 #[derive(Debug, Clone)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
-    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+    pub(crate) fn json(status: u16, value: &serde_json::Value) -> Self {
         Self {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
@@ -67,7 +67,7 @@ impl Response {
         }
     }
 
-    pub fn status(status: u16) -> Self {
+    pub(crate) fn status(status: u16) -> Self {
         Self {
             status,
             headers: Vec::new(),
@@ -75,7 +75,7 @@ impl Response {
         }
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -85,7 +85,7 @@ impl Response {
 type RawHandler = dyn Fn(&Request, &mut dyn Write) -> std::io::Result<()> + Send + Sync;
 
 /// A fake HTTP(S) server on `127.0.0.1:PORT`, stopped on drop.
-pub struct FakeHttp {
+pub(crate) struct FakeHttp {
     /// `127.0.0.1:PORT`.
     pub addr: String,
     /// `http` or `https`.
@@ -95,19 +95,19 @@ pub struct FakeHttp {
 }
 
 impl FakeHttp {
-    pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Self {
+    pub(crate) fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Self {
         Self::start_raw(move |req, out| write_response(out, req, &handler(req)))
     }
 
     /// A server whose handler writes each answer itself.
-    pub fn start_raw(
+    pub(crate) fn start_raw(
         handler: impl Fn(&Request, &mut dyn Write) -> std::io::Result<()> + Send + Sync + 'static,
     ) -> Self {
         Self::serve(None, Arc::new(handler))
     }
 
     /// An HTTPS server with `ca`'s certificate, answering with `handler`.
-    pub fn with_tls(
+    pub(crate) fn with_tls(
         ca: &TestCa,
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> Self {
@@ -115,7 +115,7 @@ impl FakeHttp {
     }
 
     /// An HTTPS server whose handler writes each answer itself.
-    pub fn with_tls_raw(
+    pub(crate) fn with_tls_raw(
         ca: &TestCa,
         handler: impl Fn(&Request, &mut dyn Write) -> std::io::Result<()> + Send + Sync + 'static,
     ) -> Self {
@@ -165,21 +165,21 @@ impl FakeHttp {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// The port, for a name that resolves to this server (`registry.test:PORT`).
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.addr.rsplit_once(':').unwrap().1.parse().unwrap()
     }
 
-    pub fn requests(&self) -> Vec<Request> {
+    pub(crate) fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
     }
 
     /// Requests whose path (without query) starts with `prefix`.
-    pub fn count(&self, prefix: &str) -> usize {
+    pub(crate) fn count(&self, prefix: &str) -> usize {
         self.requests()
             .iter()
             .filter(|r| r.path_only().starts_with(prefix))
@@ -227,7 +227,7 @@ fn write_response(
 }
 
 /// Writes a status line and headers (and `Connection: close`), no body yet.
-pub fn write_head(
+pub(crate) fn write_head(
     out: &mut dyn Write,
     status: u16,
     headers: &[(&str, &str)],
@@ -244,7 +244,12 @@ pub fn write_head(
 /// Writes a chunked body: `prefix`, then `filler` over and over until `total` bytes are out or
 /// the client stops reading; returns how many bytes went out. Use after [`write_head`] with
 /// `Transfer-Encoding: chunked`.
-pub fn stream_chunked(out: &mut dyn Write, prefix: &[u8], filler: &[u8], total: usize) -> usize {
+pub(crate) fn stream_chunked(
+    out: &mut dyn Write,
+    prefix: &[u8],
+    filler: &[u8],
+    total: usize,
+) -> usize {
     let mut sent = 0;
     let mut chunk = |bytes: &[u8], sent: &mut usize| -> bool {
         let ok = out
@@ -272,7 +277,7 @@ pub fn stream_chunked(out: &mut dyn Write, prefix: &[u8], filler: &[u8], total: 
 }
 
 /// Writes `body` one byte every `every` until it is out or the client hangs up.
-pub fn drip(out: &mut dyn Write, body: &[u8], every: Duration) -> usize {
+pub(crate) fn drip(out: &mut dyn Write, body: &[u8], every: Duration) -> usize {
     for (i, b) in body.iter().enumerate() {
         if out.write_all(&[*b]).and_then(|_| out.flush()).is_err() {
             return i;
@@ -320,14 +325,14 @@ fn read_request(conn: &mut dyn Read) -> Option<Request> {
 /// A certificate authority made for one test, and one server certificate it signed for the
 /// given DNS names (resolved to loopback through `RegistryOptions::resolve`). Clients trust
 /// it through `registry_config.ca_file` = [`TestCa::ca_file`].
-pub struct TestCa {
+pub(crate) struct TestCa {
     pub ca_file: PathBuf,
     cert: PathBuf,
     key: PathBuf,
 }
 
 impl TestCa {
-    pub fn new(scratch: &Scratch, names: &[&str]) -> Self {
+    pub(crate) fn new(scratch: &Scratch, names: &[&str]) -> Self {
         let dir = scratch.join(&format!("ca-{}", super::free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = |f: &str| dir.join(f);
@@ -402,7 +407,7 @@ impl TestCa {
 
 /// A TCP proxy to a real server that answers the first `faults` requests itself with
 /// `429 Too Many Requests` and `Retry-After: SECONDS`, then forwards every connection as is.
-pub struct FaultProxy {
+pub(crate) struct FaultProxy {
     pub addr: String,
     /// When each 429 was sent, and when each forwarded connection arrived.
     pub refused_at: Arc<Mutex<Vec<Instant>>>,
@@ -411,7 +416,7 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    pub fn start(upstream: &str, faults: usize, retry_after_secs: u64) -> Self {
+    pub(crate) fn start(upstream: &str, faults: usize, retry_after_secs: u64) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let refused_at = Arc::new(Mutex::new(Vec::new()));

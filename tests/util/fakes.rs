@@ -33,10 +33,10 @@ use lookout::telemetry::{Deliveries, Telemetry, TelemetrySettings};
 use super::Scratch;
 
 /// The registry host every fake image lives on.
-pub const HOST: &str = "registry.test:5000";
+pub(crate) const HOST: &str = "registry.test:5000";
 
 /// A digest made from a short name: `sha256:` and 64 hex digits, stable per name.
-pub fn digest(name: &str) -> String {
+pub(crate) fn digest(name: &str) -> String {
     format!("sha256:{}", lookout::state::sha256_hex(name.as_bytes()))
 }
 
@@ -105,7 +105,7 @@ impl World {
 
 /// A container engine in memory. Clones share one world.
 #[derive(Debug, Clone, Default)]
-pub struct FakeRuntime(Arc<Mutex<World>>);
+pub(crate) struct FakeRuntime(Arc<Mutex<World>>);
 
 impl FakeRuntime {
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
@@ -113,7 +113,7 @@ impl FakeRuntime {
     }
 
     /// A local image `repo:tag`, pulled earlier from `repo@digest`; returns its id.
-    pub fn local_image(
+    pub(crate) fn local_image(
         &self,
         repo: &str,
         tag: &str,
@@ -137,14 +137,14 @@ impl FakeRuntime {
     }
 
     /// What a pull of `repo@digest` brings in, and how its containers' health turns out.
-    pub fn publish(&self, repo: &str, digest: &str, health: Option<Health>) {
+    pub(crate) fn publish(&self, repo: &str, digest: &str, health: Option<Health>) {
         self.world()
             .remote
             .insert(format!("{repo}@{digest}"), health);
     }
 
     /// Changes the health every container of image `reference` reports from now on.
-    pub fn set_health(&self, reference: &str, health: Option<Health>) {
+    pub(crate) fn set_health(&self, reference: &str, health: Option<Health>) {
         let mut w = self.world();
         let id = w.find(reference).map(|i| i.id.clone()).expect("image");
         for image in w.images.iter_mut().filter(|i| i.id == id) {
@@ -153,14 +153,14 @@ impl FakeRuntime {
     }
 
     /// A running container of `project`'s `service` on the local image `reference`.
-    pub fn run(&self, project: &str, service: &str, reference: &str) {
+    pub(crate) fn run(&self, project: &str, service: &str, reference: &str) {
         let mut w = self.world();
         let image_id = w.find(reference).expect("local image").id.clone();
         recreate(&mut w, project, service, image_id, reference);
     }
 
     /// The image id and `Config.Image` of the service's running container.
-    pub fn running(&self, project: &str, service: &str) -> Option<(String, String)> {
+    pub(crate) fn running(&self, project: &str, service: &str) -> Option<(String, String)> {
         self.world()
             .containers
             .iter()
@@ -171,12 +171,12 @@ impl FakeRuntime {
     }
 
     /// The id of the local image `reference` names.
-    pub fn image_id(&self, reference: &str) -> Option<String> {
+    pub(crate) fn image_id(&self, reference: &str) -> Option<String> {
         self.world().find(reference).map(|i| i.id.clone())
     }
 
     /// The calls that changed something so far.
-    pub fn calls(&self) -> Vec<String> {
+    pub(crate) fn calls(&self) -> Vec<String> {
         self.world().calls.clone()
     }
 }
@@ -305,7 +305,7 @@ impl ContainerRuntime for FakeRuntime {
 /// Compose in memory over a [`FakeRuntime`]: the project is named as compose names it from
 /// the file's folder, and `up` runs the image the compose file names now.
 #[derive(Debug, Clone)]
-pub struct FakeCompose {
+pub(crate) struct FakeCompose {
     runtime: FakeRuntime,
     /// While set, `up` never returns (a process killed in the middle of an update).
     hang: Arc<std::sync::atomic::AtomicBool>,
@@ -313,7 +313,7 @@ pub struct FakeCompose {
 }
 
 impl FakeCompose {
-    pub fn new(runtime: FakeRuntime) -> Self {
+    pub(crate) fn new(runtime: FakeRuntime) -> Self {
         Self {
             runtime,
             hang: Arc::default(),
@@ -322,12 +322,12 @@ impl FakeCompose {
     }
 
     /// From now on `up` hangs (`true`) or works (`false`).
-    pub fn hang_up(&self, hang: bool) {
+    pub(crate) fn hang_up(&self, hang: bool) {
         self.hang.store(hang, Ordering::SeqCst);
     }
 
     /// How many times `up` ran.
-    pub fn ups(&self) -> u64 {
+    pub(crate) fn ups(&self) -> u64 {
         self.ups.load(Ordering::SeqCst)
     }
 
@@ -390,7 +390,7 @@ impl Compose for FakeCompose {
 
 /// A registry in memory: per repository, its tags and the digest each points to.
 #[derive(Debug, Default)]
-pub struct FakeRegistry {
+pub(crate) struct FakeRegistry {
     repos: Mutex<BTreeMap<String, Vec<(String, String)>>>,
     /// Tag-list and digest requests answered.
     pub requests: AtomicU64,
@@ -398,7 +398,7 @@ pub struct FakeRegistry {
 
 impl FakeRegistry {
     /// `repository:tag` (as `team/web`) now points to `digest`.
-    pub fn push(&self, repository: &str, tag: &str, digest: &str) {
+    pub(crate) fn push(&self, repository: &str, tag: &str, digest: &str) {
         let mut repos = self.repos.lock().unwrap();
         let tags = repos.entry(repository.to_owned()).or_default();
         tags.retain(|(t, _)| t != tag);
@@ -455,11 +455,11 @@ impl Registry for FakeRegistry {
 
 /// The compose file of a [`FakeHost`]: `web` is the service lookout keeps current, `db` is a
 /// neighbour whose bytes must never change. Comments and quoting are there to be kept.
-pub const COMPOSE: &str = "# the web project\nservices:\n  web:\n    image: \"registry.test:5000/team/web:1.0.0\"   # pinned by lookout\n    network_mode: none\n  db:\n    image: registry.test:5000/team/db:16\n    network_mode: none\n";
+pub(crate) const COMPOSE: &str = "# the web project\nservices:\n  web:\n    image: \"registry.test:5000/team/web:1.0.0\"   # pinned by lookout\n    network_mode: none\n  db:\n    image: registry.test:5000/team/db:16\n    network_mode: none\n";
 
 /// One compose project (`app/compose.yaml`, project `app`) with lookout's configuration, on the
 /// three fakes: `team/web:1.0.0` runs and is published in the registry.
-pub struct FakeHost {
+pub(crate) struct FakeHost {
     pub scratch: Scratch,
     pub compose_file: PathBuf,
     pub config_path: PathBuf,
@@ -469,11 +469,11 @@ pub struct FakeHost {
 }
 
 /// The repository of the service lookout keeps current, as the runtime names it.
-pub const WEB: &str = "registry.test:5000/team/web";
+pub(crate) const WEB: &str = "registry.test:5000/team/web";
 
 impl FakeHost {
     /// `extra` is more top-level configuration (TOML lines).
-    pub fn new(test: &str, extra: &str) -> Self {
+    pub(crate) fn new(test: &str, extra: &str) -> Self {
         let scratch = Scratch::new(test);
         let compose_file = scratch.write("app/compose.yaml", COMPOSE);
         let config_path =
@@ -498,24 +498,24 @@ impl FakeHost {
     }
 
     /// Publishes `team/web:TAG`: the registry serves it, a pull brings it in with `health`.
-    pub fn publish(&self, tag: &str, health: Option<Health>) -> String {
+    pub(crate) fn publish(&self, tag: &str, health: Option<Health>) -> String {
         let d = digest(&format!("web {tag}"));
         self.registry.push("team/web", tag, &d);
         self.runtime.publish(WEB, &d, health);
         d
     }
 
-    pub fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         config::load(&self.config_path).expect("the test configuration is valid")
     }
 
     /// The engine on this host's fakes, with the system clock.
-    pub fn engine(&self) -> (Engine<FakeRuntime, FakeCompose>, Deliveries) {
+    pub(crate) fn engine(&self) -> (Engine<FakeRuntime, FakeCompose>, Deliveries) {
         self.engine_with(Arc::new(SystemClock))
     }
 
     /// The engine on this host's fakes, with `clock` for everything it records.
-    pub fn engine_with(
+    pub(crate) fn engine_with(
         &self,
         clock: Arc<dyn Clock>,
     ) -> (Engine<FakeRuntime, FakeCompose>, Deliveries) {
@@ -537,17 +537,17 @@ impl FakeHost {
     }
 
     /// The compose file's bytes now.
-    pub fn compose_bytes(&self) -> Vec<u8> {
+    pub(crate) fn compose_bytes(&self) -> Vec<u8> {
         std::fs::read(&self.compose_file).unwrap()
     }
 
-    pub fn state_file(&self) -> PathBuf {
+    pub(crate) fn state_file(&self) -> PathBuf {
         self.scratch.join("state/state.json")
     }
 }
 
 /// lookout's configuration for the fake host: one semver service, short gates.
-pub fn config_text(scratch: &Scratch, compose_file: &Path, extra: &str) -> String {
+pub(crate) fn config_text(scratch: &Scratch, compose_file: &Path, extra: &str) -> String {
     format!(
         "state_file = \"{}\"\ncheck_interval = 60\nhealth_timeout = \"2s\"\nhealth_stable = \"0s\"\ncompose_timeout = \"5s\"\n{extra}\n\n[[services]]\nname = \"web\"\ncompose_file = \"{}\"\ncompose_service = \"web\"\nimage = \"registry.test:5000/team/web:1.0.0\"\npolicy = \"semver\"\n",
         scratch.join("state/state.json").display(),

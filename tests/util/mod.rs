@@ -6,33 +6,33 @@
 
 #![allow(dead_code)] // Each area uses a different part of the harness.
 
-pub mod compose;
-pub mod daemon;
-pub mod distribution;
-pub mod docker;
-pub mod fake_http;
-pub mod fakes;
-pub mod moto;
-pub mod registry;
-pub mod token;
+pub(crate) mod compose;
+pub(crate) mod daemon;
+pub(crate) mod distribution;
+pub(crate) mod docker;
+pub(crate) mod fake_http;
+pub(crate) mod fakes;
+pub(crate) mod moto;
+pub(crate) mod registry;
+pub(crate) mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub use docker::TestImage;
-pub use registry::{LocalRegistry, RegistryAuth};
+pub(crate) use docker::TestImage;
+pub(crate) use registry::{LocalRegistry, RegistryAuth};
 
 /// A folder of its own for one test, removed when the test ends (kept when `LOOKOUT_KEEP_SCRATCH`
 /// is set, to look at after a failure).
-pub struct Scratch {
+pub(crate) struct Scratch {
     dir: tempfile::TempDir,
     /// A unique id for this test run, used in labels and image names.
     pub id: String,
 }
 
 impl Scratch {
-    pub fn new(test: &str) -> Self {
+    pub(crate) fn new(test: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let id = format!(
             "{}-{}-{}",
@@ -47,16 +47,16 @@ impl Scratch {
         Self { dir, id }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn join(&self, rel: &str) -> PathBuf {
+    pub(crate) fn join(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
     /// Writes a file (creating folders) and returns its path.
-    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    pub(crate) fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).unwrap();
@@ -88,7 +88,7 @@ fn sanitize(s: &str) -> String {
 }
 
 /// Runs a command, panicking with its output when it fails; returns stdout.
-pub fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -103,7 +103,7 @@ pub fn run(cmd: &mut Command) -> String {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -112,19 +112,19 @@ pub fn free_port() -> u16 {
 }
 
 /// The `lookout` binary built for these tests.
-pub fn lookout() -> Command {
+pub(crate) fn lookout() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lookout"))
 }
 
 /// A file of the repository's `tests/fixtures`.
-pub fn fixture(rel: &str) -> PathBuf {
+pub(crate) fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(rel)
 }
 
 /// Polls `probe` every 100 ms until it gives a value; fails naming `what` after `timeout`.
-pub fn wait_for<T>(
+pub(crate) fn wait_for<T>(
     what: &str,
     timeout: std::time::Duration,
     mut probe: impl FnMut() -> Option<T>,

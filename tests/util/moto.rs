@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 use super::{Scratch, free_port};
 
 /// The account moto answers as, and so the registry password its `GetAuthorizationToken` gives.
-pub const ACCOUNT: &str = "123456789012";
-pub const PASSWORD: &str = "123456789012-auth-token";
+pub(crate) const ACCOUNT: &str = "123456789012";
+pub(crate) const PASSWORD: &str = "123456789012-auth-token";
 
-pub struct Moto {
+pub(crate) struct Moto {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
 }
 
 impl Moto {
-    pub fn start(scratch: &Scratch) -> Self {
+    pub(crate) fn start(scratch: &Scratch) -> Self {
         for _ in 0..5 {
             let port = free_port();
             let log = scratch.join(&format!("moto-{port}.log"));
@@ -49,7 +49,7 @@ impl Moto {
     }
 
     /// An ECR client of this emulator, with moto's dummy credentials.
-    pub async fn ecr(&self) -> aws_sdk_ecr::Client {
+    pub(crate) async fn ecr(&self) -> aws_sdk_ecr::Client {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_sdk_ecr::config::Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)

@@ -9,7 +9,7 @@ use super::{Scratch, free_port, run};
 
 /// How the registry authenticates clients.
 #[derive(Debug, Clone)]
-pub enum RegistryAuth {
+pub(crate) enum RegistryAuth {
     Anonymous,
     /// htpasswd (bcrypt) basic auth.
     Basic {
@@ -19,7 +19,7 @@ pub enum RegistryAuth {
 }
 
 /// A running registry, stopped (and its storage removed with the scratch folder) on drop.
-pub struct LocalRegistry {
+pub(crate) struct LocalRegistry {
     child: Child,
     /// `127.0.0.1:PORT`, the host part of image references.
     pub host: String,
@@ -28,12 +28,12 @@ pub struct LocalRegistry {
 }
 
 impl LocalRegistry {
-    pub fn start(scratch: &Scratch, auth: RegistryAuth) -> Self {
+    pub(crate) fn start(scratch: &Scratch, auth: RegistryAuth) -> Self {
         Self::start_with(scratch, auth, "")
     }
 
     /// Starts with extra top-level YAML appended to the configuration (e.g. `notifications:`).
-    pub fn start_with(scratch: &Scratch, auth: RegistryAuth, extra_yaml: &str) -> Self {
+    pub(crate) fn start_with(scratch: &Scratch, auth: RegistryAuth, extra_yaml: &str) -> Self {
         let dir = scratch.join(&format!("registry-{}", free_port()));
         std::fs::create_dir_all(dir.join("storage")).unwrap();
         let auth_yaml = match &auth {
@@ -131,12 +131,12 @@ impl LocalRegistry {
     }
 
     /// `HOST/repo:tag`.
-    pub fn image(&self, repo_tag: &str) -> String {
+    pub(crate) fn image(&self, repo_tag: &str) -> String {
         format!("{}/{repo_tag}", self.host)
     }
 
     /// The access-log lines seen so far (`"GET /v2/… HTTP/1.1" 200 …`), to count requests.
-    pub fn access_log(&self) -> Vec<String> {
+    pub(crate) fn access_log(&self) -> Vec<String> {
         let file = std::fs::File::open(&self.log).unwrap();
         BufReader::new(file)
             .lines()
@@ -146,7 +146,7 @@ impl LocalRegistry {
     }
 
     /// Requests whose method and path contain the given fragments, e.g. `("HEAD", "/manifests/")`.
-    pub fn count(&self, method: &str, path_fragment: &str) -> usize {
+    pub(crate) fn count(&self, method: &str, path_fragment: &str) -> usize {
         self.access_log()
             .iter()
             .filter(|l| l.contains(&format!("\"{method} ")) && l.contains(path_fragment))

@@ -16,11 +16,11 @@ use base64::Engine;
 use super::fake_http::{FakeHttp, Request, Response};
 use super::{LocalRegistry, Scratch, free_port, run};
 
-pub const SERVICE: &str = "lookout-test-registry";
+pub(crate) const SERVICE: &str = "lookout-test-registry";
 const ISSUER: &str = "lookout-test-issuer";
 
 /// The token issuer plus the registry that trusts it, stopped on drop.
-pub struct TokenRegistry {
+pub(crate) struct TokenRegistry {
     child: Child,
     /// `127.0.0.1:PORT` of the registry.
     pub host: String,
@@ -29,7 +29,7 @@ pub struct TokenRegistry {
 
 impl TokenRegistry {
     /// Serves `storage_of`'s repositories, granting tokens to `user`/`password`.
-    pub fn start(
+    pub(crate) fn start(
         scratch: &Scratch,
         storage_of: &LocalRegistry,
         user: &str,
@@ -102,7 +102,7 @@ impl TokenRegistry {
     }
 
     /// Tokens the issuer handed out (or refused).
-    pub fn token_requests(&self) -> usize {
+    pub(crate) fn token_requests(&self) -> usize {
         self.issuer.count("/token")
     }
 }
