@@ -60,7 +60,7 @@ use crate::state::ChangeOutcome;
 use crate::telemetry::{Deliveries, Event};
 
 /// How long a push hook's check waits for more hooks of the same push.
-pub const HOOK_DEBOUNCE: Duration = Duration::from_secs(1);
+pub(crate) const HOOK_DEBOUNCE: Duration = Duration::from_secs(1);
 /// How long the API server gets to finish its requests at shutdown.
 const API_GRACE: Duration = Duration::from_secs(3);
 /// How long queued webhooks get to go out at shutdown.
@@ -288,7 +288,7 @@ where
 /// Panics are logged like every other failure (the JSON formatter included), with where they
 /// happened; the task they hit ends, the daemon does not. `lookout run` sets this up once
 /// logging is.
-pub fn log_panics() {
+pub(crate) fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()

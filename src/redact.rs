@@ -22,7 +22,7 @@ use std::sync::{LazyLock, PoisonError, RwLock};
 use regex::{Captures, Regex};
 
 /// What a masked value becomes.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Shorter values are not remembered: masking every `true` or `admin` would garble messages, and
 /// the configuration never prints a secret's value in the first place.
@@ -34,7 +34,7 @@ static KNOWN: RwLock<BTreeSet<String>> = RwLock::new(BTreeSet::new());
 
 /// Remembers `secret` so that [`redact`] masks it wherever it appears, for the life of the
 /// process. The configuration calls it for every secret value it reads.
-pub fn remember(secret: &str) {
+pub(crate) fn remember(secret: &str) {
     if secret.chars().count() < MIN_REMEMBERED_LEN || secret == MASK {
         return;
     }
@@ -91,7 +91,7 @@ pub fn redact_with<'t>(text: &'t str, secrets: &[&str]) -> Cow<'t, str> {
 
 /// A URL for a log line or message when its path and query may be the credential (a webhook):
 /// scheme and host only, `https://hooks.slack.com/…`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), url),
@@ -294,13 +294,13 @@ fn is_uuid(s: &str) -> bool {
 
 /// A stream whose every line passes through [`redact`] before it reaches `inner`. Text without a
 /// final newline is written on [`Write::flush`] and when the writer is dropped.
-pub struct Writer<W: Write> {
+pub(crate) struct Writer<W: Write> {
     inner: W,
     pending: Vec<u8>,
 }
 
 impl<W: Write> Writer<W> {
-    pub fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         Self {
             inner,
             pending: Vec::new(),
@@ -341,7 +341,7 @@ impl<W: Write> Drop for Writer<W> {
 /// A `tracing` writer factory whose writers redact: each log event is formatted whole, then
 /// passes through [`redact`] when its writer is dropped.
 #[derive(Debug, Clone)]
-pub struct MakeRedacting<M>(pub M);
+pub(crate) struct MakeRedacting<M>(pub M);
 
 impl<'a, M> tracing_subscriber::fmt::MakeWriter<'a> for MakeRedacting<M>
 where

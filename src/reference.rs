@@ -13,7 +13,7 @@
 use std::fmt;
 
 /// The registry Docker uses when a reference names none.
-pub const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 const LEGACY_DOCKER_HUB: &str = "index.docker.io";
 const MAX_NAME_LEN: usize = 255;
 /// The longest tag the distribution spec allows.
@@ -80,7 +80,7 @@ impl ImageRef {
     }
 
     /// Parses without adding the implicit `latest` tag (a repository name, or `repo@digest`).
-    pub fn parse_partial(input: &str) -> Result<Self, ReferenceError> {
+    pub(crate) fn parse_partial(input: &str) -> Result<Self, ReferenceError> {
         if input.trim().is_empty() {
             return Err(ReferenceError::Empty);
         }
@@ -354,7 +354,7 @@ fn validate_tag(input: &str, tag: &str) -> Result<(), ReferenceError> {
 
 /// What is wrong with `tag` by the tag grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, or `None`
 /// for a valid tag. The one tag rule: the registry layer skips tags it refuses.
-pub fn tag_problem(tag: &str) -> Option<&'static str> {
+pub(crate) fn tag_problem(tag: &str) -> Option<&'static str> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     if tag.is_empty() {
         Some("it is empty")
@@ -384,7 +384,7 @@ fn validate_digest(input: &str, digest: &str) -> Result<(), ReferenceError> {
 
 /// What is wrong with `digest` (`algorithm:hex`), or `None` when it is well formed: a
 /// registered algorithm with its exact number of lower-case hex digits.
-pub fn digest_problem(digest: &str) -> Option<&'static str> {
+pub(crate) fn digest_problem(digest: &str) -> Option<&'static str> {
     let Some((algorithm, hex)) = digest.split_once(':') else {
         return Some("it has no `algorithm:`");
     };
@@ -408,7 +408,7 @@ pub fn digest_problem(digest: &str) -> Option<&'static str> {
 
 /// Whether `digest` is a well-formed digest (`sha256:` and 64 lower-case hex digits, or sha384,
 /// sha512).
-pub fn is_digest(digest: &str) -> bool {
+pub(crate) fn is_digest(digest: &str) -> bool {
     digest_problem(digest).is_none()
 }
 

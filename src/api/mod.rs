@@ -38,7 +38,7 @@ use crate::secret::Secret;
 /// Why the backend did not do what a request asked; the API answers it with the status of its
 /// kind and the body `{"error": message, "kind": kind}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 404: no such service (or other named thing).
     #[error("{0}")]
     NotFound(String),
@@ -59,7 +59,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The `kind` field of the error body.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
@@ -69,7 +69,7 @@ impl ApiError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -93,7 +93,7 @@ impl IntoResponse for ApiError {
 
 /// What the API asks of the running lookout.
 #[async_trait]
-pub trait Backend: Send + Sync + 'static {
+pub(crate) trait Backend: Send + Sync + 'static {
     /// Prometheus text for `/metrics`.
     fn metrics(&self) -> String;
     /// `Ok` when the configuration is loaded, Docker answers and the state is writable; else why not.
@@ -171,12 +171,12 @@ struct Shared {
 type S = Arc<Shared>;
 
 /// The routes, over `backend`, with the default [`Limits`].
-pub fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
+pub(crate) fn router(backend: Arc<dyn Backend>, config: ApiConfig) -> Router {
     router_with(backend, config, Limits::default())
 }
 
 /// The routes, over `backend`, with `limits` for hook bodies.
-pub fn router_with(backend: Arc<dyn Backend>, config: ApiConfig, limits: Limits) -> Router {
+pub(crate) fn router_with(backend: Arc<dyn Backend>, config: ApiConfig, limits: Limits) -> Router {
     let shared = Arc::new(Shared {
         backend,
         config,
@@ -212,7 +212,7 @@ pub async fn serve(
 
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves; then requests in
 /// progress get `limits.drain_timeout` to finish.
-pub async fn serve_with(
+pub(crate) async fn serve_with(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: Limits,

@@ -56,7 +56,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn from_path(source: &str) -> Option<Self> {
+    pub(crate) fn from_path(source: &str) -> Option<Self> {
         match source {
             "dockerhub" | "docker_hub" => Some(Self::DockerHub),
             "registry" | "distribution" => Some(Self::Distribution),

@@ -23,19 +23,19 @@ use crate::redact;
 use crate::telemetry;
 
 /// The command did what it was asked; every service it touched is fine.
-pub const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_OK: u8 = 0;
 /// The command ran and found a problem or failed: an invalid configuration, a failed lookup or
 /// check, a failed update or rollback. Also any error not listed below.
-pub const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_FAILURE: u8 = 1;
 /// The command line is wrong: an unknown flag or argument, or a service name not in the
 /// configuration.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// `lookout update` / `lookout rollback`: a change was tried, failed its health gate and was
 /// rolled back; the service runs its previous image. Only when nothing worse (code 1) happened.
 pub const EXIT_ROLLED_BACK: u8 = 3;
 /// lookout could not start working on this host: Docker does not answer, or the state file is
 /// locked by another lookout or cannot be opened. Nothing was checked or changed.
-pub const EXIT_CANNOT_START: u8 = 4;
+pub(crate) const EXIT_CANNOT_START: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(

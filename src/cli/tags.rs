@@ -64,7 +64,7 @@ fn parse_level(s: &str) -> Result<UpdateLevel, String> {
 }
 
 impl PolicyFlags {
-    pub fn spec(&self) -> PolicySpec {
+    pub(crate) fn spec(&self) -> PolicySpec {
         PolicySpec {
             policy: self.policy,
             tag_pattern: self.tag_pattern.clone(),

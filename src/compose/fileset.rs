@@ -78,7 +78,7 @@ impl<'r> FileSet<'r> {
     }
 
     /// The `image:` that decides what `service` runs, or why there is none.
-    pub fn owner(&self, service: &str) -> Result<ImageOwner, ComposeError> {
+    pub(crate) fn owner(&self, service: &str) -> Result<ImageOwner, ComposeError> {
         let mut owner = None;
         let mut defined_in = None;
         for file in &self.files {

@@ -35,9 +35,9 @@ use crate::secret::Secret;
 use crate::telemetry::{EventKind, LogFormat, LogLevel, WebhookFormat, WebhookSpec};
 
 /// Where lookout looks for its configuration when none is given.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
 pub use crate::state::DEFAULT_STATE_FILE;
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9100";
 
 /// The valid range of every duration and count setting. Values outside are refused at
 /// validation with the range in the message, so any sum or product lookout forms from them
@@ -54,13 +54,13 @@ pub mod limits {
     const DAY: u64 = 86_400;
 
     pub const CHECK_INTERVAL: RangeInclusive<Duration> = secs(10)..=secs(30 * DAY);
-    pub const CHECK_JITTER: RangeInclusive<Duration> = secs(0)..=secs(DAY);
-    pub const HEALTH_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(6 * HOUR);
-    pub const HEALTH_STABLE: RangeInclusive<Duration> = secs(0)..=secs(HOUR);
+    pub(crate) const CHECK_JITTER: RangeInclusive<Duration> = secs(0)..=secs(DAY);
+    pub(crate) const HEALTH_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(6 * HOUR);
+    pub(crate) const HEALTH_STABLE: RangeInclusive<Duration> = secs(0)..=secs(HOUR);
     pub const COMPOSE_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(HOUR);
-    pub const CHECK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(HOUR);
-    pub const WEBHOOK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(5 * MINUTE);
-    pub const STATE_BACKUPS: RangeInclusive<u64> = 0..=1000;
+    pub(crate) const CHECK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(HOUR);
+    pub(crate) const WEBHOOK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(5 * MINUTE);
+    pub(crate) const STATE_BACKUPS: RangeInclusive<u64> = 0..=1000;
     pub const PORT: RangeInclusive<u64> = 1..=65_535;
 }
 
@@ -74,7 +74,7 @@ pub enum RegistryKind {
 }
 
 impl RegistryKind {
-    pub const NAMES: &'static [&'static str] = &["docker_hub", "ecr", "gcr", "oci"];
+    pub(crate) const NAMES: &'static [&'static str] = &["docker_hub", "ecr", "gcr", "oci"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -273,7 +273,7 @@ impl fmt::Display for Format {
 
 impl Format {
     /// `.json` files (and text starting with `{`) are JSON; everything else is TOML.
-    pub fn detect(path: &Path, text: &str) -> Self {
+    pub(crate) fn detect(path: &Path, text: &str) -> Self {
         match path.extension().and_then(|e| e.to_str()) {
             Some("json") => Self::Json,
             Some("toml") => Self::Toml,
@@ -399,7 +399,7 @@ fn secrets_in_text(text: &str) -> Vec<String> {
 
 /// Global settings that environment variables may override: (key, seed `.env` name).
 /// Each may also be set as `LOOKOUT_<KEY>`, which wins over the seed's name.
-pub const ENV_OVERRIDES: &[(&str, Option<&str>)] = &[
+pub(crate) const ENV_OVERRIDES: &[(&str, Option<&str>)] = &[
     ("check_interval", Some("CHECK_INTERVAL")),
     ("health_timeout", Some("HEALTH_TIMEOUT")),
     ("health_stable", Some("HEALTH_STABLE")),
@@ -838,9 +838,9 @@ fn string_list(obj: &mut Obj<'_, '_>, key: &'static str) -> Option<Vec<String>> 
 
 /// How long one webhook delivery attempt may take unless the endpoint says otherwise.
 /// How long one service's check may take, unless `check_timeout` says otherwise.
-pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn read_webhook(mut o: Obj<'_, '_>) -> Option<WebhookSpec> {
     let present = o.get("url").is_some();

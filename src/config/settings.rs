@@ -14,7 +14,7 @@ impl Windows {
     /// The windows that apply to `service`: its own `maintenance_window`, `maintenance_days`
     /// and `timezone` where set, else the global ones; `local` is the zone used when neither
     /// names one (the system's zone, read once at start).
-    pub fn for_service(config: &Config, service: &ServiceSpec, local: &TimeZone) -> Self {
+    pub(crate) fn for_service(config: &Config, service: &ServiceSpec, local: &TimeZone) -> Self {
         Self {
             ranges: service
                 .maintenance_window

@@ -28,7 +28,7 @@ impl Running {
     }
 
     /// The digests Docker recorded for this image in the same repository as `image`.
-    pub fn repo_digests_of(&self, image: &ImageRef) -> Vec<String> {
+    pub(crate) fn repo_digests_of(&self, image: &ImageRef) -> Vec<String> {
         self.repo_digests
             .iter()
             .filter_map(|d| {
@@ -53,7 +53,7 @@ pub struct Candidate {
 impl Candidate {
     /// Whether `digest` names this candidate: Docker records the index digest when it pulled a
     /// multi-arch tag and the platform digest when it pulled by platform digest.
-    pub fn is_named_by(&self, digest: &str) -> bool {
+    pub(crate) fn is_named_by(&self, digest: &str) -> bool {
         self.manifest_digest == digest || self.platform_digest.as_deref() == Some(digest)
     }
 }

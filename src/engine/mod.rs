@@ -225,7 +225,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
     /// Waits until no update or rollback runs and returns the update lock: while the guard is
     /// held, none starts. After [`Engine::stop`], this is how long shutdown waits for a change
     /// in progress (bounded by its compose and health timeouts).
-    pub async fn quiesce(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(crate) async fn quiesce(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.update_lock.lock().await
     }
 

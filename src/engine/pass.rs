@@ -86,7 +86,7 @@ impl ServiceResult {
     }
 
     /// True when the service needs attention: an update or a check went wrong.
-    pub fn is_problem(self) -> bool {
+    pub(crate) fn is_problem(self) -> bool {
         matches!(
             self,
             Self::Failed | Self::RolledBack | Self::RollbackFailed | Self::CheckFailed
@@ -116,7 +116,7 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 /// How many services are checked at once.
-pub const PARALLEL_CHECKS: usize = 8;
+pub(crate) const PARALLEL_CHECKS: usize = 8;
 
 /// A change a check decided on: the request and why.
 type Work = (Box<UpdateRequest>, String);
@@ -626,7 +626,7 @@ fn update_info(
 /// The running container of a service: its image reference as compose wrote it
 /// (`Config.Image`), with the image id and the registry digests Docker recorded for that image.
 /// `None` when no container of the service runs.
-pub async fn find_running<R: ContainerRuntime>(
+pub(crate) async fn find_running<R: ContainerRuntime>(
     runtime: &R,
     spec: &ServiceSpec,
     project: &ComposeProject,
@@ -669,7 +669,7 @@ pub fn update_order(
 /// For each service, the services whose update must be done before its own: those of the same
 /// compose file it `depends_on` that come earlier in [`update_order`] (so a dependency cycle
 /// cannot make two services wait for each other).
-pub fn update_after(
+pub(crate) fn update_after(
     services: &[(PathBuf, String)],
     dependencies: &dyn Fn(&Path) -> BTreeMap<String, Vec<String>>,
 ) -> Vec<Vec<usize>> {
@@ -726,7 +726,7 @@ fn read_compose_for_dependencies(file: &Path) -> String {
 
 /// How long an update may take from its start: `compose up` plus the health gate. Saturates,
 /// so no configured duration can overflow it.
-pub fn update_needs(compose_timeout: Duration, health_timeout: Duration) -> Duration {
+pub(crate) fn update_needs(compose_timeout: Duration, health_timeout: Duration) -> Duration {
     compose_timeout.saturating_add(health_timeout)
 }
 

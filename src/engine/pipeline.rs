@@ -54,7 +54,7 @@ impl Stop {
 }
 
 /// What a service's check found.
-pub enum Checked<W> {
+pub(crate) enum Checked<W> {
     /// Nothing to apply: this is the service's outcome.
     Done(ServiceOutcome),
     /// A change to apply. `report` is the outcome so far (from, to, digest); it becomes the
@@ -80,7 +80,7 @@ impl<T: Service + ?Sized> Service for &T {
 }
 
 /// How to run the services of one pass.
-pub struct Pipeline<'a> {
+pub(crate) struct Pipeline<'a> {
     /// For each service (by index), the services whose check and change must be finished
     /// before its own change starts. Indices must point to earlier services of a `depends_on`
     /// order, so the waits cannot form a cycle; an index that points nowhere is ignored.
@@ -98,7 +98,7 @@ impl Pipeline<'_> {
     /// Checks every service with `check` and applies what it found with `apply`; `finished`
     /// is called with each service's outcome as soon as it is known. Returns the outcomes in
     /// service order, each with its duration (from the start of its check).
-    pub async fn run<S, W, C, CF, A, AF, F>(
+    pub(crate) async fn run<S, W, C, CF, A, AF, F>(
         &self,
         services: &[S],
         check: C,
@@ -259,7 +259,7 @@ impl Drop for MarkDone<'_> {
 }
 
 /// The text a panic was raised with.
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

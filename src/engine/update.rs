@@ -31,7 +31,7 @@ use crate::telemetry::Stage;
 
 /// The tag under which lookout keeps the image a service ran before its last update, so it
 /// cannot be pruned and a rollback can restore it: `lookout-rollback-<service>`.
-pub fn rollback_tag(service: &str) -> String {
+pub(crate) fn rollback_tag(service: &str) -> String {
     let clean: String = service
         .chars()
         .map(|c| {

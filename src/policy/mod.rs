@@ -37,7 +37,7 @@ impl Tag {
 }
 
 /// Signatures, attestations and SBOMs stored as tags, and digest-named tags, are never run.
-pub fn is_artifact_tag(tag: &str) -> bool {
+pub(crate) fn is_artifact_tag(tag: &str) -> bool {
     tag.ends_with(".sig")
         || tag.ends_with(".att")
         || tag.ends_with(".sbom")
@@ -58,7 +58,7 @@ pub enum PolicyKind {
 }
 
 impl PolicyKind {
-    pub const NAMES: &'static [&'static str] = &["digest", "semver", "glob", "regex"];
+    pub(crate) const NAMES: &'static [&'static str] = &["digest", "semver", "glob", "regex"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -99,9 +99,9 @@ pub enum UpdateLevel {
 }
 
 impl UpdateLevel {
-    pub const NAMES: &'static [&'static str] = &["major", "minor", "patch"];
+    pub(crate) const NAMES: &'static [&'static str] = &["major", "minor", "patch"];
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "major" => Some(Self::Major),
             "minor" => Some(Self::Minor),

@@ -50,14 +50,14 @@ impl<'a> VersionTag<'a> {
     }
 
     /// Whether `other` has the same shape: same prefix, same number of parts, same suffix.
-    pub fn same_shape(&self, other: &VersionTag<'_>) -> bool {
+    pub(crate) fn same_shape(&self, other: &VersionTag<'_>) -> bool {
         self.prefix == other.prefix
             && self.parts.len() == other.parts.len()
             && self.suffix == other.suffix
     }
 
     /// Compares the numeric parts as integers, part by part.
-    pub fn cmp_parts(&self, other: &VersionTag<'_>) -> Ordering {
+    pub(crate) fn cmp_parts(&self, other: &VersionTag<'_>) -> Ordering {
         for (a, b) in self.parts.iter().zip(&other.parts) {
             let ord = int_cmp(a, b);
             if ord != Ordering::Equal {
@@ -69,7 +69,7 @@ impl<'a> VersionTag<'a> {
 
     /// The first three parts padded with zeros, for `semver_range`; `None` when a part does not
     /// fit in a u64.
-    pub fn padded_semver(&self) -> Option<semver::Version> {
+    pub(crate) fn padded_semver(&self) -> Option<semver::Version> {
         let mut nums = [0u64; 3];
         for (slot, part) in nums.iter_mut().zip(&self.parts) {
             *slot = part.parse().ok()?;

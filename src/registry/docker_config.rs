@@ -20,7 +20,7 @@ const HUB_KEY: &str = "https://index.docker.io/v1/";
 
 /// Docker's `config.json`, read once.
 #[derive(Debug, Clone, Default)]
-pub struct DockerConfig {
+pub(crate) struct DockerConfig {
     path: Option<PathBuf>,
     auths: HashMap<String, AuthEntry>,
     cred_helpers: HashMap<String, String>,
@@ -45,13 +45,13 @@ struct File {
 }
 
 impl DockerConfig {
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self::default()
     }
 
     /// Reads `path`, or Docker's default location. A missing or unreadable file means no
     /// credentials (logged), never an error: most hosts have none.
-    pub fn load(path: Option<&Path>) -> Self {
+    pub(crate) fn load(path: Option<&Path>) -> Self {
         let Some(path) = path.map(Path::to_path_buf).or_else(default_path) else {
             return Self::empty();
         };
@@ -76,7 +76,7 @@ impl DockerConfig {
         }
     }
 
-    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+    pub(crate) fn parse(text: &str) -> Result<Self, serde_json::Error> {
         let f: File = serde_json::from_str(text)?;
         Ok(Self {
             path: None,
@@ -87,7 +87,7 @@ impl DockerConfig {
     }
 
     /// The credential Docker would use for `host` (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).
-    pub async fn credential(&self, host: &str) -> Result<Credential, ErrorKind> {
+    pub(crate) async fn credential(&self, host: &str) -> Result<Credential, ErrorKind> {
         let keys = keys_for(host);
         // The name a helper is asked for: the first of `keys`, which is never empty.
         let server = keys.first().map_or(host, String::as_str);

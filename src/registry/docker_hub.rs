@@ -29,7 +29,7 @@ use crate::policy::Tag;
 use crate::reference::ImageRef;
 
 /// The request-count label of Hub's web API.
-pub const HUB_API_LABEL: &str = "hub.docker.com";
+pub(crate) const HUB_API_LABEL: &str = "hub.docker.com";
 
 /// Hub answers at most 100 tags a page.
 const PAGE_SIZE: usize = 100;

@@ -226,7 +226,7 @@ impl Ecr {
 }
 
 /// `123456789012.dkr.ecr.eu-west-1.amazonaws.com` → (account, region).
-pub fn parse_ecr_host(host: &str) -> Option<(String, String)> {
+pub(crate) fn parse_ecr_host(host: &str) -> Option<(String, String)> {
     let name = host.split(':').next()?;
     let mut parts = name.split('.');
     let account = parts.next()?;

@@ -101,7 +101,7 @@ fn seconds(d: Duration) -> String {
 }
 
 impl ErrorKind {
-    pub fn too_large(what: impl Into<String>, limit: impl Into<String>) -> Self {
+    pub(crate) fn too_large(what: impl Into<String>, limit: impl Into<String>) -> Self {
         Self::TooLarge {
             what: what.into(),
             limit: limit.into(),

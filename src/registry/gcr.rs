@@ -283,7 +283,7 @@ impl Gcr {
 /// One entry of the `manifest` map Google adds to a `tags/list` page, keyed by digest.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GoogleManifest {
+pub(crate) struct GoogleManifest {
     #[serde(default)]
     tag: Vec<String>,
     time_uploaded_ms: Option<String>,
@@ -291,10 +291,10 @@ pub struct GoogleManifest {
 }
 
 /// A Google `tags/list` page: its tags and its `manifest` map.
-pub type GooglePage = Page<String, HashMap<String, GoogleManifest>>;
+pub(crate) type GooglePage = Page<String, HashMap<String, GoogleManifest>>;
 
 /// Tags from Google's `tags/list` pages, with push times from their `manifest` maps.
-pub fn tags_from_google_pages(pages: Vec<GooglePage>) -> Vec<Tag> {
+pub(crate) fn tags_from_google_pages(pages: Vec<GooglePage>) -> Vec<Tag> {
     let mut pushed = HashMap::new();
     let mut names = Vec::new();
     for page in pages {

@@ -13,7 +13,7 @@ pub use crate::reference::MAX_TAG_LEN;
 
 /// Whether `tag` is a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}` (the rule is
 /// [`crate::reference::tag_problem`]).
-pub fn is_valid_tag(tag: &str) -> bool {
+pub(crate) fn is_valid_tag(tag: &str) -> bool {
     crate::reference::tag_problem(tag).is_none()
 }
 
@@ -35,7 +35,7 @@ impl Algorithm {
 
 /// The algorithm of a well-formed digest (`sha256:` + 64 or `sha512:` + 128 lowercase hex
 /// digits), else `None`.
-pub fn parse_digest(digest: &str) -> Option<Algorithm> {
+pub(crate) fn parse_digest(digest: &str) -> Option<Algorithm> {
     // The shape is the reference grammar's; of its algorithms lookout can hash two.
     if !crate::reference::is_digest(digest) {
         return None;
@@ -63,13 +63,13 @@ pub fn digest_of(algorithm: Algorithm, bytes: &[u8]) -> String {
 }
 
 /// Whether `bytes` hash to `digest` (which must be well-formed).
-pub fn matches_digest(digest: &str, bytes: &[u8]) -> bool {
+pub(crate) fn matches_digest(digest: &str, bytes: &[u8]) -> bool {
     parse_digest(digest).is_some_and(|a| digest_of(a, bytes) == digest)
 }
 
 /// Whether `media_type` looks like `type/subtype` (RFC 6838 characters, at most 255 bytes,
 /// parameters after `;` already cut off).
-pub fn is_media_type(media_type: &str) -> bool {
+pub(crate) fn is_media_type(media_type: &str) -> bool {
     let name = |s: &str| {
         !s.is_empty()
             && s.bytes()
@@ -83,7 +83,7 @@ pub fn is_media_type(media_type: &str) -> bool {
 
 /// A remote string as it may appear in a message: control characters escaped, at most 80
 /// characters, so a hostile answer can neither spoof lines nor flood the log.
-pub fn shown(remote: &str) -> String {
+pub(crate) fn shown(remote: &str) -> String {
     const MAX: usize = 80;
     let mut out: String = remote
         .chars()

@@ -107,14 +107,14 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
 /// A failed send.
 #[derive(Debug)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// No answer (connection, DNS, TLS), after retries.
     Unreachable(String),
     /// Still 429 after waiting, or told to wait longer than lookout will.
@@ -128,7 +128,7 @@ pub enum SendError {
 }
 
 impl SendError {
-    pub fn into_kind(self, what: &str) -> ErrorKind {
+    pub(crate) fn into_kind(self, what: &str) -> ErrorKind {
         match self {
             Self::Unreachable(message) => ErrorKind::Unreachable {
                 what: what.to_owned(),
@@ -169,7 +169,7 @@ enum AttemptError {
     TooLarge(StatusCode),
 }
 
-pub struct Transport {
+pub(crate) struct Transport {
     retry: RetryPolicy,
     timeout: Duration,
     deadline: Duration,
@@ -180,7 +180,7 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(options: &RegistryOptions) -> Self {
+    pub(crate) fn new(options: &RegistryOptions) -> Self {
         let timeout = options
             .request_timeout
             .clamp(Duration::from_millis(1), MAX_WAIT);
@@ -196,13 +196,13 @@ impl Transport {
     }
 
     /// The longest one request may take, retries and waits included.
-    pub fn deadline(&self) -> Duration {
+    pub(crate) fn deadline(&self) -> Duration {
         self.deadline
     }
 
     /// A client with the request timeout, TLS verification on, `ca_file`'s certificates
     /// trusted besides the system's, and the redirect rules of [`origin::redirect_policy`].
-    pub fn client(
+    pub(crate) fn client(
         &self,
         ca_file: Option<&Path>,
         insecure: bool,
@@ -232,12 +232,12 @@ impl Transport {
             .map_err(|e| ErrorKind::setup(format!("cannot set up HTTP client: {e}")))
     }
 
-    pub fn stats(&self) -> RequestStats {
+    pub(crate) fn stats(&self) -> RequestStats {
         lock(&self.stats).clone()
     }
 
     /// Counts `n` tags of `registry` skipped for not being tags.
-    pub fn record_skipped_tags(&self, registry: &str, n: u64) {
+    pub(crate) fn record_skipped_tags(&self, registry: &str, n: u64) {
         let mut stats = lock(&self.stats);
         let count = stats.skipped_tags.entry(registry.to_owned()).or_default();
         *count = count.saturating_add(n);
@@ -284,7 +284,7 @@ impl Transport {
     /// Sends `request` for `registry` (the label requests are counted under), retrying as the
     /// policy says, reading at most `max_body` bytes of a 2xx answer. Any status comes back as
     /// a [`Reply`] except a 429 that outlasts the retries.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         registry: &str,
         client: &reqwest::Client,
@@ -298,7 +298,7 @@ impl Transport {
 
     /// Like [`Self::send`] with one attempt, and a 429 returned as an answer: for clients that
     /// retry and throttle themselves (the AWS SDK).
-    pub async fn send_once(
+    pub(crate) async fn send_once(
         &self,
         registry: &str,
         client: &reqwest::Client,

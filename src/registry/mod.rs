@@ -336,7 +336,10 @@ impl Registries {
     }
 
     /// The adapter for a service's registry.
-    pub fn for_service(&self, service: &ServiceSpec) -> Result<Arc<dyn Registry>, RegistryError> {
+    pub(crate) fn for_service(
+        &self,
+        service: &ServiceSpec,
+    ) -> Result<Arc<dyn Registry>, RegistryError> {
         self.get(service.registry_type, &service.image, &service.registry)
     }
 

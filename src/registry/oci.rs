@@ -55,7 +55,7 @@ const MANIFEST_TYPES: [&str; 4] = [
 /// registry that answers a new digest every time cannot grow them without end.
 const MAX_CACHED: usize = 4096;
 
-pub fn is_index_media_type(media_type: &str) -> bool {
+pub(crate) fn is_index_media_type(media_type: &str) -> bool {
     media_type == IMAGE_MANIFEST_LIST_MEDIA_TYPE || media_type == OCI_IMAGE_INDEX_MEDIA_TYPE
 }
 
@@ -140,7 +140,7 @@ impl Distribution {
         &self.client
     }
 
-    pub fn transport(&self) -> &Transport {
+    pub(crate) fn transport(&self) -> &Transport {
         &self.transport
     }
 
@@ -324,7 +324,7 @@ impl Distribution {
     /// Every page of the tag list, following `Link` headers on the registry's own origin,
     /// within the tag list limits; `M` is what a page's `manifest` field is read as (Google's
     /// push times; `IgnoredAny` for none).
-    pub async fn tag_pages<M: DeserializeOwned>(
+    pub(crate) async fn tag_pages<M: DeserializeOwned>(
         &self,
         repo: &str,
     ) -> Result<Vec<Page<String, M>>, RegistryError> {
@@ -653,7 +653,12 @@ impl Distribution {
     }
 
     /// `reply` when it is 2xx; else the error naming `what` and the status.
-    pub fn expect_ok(&self, repo: &str, what: &str, reply: Reply) -> Result<Reply, RegistryError> {
+    pub(crate) fn expect_ok(
+        &self,
+        repo: &str,
+        what: &str,
+        reply: Reply,
+    ) -> Result<Reply, RegistryError> {
         if reply.status.is_success() {
             return Ok(reply);
         }
@@ -733,7 +738,7 @@ pub(crate) fn next_link(header: &str) -> Option<String> {
 
 /// The index entry `docker pull` would choose for `platform`: same OS and architecture, and
 /// the same variant when both name one (`arm64` without a variant is `v8`).
-pub fn pick_platform<'a>(
+pub(crate) fn pick_platform<'a>(
     entries: &'a [ImageIndexEntry],
     platform: &Platform,
 ) -> Option<&'a ImageIndexEntry> {
@@ -760,7 +765,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 }
 
 /// The adapter for registries that need nothing beyond the distribution API.
-pub struct OciRegistry {
+pub(crate) struct OciRegistry {
     api: Distribution,
 }
 

@@ -32,7 +32,7 @@ impl Origin {
         }
     }
 
-    pub fn is_https(&self) -> bool {
+    pub(crate) fn is_https(&self) -> bool {
         self.scheme == "https"
     }
 
@@ -58,7 +58,7 @@ pub fn same(a: &Url, b: &Url) -> bool {
 
 /// `link` (a `Link` or `next` URL, relative or absolute) resolved against `current`, when it
 /// stays on `home`'s origin; else why it is refused, for the caller's error.
-pub fn follow_on_origin(current: &Url, link: &str, home: &Url) -> Result<Url, String> {
+pub(crate) fn follow_on_origin(current: &Url, link: &str, home: &Url) -> Result<Url, String> {
     let next = current
         .join(link)
         .map_err(|e| format!("{:?} is not a URL: {e}", super::grammar::shown(link)))?;
@@ -75,7 +75,7 @@ pub fn follow_on_origin(current: &Url, link: &str, home: &Url) -> Result<Url, St
 
 /// Whether the basic credentials of the registry at `registry` may be sent to `target` (a
 /// token realm): the registry's own origin, any HTTPS origin, or a loopback host.
-pub fn may_send_credentials(registry: &Url, target: &Url) -> bool {
+pub(crate) fn may_send_credentials(registry: &Url, target: &Url) -> bool {
     let to = Origin::of(target);
     to == Origin::of(registry) || to.is_https() || to.is_loopback()
 }
@@ -108,7 +108,7 @@ const MAX_REDIRECTS: usize = 5;
 /// Follows up to five redirects, to any origin (reqwest drops `Authorization`, `Cookie` and
 /// `Proxy-Authorization` when the origin changes), but never from HTTPS to plain HTTP unless
 /// the target is loopback or the registry is `insecure`.
-pub fn redirect_policy(insecure: bool) -> reqwest::redirect::Policy {
+pub(crate) fn redirect_policy(insecure: bool) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         let Some(from) = attempt.previous().last().map(Origin::of) else {
             return attempt.follow();

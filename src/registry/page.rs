@@ -15,7 +15,7 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, 
 
 /// A parsed page.
 #[derive(Debug)]
-pub struct Page<T, M> {
+pub(crate) struct Page<T, M> {
     /// The list field (`tags`, `results`); `null` or absent is empty.
     pub items: Vec<T>,
     /// `next`, when the page has one (Docker Hub).
@@ -26,7 +26,7 @@ pub struct Page<T, M> {
 
 /// Why a page could not be used.
 #[derive(Debug)]
-pub enum PageError {
+pub(crate) enum PageError {
     /// The list field has more than the budget of elements.
     TooMany,
     /// Not the JSON of such a page.
@@ -34,7 +34,7 @@ pub enum PageError {
 }
 
 /// Parses `body` as an object whose `list` field is an array of at most `budget` `T`s.
-pub fn parse_page<T: DeserializeOwned, M: DeserializeOwned>(
+pub(crate) fn parse_page<T: DeserializeOwned, M: DeserializeOwned>(
     body: &[u8],
     list: &str,
     budget: usize,

@@ -41,7 +41,7 @@ pub enum ComposeFlavor {
 }
 
 impl ComposeFlavor {
-    pub fn is_v1(self) -> bool {
+    pub(crate) fn is_v1(self) -> bool {
         self == Self::V1
     }
 }
@@ -137,7 +137,7 @@ impl ComposeCli {
         &self.version
     }
 
-    pub fn program(&self) -> &Path {
+    pub(crate) fn program(&self) -> &Path {
         &self.program
     }
 
@@ -183,7 +183,7 @@ impl ComposeCli {
 
     /// The project's configuration as compose resolves it: files merged, variables substituted.
     /// v2 prints it as JSON (`config --format json`); v1 prints YAML, read into the same shape.
-    pub async fn config_json(
+    pub(crate) async fn config_json(
         &self,
         project: &ComposeProject,
     ) -> Result<serde_json::Value, RuntimeError> {
@@ -372,7 +372,7 @@ fn project_args(project: &ComposeProject) -> Vec<String> {
 
 /// Reads `Docker Compose version v2.40.3` or `docker-compose version 1.29.2, build 5becea4c`
 /// into (major, `2.40.3`).
-pub fn parse_version(output: &str) -> Option<(u64, String)> {
+pub(crate) fn parse_version(output: &str) -> Option<(u64, String)> {
     let line = output.lines().find(|l| l.contains("version"))?;
     let after = line.split("version").nth(1)?.trim_start();
     let version: String = after

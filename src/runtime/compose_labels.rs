@@ -15,15 +15,15 @@ use std::path::{Component, Path, PathBuf};
 use super::{LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE};
 
 /// The project folder compose used (`--project-directory`, else the first file's folder).
-pub const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+pub(crate) const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 /// Every `-f` file, comma-separated, in order.
-pub const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+pub(crate) const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
 /// The `--env-file`s, comma-separated; absent when compose read the default `.env`.
-pub const LABEL_ENVIRONMENT_FILE: &str = "com.docker.compose.project.environment_file";
+pub(crate) const LABEL_ENVIRONMENT_FILE: &str = "com.docker.compose.project.environment_file";
 /// The replica's number, from 1.
-pub const LABEL_CONTAINER_NUMBER: &str = "com.docker.compose.container-number";
+pub(crate) const LABEL_CONTAINER_NUMBER: &str = "com.docker.compose.container-number";
 /// The compose version that created the container.
-pub const LABEL_VERSION: &str = "com.docker.compose.version";
+pub(crate) const LABEL_VERSION: &str = "com.docker.compose.version";
 
 /// How compose was run for the project a container belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +169,7 @@ fn split(value: &str) -> Vec<&str> {
 /// folder name in the first file's folder that the path does not share, then the rest of the
 /// path. When the first file's folder climbs (`../compose.yml`) past what the path shares, the
 /// names it climbed out of are unknown and the path is refused.
-pub fn resolve_typed(
+pub(crate) fn resolve_typed(
     working_dir: &Path,
     first_typed: &str,
     label: &'static str,

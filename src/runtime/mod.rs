@@ -32,11 +32,11 @@ pub use health::{
 use crate::secret::Secret;
 
 /// Compose's label holding the project name on every container it creates.
-pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+pub(crate) const LABEL_PROJECT: &str = "com.docker.compose.project";
 /// Compose's label holding the service name.
-pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+pub(crate) const LABEL_SERVICE: &str = "com.docker.compose.service";
 /// `True` on containers made by `compose run`, which are not the service's containers.
-pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
+pub(crate) const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
 
 /// What lookout needs from a container engine. Every method names what it acts on in its error.
 pub trait ContainerRuntime: Send + Sync {
@@ -205,7 +205,7 @@ pub struct ContainerInfo {
 
 impl ContainerInfo {
     /// One line for logs and gate messages: `web-1 running (healthy), 0 restarts`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = format!("{} {}", self.name, self.state);
         if let Some(health) = self.health {
             s.push_str(&format!(" ({health})"));

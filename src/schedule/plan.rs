@@ -30,7 +30,7 @@ impl CronExpr {
     }
 
     /// The first time strictly after `after` that matches, in `tz`.
-    pub fn next_after(&self, after: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
+    pub(crate) fn next_after(&self, after: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
         let zoned = after.to_zoned(tz.clone());
         self.cron
             .find_next_occurrence(&zoned, false)
@@ -100,7 +100,7 @@ impl Schedule {
     /// uniformly random jitter in `[0, jitter]`. Never earlier than the un-jittered time.
     /// `None` when a cron expression never matches again, or the interval reaches past the end
     /// of time.
-    pub fn next_run(&self, after: Timestamp, rng: &mut fastrand::Rng) -> Option<Timestamp> {
+    pub(crate) fn next_run(&self, after: Timestamp, rng: &mut fastrand::Rng) -> Option<Timestamp> {
         let base = match &self.kind {
             ScheduleKind::Interval(every) => after
                 .checked_add(SignedDuration::try_from(*every).ok()?)

@@ -56,8 +56,8 @@ pub struct WeekdaySet(u8);
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 impl WeekdaySet {
-    pub const ALL: Self = Self(0x7f);
-    pub const EMPTY: Self = Self(0);
+    pub(crate) const ALL: Self = Self(0x7f);
+    pub(crate) const EMPTY: Self = Self(0);
 
     pub fn with(self, day: Weekday) -> Self {
         Self(self.0 | 1 << day.to_monday_zero_offset())
@@ -169,7 +169,7 @@ impl Windows {
     }
 
     /// Whether these windows allow changes at any time.
-    pub fn is_unrestricted(&self) -> bool {
+    pub(crate) fn is_unrestricted(&self) -> bool {
         self.ranges.is_empty() && self.days.is_none_or(|d| d == WeekdaySet::ALL)
     }
 
@@ -184,7 +184,7 @@ impl Windows {
 
     /// `after` itself when a window is open then, else the instant the next window opens.
     /// `None` when no window opens within two weeks (no days selected).
-    pub fn next_open(&self, after: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn next_open(&self, after: Timestamp) -> Option<Timestamp> {
         if self.is_unrestricted() {
             return Some(after);
         }
@@ -197,7 +197,7 @@ impl Windows {
     /// May a change that takes up to `needed` (pull done, health timeout left) start at `now`?
     /// It may when a window is open and stays open for `needed`; otherwise it waits for the
     /// first window that is long enough.
-    pub fn may_change_now(&self, now: Timestamp, needed: Duration) -> WindowDecision {
+    pub(crate) fn may_change_now(&self, now: Timestamp, needed: Duration) -> WindowDecision {
         if self.is_unrestricted() {
             return WindowDecision::Allowed { closes: None };
         }

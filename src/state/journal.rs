@@ -72,7 +72,7 @@ impl SavedBytes {
     }
 
     /// The original bytes; `None` if hex data was damaged by hand.
-    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+    pub(crate) fn to_bytes(&self) -> Option<Vec<u8>> {
         match self {
             SavedBytes::Utf8(text) => Some(text.as_bytes().to_vec()),
             SavedBytes::Hex(hex) => {
@@ -167,7 +167,7 @@ pub enum JournalError {
 
 impl State {
     /// The update in flight for `service`, if any.
-    pub fn journal_entry(&self, service: &str) -> Option<&JournalEntry> {
+    pub(crate) fn journal_entry(&self, service: &str) -> Option<&JournalEntry> {
         self.journal.iter().find(|e| e.intent.service == service)
     }
 
@@ -181,7 +181,7 @@ impl State {
     }
 
     /// Records the intent of an update at [`Step::Planned`].
-    pub fn begin_update(
+    pub(crate) fn begin_update(
         &mut self,
         intent: UpdateIntent,
         now: Timestamp,
@@ -215,7 +215,7 @@ impl State {
 
     /// Records that the update of `service` reached `step`. Recording the current step again
     /// is allowed (a retried step); going back is not.
-    pub fn advance(
+    pub(crate) fn advance(
         &mut self,
         service: &str,
         step: Step,

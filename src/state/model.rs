@@ -199,7 +199,12 @@ pub fn render(state: &State) -> String {
 
 impl State {
     /// Records a registry check of `service` and what it was seen running (`None`: unknown).
-    pub fn record_check(&mut self, service: &str, running: Option<ImageVersion>, now: Timestamp) {
+    pub(crate) fn record_check(
+        &mut self,
+        service: &str,
+        running: Option<ImageVersion>,
+        now: Timestamp,
+    ) {
         let svc = self.services.entry(service.to_owned()).or_default();
         svc.last_check = Some(now);
         if running.is_some() {

@@ -168,7 +168,7 @@ pub enum Origin {
 
 impl Origin {
     /// True when the state file was damaged and had to be set aside.
-    pub fn is_recovery(&self) -> bool {
+    pub(crate) fn is_recovery(&self) -> bool {
         matches!(
             self,
             Origin::Restored { .. } | Origin::StartedFreshAfterCorruption { .. }
@@ -350,7 +350,7 @@ impl StateStore {
     }
 
     /// Records a registry check of `service` and, when known, what it runs.
-    pub fn record_check(
+    pub(crate) fn record_check(
         &mut self,
         service: &str,
         running: Option<ImageVersion>,
@@ -363,7 +363,7 @@ impl StateStore {
     }
 
     /// Pauses or resumes updates (the API's pause and resume); persists across restarts.
-    pub fn set_paused(&mut self, paused: bool, now: Timestamp) -> Result<(), StateError> {
+    pub(crate) fn set_paused(&mut self, paused: bool, now: Timestamp) -> Result<(), StateError> {
         self.change(now, |state| {
             state.paused = paused;
             Ok(())
@@ -380,12 +380,21 @@ impl StateStore {
     }
 
     /// Journals the intent of an update before it touches anything. Durable on return.
-    pub fn begin_update(&mut self, intent: UpdateIntent, now: Timestamp) -> Result<(), StateError> {
+    pub(crate) fn begin_update(
+        &mut self,
+        intent: UpdateIntent,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
         self.change(now, |state| state.begin_update(intent, now))
     }
 
     /// Journals that the update of `service` reached `step`. Durable on return.
-    pub fn advance(&mut self, service: &str, step: Step, now: Timestamp) -> Result<(), StateError> {
+    pub(crate) fn advance(
+        &mut self,
+        service: &str,
+        step: Step,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
         self.change(now, |state| state.advance(service, step, now))
     }
 

@@ -16,7 +16,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const NAMES: &'static [&'static str] = &[
+    pub(crate) const NAMES: &'static [&'static str] = &[
         "update_available",
         "update_started",
         "updated",
@@ -41,7 +41,7 @@ impl EventKind {
 
     /// The Docker Auto-Updater's event name, kept in the generic payload's `event` field:
     /// `update` for `updated`, `rollback` for `rolled_back`, the new name for the others.
-    pub fn seed_name(self) -> &'static str {
+    pub(crate) fn seed_name(self) -> &'static str {
         match self {
             Self::Updated => "update",
             Self::RolledBack => "rollback",
@@ -89,7 +89,7 @@ pub enum CheckResult {
 }
 
 impl CheckResult {
-    pub const NAMES: &'static [&'static str] = &["up_to_date", "update_available", "failed"];
+    pub(crate) const NAMES: &'static [&'static str] = &["up_to_date", "update_available", "failed"];
 
     pub fn as_str(self) -> &'static str {
         Self::NAMES[self as usize]
@@ -112,7 +112,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const NAMES: &'static [&'static str] = &[
+    pub(crate) const NAMES: &'static [&'static str] = &[
         "plan", "pull", "journal", "tag", "edit", "up", "health", "verify", "commit", "rollback",
     ];
 

@@ -16,7 +16,7 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    pub const NAMES: &'static [&'static str] = &["trace", "debug", "info", "warn", "error"];
+    pub(crate) const NAMES: &'static [&'static str] = &["trace", "debug", "info", "warn", "error"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
@@ -41,7 +41,7 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    pub const NAMES: &'static [&'static str] = &["plain", "json"];
+    pub(crate) const NAMES: &'static [&'static str] = &["plain", "json"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {

@@ -50,7 +50,7 @@ pub struct TelemetrySettings {
 }
 
 /// This machine's host name (`uname -n`).
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     rustix::system::uname()
         .nodename()
         .to_string_lossy()

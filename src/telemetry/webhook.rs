@@ -56,7 +56,7 @@ pub enum WebhookFormat {
 }
 
 impl WebhookFormat {
-    pub const NAMES: &'static [&'static str] = &["generic", "slack", "discord"];
+    pub(crate) const NAMES: &'static [&'static str] = &["generic", "slack", "discord"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
