@@ -227,10 +227,9 @@ impl Message {
         facts.push((
             "Where".to_owned(),
             format!(
-                "service {} in {} (lookout status {})",
+                "service {} in {} (`lookout status` on {host})",
                 u.compose_service,
-                u.compose_file.display(),
-                u.service
+                u.compose_file.display()
             ),
         ));
         let event_json = super::payload(super::WebhookFormat::Generic, event, host, at)?;
