@@ -568,6 +568,7 @@ const METRICS: &[&str] = &[
     "lookout_update_available",
     "lookout_last_check_timestamp_seconds",
     "lookout_webhook_deliveries_total",
+    "lookout_notify_deliveries_total",
     "lookout_build_info",
 ];
 const HISTOGRAMS: &[&str] = &[

@@ -181,7 +181,7 @@ fn read_entry(mut o: Obj<'_, '_>) -> Option<NotifySpec> {
                 o.ctx.problem(
                     o.path.clone(),
                     format!(
-                        "give url (a shoutrrr URL such as \"ntfy://ntfy.example.org/TOPIC\") or service (one of {})",
+                        "give url (a shoutrrr URL: ntfy://, telegram://, …) or service (one of {})",
                         SERVICES.join(", ")
                     ),
                 );

@@ -961,7 +961,7 @@ events = ["updated"]
         "notify[5].summary_wait: 2h is out of range: use 1s to 1h",
         "notify[7].name: \"dup\" is already the name of notify[6]",
         "notify[8].service: MQTT is not delivered by this version of lookout yet",
-        "notify[9]: give url (a shoutrrr URL such as \"ntfy://ntfy.example.org/TOPIC\") or service",
+        "notify[9]: give url (a shoutrrr URL: ntfy://, telegram://, …) or service",
         "WATCHTOWER_NOTIFICATION_URL (URL 1 of 1): telegram: names no chat",
     ];
     for want in expect {
