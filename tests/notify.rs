@@ -50,6 +50,7 @@ fn spec(name: &str, service: Service, mode: NotifyMode) -> NotifySpec {
         events: None,
         mode,
         timeout: Duration::from_secs(2),
+        templates: Default::default(),
     }
 }
 
@@ -558,4 +559,29 @@ async fn events_are_filtered_per_channel_and_summaries_hold_a_burst() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(summary.requests().len(), 1, "one summary for the burst");
+}
+
+#[tokio::test]
+async fn templates_shape_what_each_channel_sends() {
+    let server = ok();
+    let mut c = spec(
+        "tpl",
+        service(&format!("ntfy://{}/t?scheme=http", server.addr)),
+        NotifyMode::Event,
+    );
+    c.templates.title = Some("[{{ host }}] {{ service }} {{ type }}".into());
+    c.templates.body =
+        Some("{{ old_image }} -> {{ new_image }}{% if reason %}: {{ reason }}{% endif %}".into());
+    let t = start(vec![c]);
+    t.emit(rolled_back());
+    eventually("the request", || server.requests().len() == 1).await;
+    let b = json(&server.requests()[0]);
+    assert_eq!(b["title"], "[test-host] web rolled_back");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("nginx:1.27.0 -> nginx:1.27.1: health check failed"),
+        "{b}"
+    );
 }

@@ -15,6 +15,7 @@ use super::{DEFAULT_WEBHOOK_TIMEOUT, limits, string_list};
 use crate::telemetry::EventKind;
 use crate::telemetry::channels::shoutrrr::{self, Parsed};
 use crate::telemetry::channels::slack::{Flavor, SlackHook};
+use crate::telemetry::channels::template::Templates;
 use crate::telemetry::channels::{
     NotifyMode, NotifySpec, Service, discord, generic, gotify, matrix, ntfy, pushover, teams,
     telegram,
@@ -69,6 +70,7 @@ pub(super) fn read_notify(top: &mut Obj<'_, '_>) -> Vec<NotifySpec> {
                         events: None,
                         mode: NotifyMode::Event,
                         timeout: DEFAULT_WEBHOOK_TIMEOUT,
+                        templates: Templates::default(),
                     },
                 ));
             }
@@ -162,6 +164,10 @@ fn read_entry(mut o: Obj<'_, '_>) -> Option<NotifySpec> {
     let timeout = o
         .duration_in("timeout", limits::WEBHOOK_TIMEOUT, "")
         .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
+    let templates = Templates {
+        title: template(&mut o, "title_template"),
+        body: template(&mut o, "body_template"),
+    };
     let url_present = o.get("url").is_some();
     let url = o.secret("url");
     let service_name = o.string("service");
@@ -205,7 +211,20 @@ fn read_entry(mut o: Obj<'_, '_>) -> Option<NotifySpec> {
         events,
         mode,
         timeout,
+        templates,
     })
+}
+
+/// A template setting, checked against every kind of message.
+fn template(o: &mut Obj<'_, '_>, key: &'static str) -> Option<String> {
+    let source = o.string(key)?;
+    match Templates::check(&source, key) {
+        Ok(()) => Some(source),
+        Err(e) => {
+            o.ctx.problem(o.at(key), e);
+            None
+        }
+    }
 }
 
 /// `api_url` replaces the Bot API (Telegram) or Pushover's API address: a self-hosted Bot API

@@ -940,6 +940,11 @@ service = "mqtt"
 
 [[notify]]
 events = ["updated"]
+
+[[notify]]
+url = "discord://token@4"
+title_template = "{{ service "
+body_template = "{{ nope }}"
 "#;
     let env = |name: &str| {
         (name == "WATCHTOWER_NOTIFICATION_URL")
@@ -962,6 +967,8 @@ events = ["updated"]
         "notify[7].name: \"dup\" is already the name of notify[6]",
         "notify[8].service: MQTT is not delivered by this version of lookout yet",
         "notify[9]: give url (a shoutrrr URL: ntfy://, telegram://, …) or service",
+        "notify[10].title_template: title_template is not a valid template",
+        "notify[10].body_template: body_template fails for a update_available message",
         "WATCHTOWER_NOTIFICATION_URL (URL 1 of 1): telegram: names no chat",
     ];
     for want in expect {

@@ -57,6 +57,7 @@ impl ChannelWorker {
     }
 
     async fn deliver(&self, client: &reqwest::Client, message: &Message) {
+        let message = &self.spec.templates.apply(message);
         for request in self.spec.service.requests(message) {
             let timeout = self.spec.timeout;
             let sent = send_with_retries(

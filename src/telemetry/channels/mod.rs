@@ -21,6 +21,7 @@ pub mod shoutrrr;
 pub mod slack;
 pub mod teams;
 pub mod telegram;
+pub mod template;
 
 use std::time::Duration;
 
@@ -118,6 +119,8 @@ pub struct NotifySpec {
     pub mode: NotifyMode,
     /// Limit for one request attempt.
     pub timeout: Duration,
+    /// The operator's title and body templates, checked at load time.
+    pub templates: template::Templates,
 }
 
 /// How bad the news is; services map it to a priority or a colour.

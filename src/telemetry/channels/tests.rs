@@ -722,3 +722,48 @@ fn each_service_builds_its_documented_request() {
     );
     assert_eq!(b["attachments"][0]["content"]["type"], "AdaptiveCard");
 }
+
+#[test]
+fn templates_are_checked_against_every_kind_of_message() {
+    use super::template::Templates;
+    let per_event = "{% if type == 'summary' %}{{ title }}{% else %}{{ service }}: {{ old_image }} → {{ new_image }}{% endif %}";
+    assert!(Templates::check(per_event, "t").is_ok());
+    assert!(
+        Templates::check(
+            "{% if type == 'summary' %}{{ events | length }} events{% else %}{{ title }}{% if reason %} ({{ reason }}){% endif %}{% endif %}",
+            "t"
+        )
+        .is_ok()
+    );
+    let e = Templates::check("{{ service ", "title_template").unwrap_err();
+    assert!(
+        e.starts_with("title_template is not a valid template"),
+        "{e}"
+    );
+    let e = Templates::check("{{ servce }}", "body_template").unwrap_err();
+    assert!(
+        e.starts_with("body_template fails for a update_available message"),
+        "{e}"
+    );
+    // `service` exists for events but not for summaries.
+    let e = Templates::check("{{ service }}", "t");
+    assert!(
+        e.is_err_and(|e| e.contains("summary")),
+        "summaries have no service"
+    );
+}
+
+#[test]
+fn templates_replace_title_and_body() {
+    use super::template::Templates;
+    let t = Templates {
+        title: Some("[{{ host }}] {{ title }}".into()),
+        body: Some("{{ service }} {{ event }}: {{ reason }}".into()),
+    };
+    let m = t.apply(&message(EventKind::RolledBack));
+    assert_eq!(m.title, "[box-1] web: rolled back");
+    assert_eq!(
+        m.body,
+        "web rollback: health check failed: exit 1 (*_[x]_*)"
+    );
+}
