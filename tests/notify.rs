@@ -585,3 +585,55 @@ async fn templates_shape_what_each_channel_sends() {
         "{b}"
     );
 }
+
+#[tokio::test]
+async fn a_configuration_file_brings_its_channels_to_telemetry() {
+    let ntfy = ok();
+    let generic = ok();
+    let text = format!(
+        r#"
+[[notify]]
+url = "ntfy://:${{NTFY_TOKEN}}@{}/updates?scheme=http"
+events = ["rolled_back"]
+
+[[notify]]
+name = "hook"
+url = "generic+http://{}/in"
+mode = "summary"
+summary_wait = "1s"
+"#,
+        ntfy.addr, generic.addr
+    );
+    let env = |name: &str| (name == "NTFY_TOKEN").then(|| "tk_fromEnv123456".to_owned());
+    let config = lookout::config::from_text(std::path::Path::new("n.toml"), &text, &env).unwrap();
+    let names: Vec<&str> = config.notify.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["ntfy", "hook"]);
+    let (t, deliveries) = Telemetry::new(
+        TelemetrySettings::from_config(&config),
+        Arc::new(SystemClock),
+    );
+    tokio::spawn(deliveries.run(std::future::pending()));
+    t.emit(Event::Updated(update()));
+    t.emit(rolled_back());
+    eventually("ntfy", || ntfy.requests().len() == 1).await;
+    eventually("the summary", || generic.requests().len() == 1).await;
+    assert_eq!(
+        ntfy.requests()[0].header("authorization"),
+        Some("Bearer tk_fromEnv123456")
+    );
+    assert_eq!(json(&ntfy.requests()[0])["title"], "web: rolled back");
+    let b = json(&generic.requests()[0]);
+    assert_eq!(b["event"]["type"], "summary");
+    assert_eq!(b["event"]["events"].as_array().unwrap().len(), 2);
+    eventually("the counts", || {
+        metric(
+            &t,
+            r#"lookout_notify_deliveries_total{channel="hook",result="delivered"}"#,
+        ) == 1.0
+            && metric(
+                &t,
+                r#"lookout_notify_deliveries_total{channel="ntfy",result="delivered"}"#,
+            ) == 1.0
+    })
+    .await;
+}

@@ -8,7 +8,7 @@ use super::{Message, Prepared};
 
 pub const API: &str = "https://discord.com";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Discord {
     /// The whole webhook URL (its path is the credential).
     pub webhook_url: String,
@@ -17,6 +17,18 @@ pub struct Discord {
     /// `0xRRGGBB` or decimal; `None`: by event.
     pub color: Option<u32>,
     pub title: Option<String>,
+}
+
+impl std::fmt::Debug for Discord {
+    /// The URL as scheme and host only: its path is the credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discord")
+            .field("webhook_url", &crate::redact::redact_url(&self.webhook_url))
+            .field("username", &self.username)
+            .field("color", &self.color)
+            .field("title", &self.title)
+            .finish()
+    }
 }
 
 impl Discord {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::shoutrrr::{Parts, UrlError};
 use super::{Message, Method, Prepared};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Generic {
     /// The endpoint, with the forwarded query (and any credentials in it).
     pub url: String,
@@ -21,6 +21,19 @@ pub struct Generic {
     pub title_key: String,
     pub message_key: String,
     pub title: Option<String>,
+}
+
+impl std::fmt::Debug for Generic {
+    /// The URL as scheme and host only: its path is the credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generic")
+            .field("url", &crate::redact::redact_url(&self.url))
+            .field("method", &self.method)
+            .field("content_type", &self.content_type)
+            .field("title_key", &self.title_key)
+            .field("message_key", &self.message_key)
+            .finish()
+    }
 }
 
 const RESERVED: &[&str] = &[

@@ -14,7 +14,7 @@ pub enum Auth {
     Token(Secret),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Ntfy {
     /// `https://ntfy.sh` (with a sub-path when the server has one), no trailing `/`.
     pub server: String,
@@ -34,6 +34,19 @@ pub struct Ntfy {
     pub email: Option<String>,
     pub cache: Option<bool>,
     pub firebase: Option<bool>,
+}
+
+impl std::fmt::Debug for Ntfy {
+    /// The topic is masked: on a public server, knowing it is reading it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ntfy")
+            .field("server", &crate::redact::redact_url(&self.server))
+            .field("topic", &crate::redact::MASK)
+            .field("auth", &self.auth.as_ref().map(|_| crate::redact::MASK))
+            .field("priority", &self.priority)
+            .field("tags", &self.tags)
+            .finish()
+    }
 }
 
 /// `1`-`5` or ntfy's names (`min`, `low`, `default`, `high`, `max`, `urgent`).

@@ -24,7 +24,7 @@ impl Flavor {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SlackHook {
     pub flavor: Flavor,
     /// The whole hook URL (its path is the credential).
@@ -37,6 +37,18 @@ pub struct SlackHook {
     pub color: Option<String>,
     pub title: Option<String>,
     pub thread_ts: Option<String>,
+}
+
+impl std::fmt::Debug for SlackHook {
+    /// The URL as scheme and host only: its path is the credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackHook")
+            .field("webhook_url", &crate::redact::redact_url(&self.webhook_url))
+            .field("flavor", &self.flavor)
+            .field("username", &self.username)
+            .field("channel", &self.channel)
+            .finish()
+    }
 }
 
 impl SlackHook {

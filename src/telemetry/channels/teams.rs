@@ -7,13 +7,24 @@ use serde_json::json;
 use super::shoutrrr::{Parts, UrlError};
 use super::{Message, Prepared};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Teams {
     /// The whole webhook URL (its path and query are the credential).
     pub webhook_url: String,
     pub title: Option<String>,
     /// `#rrggbb` or `rrggbb`: shown as an accent line; `None`: by event.
     pub color: Option<String>,
+}
+
+impl std::fmt::Debug for Teams {
+    /// The URL as scheme and host only: its path is the credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Teams")
+            .field("webhook_url", &crate::redact::redact_url(&self.webhook_url))
+            .field("title", &self.title)
+            .field("color", &self.color)
+            .finish()
+    }
 }
 
 impl Teams {
