@@ -637,3 +637,72 @@ summary_wait = "1s"
     })
     .await;
 }
+
+#[tokio::test]
+async fn matrix_room_aliases_are_looked_up_once() {
+    let server = FakeHttp::start(|r| {
+        if r.method == "GET" && r.path == "/_matrix/client/v3/directory/room/%23ops%3Aexample%2Eorg"
+        {
+            Response::json(
+                200,
+                &serde_json::json!({"room_id": "!resolved:example.org", "servers": ["example.org"]}),
+            )
+        } else if r.method == "GET" {
+            Response::json(404, &serde_json::json!({"errcode": "M_NOT_FOUND"}))
+        } else {
+            Response::json(200, &serde_json::json!({"event_id": "$e"}))
+        }
+    });
+    let url = format!(
+        "matrix://:syt_access_token@{}/?rooms=%23ops:example.org,gone:example.org&disableTLS=yes",
+        server.addr
+    );
+    let t = start(vec![spec("m", service(&url), NotifyMode::Event)]);
+    t.emit(rolled_back());
+    t.emit(Event::Updated(update()));
+    eventually("two sends", || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT")
+            .count()
+            == 2
+    })
+    .await;
+    eventually("the counts", || {
+        metric(
+            &t,
+            r#"lookout_notify_deliveries_total{channel="m",result="delivered"}"#,
+        ) == 2.0
+            && metric(
+                &t,
+                r#"lookout_notify_deliveries_total{channel="m",result="failed"}"#,
+            ) == 2.0
+    })
+    .await;
+    let got = server.requests();
+    let lookups: Vec<&str> = got
+        .iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(
+        lookups,
+        [
+            "/_matrix/client/v3/directory/room/%23ops%3Aexample%2Eorg",
+            "/_matrix/client/v3/directory/room/%23gone%3Aexample%2Eorg",
+            "/_matrix/client/v3/directory/room/%23gone%3Aexample%2Eorg",
+        ],
+        "a resolved alias is kept; one that failed is asked again"
+    );
+    for r in got.iter().filter(|r| r.method == "PUT") {
+        assert!(
+            r.path.starts_with(
+                "/_matrix/client/v3/rooms/%21resolved%3Aexample%2Eorg/send/m.room.message/lookout-"
+            ),
+            "{}",
+            r.path
+        );
+        assert_eq!(r.header("authorization"), Some("Bearer syt_access_token"));
+    }
+}

@@ -104,6 +104,7 @@ impl Telemetry {
                 retry: settings.retry,
                 metrics: metrics.clone(),
                 host: settings.host.clone(),
+                room_ids: Default::default(),
             });
             channels.push(ChannelQueue { spec, tx });
         }

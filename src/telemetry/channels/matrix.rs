@@ -14,7 +14,8 @@ pub struct Matrix {
     /// `https://matrix.example.org[:port]`.
     pub homeserver: String,
     pub access_token: Secret,
-    /// Room ids (`!abc:example.org`) or aliases (`#room:example.org`).
+    /// Room ids (`!abc:example.org`) or aliases (`#room:example.org`); aliases are resolved
+    /// by the worker before sending ([`Matrix::alias_url`]), requests go to ids only.
     pub rooms: Vec<String>,
     /// A user for password login (the token is then the password).
     pub user: Option<String>,
@@ -55,20 +56,25 @@ impl Matrix {
         })
     }
 
-    /// What this lookout cannot do yet: password login, rooms by alias, every joined room.
+    /// What this lookout cannot do yet: password login, every joined room.
     pub fn undeliverable(&self) -> Option<String> {
         if self.user.is_some() {
             return Some("Matrix password login is not supported yet: give an access token with no user (matrix://:ACCESS_TOKEN@homeserver/?rooms=…)".into());
         }
         if self.rooms.is_empty() {
-            return Some("names no room: add ?rooms=!ROOM_ID:server (sending to every joined room is not supported)".into());
-        }
-        if let Some(alias) = self.rooms.iter().find(|r| !r.starts_with('!')) {
-            return Some(format!(
-                "room alias {alias:?} is not supported yet: give the room id (!…:server, under the room's settings → Advanced)"
-            ));
+            return Some("names no room: add ?rooms=!ROOM_ID:server or #alias:server (sending to every joined room is not supported)".into());
         }
         None
+    }
+
+    /// The URL that resolves a room alias (`#room:server`) to its id:
+    /// `GET /_matrix/client/v3/directory/room/{alias}`, answered `{"room_id": "!…"}`.
+    pub fn alias_url(&self, alias: &str) -> String {
+        format!(
+            "{}/_matrix/client/v3/directory/room/{}",
+            trim_base(&self.homeserver),
+            percent_encoding::utf8_percent_encode(alias, percent_encoding::NON_ALPHANUMERIC)
+        )
     }
 
     pub fn requests(&self, m: &Message) -> Vec<Prepared> {
@@ -89,6 +95,7 @@ impl Matrix {
         self.rooms
             .iter()
             .enumerate()
+            .filter(|(_, room)| room.starts_with('!'))
             .map(|(i, room)| {
                 let url = format!(
                     "{}/_matrix/client/v3/rooms/{}/send/m.room.message/lookout-{}-{i}",

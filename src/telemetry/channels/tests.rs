@@ -535,10 +535,6 @@ fn email_mqtt_and_matrix_password_login_are_refused_by_name() {
             "matrix://bob:hunter22@matrix.example.org/?rooms=!a:b",
             "password login is not supported yet",
         ),
-        (
-            "matrix://:tok@matrix.example.org/?rooms=%23alias:example.org",
-            "room alias \"#alias:example.org\" is not supported yet",
-        ),
         ("matrix://:tok@matrix.example.org/", "names no room"),
     ] {
         let why = parse(url)
