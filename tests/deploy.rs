@@ -366,6 +366,7 @@ fn every_config_example_validates() {
         "digest-latest.toml",
         "slack-webhook.toml",
         "maintenance-windows.toml",
+        "notify-channels.toml",
         "docker-auto-updater/updater_config.json",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} is missing");

@@ -461,7 +461,23 @@ fn the_documented_default_covers_every_key_of_the_schema() {
             "[[webhooks]]\nurl = \"http://x\"\nzz_unknown = 1\n".to_owned(),
             "webhooks[0].zz_unknown",
         ),
+        (
+            "[[notify]]\nurl = \"ntfy://ntfy.example.org/t\"\nzz_unknown = 1\n".to_owned(),
+            "notify[0].zz_unknown",
+        ),
     ];
+    let services = [
+        "ntfy", "gotify", "telegram", "teams", "matrix", "pushover", "slack", "discord", "generic",
+    ];
+    let levels: Vec<(String, &str)> = levels
+        .into_iter()
+        .chain(services.iter().map(|s| {
+            (
+                format!("[[notify]]\nservice = \"{s}\"\nzz_unknown = 1\n"),
+                "notify[0].zz_unknown",
+            )
+        }))
+        .collect();
     let mut missing = Vec::new();
     for (text, path) in &levels {
         for key in schema_keys(text, path) {
