@@ -210,7 +210,27 @@ fn is_chat_webhook(host: &str) -> bool {
     ) || host.ends_with(".webhook.office.com")
 }
 
+/// shoutrrr schemes whose host is itself part of the credential (a Slack token part, a
+/// Teams group id, a Pushover user key, a Discord webhook id): all after the scheme is masked.
+const SHOUTRRR_OPAQUE: &[&str] = &["slack", "teams", "pushover", "discord"];
+/// shoutrrr schemes whose path (a topic, token or room) is the credential.
+const SHOUTRRR_PATH_SECRET: &[&str] = &[
+    "ntfy",
+    "gotify",
+    "telegram",
+    "matrix",
+    "mattermost",
+    "rocketchat",
+    "generic",
+    "generic+https",
+    "generic+http",
+];
+
 fn redact_url_parts(scheme: &str, rest: &str) -> String {
+    let lower = scheme.to_ascii_lowercase();
+    if SHOUTRRR_OPAQUE.contains(&lower.as_str()) && !rest.is_empty() {
+        return format!("{scheme}://{MASK}");
+    }
     let (rest, fragment) = match rest.split_once('#') {
         Some((r, f)) => (r, Some(f)),
         None => (rest, None),
@@ -230,7 +250,7 @@ fn redact_url_parts(scheme: &str, rest: &str) -> String {
         None => authority,
     };
     out.push_str(host);
-    if is_chat_webhook(host) && path.len() > 1 {
+    if (is_chat_webhook(host) || SHOUTRRR_PATH_SECRET.contains(&lower.as_str())) && path.len() > 1 {
         out.push('/');
         out.push_str(MASK);
     } else {
@@ -420,6 +440,27 @@ mod tests {
                 "https://ghcr.io/v2/o/r/manifests/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             ),
             ("unix:///var/run/docker.sock", "unix:///var/run/docker.sock"),
+            // shoutrrr URLs.
+            (
+                "slack://T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX?channel=ops",
+                "slack://***",
+            ),
+            (
+                "bad URL pushover://shoutrrr:apiToken@userKey/?devices=a",
+                "bad URL pushover://***",
+            ),
+            (
+                "telegram://110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw@telegram?chats=@c",
+                "telegram://***@telegram?chats=***",
+            ),
+            (
+                "gotify://gotify.example.com/path/AzyoeNS.D4iJLVa/?priority=1",
+                "gotify://gotify.example.com/***?priority=***",
+            ),
+            (
+                "ntfy://ntfy.example.org/private-topic",
+                "ntfy://ntfy.example.org/***",
+            ),
             (
                 "docker.io/library/nginx:1.27",
                 "docker.io/library/nginx:1.27",

@@ -366,6 +366,7 @@ fn every_config_example_validates() {
         "digest-latest.toml",
         "slack-webhook.toml",
         "maintenance-windows.toml",
+        "notify-channels.toml",
         "docker-auto-updater/updater_config.json",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} is missing");
@@ -568,6 +569,7 @@ const METRICS: &[&str] = &[
     "lookout_update_available",
     "lookout_last_check_timestamp_seconds",
     "lookout_webhook_deliveries_total",
+    "lookout_notify_deliveries_total",
     "lookout_build_info",
 ];
 const HISTOGRAMS: &[&str] = &[

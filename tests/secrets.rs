@@ -26,6 +26,11 @@ const DISCORD_TOKEN: &str = "discordTok-9f8e7d6c5b4a";
 const URL_PASSWORD: &str = "urlpass-77aa88bb";
 const QUERY_TOKEN: &str = "querytoken-3c4d5e6f";
 const AWS_SECRET: &str = "awsSecretKey/abcdEFGH1234";
+const NTFY_TOKEN: &str = "tk_ntfyToken8d7c6b5a";
+const TELEGRAM_SECRET: &str = "AAHtgSecret9x8y7z6w5v";
+const GOTIFY_TOKEN: &str = "AgotifyTok.4e5r6t7y";
+const MATRIX_TOKEN: &str = "syt_matrixTok_1a2b3c4d";
+const PUSHOVER_TOKEN: &str = "azPushoverTok5u6i7o8p";
 /// `bob:regpass-…` as HTTP Basic sends it.
 const BASIC_CREDENTIALS: &str = "Ym9iOnJlZ3Bhc3MtWng5cTJ3M2U0cjV0";
 
@@ -41,6 +46,11 @@ const SECRETS: &[&str] = &[
     QUERY_TOKEN,
     AWS_SECRET,
     BASIC_CREDENTIALS,
+    NTFY_TOKEN,
+    TELEGRAM_SECRET,
+    GOTIFY_TOKEN,
+    MATRIX_TOKEN,
+    PUSHOVER_TOKEN,
 ];
 
 fn slack_url() -> String {
@@ -303,6 +313,25 @@ fn mistakes() -> Vec<(&'static str, String)> {
                 "listen = \"0.0.0.0:9100\"\nhook_secret = \"{HOOK_SECRET}\"\nhealth_timeout = 18446744073709551615\npasword = \"{REGISTRY_PASSWORD}\"\n[[webhooks]]\nurl = \"{}\"\nsecret = \"{WEBHOOK_SECRET}\"\nevents = [\"{WEBHOOK_SECRET}\"]\n{service}image_tag = \"x\"\nregistry_config = {{ username = \"bob\", password = \"{REGISTRY_PASSWORD}\", colour = \"{REGISTRY_PASSWORD}\" }}\n",
                 generic_url()
             ),
+        ),
+        // Notification channels: shoutrrr URLs and service fields with mistakes next to
+        // their tokens.
+        (
+            "notify.toml",
+            format!(
+                "[[notify]]\nurl = \"ntfy://:{NTFY_TOKEN}@ntfy.example.org/alerts?colour=red\"\n\
+                 [[notify]]\nurl = \"telegram://110201543:{TELEGRAM_SECRET}@telegram?chats=nope\"\n\
+                 [[notify]]\nurl = \"gotify://gotify.example.com/{GOTIFY_TOKEN}/?priority=99\"\n\
+                 [[notify]]\nurl = \"smtp://bob:{URL_PASSWORD}@mail.example.com:587/?from=a@example.com&to=b@example.com\"\n\
+                 [[notify]]\nservice = \"matrix\"\nhomeserver = \"https://matrix.example.org\"\naccess_token = \"{MATRIX_TOKEN}\"\nrooms = [\"#ops:example.org\"]\n\
+                 [[notify]]\nservice = \"pushover\"\ntoken = \"{PUSHOVER_TOKEN}\"\nuser = 5\n\
+                 [[notify]]\nservice = \"telegram\"\nbot_token = \"{TELEGRAM_SECRET}\"\nchats = [\"@ops\"]\n\
+                 [[notify]]\nurl = \"slack://T0LOOKOUT/B0LOOKOUT/{SLACK_TOKEN}?colour=red\"\n"
+            ),
+        ),
+        (
+            "notify-url-type.toml",
+            format!("[[notify]]\nurl = [\"discord://{DISCORD_TOKEN}@1\"]\nname = \"{DISCORD_TOKEN}\"\n"),
         ),
         (
             "weak-token.toml",

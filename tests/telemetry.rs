@@ -117,6 +117,7 @@ fn start(webhooks: Vec<WebhookSpec>, capacity: usize) -> (Telemetry, Deliveries)
         services: vec!["web".into()],
         registries: Vec::new(),
         webhooks,
+        notify: Vec::new(),
         queue_capacity: capacity,
         retry: Retry {
             attempts: 3,

@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod harness;
 mod hostile_registry;
 mod invariants;
+mod notify;
 mod registry;
 mod resilience;
 mod runtime;

@@ -13,6 +13,7 @@
 
 mod fields;
 mod files;
+mod notify;
 mod settings;
 
 use std::fmt;
@@ -32,7 +33,8 @@ use crate::redact;
 use crate::reference::ImageRef;
 use crate::schedule::{CronExpr, TimeRange, WeekdaySet, parse_windows};
 use crate::secret::Secret;
-use crate::telemetry::{EventKind, LogFormat, LogLevel, WebhookFormat, WebhookSpec};
+use crate::telemetry::{EventKind, LogFormat, LogLevel, NotifySpec, WebhookFormat, WebhookSpec};
+pub use notify::WATCHTOWER_URLS;
 
 /// Where lookout looks for its configuration when none is given.
 pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
@@ -60,6 +62,7 @@ pub mod limits {
     pub const COMPOSE_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(HOUR);
     pub(crate) const CHECK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(HOUR);
     pub(crate) const WEBHOOK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(5 * MINUTE);
+    pub(crate) const SUMMARY_WAIT: RangeInclusive<Duration> = secs(1)..=secs(HOUR);
     pub(crate) const STATE_BACKUPS: RangeInclusive<u64> = 0..=1000;
     pub const PORT: RangeInclusive<u64> = 1..=65_535;
 }
@@ -214,6 +217,8 @@ pub struct Config {
     pub first_check_at_start: bool,
     /// Every webhook endpoint, `webhook_url` (generic format, all events) last.
     pub webhooks: Vec<WebhookSpec>,
+    /// Notification channels: `[[notify]]`, then `WATCHTOWER_NOTIFICATION_URL`'s URLs.
+    pub notify: Vec<NotifySpec>,
     pub pause_updates: bool,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
@@ -505,6 +510,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
     let webhook_url = top.url("webhook_url", true);
     let when = read_when(&mut top, timing.check_interval);
     let webhooks = read_webhooks(&mut top, webhook_url.as_deref());
+    let notify = notify::read_notify(&mut top);
     let pause_updates = top.bool("pause_updates").unwrap_or(false);
     let log_level = top
         .choice("log_level", LogLevel::NAMES, LogLevel::parse)
@@ -544,6 +550,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         check_jitter: when.check_jitter,
         first_check_at_start: when.first_check_at_start,
         webhooks,
+        notify,
         pause_updates,
         log_level,
         log_format,

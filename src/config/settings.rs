@@ -64,6 +64,7 @@ impl TelemetrySettings {
             services: config.services.iter().map(|s| s.name.clone()).collect(),
             registries,
             webhooks: config.webhooks.clone(),
+            notify: config.notify.clone(),
             queue_capacity: 256,
             retry: Retry::default(),
         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::telemetry::{NotifyMode, Service};
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -460,7 +461,23 @@ fn the_documented_default_covers_every_key_of_the_schema() {
             "[[webhooks]]\nurl = \"http://x\"\nzz_unknown = 1\n".to_owned(),
             "webhooks[0].zz_unknown",
         ),
+        (
+            "[[notify]]\nurl = \"ntfy://ntfy.example.org/t\"\nzz_unknown = 1\n".to_owned(),
+            "notify[0].zz_unknown",
+        ),
     ];
+    let services = [
+        "ntfy", "gotify", "telegram", "teams", "matrix", "pushover", "slack", "discord", "generic",
+    ];
+    let levels: Vec<(String, &str)> = levels
+        .into_iter()
+        .chain(services.iter().map(|s| {
+            (
+                format!("[[notify]]\nservice = \"{s}\"\nzz_unknown = 1\n"),
+                "notify[0].zz_unknown",
+            )
+        }))
+        .collect();
     let mut missing = Vec::new();
     for (text, path) in &levels {
         for key in schema_keys(text, path) {
@@ -813,4 +830,179 @@ timezone = "UTC"
     };
     check(0, ("120-240", "mon,tue,wed,thu,fri", "Europe/Berlin"));
     check(1, ("600-660", "mon,tue,wed,thu,fri", "UTC"));
+}
+
+#[test]
+fn notify_channels_read_from_urls_fields_and_watchtower_variable() {
+    let text = r#"
+[[webhooks]]
+url = "https://example.com/hook"
+
+[[notify]]
+url = "ntfy://:tk_abcdefgh1234@ntfy.example.org/alerts"
+events = ["rolled_back", "update_failed"]
+priority = { rolled_back = "high", update_failed = 5 }
+tags = { update_failed = ["x"] }
+
+[[notify]]
+service = "ntfy"
+topic_url = "https://ntfy.example.org/sub/other"
+username = "bob"
+password = "${NTFY_PASSWORD}"
+mode = "summary"
+summary_wait = "2m"
+
+[[notify]]
+name = "ops-chat"
+service = "telegram"
+bot_token = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+chats = ["@ops", "-100123:7"]
+api_url = "http://127.0.0.1:8081"
+timeout = "5s"
+"#;
+    let env = |name: &str| match name {
+        "NTFY_PASSWORD" => Some("hunter2-hunter2".to_owned()),
+        "WATCHTOWER_NOTIFICATION_URL" => Some(
+            "gotify://gotify.example.com/AzyoeNS.D4iJLVa  discord://token@693853386302554172"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    let c = load_str("n.toml", text, &env).unwrap();
+    assert_eq!(c.webhooks.len(), 1, "[[webhooks]] keep working");
+    let names: Vec<&str> = c.notify.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["ntfy", "ntfy-2", "ops-chat", "gotify", "discord"]);
+    let first = &c.notify[0];
+    assert_eq!(
+        first.events,
+        Some(vec![EventKind::RolledBack, EventKind::UpdateFailed])
+    );
+    let Service::Ntfy(n) = &first.service else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        n.priorities,
+        [(EventKind::RolledBack, 4), (EventKind::UpdateFailed, 5)]
+    );
+    assert_eq!(
+        n.tags_by_event,
+        [(EventKind::UpdateFailed, vec!["x".to_owned()])]
+    );
+    let Service::Ntfy(n) = &c.notify[1].service else {
+        panic!()
+    };
+    assert_eq!(
+        (n.server.as_str(), n.topic.as_str()),
+        ("https://ntfy.example.org/sub", "other")
+    );
+    assert!(
+        matches!(&n.auth, Some(crate::telemetry::channels::ntfy::Auth::Basic { user, password }) if user == "bob" && password.expose() == "hunter2-hunter2")
+    );
+    assert_eq!(
+        c.notify[1].mode,
+        NotifyMode::Summary {
+            wait: Duration::from_secs(120)
+        }
+    );
+    let Service::Telegram(t) = &c.notify[2].service else {
+        panic!()
+    };
+    assert_eq!(
+        (t.api.as_str(), t.chats.len()),
+        ("http://127.0.0.1:8081", 2)
+    );
+    assert_eq!(c.notify[2].timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn bad_notify_entries_are_reported_with_paths_and_without_secrets() {
+    let text = r#"
+[[notify]]
+url = "ntfy://:tk_secret_value_1@ntfy.example.org/alerts?colour=red"
+
+[[notify]]
+url = "smtp://bob:mail-password-1@mail.example.com:587/?from=a@example.com&to=b@example.com"
+
+[[notify]]
+service = "carrier-pigeon"
+
+[[notify]]
+url = "gotify://h/AzyoeNS.D4iJLVa"
+service = "gotify"
+
+[[notify]]
+service = "gotify"
+server = "https://gotify.example.com"
+token = "gotify-token-secret"
+topic_url = "https://x/y"
+api_url = "http://127.0.0.1:1"
+
+[[notify]]
+name = "a b"
+url = "discord://token@1"
+mode = "digest"
+summary_wait = "2h"
+
+[[notify]]
+name = "dup"
+url = "discord://token@2"
+
+[[notify]]
+name = "dup"
+url = "discord://token@3"
+
+[[notify]]
+service = "mqtt"
+
+[[notify]]
+events = ["updated"]
+
+[[notify]]
+url = "discord://token@4"
+title_template = "{{ service "
+body_template = "{{ nope }}"
+"#;
+    let env = |name: &str| {
+        (name == "WATCHTOWER_NOTIFICATION_URL")
+            .then(|| "telegram://110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw@telegram".to_owned())
+    };
+    let Err(ConfigError::Invalid { problems, .. }) = load_str("n.toml", text, &env) else {
+        panic!("expected problems")
+    };
+    let got: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let expect = [
+        "notify[0].url: ntfy: lookout does not support the parameter(s) \"colour\"",
+        "notify[1].url: email: email over SMTP is not delivered by this version of lookout yet",
+        "notify[2].service: \"carrier-pigeon\" is not one of ntfy, gotify",
+        "notify[3].service: give either url (a shoutrrr URL) or service with its fields, not both",
+        "notify[4].api_url: applies to telegram and pushover only, not gotify",
+        "notify[4].topic_url: unknown key",
+        "notify[5].name: \"a b\" is not a channel name",
+        "notify[5].mode: \"digest\" is not one of event, summary",
+        "notify[5].summary_wait: 2h is out of range: use 1s to 1h",
+        "notify[7].name: \"dup\" is already the name of notify[6]",
+        "notify[8].service: MQTT is not delivered by this version of lookout yet",
+        "notify[9]: give url (a shoutrrr URL: ntfy://, telegram://, …) or service",
+        "notify[10].title_template: title_template is not a valid template",
+        "notify[10].body_template: body_template fails for a update_available message",
+        "WATCHTOWER_NOTIFICATION_URL (URL 1 of 1): telegram: names no chat",
+    ];
+    for want in expect {
+        assert!(
+            got.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in\n{}",
+            got.join("\n")
+        );
+    }
+    assert_eq!(got.len(), expect.len(), "{}", got.join("\n"));
+    let all = got.join("\n");
+    for secret in [
+        "tk_secret_value_1",
+        "mail-password-1",
+        "AzyoeNS.D4iJLVa",
+        "gotify-token-secret",
+        "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+    ] {
+        assert!(!all.contains(secret), "{secret} in\n{all}");
+    }
 }

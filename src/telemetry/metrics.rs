@@ -22,6 +22,7 @@ pub struct Metrics {
     pub(crate) check_duration: Histogram,
     pub(crate) update_duration: Histogram,
     pub(crate) webhook_deliveries: IntCounterVec,
+    pub(crate) notify_deliveries: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -38,6 +39,11 @@ pub(super) const UPDATE_RESULTS: &[&str] = &["updated", "rolled_back", "failed"]
 impl Metrics {
     /// Registers every metric; `services` get their per-service series at zero from the start.
     pub fn new(version: &str, services: &[String]) -> Self {
+        Self::with_channels(version, services, &[])
+    }
+
+    /// [`Metrics::new`], and the notification `channels` with their series at zero.
+    pub fn with_channels(version: &str, services: &[String], channels: &[String]) -> Self {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -128,6 +134,11 @@ impl Metrics {
                 "Webhook deliveries, by result (delivered, retried, failed, dropped).",
                 &["result"],
             ),
+            notify_deliveries: counter_vec(
+                "lookout_notify_deliveries_total",
+                "Notification requests, by channel and result (delivered, retried, failed, dropped).",
+                &["channel", "result"],
+            ),
             registry: registry.clone(),
         };
         let build_info = gauge_vec(
@@ -138,6 +149,12 @@ impl Metrics {
         build_info.with_label_values(&[version]).set(1);
         for result in DELIVERY_RESULTS {
             m.webhook_deliveries.with_label_values(&[*result]);
+        }
+        for channel in channels {
+            for result in DELIVERY_RESULTS {
+                m.notify_deliveries
+                    .with_label_values(&[channel.as_str(), result]);
+            }
         }
         for result in super::CheckResult::NAMES {
             m.checks.with_label_values(&[*result]);

@@ -4,11 +4,14 @@
 //! increments a metric or sends a webhook, so the log, `/metrics` and the webhooks never
 //! disagree. `emit` never waits: webhook bodies go to bounded per-endpoint queues that
 //! [`Deliveries::run`] drains in the background; a full queue drops the delivery and counts it
-//! as `lookout_webhook_deliveries_total{result="dropped"}`.
+//! as `lookout_webhook_deliveries_total{result="dropped"}`. Notification channels
+//! ([`channels`], `[[notify]]`) get the event's [`Message`] through queues of their own,
+//! counted as `lookout_notify_deliveries_total{channel, result}`.
 //!
 //! Metric labels take configured names only: a service or registry name that was not registered
 //! in [`TelemetrySettings`] is counted as `other`.
 
+pub mod channels;
 mod event;
 mod logging;
 mod metrics;
@@ -26,7 +29,10 @@ pub use webhook::{
     Deliveries, Retry, SIGNATURE_HEADER, WebhookFormat, WebhookSpec, event_id, payload, signature,
 };
 
+pub use channels::{Message, NotifyMode, NotifySpec, Service};
+
 use crate::schedule::Clock;
+use channels::deliver::{ChannelQueue, ChannelWorker};
 use webhook::{Delivery, Endpoint, redact};
 
 /// The label value for names that were not configured.
@@ -44,7 +50,9 @@ pub struct TelemetrySettings {
     /// Configured registry hosts: the only values of the `registry` label.
     pub registries: Vec<String>,
     pub webhooks: Vec<WebhookSpec>,
-    /// Deliveries each endpoint's queue holds before new ones are dropped.
+    /// Notification channels (`[[notify]]`).
+    pub notify: Vec<NotifySpec>,
+    /// Deliveries each endpoint's (and channel's) queue holds before new ones are dropped.
     pub queue_capacity: usize,
     pub retry: Retry,
 }
@@ -71,12 +79,14 @@ struct Inner {
     host: String,
     clock: Arc<dyn Clock>,
     endpoints: Vec<Endpoint>,
+    channels: Vec<ChannelQueue>,
 }
 
 impl Telemetry {
     /// The handle and the webhook workers; spawn `Deliveries::run` (it needs a tokio runtime).
     pub fn new(settings: TelemetrySettings, clock: Arc<dyn Clock>) -> (Self, Deliveries) {
-        let metrics = Metrics::new(&settings.version, &settings.services);
+        let names: Vec<String> = settings.notify.iter().map(|n| n.name.clone()).collect();
+        let metrics = Metrics::with_channels(&settings.version, &settings.services, &names);
         let mut endpoints = Vec::new();
         let mut receivers = Vec::new();
         for spec in settings.webhooks {
@@ -84,7 +94,21 @@ impl Telemetry {
             receivers.push((spec.clone(), rx));
             endpoints.push(Endpoint { spec, tx });
         }
-        let deliveries = Deliveries::new(receivers, settings.retry, &metrics);
+        let mut channels = Vec::new();
+        let mut channel_workers = Vec::new();
+        for spec in settings.notify {
+            let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+            channel_workers.push(ChannelWorker {
+                spec: spec.clone(),
+                rx,
+                retry: settings.retry,
+                metrics: metrics.clone(),
+                host: settings.host.clone(),
+                room_ids: Default::default(),
+            });
+            channels.push(ChannelQueue { spec, tx });
+        }
+        let deliveries = Deliveries::new(receivers, channel_workers, settings.retry, &metrics);
         let inner = Inner {
             metrics,
             services: settings.services.into_iter().collect(),
@@ -92,6 +116,7 @@ impl Telemetry {
             host: settings.host,
             clock,
             endpoints,
+            channels,
         };
         (
             Self {
@@ -215,7 +240,43 @@ impl Telemetry {
         }
     }
 
+    /// Hands `event`'s message to every channel that wants it, without waiting.
+    fn notify(&self, event: &Event) {
+        let Some(kind) = event.kind() else { return };
+        if self.inner.channels.is_empty() {
+            return;
+        }
+        let Some(message) = Message::for_event(event, &self.inner.host, self.inner.clock.now())
+        else {
+            return;
+        };
+        for channel in &self.inner.channels {
+            if channel
+                .spec
+                .events
+                .as_ref()
+                .is_some_and(|events| !events.contains(&kind))
+            {
+                continue;
+            }
+            if channel.tx.try_send(message.clone()).is_err() {
+                self.inner
+                    .metrics
+                    .notify_deliveries
+                    .with_label_values(&[channel.spec.name.as_str(), "dropped"])
+                    .inc();
+                tracing::warn!(
+                    id = %message.id,
+                    event = kind.as_str(),
+                    channel = %channel.spec.name,
+                    "notification queue full or closed; message dropped"
+                );
+            }
+        }
+    }
+
     fn enqueue(&self, event: &Event) {
+        self.notify(event);
         let Some(kind) = event.kind() else { return };
         if self.inner.endpoints.is_empty() {
             return;

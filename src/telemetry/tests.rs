@@ -31,6 +31,7 @@ fn telemetry(services: &[&str]) -> Telemetry {
         services: services.iter().map(|s| s.to_string()).collect(),
         registries: vec!["docker.io".into()],
         webhooks: Vec::new(),
+        notify: Vec::new(),
         queue_capacity: 4,
         retry: Retry::default(),
     };

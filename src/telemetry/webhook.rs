@@ -282,6 +282,7 @@ pub(crate) struct Endpoint {
 #[must_use = "webhooks are only delivered while Deliveries::run runs"]
 pub struct Deliveries {
     workers: Vec<Worker>,
+    channels: Vec<super::channels::deliver::ChannelWorker>,
 }
 
 struct Worker {
@@ -294,10 +295,12 @@ struct Worker {
 impl Deliveries {
     pub(crate) fn new(
         endpoints: Vec<(WebhookSpec, mpsc::Receiver<Delivery>)>,
+        channels: Vec<super::channels::deliver::ChannelWorker>,
         retry: Retry,
         metrics: &Metrics,
     ) -> Self {
         Self {
+            channels,
             workers: endpoints
                 .into_iter()
                 .map(|(spec, rx)| Worker {
@@ -316,12 +319,15 @@ impl Deliveries {
         let client = match reqwest::Client::builder().build() {
             Ok(c) => c,
             Err(error) => {
-                tracing::error!(%error, "cannot create the HTTP client for webhooks; no webhook will be sent");
+                tracing::error!(%error, "cannot create the HTTP client for webhooks; no webhook or notification will be sent");
                 return;
             }
         };
         let mut set = tokio::task::JoinSet::new();
         for worker in self.workers {
+            set.spawn(worker.run(client.clone()));
+        }
+        for worker in self.channels {
             set.spawn(worker.run(client.clone()));
         }
         tokio::select! {
@@ -344,61 +350,81 @@ impl Worker {
             .secret
             .as_ref()
             .map(|s| signature(s.expose().as_bytes(), &d.body));
-        let mut backoff = self.retry.first_backoff;
-        let mut last_error = String::new();
-        for attempt in 1..=self.retry.attempts.max(1) {
-            let mut request = client
-                .post(&self.spec.url)
-                .timeout(self.spec.timeout)
-                .header("Content-Type", "application/json")
-                .header("User-Agent", concat!("lookout/", env!("CARGO_PKG_VERSION")))
-                .header("X-Lookout-Event", d.kind.as_str())
-                .header("X-Lookout-Delivery", &d.id)
-                .body(d.body.clone());
-            if let Some(sig) = &signature {
-                request = request.header(SIGNATURE_HEADER, sig);
+        let counter = &self.metrics.webhook_deliveries;
+        let sent = send_with_retries(
+            &self.retry,
+            self.spec.timeout,
+            || {
+                let mut request = client
+                    .post(&self.spec.url)
+                    .timeout(self.spec.timeout)
+                    .header("Content-Type", "application/json")
+                    .header("User-Agent", USER_AGENT)
+                    .header("X-Lookout-Event", d.kind.as_str())
+                    .header("X-Lookout-Delivery", &d.id)
+                    .body(d.body.clone());
+                if let Some(sig) = &signature {
+                    request = request.header(SIGNATURE_HEADER, sig);
+                }
+                request
+            },
+            || counter.with_label_values(&["retried"]).inc(),
+        )
+        .await;
+        match sent {
+            Ok(attempt) => {
+                counter.with_label_values(&["delivered"]).inc();
+                tracing::debug!(id = %d.id, event = d.kind.as_str(), attempt, "webhook delivered");
             }
-            match request.send().await {
-                Ok(r) if r.status().is_success() => {
-                    self.metrics
-                        .webhook_deliveries
-                        .with_label_values(&["delivered"])
-                        .inc();
-                    tracing::debug!(id = %d.id, event = d.kind.as_str(), attempt, "webhook delivered");
-                    return;
-                }
-                Ok(r) if !(r.status().is_server_error() || r.status().as_u16() == 429) => {
-                    last_error = format!("HTTP {}", r.status().as_u16());
-                    break;
-                }
-                Ok(r) => last_error = format!("HTTP {}", r.status().as_u16()),
-                Err(e) if e.is_timeout() => {
-                    last_error = format!("no answer within {}s", self.spec.timeout.as_secs_f64())
-                }
-                Err(e) if e.is_connect() => last_error = "cannot connect".to_owned(),
-                Err(_) => last_error = "request failed".to_owned(),
-            }
-            if attempt < self.retry.attempts {
-                self.metrics
-                    .webhook_deliveries
-                    .with_label_values(&["retried"])
-                    .inc();
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(self.retry.max_backoff);
+            Err(error) => {
+                counter.with_label_values(&["failed"]).inc();
+                tracing::warn!(
+                    id = %d.id,
+                    event = d.kind.as_str(),
+                    endpoint = %redact(&self.spec.url),
+                    error = %error,
+                    "webhook delivery failed"
+                );
             }
         }
-        self.metrics
-            .webhook_deliveries
-            .with_label_values(&["failed"])
-            .inc();
-        tracing::warn!(
-            id = %d.id,
-            event = d.kind.as_str(),
-            endpoint = %redact(&self.spec.url),
-            error = %last_error,
-            "webhook delivery failed"
-        );
     }
+}
+
+/// The `User-Agent` of every delivery.
+pub(crate) const USER_AGENT: &str = concat!("lookout/", env!("CARGO_PKG_VERSION"));
+
+/// Sends the request `build` makes until it succeeds, at most `retry.attempts` times:
+/// connection errors, timeouts, 429 and 5xx answers are retried with exponential backoff
+/// (`on_retry` runs before each wait); other answers end it. The attempt that succeeded, or
+/// what went wrong last (never the URL: it may be the credential).
+pub(crate) async fn send_with_retries(
+    retry: &Retry,
+    timeout: Duration,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    on_retry: impl Fn(),
+) -> Result<u32, String> {
+    let mut backoff = retry.first_backoff;
+    let mut last_error = String::new();
+    for attempt in 1..=retry.attempts.max(1) {
+        match build().send().await {
+            Ok(r) if r.status().is_success() => return Ok(attempt),
+            Ok(r) if !(r.status().is_server_error() || r.status().as_u16() == 429) => {
+                return Err(format!("HTTP {}", r.status().as_u16()));
+            }
+            Ok(r) => last_error = format!("HTTP {}", r.status().as_u16()),
+            Err(e) if e.is_timeout() => {
+                last_error = format!("no answer within {}s", timeout.as_secs_f64())
+            }
+            Err(e) if e.is_connect() => last_error = "cannot connect".to_owned(),
+            Err(_) => last_error = "request failed".to_owned(),
+        }
+        if attempt < retry.attempts {
+            on_retry();
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(retry.max_backoff);
+        }
+    }
+    Err(last_error)
 }
 
 /// The scheme and host of a URL: webhook URLs often carry a token in their path.
