@@ -6,9 +6,7 @@
 
 use std::ops::Range;
 
-use saphyr_parser::ScalarStyle;
-
-use super::yaml::{Doc, Kind, NodeId, line_col};
+use super::yaml::{Doc, Kind, NodeId, ScalarStyle, line_col};
 use super::{ComposeError, ImageSite, Quote, interp};
 
 /// The parsed file with its `services` mapping found.
@@ -212,6 +210,12 @@ fn scalar_parts(
             )));
         }
     };
+    if doc.nodes[node].tag.as_deref() == Some("!reset") {
+        let (line, _) = line_col(doc.text, token.start);
+        return Err(unsupported(&format!(
+            "its `image:` on line {line} is tagged `!reset`, which removes the value; edit the file that sets the image"
+        )));
+    }
     if value.is_empty() {
         return Err(unsupported("its `image:` is empty"));
     }

@@ -1,15 +1,18 @@
-//! A small YAML document tree with byte positions, built from `saphyr-parser` events.
+//! A small YAML document tree with byte positions, built from `libyaml-safer` events.
 //!
-//! The editor must know where each value sits in the text. saphyr-parser reports positions in
-//! *characters*, and the span it gives a quoted scalar can run past the closing quote (over a
-//! trailing comment), so this module converts positions to byte offsets and measures scalar
-//! tokens itself. Aliases point at the node their anchor named; `<<` merge keys are followed by
-//! [`Doc::get`] the way compose follows them.
+//! The editor must know where each value sits in the text. libyaml-safer is a safe port of
+//! libyaml, the parser compose's go-yaml was modelled on and the one `serde_yaml_ng` (the
+//! verifying parser in [`super::edit`]) runs, so the two read every file the same way: flow
+//! collections and quoted scalars whose continuation lines are indented less than YAML 1.2 asks,
+//! tabs where libyaml allows them, CRLF line ends and tags such as compose's `!reset` and
+//! `!override`. Its marks are byte offsets; a leading byte-order mark is skipped here and added
+//! back to every offset. Aliases point at the node their anchor named; `<<` merge keys are
+//! followed by [`Doc::get`] the way compose follows them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
-use saphyr_parser::{Event, Parser, ScalarStyle};
+use libyaml_safer::{EventData, Mark, Parser};
 
 use super::ComposeError;
 
@@ -18,11 +21,26 @@ pub(crate) type NodeId = usize;
 /// How deep merges and aliases may nest before lookout gives up (guards against cycles).
 const MAX_DEPTH: usize = 64;
 
+/// The UTF-8 byte-order mark, which libyaml (and so compose) skips at the start of a file.
+const BOM: &str = "\u{feff}";
+
 #[derive(Debug)]
 pub(crate) struct Node {
     pub kind: Kind,
     /// The anchor defined on this node, as an index into [`Doc::anchor_names`].
     pub anchor: Option<usize>,
+    /// The node's tag as written (`!reset`, `!override`, `!!str`), if any.
+    pub tag: Option<String>,
+}
+
+/// How a scalar is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScalarStyle {
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+    Literal,
+    Folded,
 }
 
 #[derive(Debug)]
@@ -50,33 +68,9 @@ pub(crate) struct Doc<'t> {
     anchor_names: Vec<String>,
 }
 
-/// Converts saphyr's character indices into byte offsets.
-struct Offsets {
-    /// `None` when the text is ASCII and characters are bytes.
-    table: Option<Vec<usize>>,
-    len: usize,
-}
-
-impl Offsets {
-    fn new(text: &str) -> Offsets {
-        let table = (!text.is_ascii()).then(|| text.char_indices().map(|(b, _)| b).collect());
-        Offsets {
-            table,
-            len: text.len(),
-        }
-    }
-
-    fn byte(&self, char_index: usize) -> usize {
-        match &self.table {
-            None => char_index.min(self.len),
-            Some(t) => t.get(char_index).copied().unwrap_or(self.len),
-        }
-    }
-}
-
 /// 1-based line and column (in characters) of a byte offset, for messages.
 pub(crate) fn line_col(text: &str, byte: usize) -> (usize, usize) {
-    let before = &text[..byte.min(text.len())];
+    let before = text.get(..byte.min(text.len())).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[line_start..].chars().count() + 1)
@@ -90,30 +84,46 @@ enum Frame {
 impl<'t> Doc<'t> {
     /// Parses the first document of `text`. Later documents are refused: compose reads one.
     pub fn parse(text: &'t str) -> Result<Doc<'t>, ComposeError> {
-        let offsets = Offsets::new(text);
+        // libyaml consumes a byte-order mark without counting it in its marks.
+        let base = if text.starts_with(BOM) { BOM.len() } else { 0 };
+        let byte = |mark: Mark| {
+            usize::try_from(mark.index)
+                .map_or(text.len(), |i| i.saturating_add(base))
+                .min(text.len())
+        };
         let mut doc = Doc {
             text,
             nodes: Vec::new(),
             root: 0,
             anchor_names: Vec::new(),
         };
-        // saphyr numbers anchors 1, 2, … in order of definition; index = id.
-        let mut anchor_nodes: Vec<Option<NodeId>> = vec![None];
+        let mut anchors: HashMap<String, NodeId> = HashMap::new();
         let mut stack: Vec<Frame> = Vec::new();
         let mut root = None;
         let mut documents = 0;
-        for event in Parser::new_from_str(text) {
-            let (event, span) = event.map_err(|e| {
-                let (line, col) = (e.marker().line(), e.marker().col() + 1);
+        let mut input = text[base..].as_bytes();
+        let mut parser = Parser::new();
+        parser.set_input_string(&mut input);
+        for event in parser {
+            let event = event.map_err(|e| {
+                let mark = e.problem_mark().unwrap_or_default();
+                let message = match e.context() {
+                    Some(context) => format!("{} {context}", e.problem()),
+                    None => e.problem().to_string(),
+                };
                 ComposeError::InvalidYaml {
-                    line,
-                    col,
-                    message: e.info().to_string(),
+                    line: usize::try_from(mark.line)
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(1),
+                    col: usize::try_from(mark.column)
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(1),
+                    message,
                 }
             })?;
-            let start = offsets.byte(span.start.index());
-            let node = match event {
-                Event::DocumentStart(_) => {
+            let start = byte(event.start_mark);
+            let node = match event.data {
+                EventData::DocumentStart { .. } => {
                     documents += 1;
                     if documents > 1 {
                         let (line, col) = line_col(text, start);
@@ -126,69 +136,70 @@ impl<'t> Doc<'t> {
                     }
                     continue;
                 }
-                Event::Scalar(value, style, anchor_id, _tag) => {
-                    let token = scalar_token(text, start, offsets.byte(span.end.index()), style);
-                    let anchor = doc.anchor(anchor_id, &mut anchor_nodes, text, start);
-                    doc.push(
-                        Kind::Scalar {
-                            value: value.into_owned(),
-                            style,
-                            token,
-                        },
-                        anchor,
-                        &mut anchor_nodes,
-                    )
+                EventData::Scalar {
+                    anchor,
+                    tag,
+                    value,
+                    style,
+                    ..
+                } => {
+                    let style = match style {
+                        libyaml_safer::ScalarStyle::SingleQuoted => ScalarStyle::SingleQuoted,
+                        libyaml_safer::ScalarStyle::DoubleQuoted => ScalarStyle::DoubleQuoted,
+                        libyaml_safer::ScalarStyle::Literal => ScalarStyle::Literal,
+                        libyaml_safer::ScalarStyle::Folded => ScalarStyle::Folded,
+                        _ => ScalarStyle::Plain,
+                    };
+                    let token = scalar_token(text, start, byte(event.end_mark));
+                    let kind = Kind::Scalar {
+                        value,
+                        style,
+                        token,
+                    };
+                    doc.push(kind, anchor, tag, &mut anchors)
                 }
-                Event::Alias(anchor_id) => {
-                    let target =
-                        anchor_nodes
-                            .get(anchor_id)
-                            .copied()
-                            .flatten()
-                            .ok_or_else(|| {
-                                let (line, col) = line_col(text, start);
-                                ComposeError::InvalidYaml {
-                                    line,
-                                    col,
-                                    message: "alias to an unknown anchor".into(),
-                                }
-                            })?;
-                    doc.push(Kind::Alias(target), None, &mut anchor_nodes)
+                EventData::Alias { anchor } => {
+                    let target = anchors.get(&anchor).copied().ok_or_else(|| {
+                        let (line, col) = line_col(text, start);
+                        ComposeError::InvalidYaml {
+                            line,
+                            col,
+                            message: format!("alias *{anchor} names no anchor defined before it"),
+                        }
+                    })?;
+                    doc.push(Kind::Alias(target), None, None, &mut anchors)
                 }
-                Event::SequenceStart(anchor_id, _) => {
-                    let anchor = doc.anchor(anchor_id, &mut anchor_nodes, text, start);
-                    let id = doc.push(Kind::Seq(Vec::new()), anchor, &mut anchor_nodes);
+                EventData::SequenceStart { anchor, tag, .. } => {
+                    let id = doc.push(Kind::Seq(Vec::new()), anchor, tag, &mut anchors);
                     stack.push(Frame::Seq(id, Vec::new()));
                     continue;
                 }
-                Event::MappingStart(anchor_id, _) => {
-                    let anchor = doc.anchor(anchor_id, &mut anchor_nodes, text, start);
-                    let id = doc.push(
-                        Kind::Map {
-                            entries: Vec::new(),
-                        },
-                        anchor,
-                        &mut anchor_nodes,
-                    );
+                EventData::MappingStart { anchor, tag, .. } => {
+                    let kind = Kind::Map {
+                        entries: Vec::new(),
+                    };
+                    let id = doc.push(kind, anchor, tag, &mut anchors);
                     stack.push(Frame::Map(id, Vec::new()));
                     continue;
                 }
-                Event::SequenceEnd => match stack.pop() {
+                EventData::SequenceEnd => match stack.pop() {
                     Some(Frame::Seq(id, items)) => {
                         doc.nodes[id].kind = Kind::Seq(items);
                         id
                     }
-                    _ => unreachable!("saphyr balances sequence events"),
+                    _ => unreachable!("libyaml balances sequence events"),
                 },
-                Event::MappingEnd => match stack.pop() {
+                EventData::MappingEnd => match stack.pop() {
                     Some(Frame::Map(id, items)) => {
                         let entries = items.chunks_exact(2).map(|kv| (kv[0], kv[1])).collect();
                         doc.nodes[id].kind = Kind::Map { entries };
                         id
                     }
-                    _ => unreachable!("saphyr balances mapping events"),
+                    _ => unreachable!("libyaml balances mapping events"),
                 },
-                Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {
+                EventData::StreamStart { .. }
+                | EventData::StreamEnd
+                | EventData::DocumentEnd { .. } => {
                     continue;
                 }
             };
@@ -211,37 +222,18 @@ impl<'t> Doc<'t> {
     fn push(
         &mut self,
         kind: Kind,
-        anchor: Option<usize>,
-        anchor_nodes: &mut [Option<NodeId>],
+        anchor: Option<String>,
+        tag: Option<String>,
+        anchors: &mut HashMap<String, NodeId>,
     ) -> NodeId {
         let id = self.nodes.len();
-        self.nodes.push(Node { kind, anchor });
-        if let Some(a) = anchor {
-            anchor_nodes[a] = Some(id);
-        }
+        let anchor = anchor.map(|name| {
+            anchors.insert(name.clone(), id);
+            self.anchor_names.push(name);
+            self.anchor_names.len() - 1
+        });
+        self.nodes.push(Node { kind, anchor, tag });
         id
-    }
-
-    /// Registers saphyr's anchor id (0 = none) and reads its name from the text at `start`.
-    fn anchor(
-        &mut self,
-        anchor_id: usize,
-        anchor_nodes: &mut Vec<Option<NodeId>>,
-        text: &str,
-        start: usize,
-    ) -> Option<usize> {
-        if anchor_id == 0 {
-            return None;
-        }
-        if anchor_nodes.len() <= anchor_id {
-            anchor_nodes.resize(anchor_id + 1, None);
-        }
-        if self.anchor_names.len() <= anchor_id {
-            self.anchor_names.resize(anchor_id + 1, String::new());
-        }
-        self.anchor_names[anchor_id] =
-            anchor_name_at(text, start).unwrap_or_else(|| format!("#{anchor_id}"));
-        Some(anchor_id)
     }
 
     pub fn anchor_name(&self, anchor: usize) -> &str {
@@ -356,30 +348,11 @@ impl<'t> Doc<'t> {
     }
 }
 
-/// Reads `&name` among the node properties that start at `start`.
-fn anchor_name_at(text: &str, start: usize) -> Option<String> {
-    let mut rest = &text[start..];
-    loop {
-        rest = rest.trim_start_matches([' ', '\t', '\r', '\n']);
-        let token_len = rest
-            .find(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '{' | '}'))
-            .unwrap_or(rest.len());
-        if let Some(name) = rest.strip_prefix('&') {
-            return Some(name[..token_len - 1].to_string());
-        } else if rest.starts_with('!') {
-            rest = &rest[token_len..];
-        } else {
-            return None;
-        }
-    }
-}
-
-/// The bytes of a scalar token: skips node properties before it and, for quoted styles, finds
-/// the closing quote (saphyr's span may include what follows it).
-fn scalar_token(text: &str, start: usize, end: usize, style: ScalarStyle) -> Range<usize> {
+/// The bytes of a scalar token: libyaml's event starts at the node's properties (`&anchor`,
+/// `!tag`, separated by whitespace) and ends after the token, closing quote included.
+fn scalar_token(text: &str, start: usize, end: usize) -> Range<usize> {
     let bytes = text.as_bytes();
     let mut i = start;
-    // Properties: `&anchor` and `!tag`, separated by whitespace.
     loop {
         while i < end && matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n') {
             i += 1;
@@ -392,21 +365,5 @@ fn scalar_token(text: &str, start: usize, end: usize, style: ScalarStyle) -> Ran
             break;
         }
     }
-    let quoted_end = |quote: u8| {
-        let mut j = i + 1;
-        while j < bytes.len() {
-            match bytes[j] {
-                b'\\' if quote == b'"' => j += 2,
-                b'\'' if quote == b'\'' && bytes.get(j + 1) == Some(&b'\'') => j += 2,
-                b if b == quote => return j + 1,
-                _ => j += 1,
-            }
-        }
-        bytes.len()
-    };
-    match style {
-        ScalarStyle::DoubleQuoted => i..quoted_end(b'"'),
-        ScalarStyle::SingleQuoted => i..quoted_end(b'\''),
-        _ => i..end.max(i),
-    }
+    i..end.max(i)
 }
