@@ -108,7 +108,7 @@ impl<'t> Doc<'t> {
             let event = event.map_err(|e| {
                 let mark = e.problem_mark().unwrap_or_default();
                 let message = match e.context() {
-                    Some(context) => format!("{} {context}", e.problem()),
+                    Some(context) => format!("{context}, {}", e.problem()),
                     None => e.problem().to_string(),
                 };
                 ComposeError::InvalidYaml {
@@ -366,4 +366,199 @@ fn scalar_token(text: &str, start: usize, end: usize) -> Range<usize> {
         }
     }
     i..end.max(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use serde_yaml_ng::Value;
+
+    use super::*;
+    use crate::compose::{EditOptions, ImageSite, locate, set_image};
+
+    /// The image token of `service` as the span parser finds it, and an edit of it.
+    fn edits(text: &str, service: &str) -> (String, String) {
+        let span = match locate(text, service).unwrap() {
+            ImageSite::Inline { span, .. } => span,
+            other => panic!("{other:?}"),
+        };
+        let edit = set_image(text, service, "nginx:1.27", &EditOptions::default()).unwrap();
+        (text[span].to_string(), edit.text)
+    }
+
+    #[test]
+    fn flow_sequence_closed_at_the_parent_indentation() {
+        // getsentry/self-hosted: `]` sits left of the items, at the key's own column.
+        let text = "services:\n  web:\n    image: nginx:1.25\n    command: [\n        \"a\",\n      \"b\",\n    ]\n    healthcheck:\n      test:\n        [\"CMD\",\n  \"true\"]\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "nginx:1.25");
+        assert_eq!(edited, text.replace("nginx:1.25", "nginx:1.27"));
+        let text = "services:\n  web:\n    command: [\"a\",\n\"b\"]\n    image: nginx:1.25\n";
+        assert_eq!(edits(text, "web").0, "nginx:1.25");
+    }
+
+    #[test]
+    fn quoted_scalar_continued_on_a_less_indented_line() {
+        let text = "services:\n  web:\n    command: \"sh -c 'echo a\n  b'\"\n    entrypoint: 'x\ny'\n    image: \"nginx:1.25\"\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "\"nginx:1.25\"");
+        assert_eq!(edited, text.replace("nginx:1.25", "nginx:1.27"));
+    }
+
+    #[test]
+    fn tabs_where_libyaml_allows_them() {
+        let text =
+            "services:\n  web:\n    image:\tnginx:1.25\t# pinned\n    ports: [\t\"80:80\" ]\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "nginx:1.25");
+        assert_eq!(edited, text.replace("nginx:1.25", "nginx:1.27"));
+    }
+
+    #[test]
+    fn byte_order_mark() {
+        let text = "\u{feff}services:\n  web:\n    image: nginx:1.25\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "nginx:1.25");
+        assert_eq!(edited, "\u{feff}services:\n  web:\n    image: nginx:1.27\n");
+    }
+
+    #[test]
+    fn crlf_line_ends() {
+        let text =
+            "services:\r\n  web:\r\n    command: \"a\r\n      b\"\r\n    image: 'nginx:1.25'\r\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "'nginx:1.25'");
+        assert_eq!(edited, text.replace("nginx:1.25", "nginx:1.27"));
+    }
+
+    #[test]
+    fn reset_and_override_tags() {
+        let text = "services:\n  web:\n    image: !override nginx:1.25\n    ports: !reset []\n    environment: !override\n      A: b\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "nginx:1.25");
+        assert_eq!(edited, text.replace("nginx:1.25", "nginx:1.27"));
+        let doc = Doc::parse(text).unwrap();
+        let tags: Vec<_> = doc.nodes.iter().filter_map(|n| n.tag.as_deref()).collect();
+        assert_eq!(tags, ["!override", "!reset", "!override"]);
+        // `!reset` on the image itself drops the value: nothing to edit here.
+        let e = locate("services:\n  web:\n    image: !reset null\n", "web").unwrap_err();
+        assert!(e.to_string().contains("tagged `!reset`"), "{e}");
+    }
+
+    #[test]
+    fn invalid_yaml_is_refused_with_line_and_column() {
+        for (text, line, col) in [
+            ("services:\n  web:\n    image: [nginx\n", 4, 1),
+            ("services:\n  web:\n    image: nginx\n   ports: []\n", 4, 4),
+            ("services:\n  web:\n\timage: nginx\n", 3, 1),
+            ("services:\n  web:\n    image: \"nginx\n", 4, 1),
+        ] {
+            match Doc::parse(text) {
+                Err(ComposeError::InvalidYaml {
+                    line: l,
+                    col: c,
+                    message,
+                }) => {
+                    assert_eq!((l, c), (line, col), "{text:?}: {message}");
+                    assert!(!message.is_empty());
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+            // The verifying parser refuses it too.
+            assert!(serde_yaml_ng::from_str::<Value>(text).is_err(), "{text:?}");
+        }
+    }
+
+    fn corpus(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                corpus(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Compares the node tree with serde_yaml_ng's reading of the same text.
+    fn same(doc: &Doc<'_>, id: NodeId, v: &Value, at: &str) -> Result<(), String> {
+        let id = doc.resolve(id, &mut Vec::new());
+        let node = &doc.nodes[id];
+        if let Value::Tagged(t) = v {
+            let tag = t.tag.to_string();
+            if node.tag.as_deref() != Some(tag.as_str()) {
+                return Err(format!("{at}: tag {:?} vs {tag}", node.tag));
+            }
+            return same_untagged(doc, id, &t.value, at);
+        }
+        same_untagged(doc, id, v, at)
+    }
+
+    fn same_untagged(doc: &Doc<'_>, id: NodeId, v: &Value, at: &str) -> Result<(), String> {
+        match (&doc.nodes[id].kind, v) {
+            (Kind::Scalar { value, style, .. }, v) => {
+                let plain = *style == ScalarStyle::Plain;
+                let ok = match v {
+                    Value::String(s) => s == value,
+                    Value::Null => plain && ["", "~", "null", "Null", "NULL"].contains(&&**value),
+                    Value::Bool(b) => plain && value.eq_ignore_ascii_case(&b.to_string()),
+                    Value::Number(n) => {
+                        plain
+                            && (n.to_string() == *value
+                                || value.parse::<f64>().ok() == n.as_f64()
+                                || value.starts_with("0x")
+                                || value.starts_with("0o"))
+                    }
+                    _ => false,
+                };
+                ok.then_some(()).ok_or(format!("{at}: {value:?} vs {v:?}"))
+            }
+            (Kind::Seq(items), Value::Sequence(s)) if items.len() == s.len() => items
+                .iter()
+                .zip(s)
+                .enumerate()
+                .try_for_each(|(i, (&n, v))| same(doc, n, v, &format!("{at}.{i}"))),
+            (Kind::Map { entries }, Value::Mapping(m)) if entries.len() == m.len() => {
+                for &(k, val) in entries {
+                    let name = doc.scalar(doc.resolve(k, &mut Vec::new())).unwrap_or("?");
+                    let at = format!("{at}.{name}");
+                    let (_, theirs) = m
+                        .iter()
+                        .find(|(mk, _)| same(doc, k, mk, &at).is_ok())
+                        .ok_or(format!("{at}: key missing"))?;
+                    same(doc, val, theirs, &at)?;
+                }
+                Ok(())
+            }
+            (kind, v) => Err(format!("{at}: {kind:?} vs {v:?}")),
+        }
+    }
+
+    /// The span parser and the verifying parser (serde_yaml_ng) read every corpus file alike.
+    #[test]
+    fn both_parsers_agree_on_every_corpus_file() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compose");
+        let mut files = Vec::new();
+        corpus(&root, &mut files);
+        assert!(files.len() >= 90, "{}", files.len());
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let ours = Doc::parse(&text);
+            let theirs = serde_yaml_ng::from_str::<Value>(&text);
+            match (ours, theirs) {
+                (Ok(doc), Ok(v)) => {
+                    if let Err(e) = same(&doc, doc.root, &v, "") {
+                        panic!("{}: {e}", path.display());
+                    }
+                }
+                (ours, theirs) => panic!(
+                    "{}: span parser {:?}, serde_yaml_ng {:?}",
+                    path.display(),
+                    ours.err(),
+                    theirs.err()
+                ),
+            }
+        }
+    }
 }
