@@ -76,6 +76,63 @@ pub(crate) fn line_col(text: &str, byte: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
+/// The byte offset in `text` of a libyaml mark, `base` being the length of a skipped
+/// byte-order mark. Marks past the end (in the line break [`events`] adds) are the end.
+fn byte_at(text: &str, base: usize, mark: Mark) -> usize {
+    usize::try_from(mark.index)
+        .map_or(text.len(), |i| i.saturating_add(base))
+        .min(text.len())
+}
+
+/// Every parser event of `text` (from byte `base` on), or the first error with its position.
+///
+/// Two guards around libyaml-safer 0.3: its scanner panics where C libyaml reads the string's
+/// terminating NUL (a block scalar that ends the file without a line break), so a file that does
+/// not end in a line break is parsed with one added; the added byte holds no node, and a mark in
+/// it is reported as the end of the file. And any other panic in the parser becomes an
+/// [`ComposeError::InvalidYaml`] instead of unwinding into the caller.
+fn events(text: &str, base: usize) -> Result<Vec<libyaml_safer::Event>, ComposeError> {
+    let body = text.get(base..).unwrap_or_default();
+    let owned: String;
+    let bytes: &[u8] = if body.ends_with('\n') {
+        body.as_bytes()
+    } else {
+        owned = format!("{body}\n");
+        owned.as_bytes()
+    };
+    let invalid = |mark: Mark, message: String| {
+        let (line, col) = line_col(text, byte_at(text, base, mark));
+        ComposeError::InvalidYaml { line, col, message }
+    };
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut input = bytes;
+        let mut parser = Parser::new();
+        parser.set_input_string(&mut input);
+        let mut out = Vec::new();
+        for event in parser {
+            out.push(event?);
+        }
+        Ok::<_, libyaml_safer::Error>(out)
+    }));
+    match parsed {
+        Ok(Ok(events)) => Ok(events),
+        Ok(Err(e)) => {
+            let message = match e.context() {
+                Some(context) => format!("{context}, {}", e.problem()),
+                None => e.problem().to_string(),
+            };
+            Err(invalid(e.problem_mark().unwrap_or_default(), message))
+        }
+        Err(_) => Err(ComposeError::InvalidYaml {
+            line: 1,
+            col: 1,
+            message: "the YAML parser failed on this text; check the file with \
+                      `docker compose config`"
+                .into(),
+        }),
+    }
+}
+
 enum Frame {
     Seq(NodeId, Vec<NodeId>),
     Map(NodeId, Vec<NodeId>),
@@ -86,11 +143,7 @@ impl<'t> Doc<'t> {
     pub fn parse(text: &'t str) -> Result<Doc<'t>, ComposeError> {
         // libyaml consumes a byte-order mark without counting it in its marks.
         let base = if text.starts_with(BOM) { BOM.len() } else { 0 };
-        let byte = |mark: Mark| {
-            usize::try_from(mark.index)
-                .map_or(text.len(), |i| i.saturating_add(base))
-                .min(text.len())
-        };
+        let byte = |mark: Mark| byte_at(text, base, mark);
         let mut doc = Doc {
             text,
             nodes: Vec::new(),
@@ -101,26 +154,7 @@ impl<'t> Doc<'t> {
         let mut stack: Vec<Frame> = Vec::new();
         let mut root = None;
         let mut documents = 0;
-        let mut input = text[base..].as_bytes();
-        let mut parser = Parser::new();
-        parser.set_input_string(&mut input);
-        for event in parser {
-            let event = event.map_err(|e| {
-                let mark = e.problem_mark().unwrap_or_default();
-                let message = match e.context() {
-                    Some(context) => format!("{context}, {}", e.problem()),
-                    None => e.problem().to_string(),
-                };
-                ComposeError::InvalidYaml {
-                    line: usize::try_from(mark.line)
-                        .unwrap_or(usize::MAX)
-                        .saturating_add(1),
-                    col: usize::try_from(mark.column)
-                        .unwrap_or(usize::MAX)
-                        .saturating_add(1),
-                    message,
-                }
-            })?;
+        for event in events(text, base)? {
             let start = byte(event.start_mark);
             let node = match event.data {
                 EventData::DocumentStart { .. } => {
@@ -467,6 +501,43 @@ mod tests {
             }
             // The verifying parser refuses it too.
             assert!(serde_yaml_ng::from_str::<Value>(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_without_a_final_line_break() {
+        // A block scalar that ends the file: libyaml-safer 0.3 panics on it as given.
+        let text = "services:\n  web:\n    image: nginx:1.25\n    command: >\n      run";
+        assert_eq!(
+            edits(text, "web").1,
+            text.replace("nginx:1.25", "nginx:1.27")
+        );
+        let text = "services:\n  web:\n    image: nginx:1.25";
+        assert_eq!(
+            edits(text, "web").1,
+            "services:\n  web:\n    image: nginx:1.27"
+        );
+        match Doc::parse("services:\n  web:\n    image: [nginx") {
+            Err(ComposeError::InvalidYaml { line, col, .. }) => assert_eq!((line, col), (3, 18)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parser_failures_are_errors_not_panics() {
+        for text in [
+            "a: \"\\ud800\"\n",
+            "a: \"\\U0011ffff\"\n",
+            "a: |\n  x\r",
+            "a: !<\n",
+            "%YAML 1.1\n%YAML 1.1\n---\na: b\n",
+            "? |\n",
+        ] {
+            match Doc::parse(text) {
+                Ok(_) | Err(ComposeError::InvalidYaml { .. } | ComposeError::NotCompose { .. }) => {
+                }
+                Err(other) => panic!("{text:?}: {other:?}"),
+            }
         }
     }
 
