@@ -113,16 +113,14 @@ impl<'t> Project<'t> {
                 (text(base).unwrap_or_default(), text(file))
             }
         };
-        Some(match file {
-            Some(file) => format!(
-                "it has no `image:` of its own and extends service {base:?} of {file}; \
-                 set the image there, or give {service:?} its own `image:`"
-            ),
-            None => format!(
-                "it has no `image:` of its own and extends service {base:?}; update {base:?} \
-                 instead, or give {service:?} its own `image:`"
-            ),
-        })
+        let from = match file {
+            Some(file) => format!("service {base:?} of {file}"),
+            None => format!("service {base:?}"),
+        };
+        Some(format!(
+            "it has no `image:` of its own and takes its settings from {from} through \
+             `extends:`; set the image there, or give {service:?} its own `image:`"
+        ))
     }
 
     /// Every service with an image, and where that image is.
