@@ -304,6 +304,34 @@ fn every_self_hosted_service_is_edited_exactly_or_refused_with_a_reason() {
     insta::assert_snapshot!("corpus_outcomes", report);
 }
 
+/// The getsentry/self-hosted file (59 services, multi-line flow lists, nested merge keys): every
+/// service is reachable, and an edit of one changes only its value. (The `]` left of its items
+/// that made an earlier parser refuse a newer version of this file is in the unit tests of
+/// `src/compose/yaml.rs`.)
+#[test]
+fn the_sentry_file_is_read_whole() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/compose/sentry/docker-compose.yml");
+    let text = fs::read_to_string(path).unwrap();
+    assert_eq!(images(&text).len(), 59);
+    for (service, _, _) in images(&text) {
+        assert!(
+            !matches!(
+                locate(&text, &service),
+                Err(ComposeError::InvalidYaml { .. })
+            ),
+            "{service}"
+        );
+    }
+    let edit = set_image(&text, "clickhouse", NEW, &EditOptions::default()).unwrap();
+    assert_eq!(edit.old_value, "clickhouse-self-hosted-local");
+    let edit = set_image(&text, "postgres", NEW, &EditOptions::default()).unwrap();
+    assert_eq!(
+        edit.text,
+        text.replace("image: \"postgres:14.11\"", &format!("image: \"{NEW}\""))
+    );
+}
+
 /// Sets `service`'s image to `nginx:1.27` with `opts`; `expect` is the new text or `error: …`.
 fn check_with(input: &str, service: &str, opts: &EditOptions, expect: &str) {
     let got = match set_image(input, service, "nginx:1.27", opts) {
