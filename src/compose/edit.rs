@@ -330,6 +330,19 @@ mod tests {
     }
 
     #[test]
+    fn nested_merge_keys_are_applied_innermost_first() {
+        // `b` merges `&mid`, which merges `&base`: its image comes from two merges down.
+        let text = "x-base: &base\n  image: redis:6\nx-mid: &mid\n  <<: *base\n  restart: always\nservices:\n  a:\n    image: nginx\n  b:\n    <<: *mid\n";
+        let edit = set_image(text, "b", "redis:7", &EditOptions::default()).unwrap();
+        assert_eq!(edit.text, text.replace("redis:6", "redis:7"));
+        let mut v: Value = serde_yaml_ng::from_str(text).unwrap();
+        apply_merge_keys(&mut v, 0).unwrap();
+        assert_eq!(v["services"]["b"]["image"].as_str(), Some("redis:6"));
+        assert_eq!(v["services"]["b"]["restart"].as_str(), Some("always"));
+        assert!(v["services"]["b"].get("<<").is_none());
+    }
+
+    #[test]
     fn plain_values_that_yaml_reads_otherwise_are_quoted() {
         assert_eq!(render("nginx:1", Quote::Plain), "nginx:1");
         assert_eq!(render("1.5", Quote::Plain), "\"1.5\"");
