@@ -145,8 +145,47 @@ pub fn tag_policy(data: &[u8]) {
 /// What `serde_yaml_ng` (an independent YAML parser, merge keys applied) reads in compose text.
 fn yaml(text: &str) -> Option<serde_yaml_ng::Value> {
     let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).ok()?;
-    v.apply_merge().ok()?;
+    merge_keys(&mut v, 0)?;
     Some(v)
+}
+
+/// Applies `<<` merge keys innermost first, as compose does: a merged mapping that itself merges
+/// another brings both (`Value::apply_merge` leaves such a nested `<<` in place). `None` for a
+/// merge of something other than mappings, or nesting deeper than serde_yaml_ng reads.
+fn merge_keys(v: &mut serde_yaml_ng::Value, depth: usize) -> Option<()> {
+    use serde_yaml_ng::Value;
+    if depth > 128 {
+        return None;
+    }
+    let next = depth.saturating_add(1);
+    match v {
+        Value::Mapping(map) => {
+            for (_, child) in map.iter_mut() {
+                merge_keys(child, next)?;
+            }
+            let sources = match map.remove("<<") {
+                None => Vec::new(),
+                Some(Value::Mapping(m)) => vec![m],
+                Some(Value::Sequence(items)) => items
+                    .into_iter()
+                    .map(|i| match i {
+                        Value::Mapping(m) => Some(m),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?,
+                Some(_) => return None,
+            };
+            for source in sources {
+                for (k, val) in source {
+                    map.entry(k).or_insert(val);
+                }
+            }
+            Some(())
+        }
+        Value::Sequence(items) => items.iter_mut().try_for_each(|i| merge_keys(i, next)),
+        Value::Tagged(t) => merge_keys(&mut t.value, next),
+        _ => Some(()),
+    }
 }
 
 /// The `services.NAME` entry of a parsed compose file, whatever scalar type its key has.

@@ -2,7 +2,8 @@
 //!
 //! [`set_image`] writes the new reference into the value's token in its own quote style, then
 //! checks the result twice: the bytes outside the token are identical, and a second, independent
-//! YAML parser (`serde_yaml_ng`, merge keys applied) reads the same document except for the image
+//! YAML parser (`serde_yaml_ng`, merge keys applied innermost first, as compose applies them) reads
+//! the same document except for the image
 //! of the intended services (and, for a shared anchor, its definition under an `x-` key).
 
 use std::ops::Range;
@@ -182,7 +183,7 @@ fn verify(
     }
     let parse = |text: &str| -> Result<Value, String> {
         let mut v: Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
-        v.apply_merge().map_err(|e| e.to_string())?;
+        apply_merge_keys(&mut v, 0)?;
         Ok(v)
     };
     let old = match parse(before) {
@@ -218,6 +219,48 @@ fn verify(
         }
     }
     Ok(())
+}
+
+/// Applies `<<` merge keys the way compose does: innermost first, so a mapping merged from one
+/// that itself merges another gets both (`serde_yaml_ng`'s own `apply_merge` leaves such a nested
+/// `<<` unmerged). A mapping's own keys win, then the merged mappings in order.
+fn apply_merge_keys(v: &mut Value, depth: usize) -> Result<(), String> {
+    if depth > 128 {
+        return Err("merge keys nest more than 128 levels deep".into());
+    }
+    let next = depth.saturating_add(1);
+    match v {
+        Value::Mapping(map) => {
+            for (_, child) in map.iter_mut() {
+                apply_merge_keys(child, next)?;
+            }
+            let Some(merge) = map.remove("<<") else {
+                return Ok(());
+            };
+            let sources = match merge {
+                Value::Mapping(m) => vec![m],
+                Value::Sequence(items) => items
+                    .into_iter()
+                    .map(|item| match item {
+                        Value::Mapping(m) => Ok(m),
+                        _ => Err("a `<<` list holds something other than mappings".to_string()),
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err("`<<` merges something other than a mapping".into()),
+            };
+            for source in sources {
+                for (k, val) in source {
+                    if !map.contains_key(&k) {
+                        map.insert(k, val);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Value::Sequence(items) => items.iter_mut().try_for_each(|i| apply_merge_keys(i, next)),
+        Value::Tagged(t) => apply_merge_keys(&mut t.value, next),
+        _ => Ok(()),
+    }
 }
 
 /// Collects `(path, before, after)` for every place where two YAML values differ.
@@ -295,6 +338,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("\"sha256:xyz\" is not a digest"), "{e}");
+    }
+
+    #[test]
+    fn nested_merge_keys_are_applied_innermost_first() {
+        // `b` merges `&mid`, which merges `&base`: its image comes from two merges down.
+        let text = "x-base: &base\n  image: redis:6\nx-mid: &mid\n  <<: *base\n  restart: always\nservices:\n  a:\n    image: nginx\n  b:\n    <<: *mid\n";
+        let edit = set_image(text, "b", "redis:7", &EditOptions::default()).unwrap();
+        assert_eq!(edit.text, text.replace("redis:6", "redis:7"));
+        let mut v: Value = serde_yaml_ng::from_str(text).unwrap();
+        apply_merge_keys(&mut v, 0).unwrap();
+        assert_eq!(v["services"]["b"]["image"].as_str(), Some("redis:6"));
+        assert_eq!(v["services"]["b"]["restart"].as_str(), Some("always"));
+        assert!(v["services"]["b"].get("<<").is_none());
     }
 
     #[test]

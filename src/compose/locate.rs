@@ -6,9 +6,7 @@
 
 use std::ops::Range;
 
-use saphyr_parser::ScalarStyle;
-
-use super::yaml::{Doc, Kind, NodeId, line_col};
+use super::yaml::{Doc, Kind, NodeId, ScalarStyle, line_col};
 use super::{ComposeError, ImageSite, Quote, interp};
 
 /// The parsed file with its `services` mapping found.
@@ -105,6 +103,34 @@ impl<'t> Project<'t> {
             .is_ok_and(|(_, node, _)| self.doc.get(*node, "build", &mut Vec::new()).is_some())
     }
 
+    /// Why a service without an `image:` of its own cannot be edited here when it takes its
+    /// settings from `extends:`: the image, if any, is set where the extended service is.
+    fn extends(&self, service: &str) -> Option<String> {
+        let (_, node, _) = self.service(service).ok()?;
+        let doc = &self.doc;
+        let extends = doc.resolve(doc.get(*node, "extends", &mut Vec::new())?, &mut Vec::new());
+        let (base, file) = match doc.scalar(extends) {
+            Some(base) => (base.to_string(), None),
+            None => {
+                let base = doc.get(extends, "service", &mut Vec::new());
+                let file = doc.get(extends, "file", &mut Vec::new());
+                let text = |n: Option<NodeId>| {
+                    n.and_then(|n| doc.scalar(doc.resolve(n, &mut Vec::new())))
+                        .map(str::to_string)
+                };
+                (text(base).unwrap_or_default(), text(file))
+            }
+        };
+        let from = match file {
+            Some(file) => format!("service {base:?} of {file}"),
+            None => format!("service {base:?}"),
+        };
+        Some(format!(
+            "it has no `image:` of its own and takes its settings from {from} through \
+             `extends:`; set the image there, or give {service:?} its own `image:`"
+        ))
+    }
+
     /// Every service with an image, and where that image is.
     pub(super) fn images(&self) -> impl Iterator<Item = (&str, Resolved)> + '_ {
         self.services
@@ -127,6 +153,12 @@ pub(crate) fn locate_in(project: &Project<'_>, service: &str) -> Result<ImageSit
     let resolved = match project.image_of(service)? {
         Some(r) => r,
         None => {
+            if let Some(reason) = project.extends(service) {
+                return Err(ComposeError::Unsupported {
+                    service: service.to_string(),
+                    reason,
+                });
+            }
             return Err(if project.has_build(service) {
                 ComposeError::BuildOnly {
                     service: service.to_string(),
@@ -232,6 +264,12 @@ fn scalar_parts(
             )));
         }
     };
+    if doc.nodes[node].tag.as_deref() == Some("!reset") {
+        let (line, _) = line_col(doc.text, token.start);
+        return Err(unsupported(&format!(
+            "its `image:` on line {line} is tagged `!reset`, which removes the value; edit the file that sets the image"
+        )));
+    }
     if value.is_empty() {
         return Err(unsupported("its `image:` is empty"));
     }

@@ -1,15 +1,18 @@
-//! A small YAML document tree with byte positions, built from `saphyr-parser` events.
+//! A small YAML document tree with byte positions, built from `libyaml-safer` events.
 //!
-//! The editor must know where each value sits in the text. saphyr-parser reports positions in
-//! *characters*, and the span it gives a quoted scalar can run past the closing quote (over a
-//! trailing comment), so this module converts positions to byte offsets and measures scalar
-//! tokens itself. Aliases point at the node their anchor named; `<<` merge keys are followed by
-//! [`Doc::get`] the way compose follows them.
+//! The editor must know where each value sits in the text. libyaml-safer is a safe port of
+//! libyaml, the parser compose's go-yaml was modelled on and the one `serde_yaml_ng` (the
+//! verifying parser in [`super::edit`]) runs, so the two read every file the same way: flow
+//! collections and quoted scalars whose continuation lines are indented less than YAML 1.2 asks,
+//! tabs where libyaml allows them, CRLF line ends and tags such as compose's `!reset` and
+//! `!override`. Its marks are byte offsets; a leading byte-order mark is skipped here and added
+//! back to every offset. Aliases point at the node their anchor named; `<<` merge keys are
+//! followed by [`Doc::get`] the way compose follows them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
-use saphyr_parser::{Event, Parser, ScalarStyle};
+use libyaml_safer::{EventData, Mark, Parser};
 
 use super::ComposeError;
 
@@ -18,11 +21,26 @@ pub(crate) type NodeId = usize;
 /// How deep merges and aliases may nest before lookout gives up (guards against cycles).
 const MAX_DEPTH: usize = 64;
 
+/// The UTF-8 byte-order mark, which libyaml (and so compose) skips at the start of a file.
+const BOM: &str = "\u{feff}";
+
 #[derive(Debug)]
 pub(crate) struct Node {
     pub kind: Kind,
     /// The anchor defined on this node, as an index into [`Doc::anchor_names`].
     pub anchor: Option<usize>,
+    /// The node's tag as written (`!reset`, `!override`, `!!str`), if any.
+    pub tag: Option<String>,
+}
+
+/// How a scalar is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScalarStyle {
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+    Literal,
+    Folded,
 }
 
 #[derive(Debug)]
@@ -50,36 +68,69 @@ pub(crate) struct Doc<'t> {
     anchor_names: Vec<String>,
 }
 
-/// Converts saphyr's character indices into byte offsets.
-struct Offsets {
-    /// `None` when the text is ASCII and characters are bytes.
-    table: Option<Vec<usize>>,
-    len: usize,
-}
-
-impl Offsets {
-    fn new(text: &str) -> Offsets {
-        let table = (!text.is_ascii()).then(|| text.char_indices().map(|(b, _)| b).collect());
-        Offsets {
-            table,
-            len: text.len(),
-        }
-    }
-
-    fn byte(&self, char_index: usize) -> usize {
-        match &self.table {
-            None => char_index.min(self.len),
-            Some(t) => t.get(char_index).copied().unwrap_or(self.len),
-        }
-    }
-}
-
 /// 1-based line and column (in characters) of a byte offset, for messages.
 pub(crate) fn line_col(text: &str, byte: usize) -> (usize, usize) {
-    let before = &text[..byte.min(text.len())];
+    let before = text.get(..byte.min(text.len())).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[line_start..].chars().count() + 1)
+}
+
+/// The byte offset in `text` of a libyaml mark, `base` being the length of a skipped
+/// byte-order mark. Marks past the end (in the line break [`events`] adds) are the end.
+fn byte_at(text: &str, base: usize, mark: Mark) -> usize {
+    usize::try_from(mark.index)
+        .map_or(text.len(), |i| i.saturating_add(base))
+        .min(text.len())
+}
+
+/// Every parser event of `text` (from byte `base` on), or the first error with its position.
+///
+/// Two guards around libyaml-safer 0.3: its scanner panics where C libyaml reads the string's
+/// terminating NUL (a block scalar that ends the file without a line break), so a file that does
+/// not end in a line break is parsed with one added; the added byte holds no node, and a mark in
+/// it is reported as the end of the file. And any other panic in the parser becomes an
+/// [`ComposeError::InvalidYaml`] instead of unwinding into the caller.
+fn events(text: &str, base: usize) -> Result<Vec<libyaml_safer::Event>, ComposeError> {
+    let body = text.get(base..).unwrap_or_default();
+    let owned: String;
+    let bytes: &[u8] = if body.ends_with('\n') {
+        body.as_bytes()
+    } else {
+        owned = format!("{body}\n");
+        owned.as_bytes()
+    };
+    let invalid = |mark: Mark, message: String| {
+        let (line, col) = line_col(text, byte_at(text, base, mark));
+        ComposeError::InvalidYaml { line, col, message }
+    };
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut input = bytes;
+        let mut parser = Parser::new();
+        parser.set_input_string(&mut input);
+        let mut out = Vec::new();
+        for event in parser {
+            out.push(event?);
+        }
+        Ok::<_, libyaml_safer::Error>(out)
+    }));
+    match parsed {
+        Ok(Ok(events)) => Ok(events),
+        Ok(Err(e)) => {
+            let message = match e.context() {
+                Some(context) => format!("{context}, {}", e.problem()),
+                None => e.problem().to_string(),
+            };
+            Err(invalid(e.problem_mark().unwrap_or_default(), message))
+        }
+        Err(_) => Err(ComposeError::InvalidYaml {
+            line: 1,
+            col: 1,
+            message: "the YAML parser failed on this text; check the file with \
+                      `docker compose config`"
+                .into(),
+        }),
+    }
 }
 
 enum Frame {
@@ -90,30 +141,23 @@ enum Frame {
 impl<'t> Doc<'t> {
     /// Parses the first document of `text`. Later documents are refused: compose reads one.
     pub(super) fn parse(text: &'t str) -> Result<Doc<'t>, ComposeError> {
-        let offsets = Offsets::new(text);
+        // libyaml consumes a byte-order mark without counting it in its marks.
+        let base = if text.starts_with(BOM) { BOM.len() } else { 0 };
+        let byte = |mark: Mark| byte_at(text, base, mark);
         let mut doc = Doc {
             text,
             nodes: Vec::new(),
             root: 0,
             anchor_names: Vec::new(),
         };
-        // saphyr numbers anchors 1, 2, … in order of definition; index = id.
-        let mut anchor_nodes: Vec<Option<NodeId>> = vec![None];
+        let mut anchors: HashMap<String, NodeId> = HashMap::new();
         let mut stack: Vec<Frame> = Vec::new();
         let mut root = None;
         let mut documents = 0;
-        for event in Parser::new_from_str(text) {
-            let (event, span) = event.map_err(|e| {
-                let (line, col) = (e.marker().line(), e.marker().col() + 1);
-                ComposeError::InvalidYaml {
-                    line,
-                    col,
-                    message: e.info().to_string(),
-                }
-            })?;
-            let start = offsets.byte(span.start.index());
-            let node = match event {
-                Event::DocumentStart(_) => {
+        for event in events(text, base)? {
+            let start = byte(event.start_mark);
+            let node = match event.data {
+                EventData::DocumentStart { .. } => {
                     documents += 1;
                     if documents > 1 {
                         let (line, col) = line_col(text, start);
@@ -126,69 +170,70 @@ impl<'t> Doc<'t> {
                     }
                     continue;
                 }
-                Event::Scalar(value, style, anchor_id, _tag) => {
-                    let token = scalar_token(text, start, offsets.byte(span.end.index()), style);
-                    let anchor = doc.anchor(anchor_id, &mut anchor_nodes, text, start);
-                    doc.push(
-                        Kind::Scalar {
-                            value: value.into_owned(),
-                            style,
-                            token,
-                        },
-                        anchor,
-                        &mut anchor_nodes,
-                    )
+                EventData::Scalar {
+                    anchor,
+                    tag,
+                    value,
+                    style,
+                    ..
+                } => {
+                    let style = match style {
+                        libyaml_safer::ScalarStyle::SingleQuoted => ScalarStyle::SingleQuoted,
+                        libyaml_safer::ScalarStyle::DoubleQuoted => ScalarStyle::DoubleQuoted,
+                        libyaml_safer::ScalarStyle::Literal => ScalarStyle::Literal,
+                        libyaml_safer::ScalarStyle::Folded => ScalarStyle::Folded,
+                        _ => ScalarStyle::Plain,
+                    };
+                    let token = scalar_token(text, start, byte(event.end_mark));
+                    let kind = Kind::Scalar {
+                        value,
+                        style,
+                        token,
+                    };
+                    doc.push(kind, anchor, tag, &mut anchors)
                 }
-                Event::Alias(anchor_id) => {
-                    let target =
-                        anchor_nodes
-                            .get(anchor_id)
-                            .copied()
-                            .flatten()
-                            .ok_or_else(|| {
-                                let (line, col) = line_col(text, start);
-                                ComposeError::InvalidYaml {
-                                    line,
-                                    col,
-                                    message: "alias to an unknown anchor".into(),
-                                }
-                            })?;
-                    doc.push(Kind::Alias(target), None, &mut anchor_nodes)
+                EventData::Alias { anchor } => {
+                    let target = anchors.get(&anchor).copied().ok_or_else(|| {
+                        let (line, col) = line_col(text, start);
+                        ComposeError::InvalidYaml {
+                            line,
+                            col,
+                            message: format!("alias *{anchor} names no anchor defined before it"),
+                        }
+                    })?;
+                    doc.push(Kind::Alias(target), None, None, &mut anchors)
                 }
-                Event::SequenceStart(anchor_id, _) => {
-                    let anchor = doc.anchor(anchor_id, &mut anchor_nodes, text, start);
-                    let id = doc.push(Kind::Seq(Vec::new()), anchor, &mut anchor_nodes);
+                EventData::SequenceStart { anchor, tag, .. } => {
+                    let id = doc.push(Kind::Seq(Vec::new()), anchor, tag, &mut anchors);
                     stack.push(Frame::Seq(id, Vec::new()));
                     continue;
                 }
-                Event::MappingStart(anchor_id, _) => {
-                    let anchor = doc.anchor(anchor_id, &mut anchor_nodes, text, start);
-                    let id = doc.push(
-                        Kind::Map {
-                            entries: Vec::new(),
-                        },
-                        anchor,
-                        &mut anchor_nodes,
-                    );
+                EventData::MappingStart { anchor, tag, .. } => {
+                    let kind = Kind::Map {
+                        entries: Vec::new(),
+                    };
+                    let id = doc.push(kind, anchor, tag, &mut anchors);
                     stack.push(Frame::Map(id, Vec::new()));
                     continue;
                 }
-                Event::SequenceEnd => match stack.pop() {
+                EventData::SequenceEnd => match stack.pop() {
                     Some(Frame::Seq(id, items)) => {
                         doc.nodes[id].kind = Kind::Seq(items);
                         id
                     }
-                    _ => unreachable!("saphyr balances sequence events"),
+                    _ => unreachable!("libyaml balances sequence events"),
                 },
-                Event::MappingEnd => match stack.pop() {
+                EventData::MappingEnd => match stack.pop() {
                     Some(Frame::Map(id, items)) => {
                         let entries = items.chunks_exact(2).map(|kv| (kv[0], kv[1])).collect();
                         doc.nodes[id].kind = Kind::Map { entries };
                         id
                     }
-                    _ => unreachable!("saphyr balances mapping events"),
+                    _ => unreachable!("libyaml balances mapping events"),
                 },
-                Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {
+                EventData::StreamStart { .. }
+                | EventData::StreamEnd
+                | EventData::DocumentEnd { .. } => {
                     continue;
                 }
             };
@@ -211,37 +256,18 @@ impl<'t> Doc<'t> {
     fn push(
         &mut self,
         kind: Kind,
-        anchor: Option<usize>,
-        anchor_nodes: &mut [Option<NodeId>],
+        anchor: Option<String>,
+        tag: Option<String>,
+        anchors: &mut HashMap<String, NodeId>,
     ) -> NodeId {
         let id = self.nodes.len();
-        self.nodes.push(Node { kind, anchor });
-        if let Some(a) = anchor {
-            anchor_nodes[a] = Some(id);
-        }
+        let anchor = anchor.map(|name| {
+            anchors.insert(name.clone(), id);
+            self.anchor_names.push(name);
+            self.anchor_names.len() - 1
+        });
+        self.nodes.push(Node { kind, anchor, tag });
         id
-    }
-
-    /// Registers saphyr's anchor id (0 = none) and reads its name from the text at `start`.
-    fn anchor(
-        &mut self,
-        anchor_id: usize,
-        anchor_nodes: &mut Vec<Option<NodeId>>,
-        text: &str,
-        start: usize,
-    ) -> Option<usize> {
-        if anchor_id == 0 {
-            return None;
-        }
-        if anchor_nodes.len() <= anchor_id {
-            anchor_nodes.resize(anchor_id + 1, None);
-        }
-        if self.anchor_names.len() <= anchor_id {
-            self.anchor_names.resize(anchor_id + 1, String::new());
-        }
-        self.anchor_names[anchor_id] =
-            anchor_name_at(text, start).unwrap_or_else(|| format!("#{anchor_id}"));
-        Some(anchor_id)
     }
 
     pub(super) fn anchor_name(&self, anchor: usize) -> &str {
@@ -356,30 +382,11 @@ impl<'t> Doc<'t> {
     }
 }
 
-/// Reads `&name` among the node properties that start at `start`.
-fn anchor_name_at(text: &str, start: usize) -> Option<String> {
-    let mut rest = &text[start..];
-    loop {
-        rest = rest.trim_start_matches([' ', '\t', '\r', '\n']);
-        let token_len = rest
-            .find(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '{' | '}'))
-            .unwrap_or(rest.len());
-        if let Some(name) = rest.strip_prefix('&') {
-            return Some(name[..token_len - 1].to_string());
-        } else if rest.starts_with('!') {
-            rest = &rest[token_len..];
-        } else {
-            return None;
-        }
-    }
-}
-
-/// The bytes of a scalar token: skips node properties before it and, for quoted styles, finds
-/// the closing quote (saphyr's span may include what follows it).
-fn scalar_token(text: &str, start: usize, end: usize, style: ScalarStyle) -> Range<usize> {
+/// The bytes of a scalar token: libyaml's event starts at the node's properties (`&anchor`,
+/// `!tag`, separated by whitespace) and ends after the token, closing quote included.
+fn scalar_token(text: &str, start: usize, end: usize) -> Range<usize> {
     let bytes = text.as_bytes();
     let mut i = start;
-    // Properties: `&anchor` and `!tag`, separated by whitespace.
     loop {
         while i < end && matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n') {
             i += 1;
@@ -392,21 +399,237 @@ fn scalar_token(text: &str, start: usize, end: usize, style: ScalarStyle) -> Ran
             break;
         }
     }
-    let quoted_end = |quote: u8| {
-        let mut j = i + 1;
-        while j < bytes.len() {
-            match bytes[j] {
-                b'\\' if quote == b'"' => j += 2,
-                b'\'' if quote == b'\'' && bytes.get(j + 1) == Some(&b'\'') => j += 2,
-                b if b == quote => return j + 1,
-                _ => j += 1,
+    i..end.max(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use serde_yaml_ng::Value;
+
+    use super::*;
+    use crate::compose::{EditOptions, ImageSite, locate, set_image};
+
+    /// The image token of `service` as the span parser finds it, and an edit of it.
+    fn edits(text: &str, service: &str) -> (String, String) {
+        let span = match locate(text, service).unwrap() {
+            ImageSite::Inline { span, .. } => span,
+            other => panic!("{other:?}"),
+        };
+        let edit = set_image(text, service, "nginx:1.27", &EditOptions::default()).unwrap();
+        (text[span].to_string(), edit.text)
+    }
+
+    #[test]
+    fn flow_sequence_closed_at_the_parent_indentation() {
+        // getsentry/self-hosted: `]` sits left of the items, at the key's own column.
+        let text = "services:\n  web:\n    image: nginx:1.25\n    command: [\n        \"a\",\n      \"b\",\n    ]\n    healthcheck:\n      test:\n        [\"CMD\",\n  \"true\"]\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "nginx:1.25");
+        assert_eq!(edited, text.replace("nginx:1.25", "nginx:1.27"));
+        let text = "services:\n  web:\n    command: [\"a\",\n\"b\"]\n    image: nginx:1.25\n";
+        assert_eq!(edits(text, "web").0, "nginx:1.25");
+    }
+
+    #[test]
+    fn quoted_scalar_continued_on_a_less_indented_line() {
+        let text = "services:\n  web:\n    command: \"sh -c 'echo a\n  b'\"\n    entrypoint: 'x\ny'\n    image: \"nginx:1.25\"\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "\"nginx:1.25\"");
+        assert_eq!(edited, text.replace("nginx:1.25", "nginx:1.27"));
+    }
+
+    #[test]
+    fn tabs_where_libyaml_allows_them() {
+        let text =
+            "services:\n  web:\n    image:\tnginx:1.25\t# pinned\n    ports: [\t\"80:80\" ]\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "nginx:1.25");
+        assert_eq!(edited, text.replace("nginx:1.25", "nginx:1.27"));
+    }
+
+    #[test]
+    fn byte_order_mark() {
+        let text = "\u{feff}services:\n  web:\n    image: nginx:1.25\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "nginx:1.25");
+        assert_eq!(edited, "\u{feff}services:\n  web:\n    image: nginx:1.27\n");
+    }
+
+    #[test]
+    fn crlf_line_ends() {
+        let text =
+            "services:\r\n  web:\r\n    command: \"a\r\n      b\"\r\n    image: 'nginx:1.25'\r\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "'nginx:1.25'");
+        assert_eq!(edited, text.replace("nginx:1.25", "nginx:1.27"));
+    }
+
+    #[test]
+    fn reset_and_override_tags() {
+        let text = "services:\n  web:\n    image: !override nginx:1.25\n    ports: !reset []\n    environment: !override\n      A: b\n";
+        let (token, edited) = edits(text, "web");
+        assert_eq!(token, "nginx:1.25");
+        assert_eq!(edited, text.replace("nginx:1.25", "nginx:1.27"));
+        let doc = Doc::parse(text).unwrap();
+        let tags: Vec<_> = doc.nodes.iter().filter_map(|n| n.tag.as_deref()).collect();
+        assert_eq!(tags, ["!override", "!reset", "!override"]);
+        // `!reset` on the image itself drops the value: nothing to edit here.
+        let e = locate("services:\n  web:\n    image: !reset null\n", "web").unwrap_err();
+        assert!(e.to_string().contains("tagged `!reset`"), "{e}");
+    }
+
+    #[test]
+    fn invalid_yaml_is_refused_with_line_and_column() {
+        for (text, line, col) in [
+            ("services:\n  web:\n    image: [nginx\n", 4, 1),
+            ("services:\n  web:\n    image: nginx\n   ports: []\n", 4, 4),
+            ("services:\n  web:\n\timage: nginx\n", 3, 1),
+            ("services:\n  web:\n    image: \"nginx\n", 4, 1),
+        ] {
+            match Doc::parse(text) {
+                Err(ComposeError::InvalidYaml {
+                    line: l,
+                    col: c,
+                    message,
+                }) => {
+                    assert_eq!((l, c), (line, col), "{text:?}: {message}");
+                    assert!(!message.is_empty());
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+            // The verifying parser refuses it too.
+            assert!(serde_yaml_ng::from_str::<Value>(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_without_a_final_line_break() {
+        // A block scalar that ends the file: libyaml-safer 0.3 panics on it as given.
+        let text = "services:\n  web:\n    image: nginx:1.25\n    command: >\n      run";
+        assert_eq!(
+            edits(text, "web").1,
+            text.replace("nginx:1.25", "nginx:1.27")
+        );
+        let text = "services:\n  web:\n    image: nginx:1.25";
+        assert_eq!(
+            edits(text, "web").1,
+            "services:\n  web:\n    image: nginx:1.27"
+        );
+        match Doc::parse("services:\n  web:\n    image: [nginx") {
+            Err(ComposeError::InvalidYaml { line, col, .. }) => assert_eq!((line, col), (3, 18)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parser_failures_are_errors_not_panics() {
+        for text in [
+            "a: \"\\ud800\"\n",
+            "a: \"\\U0011ffff\"\n",
+            "a: |\n  x\r",
+            "a: !<\n",
+            "%YAML 1.1\n%YAML 1.1\n---\na: b\n",
+            "? |\n",
+        ] {
+            match Doc::parse(text) {
+                Ok(_) | Err(ComposeError::InvalidYaml { .. } | ComposeError::NotCompose { .. }) => {
+                }
+                Err(other) => panic!("{text:?}: {other:?}"),
             }
         }
-        bytes.len()
-    };
-    match style {
-        ScalarStyle::DoubleQuoted => i..quoted_end(b'"'),
-        ScalarStyle::SingleQuoted => i..quoted_end(b'\''),
-        _ => i..end.max(i),
+    }
+
+    fn corpus(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                corpus(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Compares the node tree with serde_yaml_ng's reading of the same text.
+    fn same(doc: &Doc<'_>, id: NodeId, v: &Value, at: &str) -> Result<(), String> {
+        let id = doc.resolve(id, &mut Vec::new());
+        let node = &doc.nodes[id];
+        if let Value::Tagged(t) = v {
+            let tag = t.tag.to_string();
+            if node.tag.as_deref() != Some(tag.as_str()) {
+                return Err(format!("{at}: tag {:?} vs {tag}", node.tag));
+            }
+            return same_untagged(doc, id, &t.value, at);
+        }
+        same_untagged(doc, id, v, at)
+    }
+
+    fn same_untagged(doc: &Doc<'_>, id: NodeId, v: &Value, at: &str) -> Result<(), String> {
+        match (&doc.nodes[id].kind, v) {
+            (Kind::Scalar { value, style, .. }, v) => {
+                let plain = *style == ScalarStyle::Plain;
+                let ok = match v {
+                    Value::String(s) => s == value,
+                    Value::Null => plain && ["", "~", "null", "Null", "NULL"].contains(&&**value),
+                    Value::Bool(b) => plain && value.eq_ignore_ascii_case(&b.to_string()),
+                    Value::Number(n) => {
+                        plain
+                            && (n.to_string() == *value
+                                || value.parse::<f64>().ok() == n.as_f64()
+                                || value.starts_with("0x")
+                                || value.starts_with("0o"))
+                    }
+                    _ => false,
+                };
+                ok.then_some(()).ok_or(format!("{at}: {value:?} vs {v:?}"))
+            }
+            (Kind::Seq(items), Value::Sequence(s)) if items.len() == s.len() => items
+                .iter()
+                .zip(s)
+                .enumerate()
+                .try_for_each(|(i, (&n, v))| same(doc, n, v, &format!("{at}.{i}"))),
+            (Kind::Map { entries }, Value::Mapping(m)) if entries.len() == m.len() => {
+                for &(k, val) in entries {
+                    let name = doc.scalar(doc.resolve(k, &mut Vec::new())).unwrap_or("?");
+                    let at = format!("{at}.{name}");
+                    let (_, theirs) = m
+                        .iter()
+                        .find(|(mk, _)| same(doc, k, mk, &at).is_ok())
+                        .ok_or(format!("{at}: key missing"))?;
+                    same(doc, val, theirs, &at)?;
+                }
+                Ok(())
+            }
+            (kind, v) => Err(format!("{at}: {kind:?} vs {v:?}")),
+        }
+    }
+
+    /// The span parser and the verifying parser (serde_yaml_ng) read every corpus file alike.
+    #[test]
+    fn both_parsers_agree_on_every_corpus_file() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compose");
+        let mut files = Vec::new();
+        corpus(&root, &mut files);
+        assert!(files.len() >= 90, "{}", files.len());
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let ours = Doc::parse(&text);
+            let theirs = serde_yaml_ng::from_str::<Value>(&text);
+            match (ours, theirs) {
+                (Ok(doc), Ok(v)) => {
+                    if let Err(e) = same(&doc, doc.root, &v, "") {
+                        panic!("{}: {e}", path.display());
+                    }
+                }
+                (ours, theirs) => panic!(
+                    "{}: span parser {:?}, serde_yaml_ng {:?}",
+                    path.display(),
+                    ours.err(),
+                    theirs.err()
+                ),
+            }
+        }
     }
 }
