@@ -33,7 +33,7 @@ use crate::redact;
 use crate::reference::ImageRef;
 use crate::schedule::{CronExpr, TimeRange, WeekdaySet, parse_windows};
 use crate::secret::Secret;
-use crate::telemetry::{EventKind, LogFormat, LogLevel, NotifySpec, WebhookFormat, WebhookSpec};
+use crate::telemetry::{LogFormat, LogLevel, NotifySpec, WebhookFormat, WebhookSpec};
 pub use notify::WATCHTOWER_URLS;
 
 /// Where lookout looks for its configuration when none is given.
@@ -855,25 +855,7 @@ fn read_webhook(mut o: Obj<'_, '_>) -> Option<WebhookSpec> {
     if !present {
         o.ctx.problem(o.at("url"), "is required");
     }
-    let events = string_list(&mut o, "events").and_then(|names| {
-        if names.iter().any(|n| n == "all" || n == "*") {
-            return None;
-        }
-        let mut kinds = Vec::new();
-        for name in names {
-            match EventKind::parse(&name) {
-                Some(k) => kinds.push(k),
-                None => o.ctx.problem(
-                    o.at("events"),
-                    format!(
-                        "{name:?} is not one of {}, all",
-                        EventKind::NAMES.join(", ")
-                    ),
-                ),
-            }
-        }
-        Some(kinds)
-    });
+    let events = notify::events(&mut o);
     let secret = o.secret("secret");
     let format = o
         .choice("format", WebhookFormat::NAMES, WebhookFormat::parse)

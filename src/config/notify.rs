@@ -255,7 +255,9 @@ fn with_api(service: Service, api_url: Option<String>, o: &Obj<'_, '_>) -> Servi
     }
 }
 
-fn events(o: &mut Obj<'_, '_>) -> Option<Vec<EventKind>> {
+/// `events = [...]`: the event kinds an entry wants; `None` (every kind) when absent or when it
+/// holds `all` or `*`. Shared by `[[webhooks]]` and `[[notify]]`.
+pub(super) fn events(o: &mut Obj<'_, '_>) -> Option<Vec<EventKind>> {
     string_list(o, "events").and_then(|names| {
         if names.iter().any(|n| n == "all" || n == "*") {
             return None;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::telemetry::{NotifyMode, Service};
+use crate::telemetry::{EventKind, NotifyMode, Service};
 
 fn no_env(_: &str) -> Option<String> {
     None
