@@ -17,7 +17,6 @@ use std::rc::Rc;
 
 use super::ComposeError;
 use super::locate::Project;
-use super::yaml::Kind;
 
 /// How many `extends:` steps lookout follows before calling the chain circular.
 const MAX_EXTENDS: usize = 16;
@@ -152,7 +151,7 @@ impl<'r> FileSet<'r> {
         let Some(node) = project.service_node(service) else {
             return Err(extends_error("no such service".into()));
         };
-        let Some((base, base_file)) = extends(project, node).map_err(extends_error)? else {
+        let Some((base, base_file)) = project.extends_of(node).map_err(extends_error)? else {
             return Ok(None);
         };
         match base_file {
@@ -197,34 +196,6 @@ pub fn clean_path(path: &Path) -> PathBuf {
         }
     }
     out
-}
-
-/// A service's `extends:` as (service, file): `extends: base` or
-/// `extends: {service: base, file: common.yml}`.
-fn extends(project: &Project<'_>, node: usize) -> Result<Option<(String, Option<String>)>, String> {
-    let doc = &project.doc;
-    let mut via = Vec::new();
-    let Some(value) = doc.get(node, "extends", &mut via) else {
-        return Ok(None);
-    };
-    let value = doc.resolve(value, &mut via);
-    if let Some(name) = doc.scalar(value) {
-        return Ok(Some((name.to_owned(), None)));
-    }
-    if !matches!(
-        doc.nodes.get(value).map(|n| &n.kind),
-        Some(Kind::Map { .. })
-    ) {
-        return Err("`extends:` is neither a service name nor a mapping".into());
-    }
-    let field = |key: &str| {
-        doc.get(value, key, &mut Vec::new())
-            .map(|n| doc.resolve(n, &mut Vec::new()))
-            .and_then(|n| doc.scalar(n))
-            .map(str::to_owned)
-    };
-    let service = field("service").ok_or("`extends:` has no `service:`")?;
-    Ok(Some((service, field("file"))))
 }
 
 #[cfg(test)]
@@ -384,5 +355,21 @@ mod tests {
         let set = FileSet::new(vec!["/p/compose.yml".into()], &read);
         let owner = set.owner("a").unwrap();
         assert_eq!(set.sharing(&owner).unwrap(), ["a", "b", "base"]);
+    }
+
+    #[test]
+    fn the_single_file_editor_refuses_an_image_from_extends_naming_where_it_is() {
+        let text = "services:\n  web:\n    extends: base\n  base:\n    image: app:1\n  \
+                    w2:\n    extends: {service: root, file: common.yml}\n";
+        let e = crate::compose::locate(text, "web").unwrap_err().to_string();
+        assert!(
+            e.contains("takes its settings from service \"base\" through `extends:`"),
+            "{e}"
+        );
+        let e = crate::compose::locate(text, "w2").unwrap_err().to_string();
+        assert!(
+            e.contains("from service \"root\" of common.yml through `extends:`"),
+            "{e}"
+        );
     }
 }

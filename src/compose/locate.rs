@@ -107,20 +107,7 @@ impl<'t> Project<'t> {
     /// settings from `extends:`: the image, if any, is set where the extended service is.
     fn extends(&self, service: &str) -> Option<String> {
         let (_, node, _) = self.service(service).ok()?;
-        let doc = &self.doc;
-        let extends = doc.resolve(doc.get(*node, "extends", &mut Vec::new())?, &mut Vec::new());
-        let (base, file) = match doc.scalar(extends) {
-            Some(base) => (base.to_string(), None),
-            None => {
-                let base = doc.get(extends, "service", &mut Vec::new());
-                let file = doc.get(extends, "file", &mut Vec::new());
-                let text = |n: Option<NodeId>| {
-                    n.and_then(|n| doc.scalar(doc.resolve(n, &mut Vec::new())))
-                        .map(str::to_string)
-                };
-                (text(base).unwrap_or_default(), text(file))
-            }
-        };
+        let (base, file) = self.extends_of(*node).ok()??;
         let from = match file {
             Some(file) => format!("service {base:?} of {file}"),
             None => format!("service {base:?}"),
@@ -129,6 +116,37 @@ impl<'t> Project<'t> {
             "it has no `image:` of its own and takes its settings from {from} through \
              `extends:`; set the image there, or give {service:?} its own `image:`"
         ))
+    }
+
+    /// A service's `extends:` as (service, file): `extends: base` or
+    /// `extends: {service: base, file: common.yml}`; `None` when it has none.
+    pub(super) fn extends_of(
+        &self,
+        node: NodeId,
+    ) -> Result<Option<(String, Option<String>)>, String> {
+        let doc = &self.doc;
+        let mut via = Vec::new();
+        let Some(value) = doc.get(node, "extends", &mut via) else {
+            return Ok(None);
+        };
+        let value = doc.resolve(value, &mut via);
+        if let Some(name) = doc.scalar(value) {
+            return Ok(Some((name.to_owned(), None)));
+        }
+        if !matches!(
+            doc.nodes.get(value).map(|n| &n.kind),
+            Some(Kind::Map { .. })
+        ) {
+            return Err("`extends:` is neither a service name nor a mapping".into());
+        }
+        let field = |key: &str| {
+            doc.get(value, key, &mut Vec::new())
+                .map(|n| doc.resolve(n, &mut Vec::new()))
+                .and_then(|n| doc.scalar(n))
+                .map(str::to_owned)
+        };
+        let service = field("service").ok_or("`extends:` has no `service:`")?;
+        Ok(Some((service, field("file"))))
     }
 
     /// Every service with an image, and where that image is.
