@@ -121,6 +121,39 @@ pub fn read(labels: &HashMap<String, String>) -> Result<RecordedRun, LabelError>
     })
 }
 
+/// Which containers a configured service means: its compose service, in the project it names
+/// (`compose_project`) or the project whose `-f` files include its `compose_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted<'a> {
+    pub service: &'a str,
+    pub project: Option<&'a str>,
+    /// Canonical (as [`std::fs::canonicalize`] gives it), so a symlink or `./` names the same
+    /// file as compose's absolute label.
+    pub compose_file: Option<&'a Path>,
+}
+
+/// The runs of the containers `wanted` means, among those of every compose container on the
+/// host. `canonical` makes a recorded path canonical (the file system's answer; `None` when the
+/// file is gone). A project that two folders share by name is told apart by its files: a
+/// `compose_file` must be one of the run's `config_files`, never only a matching name.
+pub fn select<'r>(
+    runs: &'r [RecordedRun],
+    wanted: &Wanted<'_>,
+    canonical: impl Fn(&Path) -> Option<PathBuf>,
+) -> Vec<&'r RecordedRun> {
+    runs.iter()
+        .filter(|r| r.service == wanted.service)
+        .filter(|r| wanted.project.is_none_or(|p| r.project == p))
+        .filter(|r| {
+            wanted.compose_file.is_none_or(|want| {
+                r.config_files
+                    .iter()
+                    .any(|f| canonical(f).as_deref() == Some(want))
+            })
+        })
+        .collect()
+}
+
 /// The one way all containers of a service were run. Replicas created by different runs (other
 /// files, another project folder) cannot be recreated as one, so they are refused.
 pub fn agree(runs: &[RecordedRun]) -> Result<&RecordedRun, LabelError> {
@@ -422,5 +455,68 @@ mod tests {
             "{e}"
         );
         assert_eq!(agree(&[]), Err(LabelError::NotCompose));
+    }
+
+    #[test]
+    fn a_configured_file_or_project_picks_the_service_containers_and_a_shared_name_does_not() {
+        let run = |project: &str, dir: &str, number: u32| RecordedRun {
+            project: project.into(),
+            service: "web".into(),
+            working_dir: dir.into(),
+            config_files: vec![
+                format!("{dir}/compose.yml").into(),
+                format!("{dir}/compose.override.yml").into(),
+            ],
+            env_files: Vec::new(),
+            container_number: Some(number),
+            compose_version: None,
+        };
+        // Two folders named `app` (so one compose project name), and a `-p custom` project.
+        let runs = [
+            run("app", "/srv/a/app", 1),
+            run("app", "/srv/a/app", 2),
+            run("app", "/srv/b/app", 1),
+            run("custom", "/opt/site", 1),
+        ];
+        // /srv/link is a symlink to /srv/a: the canonical path is what counts.
+        let canonical = |p: &Path| {
+            Some(PathBuf::from(
+                p.to_string_lossy().replace("/srv/link", "/srv/a"),
+            ))
+        };
+        let by_file = |file: &str| {
+            let file = canonical(Path::new(file)).unwrap();
+            let wanted = Wanted {
+                service: "web",
+                project: None,
+                compose_file: Some(&file),
+            };
+            select(&runs, &wanted, canonical)
+                .iter()
+                .map(|r| (r.working_dir.display().to_string(), r.container_number))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            by_file("/srv/link/app/compose.yml"),
+            [
+                ("/srv/a/app".to_owned(), Some(1)),
+                ("/srv/a/app".to_owned(), Some(2))
+            ]
+        );
+        // The override file names the project as well as the base file does.
+        assert_eq!(by_file("/srv/b/app/compose.override.yml").len(), 1);
+        assert!(by_file("/srv/c/app/compose.yml").is_empty());
+        let by_project = Wanted {
+            service: "web",
+            project: Some("custom"),
+            compose_file: None,
+        };
+        assert_eq!(select(&runs, &by_project, canonical).len(), 1);
+        let other_service = Wanted {
+            service: "db",
+            project: Some("custom"),
+            compose_file: None,
+        };
+        assert!(select(&runs, &other_service, canonical).is_empty());
     }
 }
