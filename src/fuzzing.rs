@@ -506,10 +506,10 @@ pub fn hook_payload(data: &[u8]) {
     }
     for p in &found.pushes {
         let r = &p.repository;
-        let name = match &r.registry {
-            Some(host) => format!("{host}/{}", r.repository),
-            None => r.repository.clone(),
-        };
+        // A push that names no registry names a repository path on any registry; its first
+        // component may hold a `.` (`a.b/c`), which without a host would read as one.
+        let host = r.registry.as_deref().unwrap_or("registry.invalid");
+        let name = format!("{host}/{}", r.repository);
         assert!(
             crate::reference::ImageRef::parse(&name).is_ok(),
             "a pushed repository that is no reference: {name:?}"

@@ -126,3 +126,15 @@ fn familiar_form_keeps_library_before_a_nested_path() {
         "nginx:latest"
     );
 }
+
+#[test]
+fn a_pushed_repository_path_with_a_dot_in_its_first_component_is_a_repository_on_any_registry() {
+    // Found by the `hook_payload` target: a distribution notification naming the repository
+    // `sssss.sssssssssssstar_coun/t` (a valid path) failed the target's own check, which read the
+    // path without a host and so took `sssss.sssssssssssstar_coun` for one. The parser was right;
+    // the check now reads a push without a registry against a placeholder host.
+    let body = br#"{"events": [{"id": "641356d8", "action": "push", "target": {"mediah": 716, "repository": "sssss.sssssssssssstar_coun/t"}}]}"#;
+    let mut input = b"registry\n".to_vec();
+    input.extend_from_slice(body);
+    fuzzing::hook_payload(&input);
+}
