@@ -222,6 +222,8 @@ fn without_extensions(mut doc: serde_yaml_ng::Value) -> serde_yaml_ng::Value {
 pub fn compose_edit(data: &[u8]) {
     use crate::compose::{EditOptions, ImageSite, locate, set_image};
 
+    tolerate_yaml_parser_panics();
+
     let input = text(data);
     let (first, compose) = header(&input);
     let mut fields = first.split('\t');
@@ -451,6 +453,26 @@ pub fn www_authenticate(data: &[u8]) {
         assert!(!token.value.expose().is_empty(), "an empty token");
         assert!(token.renew_at > now, "a token to renew before it arrived");
     }
+}
+
+/// libyaml-safer still has inputs it panics on (a `TODO` branch of its scanner, found by the
+/// `compose_edit` target). The span parser catches those panics and refuses the file as invalid
+/// YAML (`src/compose/yaml.rs`), which is the behaviour this target checks; but libFuzzer's panic
+/// hook aborts on any panic, caught or not. So panics raised inside libyaml-safer are let through
+/// to that `catch_unwind` silently, and every other panic still reaches the previous hook.
+fn tolerate_yaml_parser_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_parser = info
+                .location()
+                .is_some_and(|l| l.file().contains("libyaml-safer"));
+            if !in_parser {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// `Link` headers of paginated tag lists. The input is tried as a header as it is; its first two

@@ -138,3 +138,18 @@ fn a_pushed_repository_path_with_a_dot_in_its_first_component_is_a_repository_on
     input.extend_from_slice(body);
     fuzzing::hook_payload(&input);
 }
+
+#[test]
+fn a_compose_file_libyaml_safer_panics_on_is_refused_as_invalid_yaml() {
+    // Found by the `compose_edit` target: libyaml-safer 0.3's scanner panics ("TODO: What is
+    // expected here?") on this input. The span parser catches the panic and refuses the file.
+    let data = include_bytes!("fixtures/fuzz/compose_edit-libyaml-scanner-todo");
+    fuzzing::compose_edit(data);
+    let text = String::from_utf8_lossy(data);
+    let compose = text.split_once('\n').map_or("", |(_, rest)| rest);
+    let e = lookout::compose::locate(compose, "web").unwrap_err();
+    assert!(
+        matches!(e, lookout::compose::ComposeError::InvalidYaml { .. }),
+        "{e}"
+    );
+}
