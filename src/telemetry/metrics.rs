@@ -43,7 +43,7 @@ impl Metrics {
     }
 
     /// [`Metrics::new`], and the notification `channels` with their series at zero.
-    pub fn with_channels(version: &str, services: &[String], channels: &[String]) -> Self {
+    pub(crate) fn with_channels(version: &str, services: &[String], channels: &[String]) -> Self {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");

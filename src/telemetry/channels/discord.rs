@@ -34,7 +34,7 @@ impl std::fmt::Debug for Discord {
 impl Discord {
     /// `discord://TOKEN@WEBHOOK_ID[?title=&username=&avatar=&color=]` for
     /// `https://discord.com/api/webhooks/WEBHOOK_ID/TOKEN`.
-    pub fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
         let (token, id) = (p.user.clone(), p.host.clone());
         if token.is_empty() || id.is_empty() {
             return Err(p.error("write discord://TOKEN@WEBHOOK_ID"));
@@ -98,7 +98,7 @@ impl Discord {
 }
 
 /// `0xff8000`, `#ff8000` or `16744448`.
-pub fn parse_colour(s: &str) -> Option<u32> {
+pub(crate) fn parse_colour(s: &str) -> Option<u32> {
     let s = s.trim();
     let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix('#')) {
         Some(hex) => u32::from_str_radix(hex, 16).ok()?,

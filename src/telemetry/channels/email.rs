@@ -18,7 +18,7 @@ pub struct Email {
 impl Email {
     /// `smtp://[USER:PASSWORD@]host[:port]/?from=&to=a,b[&subject=…]` (shoutrrr's
     /// `fromaddress`/`toaddresses` too).
-    pub fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
         if p.host.is_empty() {
             return Err(p.error("names no server"));
         }

@@ -63,7 +63,7 @@ impl Generic {
 
     /// `generic+https://host/path?…`, `generic+http://…`, or `generic://host/path?…`
     /// (HTTPS unless `disabletls=yes`).
-    pub fn from_url(p: &mut Parts, original: &str) -> Result<Self, UrlError> {
+    pub(crate) fn from_url(p: &mut Parts, original: &str) -> Result<Self, UrlError> {
         let (scheme, rest) = original.split_once("://").unwrap_or(("generic", original));
         let mut target = match scheme.to_ascii_lowercase().as_str() {
             "generic+https" => format!("https://{rest}"),

@@ -19,7 +19,7 @@ pub struct Gotify {
 
 impl Gotify {
     /// `gotify://host[:port][/sub/path]/TOKEN[/]?priority=&title=&disabletls=`.
-    pub fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
         let Some((token, path)) = p.segments.split_last() else {
             return Err(p.error("the URL names no application token: write gotify://host/TOKEN"));
         };
@@ -52,7 +52,7 @@ impl Gotify {
         })
     }
 
-    pub fn default_priority(kind: EventKind) -> u8 {
+    pub(crate) fn default_priority(kind: EventKind) -> u8 {
         match kind {
             EventKind::UpdateAvailable | EventKind::UpdateStarted => 2,
             EventKind::Updated => 4,

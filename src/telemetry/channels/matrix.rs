@@ -24,7 +24,7 @@ pub struct Matrix {
 
 impl Matrix {
     /// `matrix://[USER]:PASSWORD_OR_TOKEN@host[:port]/?rooms=!id:server,alias&disabletls=&title=&deviceid=`.
-    pub fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
         let password = p.password.clone().unwrap_or_default();
         p.secret(&password);
         if password.is_empty() {
@@ -57,7 +57,7 @@ impl Matrix {
     }
 
     /// What this lookout cannot do yet: password login, every joined room.
-    pub fn undeliverable(&self) -> Option<String> {
+    pub(crate) fn undeliverable(&self) -> Option<String> {
         if self.user.is_some() {
             return Some("Matrix password login is not supported yet: give an access token with no user (matrix://:ACCESS_TOKEN@homeserver/?rooms=…)".into());
         }
@@ -69,7 +69,7 @@ impl Matrix {
 
     /// The URL that resolves a room alias (`#room:server`) to its id:
     /// `GET /_matrix/client/v3/directory/room/{alias}`, answered `{"room_id": "!…"}`.
-    pub fn alias_url(&self, alias: &str) -> String {
+    pub(crate) fn alias_url(&self, alias: &str) -> String {
         format!(
             "{}/_matrix/client/v3/directory/room/{}",
             trim_base(&self.homeserver),

@@ -68,7 +68,7 @@ impl Service {
 
     /// Why lookout cannot deliver to this service as configured, if it cannot: said at load
     /// time so that no configured channel stays silent.
-    pub fn undeliverable(&self) -> Option<String> {
+    pub(crate) fn undeliverable(&self) -> Option<String> {
         match self {
             Self::Email(_) => Some(
                 "email over SMTP is not delivered by this version of lookout yet; remove this entry or use another channel".into(),
@@ -172,7 +172,7 @@ pub struct Message {
 
 impl Message {
     /// The message for one event, or `None` for events channels do not hear about.
-    pub fn for_event(event: &Event, host: &str, at: Timestamp) -> Option<Self> {
+    pub(crate) fn for_event(event: &Event, host: &str, at: Timestamp) -> Option<Self> {
         let kind = event.kind()?;
         let u = event.update()?;
         let id = super::event_id(host, event)?;
@@ -297,7 +297,7 @@ impl Message {
     }
 
     /// The body and where to look, as plain text (for services that show the title apart).
-    pub fn plain_body(&self) -> String {
+    pub(crate) fn plain_body(&self) -> String {
         let mut out = self.body.clone();
         for (k, v) in self.facts.iter().filter(|(k, _)| k == "Where") {
             out.push_str(&format!("\n{k}: {v}"));
@@ -365,7 +365,7 @@ impl Prepared {
 }
 
 /// `s` with `&`, `<`, `>` and `"` written as HTML entities.
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

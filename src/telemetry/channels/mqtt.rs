@@ -16,7 +16,7 @@ pub struct Mqtt {
 }
 
 impl Mqtt {
-    pub fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
         if p.host.is_empty() {
             return Err(p.error("names no broker: write mqtt://host:port"));
         }

@@ -50,7 +50,7 @@ impl std::fmt::Debug for Ntfy {
 }
 
 /// `1`-`5` or ntfy's names (`min`, `low`, `default`, `high`, `max`, `urgent`).
-pub fn parse_priority(s: &str) -> Option<u8> {
+pub(crate) fn parse_priority(s: &str) -> Option<u8> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "min" => Some(1),
         "2" | "low" => Some(2),
@@ -64,7 +64,7 @@ pub fn parse_priority(s: &str) -> Option<u8> {
 impl Ntfy {
     /// `ntfy://[user:password@]host[:port]/[path/]topic?…`; a password without a user is an
     /// access token.
-    pub fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
         let scheme = match p.take(&["scheme"]).as_deref().map(str::to_ascii_lowercase) {
             None => "https".to_owned(),
             Some(s) if s == "http" || s == "https" => s,
@@ -126,7 +126,7 @@ impl Ntfy {
     }
 
     /// The priority an event gets unless one is configured.
-    pub fn default_priority(kind: EventKind) -> u8 {
+    pub(crate) fn default_priority(kind: EventKind) -> u8 {
         match kind {
             EventKind::UpdateAvailable | EventKind::UpdateStarted => 2,
             EventKind::Updated => 3,
@@ -136,7 +136,7 @@ impl Ntfy {
     }
 
     /// The tags (emoji short codes) an event gets unless they are configured.
-    pub fn default_tags(kind: EventKind) -> &'static [&'static str] {
+    pub(crate) fn default_tags(kind: EventKind) -> &'static [&'static str] {
         match kind {
             EventKind::UpdateAvailable => &["arrow_up"],
             EventKind::UpdateStarted => &["hourglass_flowing_sand"],

@@ -20,13 +20,13 @@ pub struct Pushover {
     pub title: Option<String>,
 }
 
-pub fn parse_priority(s: &str) -> Option<i8> {
+pub(crate) fn parse_priority(s: &str) -> Option<i8> {
     s.trim().parse::<i8>().ok().filter(|n| (-2..=2).contains(n))
 }
 
 impl Pushover {
     /// `pushover://shoutrrr:API_TOKEN@USER_KEY/?devices=a,b&title=&priority=`.
-    pub fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
         let token = p.password.clone().unwrap_or_default();
         let user = p.host.clone();
         p.secret(&token);
@@ -51,7 +51,7 @@ impl Pushover {
         })
     }
 
-    pub fn default_priority(kind: EventKind) -> i8 {
+    pub(crate) fn default_priority(kind: EventKind) -> i8 {
         match kind {
             EventKind::UpdateAvailable | EventKind::UpdateStarted => -1,
             EventKind::Updated => 0,

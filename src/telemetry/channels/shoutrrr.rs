@@ -23,7 +23,7 @@ pub struct Parsed {
 pub struct UrlError(pub String);
 
 /// The services lookout reads from shoutrrr URLs, by scheme.
-pub const SCHEMES: &[&str] = &[
+pub(crate) const SCHEMES: &[&str] = &[
     "ntfy",
     "gotify",
     "telegram",
@@ -64,7 +64,7 @@ const SHOUTRRR_OTHERS: &[&str] = &[
 ];
 
 /// Several URLs separated by white space, as `WATCHTOWER_NOTIFICATION_URL` holds them.
-pub fn split_list(list: &str) -> Vec<&str> {
+pub(crate) fn split_list(list: &str) -> Vec<&str> {
     list.split_whitespace().collect()
 }
 
@@ -197,14 +197,14 @@ impl Parts {
     }
 
     /// A secret parameter.
-    pub fn take_secret(&mut self, keys: &[&'static str]) -> Option<String> {
+    pub(crate) fn take_secret(&mut self, keys: &[&'static str]) -> Option<String> {
         let v = self.take(keys)?;
         self.secret(&v);
         Some(v)
     }
 
     /// A yes/no parameter (`yes`, `no`, `true`, `false`, `1`, `0`, `on`, `off`).
-    pub fn take_bool(&mut self, keys: &[&'static str]) -> Result<Option<bool>, UrlError> {
+    pub(crate) fn take_bool(&mut self, keys: &[&'static str]) -> Result<Option<bool>, UrlError> {
         let Some(v) = self.take(keys) else {
             return Ok(None);
         };
@@ -219,7 +219,7 @@ impl Parts {
     }
 
     /// A comma-separated list parameter.
-    pub fn take_list(&mut self, keys: &[&'static str]) -> Option<Vec<String>> {
+    pub(crate) fn take_list(&mut self, keys: &[&'static str]) -> Option<Vec<String>> {
         self.take(keys).map(|v| {
             v.split(',')
                 .map(|p| p.trim().to_owned())
@@ -230,7 +230,7 @@ impl Parts {
 
     /// A title parameter: lookout writes its own titles, so one given here is used as a
     /// prefix.
-    pub fn take_title(&mut self) -> Option<String> {
+    pub(crate) fn take_title(&mut self) -> Option<String> {
         self.take(&["title"]).filter(|t| !t.trim().is_empty())
     }
 

@@ -68,7 +68,7 @@ impl SlackHook {
 
     /// `slack://hook:A-B-C@webhook?…` (shoutrrr 0.6+), `slack://[BOTNAME@]A/B/C?…` (older),
     /// for `https://hooks.slack.com/services/A/B/C`. API tokens (`xoxb:`/`xoxp:`) are refused.
-    pub fn from_slack_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_slack_url(p: &mut Parts) -> Result<Self, UrlError> {
         let user = p.user.to_ascii_lowercase();
         let (tokens, botname) = if user == "hook" {
             let token = p.password.clone().unwrap_or_default();
@@ -117,7 +117,7 @@ impl SlackHook {
 
     /// `mattermost://[USER@]host[:port][/path]/TOKEN[/CHANNEL]` (also `/TOKEN/USER/CHANNEL`,
     /// as shoutrrr's guide writes it) for `https://host/hooks/TOKEN`.
-    pub fn from_mattermost_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_mattermost_url(p: &mut Parts) -> Result<Self, UrlError> {
         let segments = p.segments.clone();
         let (token, user, channel) = match segments.as_slice() {
             [t] => (t.clone(), None, None),
@@ -145,7 +145,7 @@ impl SlackHook {
 
     /// `rocketchat://[USER@]host[:port]/[hooks/]TOKEN_A/TOKEN_B[/CHANNEL or /@USER]` for
     /// `https://host/hooks/TOKEN_A/TOKEN_B`.
-    pub fn from_rocketchat_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_rocketchat_url(p: &mut Parts) -> Result<Self, UrlError> {
         let mut segments = p.segments.clone();
         if segments.first().is_some_and(|s| s == "hooks") {
             segments.remove(0);
@@ -223,7 +223,7 @@ impl SlackHook {
 
 /// Slack's three control characters as entities (`&`, `<`, `>`), so text is never read as a
 /// link or mention.
-pub fn escape_mrkdwn(s: &str) -> String {
+pub(crate) fn escape_mrkdwn(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -31,7 +31,7 @@ impl Teams {
     /// `teams://GROUP@TENANT/ALT_ID/GROUP_OWNER[/EXTRA_ID]?host=ORG.webhook.office.com[&title=][&color=]`,
     /// shoutrrr's form of
     /// `https://ORG.webhook.office.com/webhookb2/GROUP@TENANT/IncomingWebhook/ALT_ID/GROUP_OWNER/EXTRA_ID`.
-    pub fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
         let host = p.take(&["host"]).ok_or_else(|| {
             p.error("names no host: add ?host=ORGANISATION.webhook.office.com (the legacy outlook.office.com hooks are retired), or configure a Workflows webhook as webhook_url")
         })?;
@@ -106,7 +106,7 @@ impl Teams {
 
 /// The adaptive-card colour nearest to `rrggbb` (cards take named colours only): red
 /// `attention`, orange and yellow `warning`, green `good`, anything else `accent`.
-pub fn named_colour(hex: &str) -> Option<&'static str> {
+pub(crate) fn named_colour(hex: &str) -> Option<&'static str> {
     let hex = hex.trim().trim_start_matches('#');
     if hex.len() != 6 || !hex.is_ascii() {
         return None;

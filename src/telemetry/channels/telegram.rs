@@ -41,7 +41,7 @@ pub struct Telegram {
 }
 
 /// A bot token as BotFather hands it out: digits, `:`, then letters, digits, `_` and `-`.
-pub fn valid_token(token: &str) -> bool {
+pub(crate) fn valid_token(token: &str) -> bool {
     token.split_once(':').is_some_and(|(id, secret)| {
         !id.is_empty()
             && id.bytes().all(|b| b.is_ascii_digit())
@@ -53,7 +53,7 @@ pub fn valid_token(token: &str) -> bool {
 }
 
 /// `-100123`, `42`, `@channel_name`, each optionally `:THREAD_ID`.
-pub fn parse_chat(s: &str) -> Option<Chat> {
+pub(crate) fn parse_chat(s: &str) -> Option<Chat> {
     let s = s.trim();
     let (id, thread) = match s.rsplit_once(':') {
         Some((id, t)) => (id, Some(t.parse::<i64>().ok()?)),
@@ -76,7 +76,7 @@ pub fn parse_chat(s: &str) -> Option<Chat> {
 
 impl Telegram {
     /// `telegram://TOKEN@telegram?chats=@channel,-100123[:THREAD]&notification=&preview=&parsemode=&title=`.
-    pub fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
+    pub(crate) fn from_url(p: &mut Parts) -> Result<Self, UrlError> {
         let token = format!("{}:{}", p.user, p.password.clone().unwrap_or_default());
         p.secret(&token);
         if let Some(pw) = p.password.clone() {
@@ -193,7 +193,7 @@ impl Telegram {
 /// `s` as literal text in a MarkdownV2 message: `\` and each of
 /// `_ * [ ] ( ) ~ ` > # + - = | { } . !` preceded by a backslash, as the Bot API requires
 /// outside entities.
-pub fn escape_markdown_v2(s: &str) -> String {
+pub(crate) fn escape_markdown_v2(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 4);
     for c in s.chars() {
         if matches!(
