@@ -182,6 +182,7 @@ impl ImageRef {
     }
 
     /// The same reference pinned to `digest` (the tag, if any, is kept for readers).
+    #[cfg(test)]
     pub fn with_digest(&self, digest: &str) -> Self {
         Self {
             digest: Some(digest.to_owned()),

@@ -73,10 +73,6 @@ impl ComposeFile {
     pub fn text(&self) -> &str {
         &self.text
     }
-
-    pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of(self.text.as_bytes())
-    }
 }
 
 /// Options of [`plan_set_image`].
@@ -109,10 +105,6 @@ impl PlannedEdit {
 
     pub fn new_bytes(&self) -> &[u8] {
         self.new.as_bytes()
-    }
-
-    pub fn previous_fingerprint(&self) -> Fingerprint {
-        Fingerprint::of(self.old.as_bytes())
     }
 
     /// Every service whose image this edit changes.

@@ -659,6 +659,7 @@ pub(crate) async fn find_running<R: ContainerRuntime>(
 /// The order to go through services, given as (compose file, compose service) in configuration
 /// order: a service comes after the services of the same compose file it `depends_on`;
 /// otherwise configuration order is kept. A dependency cycle falls back to configuration order.
+#[cfg(test)]
 pub fn update_order(
     services: &[(PathBuf, String)],
     dependencies: &dyn Fn(&Path) -> BTreeMap<String, Vec<String>>,

@@ -760,6 +760,7 @@ pub(crate) fn pick_platform<'a>(
 }
 
 /// `sha256:<hex>` of `bytes`.
+#[cfg(test)]
 pub fn sha256_digest(bytes: &[u8]) -> String {
     grammar::digest_of(Algorithm::Sha256, bytes)
 }

@@ -35,6 +35,7 @@ pub struct TokioClock {
 
 impl TokioClock {
     /// A clock reading `start` now. Call it inside a tokio runtime.
+    #[cfg(test)]
     pub fn starting_at(start: Timestamp) -> Self {
         Self {
             start,

@@ -174,6 +174,7 @@ impl Windows {
     }
 
     /// Whether a window is open at `at`.
+    #[cfg(test)]
     pub fn is_open(&self, at: Timestamp) -> bool {
         self.is_unrestricted()
             || self

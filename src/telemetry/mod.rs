@@ -388,11 +388,6 @@ impl Telemetry {
     }
 }
 
-/// The span one service check runs in.
-pub fn check_span(service: &str) -> tracing::Span {
-    tracing::info_span!("check", service = %service)
-}
-
 /// The span one update attempt runs in.
 pub fn update_span(service: &str, old_image: &str, new_image: &str) -> tracing::Span {
     tracing::info_span!("update", service = %service, old_image = %old_image, new_image = %new_image)
