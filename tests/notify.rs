@@ -17,6 +17,7 @@ use lookout::telemetry::{
 use serde_json::Value;
 
 use crate::util::fake_http::{FakeHttp, Request, Response};
+use crate::util::{eventually, metric};
 
 fn update() -> UpdateInfo {
     UpdateInfo {
@@ -80,21 +81,6 @@ fn ok() -> FakeHttp {
 
 fn json(r: &Request) -> Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {:?}", r.body))
-}
-
-fn metric(t: &Telemetry, series: &str) -> f64 {
-    t.render_metrics()
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no {series} in\n{}", t.render_metrics()))
-}
-
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// One event to one channel, delivered in `n` requests; the requests the server got.

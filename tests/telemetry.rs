@@ -15,6 +15,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::util::{eventually, metric};
+
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 struct Received {
@@ -139,22 +141,6 @@ fn update() -> UpdateInfo {
         new_digest: Some("sha256:new".into()),
         started_at: "2025-01-06T02:00:00Z".parse().unwrap(),
         duration: Some(Duration::from_secs(30)),
-    }
-}
-
-fn metric(t: &Telemetry, series: &str) -> f64 {
-    t.render_metrics()
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no {series} in\n{}", t.render_metrics()))
-}
-
-/// Waits (real time, bounded) until `cond` holds.
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -141,3 +141,23 @@ pub(crate) fn wait_for<T>(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Waits, in async code, until `cond` holds: polled every 10 ms, failing naming `what` after 10 s.
+pub(crate) async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of one metric series (`name{labels}`) in what `t` renders; fails naming it when absent.
+pub(crate) fn metric(t: &lookout::telemetry::Telemetry, series: &str) -> f64 {
+    let text = t.render_metrics();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
