@@ -803,26 +803,37 @@ fn variables_edit_the_project_env_file() {
 }
 
 #[test]
-fn a_missing_env_file_says_which_file_to_create() {
+fn a_missing_env_file_is_created_and_a_restore_removes_it() {
     let dir = scratch(&[(
         "compose.yaml",
         "services:\n  web:\n    image: ${WEB_IMAGE:-nginx:1.25}\n",
     )]);
     let path = dir.path().join("compose.yaml");
-    let e = plan_set_image_with_env(&path, "web", "nginx:1.27", &PlanOptions::default(), |_| {
+    let plan = plan_set_image_with_env(&path, "web", "nginx:1.27", &PlanOptions::default(), |_| {
         None
     })
-    .unwrap_err();
+    .unwrap();
     let env = dir.path().join(".env");
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "{}: the image of service \"web\" comes from ${{WEB_IMAGE}}, which {} does not \
-             define; create or edit {} with a line `WEB_IMAGE=<image>`",
-            path.display(),
-            env.display(),
-            env.display()
-        )
+    assert_eq!(plan.target(), env);
+    assert!(plan.created());
+    assert_eq!(plan.new_bytes(), b"WEB_IMAGE=nginx:1.27\n");
+    plan.apply().unwrap();
+    assert_eq!(fs::read_to_string(&env).unwrap(), "WEB_IMAGE=nginx:1.27\n");
+    plan.restore().unwrap();
+    assert!(
+        !env.exists(),
+        "the rollback removes the file lookout created"
+    );
+
+    // An env file the configuration names must exist: compose would refuse to start.
+    let opts = PlanOptions {
+        env_file: Some(dir.path().join("site.env")),
+        ..PlanOptions::default()
+    };
+    let e = plan_set_image_with_env(&path, "web", "nginx:1.27", &opts, |_| None).unwrap_err();
+    assert!(
+        matches!(e.kind(), ComposeError::EnvFileMissing { .. }),
+        "{e}"
     );
 }
 

@@ -50,7 +50,8 @@ impl<'r> FileSet<'r> {
         }
     }
 
-    fn text(&self, path: &Path) -> Result<Rc<String>, ComposeError> {
+    /// The text of `path`, read once.
+    pub(super) fn text(&self, path: &Path) -> Result<Rc<String>, ComposeError> {
         if let Some(t) = self.texts.borrow().get(path) {
             return Ok(t.clone());
         }
@@ -59,6 +60,26 @@ impl<'r> FileSet<'r> {
             .borrow_mut()
             .insert(path.to_owned(), text.clone());
         Ok(text)
+    }
+
+    /// Every file read so far: the `-f` files in order, then the ones `extends:` led to, by
+    /// path.
+    pub(super) fn read_files(&self) -> Vec<PathBuf> {
+        let texts = self.texts.borrow();
+        let mut out: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|f| texts.contains_key(*f))
+            .cloned()
+            .collect();
+        let mut others: Vec<PathBuf> = texts
+            .keys()
+            .filter(|k| !self.files.contains(k))
+            .cloned()
+            .collect();
+        others.sort();
+        out.extend(others);
+        out
     }
 
     /// Every service any file defines, in order of first appearance.
@@ -103,10 +124,17 @@ impl<'r> FileSet<'r> {
                     })
                     .in_file(file))
             }
-            (None, None) => Err(ComposeError::UnknownService {
-                service: service.to_owned(),
-                known: self.services()?,
-            }),
+            (None, None) => {
+                let e = ComposeError::UnknownService {
+                    service: service.to_owned(),
+                    known: self.services()?,
+                };
+                // With one file, that file is where the service is missing.
+                Err(match &self.files[..] {
+                    [one] => e.in_file(one),
+                    _ => e,
+                })
+            }
         }
     }
 

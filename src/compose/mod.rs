@@ -32,10 +32,12 @@ pub use depends::dependencies;
 pub use edit::{Edit, EditOptions, set_image};
 pub use envfile::{EnvEntry, add_env_var, parse_env, set_env_var};
 pub use file::{
-    ComposeFile, Fingerprint, PlanOptions, PlannedEdit, plan_set_image, plan_set_image_with_env,
-    restore, set_image_command,
+    ComposeFile, Fingerprint, PlanOptions, PlannedEdit, plan_project_image,
+    plan_project_image_with_env, plan_set_image, plan_set_image_with_env, remove_created, restore,
+    set_image_command,
 };
 pub use fileset::{FileSet, ImageOwner, ReadFn, clean_path};
+pub use interp::interpolate;
 pub use locate::locate;
 
 /// The quoting of a YAML scalar or an env value, kept as it was when lookout writes.
@@ -130,6 +132,18 @@ pub enum ComposeError {
         others: Vec<String>,
     },
     #[error(
+        "service {service:?}: its image is the `image:` of service {owner:?}, which also gives \
+         the image of {} (through `extends:` or override files); updating it changes them all. \
+         Allow group updates (allow_anchor_group, `--allow-anchor-group`) to update them \
+         together, or give {service:?} its own `image:`",
+        others.join(", ")
+    )]
+    ImageShared {
+        service: String,
+        owner: String,
+        others: Vec<String>,
+    },
+    #[error(
         "service {service:?}: variable {variable} is used by the images of {}; changing it \
          changes them all. Allow group updates (allow_anchor_group, `--allow-anchor-group`) to \
          update them together",
@@ -165,15 +179,11 @@ pub enum ComposeError {
     #[error("{variable} is not defined in the env file")]
     EnvVarMissing { variable: String },
     #[error(
-        "the image of service {service:?} comes from ${{{variable}}}, which {env_file} does not \
-         define; create or edit {env_file} with a line `{variable}=<image>`",
-        env_file = env_file.display()
+        "env file {} does not exist; compose is told to read it (`--env-file`) and refuses to \
+         start without it. Restore it, or stop naming it",
+        env_file.display()
     )]
-    EnvFileLacksVariable {
-        service: String,
-        variable: String,
-        env_file: PathBuf,
-    },
+    EnvFileMissing { env_file: PathBuf },
     #[error(
         "the image of service {service:?} comes from ${{{variable}}}, which is set in lookout's \
          environment; that value wins over {env_file}, and lookout cannot change it. Unset it and \

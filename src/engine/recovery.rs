@@ -230,10 +230,15 @@ async fn roll_back<R: ContainerRuntime, C: Compose>(
             intent.file.path.display()
         )
     })?;
-    if let Some(current) = file_now
-        && current != old.as_slice()
-    {
-        compose::restore(&intent.file.path, &old, current).map_err(|e| e.to_string())?;
+    match file_now {
+        // A file the update created is removed again; its bytes were checked to be lookout's.
+        Some(current) if intent.file.created => {
+            compose::remove_created(&intent.file.path, current).map_err(|e| e.to_string())?;
+        }
+        Some(current) if current != old.as_slice() => {
+            compose::restore(&intent.file.path, &old, current).map_err(|e| e.to_string())?;
+        }
+        _ => {}
     }
     // The old image is under the rollback tag when the update got that far; put its own tag back.
     let rollback_ref = format!("{}:{}", intent.from.image, rollback_tag(&intent.service));

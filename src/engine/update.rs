@@ -353,8 +353,7 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
         }
         let undo = async {
             if let Some(edit) = &applied.edit {
-                compose::restore(edit.target(), edit.previous_bytes(), edit.new_bytes())
-                    .map_err(|e| e.to_string())?;
+                edit.restore().map_err(|e| e.to_string())?;
             }
             failpoint::hit("during_rollback");
             if applied.tagged {
@@ -531,20 +530,21 @@ pub(super) fn gate_options(spec: &ServiceSpec) -> GateOptions {
     }
 }
 
-/// The journal's record of the file: the planned edit's target and bytes, or the compose file
-/// unchanged when only the digest moves.
+/// The journal's record of the file: the planned edit's target and bytes (and whether it
+/// creates the file), or the compose file unchanged when only the digest moves.
 fn file_change(req: &UpdateRequest, edit: Option<&PlannedEdit>) -> Result<FileChange, String> {
-    let (path, old, new) = match edit {
+    let (path, old, new, created) = match edit {
         Some(e) => (
             e.target().to_path_buf(),
             e.previous_bytes().to_vec(),
             e.new_bytes().to_vec(),
+            e.created(),
         ),
         None => {
             let path = req.spec.compose_file.clone();
             let bytes = crate::config::read_file(&path, crate::config::MAX_FILE_BYTES)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            (path, bytes.clone(), bytes)
+            (path, bytes.clone(), bytes, false)
         }
     };
     Ok(FileChange {
@@ -552,6 +552,7 @@ fn file_change(req: &UpdateRequest, edit: Option<&PlannedEdit>) -> Result<FileCh
         old_sha256: sha256_hex(&old),
         new_sha256: sha256_hex(&new),
         old_bytes: SavedBytes::new(&old),
+        created,
     })
 }
 

@@ -112,8 +112,13 @@ pub struct FileChange {
     /// [`sha256_hex`] of the bytes the update writes. Equal to `old_sha256` when the file does
     /// not change (an update that keeps the tag and moves the digest).
     pub new_sha256: String,
-    /// The bytes before the update, restored on rollback.
+    /// The bytes before the update, restored on rollback (empty when `created`).
     pub old_bytes: SavedBytes,
+    /// The file did not exist before the update: lookout created it (an env file for a
+    /// variable whose default is in the compose file), and a rollback removes it. Absent in
+    /// state files written before this field existed: those never created a file.
+    #[serde(default)]
+    pub created: bool,
 }
 
 /// What an update means to do, recorded before it does anything.
@@ -300,7 +305,8 @@ impl State {
 /// What a starting lookout sees of a service whose update was in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
-    /// [`sha256_hex`] of the edited file now; `None` if the file is missing.
+    /// [`sha256_hex`] of the edited file now; `None` if the file is missing (which, for a file
+    /// the update creates, is its old state).
     pub file_sha256: Option<String>,
     /// Digest of the image the service's container runs now; `None` if no container runs.
     pub running_digest: Option<String>,
@@ -336,11 +342,16 @@ pub enum Recovery {
 /// ```
 ///
 /// When the file does not change, only the tag moved; before the old image is tagged the tag
-/// cannot have moved, from then on it may have.
+/// cannot have moved, from then on it may have. For a file the update creates, "old" is the
+/// file missing (an existing file, even an empty one, is someone else's).
 pub fn decide_recovery(entry: &JournalEntry, seen: &Observed) -> Recovery {
     let file = &entry.intent.file;
     let hash = seen.file_sha256.as_deref();
-    let file_old = hash == Some(file.old_sha256.as_str());
+    let file_old = if file.created {
+        hash.is_none()
+    } else {
+        hash == Some(file.old_sha256.as_str())
+    };
     let file_new = hash == Some(file.new_sha256.as_str());
     if !file_old && !file_new {
         return Recovery::Conflict;
@@ -406,6 +417,7 @@ mod tests {
                 old_sha256: sha256_hex(OLD_FILE),
                 new_sha256: sha256_hex(new_file),
                 old_bytes: SavedBytes::new(OLD_FILE),
+                created: false,
             },
         }
     }
@@ -493,6 +505,67 @@ mod tests {
         check(false, FileWritten, "old", "none", false, RollBack);
         check(false, RollingBack, "old", "new", true, RollBack);
         check(false, HealthGate, "other", "new", true, Conflict);
+    }
+
+    #[test]
+    fn recovery_when_the_update_creates_the_file() {
+        use Recovery::*;
+        use Step::*;
+        let new_env = b"TAG=1.27.4\n";
+        let mut created = intent(true);
+        created.file = FileChange {
+            path: "/srv/web/.env".into(),
+            old_sha256: sha256_hex(b""),
+            new_sha256: sha256_hex(new_env),
+            old_bytes: SavedBytes::new(b""),
+            created: true,
+        };
+        let cases: &[(Step, Option<&[u8]>, &str, bool, Recovery)] = &[
+            // Not created yet: nothing happened.
+            (Pulled, None, "old", true, NothingToDo),
+            (OldImageTagged, None, "old", true, NothingToDo),
+            // Created, the new container healthy: commit; anything else: roll back.
+            (HealthGate, Some(new_env), "new", true, Commit),
+            (HealthGate, Some(new_env), "new", false, RollBack),
+            (FileWritten, Some(new_env), "old", true, RollBack),
+            // A rollback that removed the file already, or not yet: finish it.
+            (RollingBack, None, "old", true, RollBack),
+            (RollingBack, Some(new_env), "new", false, RollBack),
+            // An empty file where lookout created none, or other bytes: someone else's.
+            (FileWritten, Some(b""), "old", true, Conflict),
+            (HealthGate, Some(b"TAG=9\n"), "new", true, Conflict),
+        ];
+        for (step, file, runs, healthy, expect) in cases {
+            let entry = JournalEntry {
+                intent: created.clone(),
+                step: *step,
+                started_at: ts("2025-03-01T10:00:00Z"),
+                step_at: ts("2025-03-01T10:00:05Z"),
+            };
+            let seen = Observed {
+                file_sha256: file.map(sha256_hex),
+                running_digest: Some(format!("sha256:{runs}")),
+                healthy: *healthy,
+            };
+            assert_eq!(
+                decide_recovery(&entry, &seen),
+                *expect,
+                "step={step} file={file:?} runs={runs} healthy={healthy}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_journal_written_before_created_existed_still_loads() {
+        let json = serde_json::json!({
+            "path": "/srv/web/compose.yaml",
+            "old_sha256": sha256_hex(OLD_FILE),
+            "new_sha256": sha256_hex(NEW_FILE),
+            "old_bytes": {"encoding": "utf8", "data": "services:\n  web:\n    image: nginx:1.27.3\n"},
+        });
+        let change: FileChange = serde_json::from_value(json).unwrap();
+        assert_eq!(change, intent(true).file);
+        assert!(!change.created);
     }
 
     #[test]
