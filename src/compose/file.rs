@@ -491,10 +491,9 @@ fn services_using(set: &FileSet<'_>, name: &str) -> Result<Vec<String>, ComposeE
     let mut services = Vec::new();
     for s in set.services()? {
         let Ok(owner) = set.owner(&s) else { continue };
-        let text = set.text(&owner.file)?;
-        let project = Project::parse(&text).map_err(|e| e.in_file(&owner.file))?;
-        if image_scalar(&project, &owner.service)
-            .is_ok_and(|v| interp::variables(&v.value).iter().any(|n| n == name))
+        if set
+            .image_value(&owner)?
+            .is_some_and(|v| interp::variables(&v).iter().any(|n| n == name))
         {
             services.push(s);
         }

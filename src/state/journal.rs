@@ -520,7 +520,9 @@ mod tests {
             old_bytes: SavedBytes::new(b""),
             created: true,
         };
-        let cases: &[(Step, Option<&[u8]>, &str, bool, Recovery)] = &[
+        /// Step, the file now (`None`: missing), what runs, healthy, the decision.
+        type Case<'a> = (Step, Option<&'a [u8]>, &'a str, bool, Recovery);
+        let cases: &[Case] = &[
             // Not created yet: nothing happened.
             (Pulled, None, "old", true, NothingToDo),
             (OldImageTagged, None, "old", true, NothingToDo),
