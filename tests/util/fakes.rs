@@ -303,7 +303,8 @@ impl ContainerRuntime for FakeRuntime {
 }
 
 /// Compose in memory over a [`FakeRuntime`]: the project is named as compose names it from
-/// the file's folder, and `up` runs the image the compose file names now.
+/// the file's folder, and `up` runs the image the compose file names now (its `${VAR}`s read
+/// from the project's `.env`).
 #[derive(Debug, Clone)]
 pub(crate) struct FakeCompose {
     runtime: FakeRuntime,
@@ -344,10 +345,19 @@ impl FakeCompose {
             .get("services")
             .and_then(|s| s.get(service))
             .ok_or_else(|| problem(format!("no service {service:?}")))?;
-        Ok(entry
+        // `${VAR}`s read the project's `.env`, as compose reads it.
+        let env = std::fs::read_to_string(project.project_dir.join(".env")).unwrap_or_default();
+        let env = lookout::compose::parse_env(&env);
+        let value = |name: &str| {
+            env.iter()
+                .rfind(|e| e.name == name)
+                .map(|e| e.value.clone())
+        };
+        entry
             .get("image")
             .and_then(|i| i.as_str())
-            .map(str::to_owned))
+            .map(|i| lookout::compose::interpolate(i, value).map_err(problem))
+            .transpose()
     }
 }
 
