@@ -312,7 +312,7 @@ fn process_env(name: &str) -> Option<String> {
 /// file in merge order that gives the service one, directly or through `extends:` (in the same
 /// file or another). In that file the edit is planned as for a single file: the value's own
 /// bytes (an anchor's only with [`EditOptions::allow_anchor_group`]), or — for a value with
-/// `${VAR}`s — the one part that holds the change ([`interp::solve`]): a literal part of the
+/// `${VAR}`s — the one part that holds the change (`interp::solve`): a literal part of the
 /// value (the tag in `${PREFIX:-}postgres:15.12-alpine`), edited in the compose file, or a
 /// variable, edited in the env file that defines it (the last one that does, as a later env
 /// file wins), else added to the last env file. A variable with its default in the compose file

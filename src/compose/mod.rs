@@ -5,14 +5,17 @@
 //! `image:` value, a value shared through an anchor or merge key with other services, or a
 //! `${VAR}` whose value lives in the project's `.env`. It then replaces the bytes of that one
 //! value ([`set_image`], [`set_env_var`]), parses the result again to prove that nothing but the
-//! intended image changed, and writes through [`crate::durable`] ([`PlannedEdit::apply`]).
+//! intended image changed, and writes through [`crate::durable`] ([`PlannedEdit::apply`]). Over
+//! a project of several files, [`plan_project_image`] first finds the file whose `image:`
+//! decides ([`FileSet`]: override files, `extends:`).
 //!
 //! The core is pure: [`locate`], [`set_image`] and [`set_env_var`] take text and return values.
 //! Only [`file`] reads and writes files.
 //!
 //! Where `${VAR}` values come from: compose interpolates the compose file with the process
-//! environment and the project's env file, which is `.env` in the folder of the compose file
-//! unless `--env-file` names another. Services' `env_file:` entries set the container's
+//! environment and the project's env files: `.env` in the project directory unless
+//! `--env-file`s name others (read in order, a later file's value winning). Services'
+//! `env_file:` entries set the container's
 //! environment and do not feed interpolation, so lookout never edits them for an image. A variable
 //! set in lookout's own environment wins over the env file; lookout cannot change it, and says so.
 
@@ -62,8 +65,9 @@ pub enum ImageSite {
         value: String,
     },
     /// The value holds one `${VAR}` (`${IMAGE}`, `${IMAGE:-nginx:1}`, `postgres:${PG_TAG}`): the
-    /// value to change is the variable's, in the env file. `services` are all services whose
-    /// image uses the variable.
+    /// value to change is the variable's, in the env file, or a literal part of the value when
+    /// the change lies there (`${PREFIX:-}postgres:15` → `…:16`; see
+    /// [`file::plan_project_image`]). `services` are all services whose image uses the variable.
     Variable {
         span: Range<usize>,
         template: String,
@@ -72,8 +76,9 @@ pub enum ImageSite {
         services: Vec<String>,
     },
     /// The value is built from several variables (`${REGISTRY:-docker.io}/app:${TAG:-1.4}`): the
-    /// one to change is the one whose change makes the value read the new image, which only the
-    /// new image and the variables' current values tell (see [`file::plan_set_image`]).
+    /// one to change is the one whose change makes the value read the new image (or a literal
+    /// part between them), which only the new image and the variables' current values tell (see
+    /// [`file::plan_project_image`]).
     Template {
         span: Range<usize>,
         template: String,
