@@ -956,6 +956,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let compose = dir.path().join("compose.yml");
         std::fs::write(&compose, "services:\n  web:\n    image: app:${TAG:-1.0}\n").unwrap();
+        // Owned by someone else where the tests may give it away (as root, which the suite
+        // runs as); the new .env follows the compose file's owner either way.
+        let _ = std::os::unix::fs::chown(&compose, Some(12345), Some(12346));
         let env = dir.path().join(".env");
         let plan = |image: &str| {
             plan_project_image_with_env(
