@@ -5,6 +5,7 @@ mod util;
 mod api_limits;
 mod cli;
 mod compose;
+mod compose_run;
 mod daemon;
 mod daemon_fakes;
 mod deploy;

@@ -39,7 +39,7 @@ fn the_seed_configuration_loads_unchanged() {
     assert_eq!(web.policy.kind(), PolicyKind::Digest);
     assert_eq!(
         web.compose_file,
-        PathBuf::from("/opt/apps/webapp/docker-compose.yml")
+        Some(PathBuf::from("/opt/apps/webapp/docker-compose.yml"))
     );
     let api = &c.services[1];
     assert_eq!(api.registry_type, RegistryKind::Ecr);
@@ -114,7 +114,7 @@ fn required_fields() {
         got,
         [
             "services[0].image: is required",
-            "services[0].compose_file: is required"
+            "services[0].compose_file: is required unless compose_project names the service's compose project"
         ]
     );
 }
@@ -161,7 +161,7 @@ registry_config = { aws_access_key_id = "${AWS_ACCESS_KEY_ID}", aws_secret_acces
         }
     );
     let s = &c.services[0];
-    assert_eq!(s.compose_file, PathBuf::from("/srv/api/compose.yml"));
+    assert_eq!(s.compose_file, Some(PathBuf::from("/srv/api/compose.yml")));
     assert_eq!(s.registry.region.as_deref(), Some("us-east-1"));
     assert_eq!(
         s.registry.aws_secret_access_key.as_ref().unwrap().expose(),

@@ -46,6 +46,7 @@ fn intent(service: &str) -> UpdateIntent {
             new_sha256: sha256_hex(b"services:\n  web:\n    image: nginx:1.27.4\n"),
             old_bytes: SavedBytes::new(old),
         },
+        compose: None,
     }
 }
 
