@@ -277,6 +277,17 @@ fn a_custom_project_name_is_found_by_its_labels(flavor: Flavor) {
     );
     s.p.push("1.0.0", HEALTHY);
     s.compose(&["up", "-d"]);
+    // doctor says which project, files and env file lookout will use, and where it learnt them.
+    let (_, doctor, stderr) = s.p.lookout(&["doctor"]);
+    let want = format!(
+        "compose project \"{name}\" (as its containers' labels record): files {}/docker-compose.yml; folder {}; env file .env in the folder",
+        s.p.dir.display(),
+        s.p.dir.display()
+    );
+    assert!(
+        doctor.contains(&want),
+        "want {want:?} in:\n{doctor}\n{stderr}"
+    );
     let id_new = s.p.push("1.1.0", HEALTHY);
     let reports = s.update();
     assert_eq!(reports["app"]["result"], "updated", "{reports:?}");
@@ -531,4 +542,38 @@ fn a_shared_variable_without_group_is_refused_and_nothing_changes() {
     assert_eq!(s.p.read(&s.p.dir.join(".env")), "APP_TAG=1.0.0\n");
     let project = s.p.project_name();
     assert_eq!(images(&s.containers(&project, "worker"))[0].0, id_old);
+}
+
+/// A service in a profile, started with `--profile extra`, is updated with that profile active
+/// (doctor names it).
+fn a_service_in_a_profile_is_updated_with_the_profile(flavor: Flavor) {
+    let compose = "services:\n  app:\n    image: '{image}:1.0.0'\n    profiles: [extra]\n    network_mode: none\n    labels:\n      lookout.test: \"{label}\"\n";
+    let mut s = Started::new(
+        &format!("run-profile-{flavor:?}"),
+        flavor,
+        &[("docker-compose.yml", compose)],
+        "[[services]]\nname = \"app\"\nimage = \"{image}:1.0.0\"\npolicy = \"semver\"\ncompose_file = \"{dir}/docker-compose.yml\"\n",
+        &["--profile", "extra"],
+    );
+    s.p.push("1.0.0", HEALTHY);
+    s.compose(&["up", "-d"]);
+    let (_, doctor, _) = s.p.lookout(&["doctor"]);
+    assert!(doctor.contains("; profiles extra"), "{doctor}");
+    let id_new = s.p.push("1.1.0", HEALTHY);
+    let reports = s.update();
+    assert_eq!(reports["app"]["result"], "updated", "{reports:?}");
+    assert_eq!(
+        images(&s.containers(&s.p.project_name(), "app")),
+        [(id_new, "running/healthy".into())]
+    );
+}
+
+#[test]
+fn a_service_in_a_profile_is_updated_with_the_profile_compose_v2() {
+    a_service_in_a_profile_is_updated_with_the_profile(Flavor::V2);
+}
+
+#[test]
+fn a_service_in_a_profile_is_updated_with_the_profile_compose_v1() {
+    a_service_in_a_profile_is_updated_with_the_profile(Flavor::V1);
 }

@@ -713,6 +713,26 @@ mod tests {
     }
 
     #[test]
+    fn a_recorded_project_is_run_with_every_file_its_folder_name_env_files_and_profiles() {
+        let project = ComposeProject {
+            files: vec!["/srv/app/compose.yml".into(), "/srv/app/prod.yml".into()],
+            project_dir: "/srv/app".into(),
+            name: "custom".into(),
+            env_files: vec!["/srv/app/a.env".into(), "/srv/app/b.env".into()],
+            explicit_name: true,
+            explicit_dir: true,
+            profiles: vec!["extra".into()],
+            replicas: BTreeMap::from([("web".to_owned(), 3)]),
+            source: ProjectSource::Labels,
+        };
+        assert_eq!(
+            project_args(&project).join(" "),
+            "--ansi never -f /srv/app/compose.yml -f /srv/app/prod.yml --env-file /srv/app/a.env \
+             --env-file /srv/app/b.env --project-directory /srv/app -p custom --profile extra"
+        );
+    }
+
+    #[test]
     fn reads_versions_of_both_generations() {
         assert_eq!(
             parse_version("Docker Compose version v2.40.3\n"),
