@@ -607,3 +607,178 @@ async fn a_summary_channel_sends_one_message_per_pass() {
     let b: Value = serde_json::from_slice(&server.requests()[1].body).unwrap();
     assert_eq!(b["event"]["events"].as_array().unwrap().len(), 1, "{b}");
 }
+
+/// End to end on the real engine: `lookout update` updates a compose service, then rolls back
+/// a candidate whose health check fails; each produces the right messages on three channels at
+/// once: email (aiosmtpd), MQTT (mosquitto) and ntfy (a loopback server that checks ntfy's
+/// JSON publish format). No password appears in what lookout prints.
+#[test]
+fn an_update_and_a_rollback_reach_email_mqtt_and_ntfy_at_once() {
+    use crate::engine::{COMPOSE_TAGGED, Flavor, HEALTHY, Project, UNHEALTHY};
+    let ntfy = FakeHttp::start(|r| {
+        Response::json(if ntfy_publish(r) { 200 } else { 400 }, &json!({"id": "x"}))
+    });
+    let mut p = Project::new(
+        "notify-e2e",
+        Flavor::V2,
+        COMPOSE_TAGGED,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    let certs = Certs::new(&p.scratch);
+    let smtp = Smtp::start(
+        &p.scratch,
+        &certs,
+        SmtpTls::StartTls,
+        SMTP_USER,
+        SMTP_PASSWORD,
+    );
+    let broker = Mosquitto::start(&p.scratch, &certs, MQTT_USER, MQTT_PASSWORD);
+    let events = broker.subscribe("e2e/app/event", false);
+    let channels = format!(
+        r#"
+[[notify]]
+name = "mail"
+url = "smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{}/?from=lookout@example.org&to=ops@example.org,dev@example.org"
+tls_ca_file = "{}"
+events = ["updated", "rolled_back", "update_failed"]
+
+[[notify]]
+name = "ha"
+url = "mqtt://{MQTT_USER}:{MQTT_PASSWORD}@127.0.0.1:{}/?topic=e2e"
+
+[[notify]]
+name = "phone"
+url = "ntfy://:tk_e2e_token_123456@{}/deploys?scheme=http"
+"#,
+        smtp.port,
+        certs.ca.display(),
+        broker.port,
+        ntfy.addr
+    );
+    let mut config = std::fs::read_to_string(&p.config).unwrap();
+    config.push_str(&channels);
+    std::fs::write(&p.config, config).unwrap();
+    p.push("1.0.0", HEALTHY);
+    p.up();
+
+    p.push("1.1.0", HEALTHY);
+    let (code, stdout, stderr) = p.lookout(&["update", "--json"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for secret in [SMTP_PASSWORD, MQTT_PASSWORD, "tk_e2e_token_123456"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} printed:\n{stderr}"
+        );
+    }
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "one mail for the update: {mails:#?}");
+    assert_eq!(mails[0]["subject"], "app: updated");
+    assert_eq!(
+        mails[0]["rcpt_tos"],
+        json!(["ops@example.org", "dev@example.org"])
+    );
+    let plain = mails[0]["plain"].as_str().unwrap();
+    assert!(
+        plain.contains(&format!("{}:1.0.0 → {}:1.1.0", p.repo, p.repo)),
+        "{plain}"
+    );
+    assert!(
+        mails[0]["html"]
+            .as_str()
+            .unwrap()
+            .contains("app: updated</h2>")
+    );
+    let titles = |server: &FakeHttp| -> Vec<String> {
+        server
+            .requests()
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<Value>(&r.body).unwrap()["title"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        titles(&ntfy),
+        ["app: update available", "app: updating", "app: updated"]
+    );
+    let state = broker.retained_json("e2e/app/state", |v| v["result"] == "updated");
+    assert_eq!(
+        (
+            state["installed_version"].as_str(),
+            state["latest_version"].as_str()
+        ),
+        (Some("1.1.0"), Some("1.1.0")),
+        "{state}"
+    );
+
+    p.push("2.0.0", UNHEALTHY);
+    let (code, stdout, stderr) = p.lookout(&["update", "--json"]);
+    assert_eq!(code, 3, "rolled back: {stdout}\n{stderr}");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    assert_eq!(mails[1]["subject"], "app: rolled back");
+    let plain = mails[1]["plain"].as_str().unwrap();
+    assert!(
+        plain.contains(&format!(
+            "{}:2.0.0 did not pass; {}:1.1.0 runs again",
+            p.repo, p.repo
+        )),
+        "{plain}"
+    );
+    assert!(plain.contains("Reason: "), "{plain}");
+    assert_eq!(
+        titles(&ntfy)[3..],
+        ["app: update available", "app: updating", "app: rolled back"]
+    );
+    let state = broker.retained_json("e2e/app/state", |v| v["result"] == "rolled_back");
+    assert_eq!(
+        (
+            state["installed_version"].as_str(),
+            state["latest_version"].as_str()
+        ),
+        (Some("1.1.0"), Some("2.0.0")),
+        "the failed candidate is still the latest: {state}"
+    );
+    assert!(
+        !state["reason"].as_str().unwrap_or("").is_empty(),
+        "{state}"
+    );
+    let seen: Vec<String> = events
+        .lines()
+        .iter()
+        .map(|(_, p)| {
+            serde_json::from_str::<Value>(p).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "update_available",
+            "update_started",
+            "updated",
+            "update_available",
+            "update_started",
+            "rolled_back"
+        ]
+    );
+    // Every request the ntfy server got had ntfy's documented format.
+    assert!(ntfy.requests().iter().all(ntfy_publish));
+}
+
+/// ntfy's JSON publish (`POST /` with `topic`, `title`, `message`), with the token.
+fn ntfy_publish(r: &crate::util::fake_http::Request) -> bool {
+    let b: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    r.method == "POST"
+        && r.path_only() == "/"
+        && r.header("content-type") == Some("application/json")
+        && r.header("authorization") == Some("Bearer tk_e2e_token_123456")
+        && b["topic"] == "deploys"
+        && b["title"].is_string()
+        && b["message"].is_string()
+}

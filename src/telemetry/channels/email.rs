@@ -315,10 +315,10 @@ impl Settings {
             }
             Some(name) => return Err(format!("clienthost {name:?} is not a host name")),
         };
+        // shoutrrr's default port is 25; implicit TLS is SMTPS's 465.
         let port = self.port.unwrap_or(match encryption {
             Encryption::Implicit => 465,
-            Encryption::StartTls => 587,
-            Encryption::Opportunistic | Encryption::None => 25,
+            _ => 25,
         });
         Ok(Email {
             host: self.host,
