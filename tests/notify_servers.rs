@@ -278,9 +278,15 @@ async fn mqtt_publishes_retained_state_discovery_and_hears_install_commands() {
         panic!()
     };
     over_tls.trust.ca_file = Some(certs.ca.clone());
+    let untrusted = service(&format!(
+        "mqtts://{MQTT_USER}:{MQTT_PASSWORD}@127.0.0.1:{}/?topic=lookout-untrusted",
+        broker.tls_port
+    ));
     let (t, installs) = start(vec![
         spec("ha", service(&plain)),
         spec("tls", Service::Mqtt(over_tls)),
+        // The broker's certificate is not signed by a root the system trusts: never connected.
+        spec("untrusted", untrusted),
     ]);
     let mut installs =
         installs.expect("an MQTT channel with install=yes hands out install commands");
@@ -310,6 +316,7 @@ async fn mqtt_publishes_retained_state_discovery_and_hears_install_commands() {
     let tls_online = broker.retained("lookout-tls/availability");
     assert_eq!(tls_online.len(), 1, "{tls_online:?}");
     assert!(broker.retained("homeassistant/update/+/+/config").len() == 2);
+    assert!(broker.retained("lookout-untrusted/#").is_empty());
 
     // An update found, then done: the retained state follows, in Home Assistant's fields.
     t.emit(Event::UpdateAvailable(update("web")));
@@ -485,7 +492,8 @@ async fn an_install_command_runs_a_pass_that_honours_pause() {
 
 #[tokio::test]
 async fn matrix_logs_in_with_its_password_then_sends_with_the_token() {
-    let server = FakeHttp::start(|r| match (r.method.as_str(), r.path_only()) {
+    let puts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = FakeHttp::start(move |r| match (r.method.as_str(), r.path_only()) {
         ("POST", "/_matrix/client/v3/login") => {
             let b: Value = serde_json::from_slice(&r.body).unwrap();
             let documented = b["type"] == "m.login.password"
@@ -507,7 +515,10 @@ async fn matrix_logs_in_with_its_password_then_sends_with_the_token() {
             }
         }
         ("PUT", p) if p.starts_with("/_matrix/client/v3/rooms/") => {
-            if r.header("authorization") == Some("Bearer syt_from_login_77") {
+            // The token is revoked once, at the second send.
+            if puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                Response::json(401, &json!({"errcode": "M_UNKNOWN_TOKEN"}))
+            } else if r.header("authorization") == Some("Bearer syt_from_login_77") {
                 Response::json(200, &json!({"event_id": "$e"}))
             } else {
                 Response::json(401, &json!({"errcode": "M_UNKNOWN_TOKEN"}))
@@ -522,22 +533,26 @@ async fn matrix_logs_in_with_its_password_then_sends_with_the_token() {
     let (t, _) = start(vec![spec("matrix", service(&url))]);
     t.emit(rolled_back("web"));
     t.emit(Event::Updated(update("web")));
-    eventually("two messages", || count(&t, "matrix", "delivered") == 2.0).await;
+    t.emit(Event::UpdateAvailable(update("web")));
+    eventually("two messages sent, one refused", || {
+        count(&t, "matrix", "delivered") == 2.0 && count(&t, "matrix", "failed") == 1.0
+    })
+    .await;
     let paths: Vec<String> = server
         .requests()
         .iter()
         .map(|r| format!("{} {}", r.method, r.path_only()))
         .collect();
+    let login = "POST /_matrix/client/v3/login";
+    // Log in and send; the second send's token is refused (that message fails); the third
+    // message logs in again and goes out.
+    let kinds: Vec<&str> = paths
+        .iter()
+        .map(|p| if p == login { "login" } else { "send" })
+        .collect();
     assert_eq!(
-        paths
-            .iter()
-            .filter(|p| p.starts_with("POST /_matrix/client/v3/login"))
-            .count(),
-        1,
-        "one login for both: {paths:?}"
-    );
-    assert!(
-        paths[0].starts_with("POST /_matrix/client/v3/login"),
+        kinds,
+        ["login", "send", "send", "login", "send"],
         "{paths:?}"
     );
 
