@@ -93,11 +93,12 @@ impl Service {
     }
 }
 
-/// Per-event messages, or one summary of the events that came close together (a pass).
+/// Per-event messages, or one summary per pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotifyMode {
     Event,
-    /// Events are collected until none came for `wait`, then sent as one message.
+    /// The messages of a pass are collected and sent as one when it ends; those that come
+    /// while no pass runs are sent `wait` after the first of them.
     Summary {
         wait: Duration,
     },
