@@ -18,6 +18,7 @@ mod harness;
 mod hostile_registry;
 mod invariants;
 mod notify;
+mod notify_servers;
 mod registry;
 mod resilience;
 mod runtime;

@@ -291,7 +291,10 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             update_lock: &self.update_lock,
             stop: &self.stop,
         };
-        pass.run(opts).await
+        self.telemetry.emit(crate::telemetry::Event::PassStarted);
+        let outcomes = pass.run(opts).await;
+        self.telemetry.emit(pass::finished(&outcomes));
+        outcomes
     }
 
     /// Returns `service` to the image it ran before its last update, kept under the rollback

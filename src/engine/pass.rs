@@ -590,6 +590,22 @@ async fn pull_login(
     })
 }
 
+/// The `PassFinished` event of a pass's reports.
+pub(crate) fn finished(outcomes: &[ServiceOutcome]) -> Event {
+    Event::PassFinished {
+        services: outcomes
+            .iter()
+            .map(|o| crate::telemetry::PassService {
+                service: o.service.clone(),
+                installed: o.from.clone(),
+                candidate: o.to.clone(),
+                result: o.result.as_str().to_owned(),
+                reason: o.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// The `CheckFinished` event of one service's report.
 fn check_finished(spec: &ServiceSpec, outcome: &ServiceOutcome) -> Event {
     let result = match outcome.result {
