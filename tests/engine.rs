@@ -198,7 +198,6 @@ impl Project {
     }
 
     /// The compose project's name (the folder's name, which v1 and v2 both use as is).
-    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))] // Used by the fault tests.
     pub(crate) fn project_name(&self) -> String {
         self.dir.file_name().unwrap().to_string_lossy().into_owned()
     }

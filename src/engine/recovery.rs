@@ -269,12 +269,34 @@ async fn roll_back<R: ContainerRuntime, C: Compose>(
                 .id
         }
     };
+    // Every service the update recreated (a group's), as the journal recorded them.
+    let services: Vec<&str> = match &intent.compose {
+        Some(run) if !run.services.is_empty() => run.services.iter().map(String::as_str).collect(),
+        _ => vec![spec.compose_service.as_str()],
+    };
     compose
-        .up(project, &spec.compose_service)
+        .up(project, &services)
         .await
         .map_err(|e| e.to_string())?;
-    wait_healthy(runtime, &project.name, &spec.compose_service, &old_id, gate)
-        .await
-        .map(|_| ())
-        .map_err(|f| format!("the old container is not healthy: {f}"))
+    for service in services {
+        wait_healthy(runtime, &project.name, service, &old_id, gate)
+            .await
+            .map_err(|f| format!("the old container of {service} is not healthy: {f}"))?;
+    }
+    Ok(())
+}
+
+/// The compose project an interrupted update used, as its journal entry recorded it.
+pub(crate) fn journaled_project(run: &crate::state::ComposeRun) -> ComposeProject {
+    ComposeProject {
+        files: run.files.clone(),
+        project_dir: run.project_dir.clone(),
+        name: run.name.clone(),
+        env_files: run.env_files.clone(),
+        explicit_name: run.explicit_name,
+        explicit_dir: run.explicit_dir,
+        profiles: run.profiles.clone(),
+        replicas: run.replicas.clone(),
+        source: crate::runtime::ProjectSource::Journal,
+    }
 }

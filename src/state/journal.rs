@@ -132,6 +132,32 @@ pub struct UpdateIntent {
     pub from: ImageVersion,
     pub to: ImageVersion,
     pub file: FileChange,
+    /// How compose was run for the update, so that recovery runs it the same way even when the
+    /// interruption left no container whose labels could say. Absent in older state files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<ComposeRun>,
+}
+
+/// The compose invocation an update used: every `-f` file, the folder, the project name, the
+/// env files, profiles, the replicas of each service, and the services it recreated (more than
+/// one for a group sharing one image value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComposeRun {
+    pub files: Vec<PathBuf>,
+    pub project_dir: PathBuf,
+    pub name: String,
+    #[serde(default)]
+    pub env_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub explicit_name: bool,
+    #[serde(default)]
+    pub explicit_dir: bool,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    #[serde(default)]
+    pub replicas: std::collections::BTreeMap<String, usize>,
+    /// The compose services the update recreated, in order.
+    pub services: Vec<String>,
 }
 
 /// An update in flight: its intent and the last step it reached.
@@ -419,6 +445,7 @@ mod tests {
                 old_bytes: SavedBytes::new(OLD_FILE),
                 created: false,
             },
+            compose: None,
         }
     }
 

@@ -47,6 +47,7 @@ fn intent(service: &str) -> UpdateIntent {
             old_bytes: SavedBytes::new(old),
             created: false,
         },
+        compose: None,
     }
 }
 
