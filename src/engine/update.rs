@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use tracing::Instrument;
 
-use crate::compose::{self, EditOptions, PlanOptions, PlannedEdit};
+use crate::compose::{self, EditOptions, PlannedEdit};
 use crate::config::ServiceSpec;
 use crate::engine::decide::{Candidate, Running};
 use crate::runtime::compose_cli::ComposeProject;
@@ -385,10 +385,10 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
         if !req.spec.group {
             return Err(format!(
                 "the edit would change the image of {} too; set group = true to update them together",
-                targets[1..].join(", ")
+                targets.get(1..).unwrap_or_default().join(", ")
             ));
         }
-        for member in &targets[1..] {
+        for member in targets.get(1..).unwrap_or_default() {
             let containers = self
                 .runtime
                 .service_containers(&req.project.name, member)
@@ -528,16 +528,21 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
             &req.running_text,
             req.candidate.reference.tag().unwrap_or("latest"),
         );
-        let opts = PlanOptions {
-            edit: EditOptions {
-                allow_anchor_group: req.spec.group,
-                pin_digest: pin,
-            },
-            env_file: req.project.env_files.last().cloned(),
+        let edit = EditOptions {
+            allow_anchor_group: req.spec.group,
+            pin_digest: pin,
         };
-        let file = edited_file(req)?;
-        let plan = compose::plan_set_image(&file, &req.spec.compose_service, &new_value, &opts)
-            .map_err(|e| e.to_string())?;
+        // The file and value that decide the image, across every -f file and extends:.
+        let project = &req.project;
+        let plan = compose::plan_project_image(
+            &project.files,
+            &project.project_dir,
+            &project.env_files,
+            &req.spec.compose_service,
+            &new_value,
+            &edit,
+        )
+        .map_err(|e| e.to_string())?;
         Ok((!plan.is_noop()).then_some(plan))
     }
 

@@ -228,7 +228,7 @@ impl ContainerRuntime for Docker {
                     labels: s.labels.unwrap_or_default(),
                     image_id: s.image_id.unwrap_or_default(),
                     state: s.state.map_or(ContainerState::Unknown, |st| {
-                        ContainerState::parse(&st.to_string())
+                        ContainerState::parse(st.as_ref())
                     }),
                 })
             })
