@@ -41,6 +41,9 @@ pub struct PolicyFlags {
     /// Regex searched in the tag; a named group `version` orders by version.
     #[arg(long)]
     pub tag_regex: Option<String>,
+    /// Regex searched in the tag; matching tags are never candidates, e.g. '-rc'.
+    #[arg(long)]
+    pub tag_exclude: Option<String>,
     /// Glob filter applied before semver, e.g. 'v*'.
     #[arg(long)]
     pub semver_pattern: Option<String>,
@@ -69,6 +72,7 @@ impl PolicyFlags {
             policy: self.policy,
             tag_pattern: self.tag_pattern.clone(),
             tag_regex: self.tag_regex.clone(),
+            tag_exclude: self.tag_exclude.clone(),
             semver_pattern: self.semver_pattern.clone(),
             semver_range: self.semver_range.clone(),
             update_level: self.update_level,

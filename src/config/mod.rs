@@ -13,6 +13,7 @@
 
 mod fields;
 mod files;
+pub mod labels;
 mod notify;
 mod settings;
 
@@ -934,6 +935,7 @@ impl ServiceSpec {
             policy: o.choice("policy", PolicyKind::NAMES, PolicyKind::parse),
             tag_pattern: o.string("tag_pattern"),
             tag_regex: o.string("tag_regex"),
+            tag_exclude: o.string("tag_exclude"),
             semver_pattern: o.string("semver_pattern"),
             semver_range: o.string("semver_range"),
             update_level: o.choice("update_level", UpdateLevel::NAMES, UpdateLevel::parse),

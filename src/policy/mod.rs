@@ -126,6 +126,8 @@ pub struct PolicySpec {
     pub policy: Option<PolicyKind>,
     pub tag_pattern: Option<String>,
     pub tag_regex: Option<String>,
+    /// Tags matching this regex (searched) are never candidates, whatever the policy.
+    pub tag_exclude: Option<String>,
     pub semver_pattern: Option<String>,
     pub semver_range: Option<String>,
     pub update_level: Option<UpdateLevel>,
@@ -145,6 +147,7 @@ pub struct Policy {
     kind: PolicyKind,
     tag_pattern: Option<GlobMatcher>,
     tag_regex: Option<Regex>,
+    tag_exclude: Option<Regex>,
     /// Whether `tag_regex` has a named group `version` to order by.
     regex_version: bool,
     semver_pattern: Option<GlobMatcher>,
@@ -208,6 +211,7 @@ impl Policy {
             kind,
             tag_pattern: patterns.tag_pattern,
             tag_regex: patterns.tag_regex,
+            tag_exclude: patterns.tag_exclude,
             regex_version,
             semver_prefix: spec
                 .semver_pattern
@@ -252,10 +256,12 @@ impl Policy {
         }
     }
 
-    /// `tag_pattern`, `tag_regex` and `semver_pattern` all filter, whatever the kind.
+    /// `tag_pattern`, `tag_regex`, `tag_exclude` and `semver_pattern` all filter, whatever the
+    /// kind.
     fn passes_filters(&self, tag: &str) -> bool {
         self.tag_pattern.as_ref().is_none_or(|g| g.is_match(tag))
             && self.tag_regex.as_ref().is_none_or(|r| r.is_match(tag))
+            && self.tag_exclude.as_ref().is_none_or(|r| !r.is_match(tag))
             && self.semver_pattern.as_ref().is_none_or(|g| g.is_match(tag))
     }
 
@@ -505,6 +511,7 @@ struct Patterns {
     tag_pattern: Option<GlobMatcher>,
     semver_pattern: Option<GlobMatcher>,
     tag_regex: Option<Regex>,
+    tag_exclude: Option<Regex>,
     semver_range: Option<semver::VersionReq>,
 }
 
@@ -527,7 +534,7 @@ impl Patterns {
                 None
             }
         });
-        let tag_regex = spec.tag_regex.as_deref().and_then(|r| match Regex::new(r) {
+        let mut regex = |field, r: &str| match Regex::new(r) {
             Ok(re) => Some(re),
             Err(e) => {
                 // The regex crate's message spans lines (pattern, caret, error); keep the error.
@@ -536,11 +543,20 @@ impl Patterns {
                     .lines()
                     .last()
                     .unwrap_or_default()
-                    .trim_start_matches("error: ");
-                problem("tag_regex", format!("{r:?} is not a valid regex: {e}"));
+                    .trim_start_matches("error: ")
+                    .to_owned();
+                problem(field, format!("{r:?} is not a valid regex: {e}"));
                 None
             }
-        });
+        };
+        let tag_regex = spec
+            .tag_regex
+            .as_deref()
+            .and_then(|r| regex("tag_regex", r));
+        let tag_exclude = spec
+            .tag_exclude
+            .as_deref()
+            .and_then(|r| regex("tag_exclude", r));
         let semver_range =
             spec.semver_range
                 .as_deref()
@@ -560,6 +576,7 @@ impl Patterns {
             tag_pattern,
             semver_pattern,
             tag_regex,
+            tag_exclude,
             semver_range,
         }
     }

@@ -634,3 +634,34 @@ proptest! {
         prop_assert_eq!(natural_cmp(&a, &b), natural_cmp(&b, &a).reverse());
     }
 }
+
+#[test]
+fn tag_exclude_removes_tags_from_every_policy() {
+    let list = tags(&["1.2.0", "1.3.0-rc1", "1.3.0", "1.4.0-rc1", "1.4.0-beta"]);
+    let exclude = |policy: PolicyKind, pattern: Option<&str>| PolicySpec {
+        policy: Some(policy),
+        tag_exclude: Some("-(rc|beta)".into()),
+        tag_pattern: pattern.map(str::to_owned),
+        ..spec()
+    };
+    // semver keeps the shape anyway; the exclusion also holds for glob's "pushed last".
+    check(
+        &exclude(PolicyKind::Semver, None),
+        "1.2.0",
+        &list,
+        Some("1.3.0"),
+    );
+    let pushed = pushed(&[("1.3.0", 1), ("1.4.0-rc1", 3), ("1.4.0-beta", 2)]);
+    check(
+        &exclude(PolicyKind::Glob, Some("1.*")),
+        "1.2.0",
+        &pushed,
+        Some("1.3.0"),
+    );
+    let bad = PolicySpec {
+        tag_exclude: Some("(".into()),
+        ..semver()
+    };
+    let problems = Policy::compile(&bad).unwrap_err();
+    assert_eq!(problems[0].field, "tag_exclude");
+}
