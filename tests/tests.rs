@@ -23,3 +23,4 @@ mod runtime;
 mod secrets;
 mod systemd;
 mod telemetry;
+mod web;

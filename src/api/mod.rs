@@ -462,13 +462,13 @@ pub(crate) fn with_jobs(s: &Shared, mut views: Vec<ServiceView>) -> Vec<ServiceV
 }
 
 /// Answers while the process runs; needs no token.
-#[utoipa::path(get, path = "/healthz", tag = "lookout",
+#[utoipa::path(get, path = "/healthz", tag = "lookout", security(()),
     responses((status = 200, description = "The process runs", content_type = "text/plain", body = String)))]
 pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "lookout",
+#[utoipa::path(get, path = "/readyz", tag = "lookout", security(()),
     responses(
         (status = 200, description = "Ready", content_type = "text/plain", body = String),
         (status = 503, description = "Not ready, and why", content_type = "text/plain", body = String),

@@ -11,7 +11,7 @@
 //! `api_token`; else a session, unless `[web] read_without_token`); acting needs a session,
 //! which the login form gives for the API token, and every form's CSRF token. Every answer
 //! carries a strict Content-Security-Policy (no inline script or style), `nosniff`,
-//! `frame-ancestors 'none'` and `no-referrer`; pages are not cached.
+//! `frame-ancestors 'none'` and a same-origin referrer policy; pages are not cached.
 //!
 //! The page only reads [`crate::api::Backend`] and starts the API's jobs: it decides nothing.
 
@@ -43,17 +43,16 @@ const MAX_FORM: usize = 8 * 1024;
 /// Failed logins allowed per minute, from everyone together; more are answered 429.
 const LOGIN_FAILURES_PER_MINUTE: u32 = 10;
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The page's routes, relative to the base path.
 pub(crate) fn routes() -> Router<S> {
     Router::new()
         .route("/", get(index))
-        .route("/services/{name}", get(service))
+        .route("/services/{name}", get(service).post(service_action))
         .route("/services/{name}/row", get(row))
-        .route("/services/{name}/{action}", post(service_action))
-        .route("/actions/{action}", post(global_action))
+        .route("/actions", post(global_action))
         .route("/jobs/{id}", get(job))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
@@ -71,7 +70,8 @@ async fn security_headers(mut response: Response) -> Response {
     set(h, "content-security-policy", CSP);
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
-    set(h, "referrer-policy", "no-referrer");
+    // Not `no-referrer`: with it, browsers send `Origin: null` on the page's own form posts.
+    set(h, "referrer-policy", "same-origin");
     set(h, "cross-origin-opener-policy", "same-origin");
     set(h, "cross-origin-resource-policy", "same-origin");
     set(
@@ -138,6 +138,8 @@ fn page(s: &S, v: &Viewer) -> serde_json::Map<String, Value> {
         json!(v.token_configured && v.session.is_none()),
     );
     m.insert("can_act".into(), json!(v.can_act));
+    // Buttons show wherever a token is configured; pressing them needs a session.
+    m.insert("can_press".into(), json!(v.token_configured));
     m.insert("token_configured".into(), json!(v.token_configured));
     m.insert("csrf".into(), json!(v.csrf));
     m
@@ -558,10 +560,12 @@ fn acted(headers: &HeaderMap, body: Value, to: String) -> Response {
     Redirect::to(&to).into_response()
 }
 
+/// `POST /services/{name}` with `do` = `check`, `update`, `rollback`, `pause`, `resume` or
+/// `unblock`.
 async fn service_action(
     State(s): State<S>,
     headers: HeaderMap,
-    Path((name, action)): Path<(String, String)>,
+    Path(name): Path<String>,
     body: Body,
 ) -> Response {
     let v = viewer(&s, &headers);
@@ -581,8 +585,12 @@ async fn service_action(
             &format!("lookout knows no service {name:?}."),
         );
     }
-    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
-    let here = format!("{}/services/{encoded}", s.config.web.base_path);
+    let action = form.get("do").cloned().unwrap_or_default();
+    let here = format!(
+        "{}/services/{}",
+        s.config.web.base_path,
+        render::segment(&name)
+    );
     let kind = match action.as_str() {
         "check" => Some(JobKind::Check),
         "update" => Some(JobKind::Update),
@@ -615,12 +623,8 @@ async fn service_action(
     }
 }
 
-async fn global_action(
-    State(s): State<S>,
-    headers: HeaderMap,
-    Path(action): Path<String>,
-    body: Body,
-) -> Response {
+/// `POST /actions` with `do` = `check` (every service), `pause` or `resume` (all updates).
+async fn global_action(State(s): State<S>, headers: HeaderMap, body: Body) -> Response {
     let v = viewer(&s, &headers);
     let form = match read_form(&s, body).await {
         Ok(f) => f,
@@ -630,7 +634,7 @@ async fn global_action(
         return r;
     }
     let home = format!("{}/", s.config.web.base_path);
-    let done = match action.as_str() {
+    let done = match form.get("do").map(String::as_str).unwrap_or_default() {
         "check" => {
             let job = start_job(&s, JobKind::Check, None, "web");
             let to = format!("{home}?job={}", job.id);

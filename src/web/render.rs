@@ -25,6 +25,8 @@ fn env() -> &'static Environment<'static> {
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
         env.add_filter("short_time", short_time);
         env.add_filter("tag_of", tag_of);
+        env.add_filter("seg", seg);
+        env.add_filter("iso", iso);
         for (name, source) in TEMPLATES {
             // The templates are part of the binary; a broken one fails the unit tests.
             if let Err(e) = env.add_template(name, source) {
@@ -63,6 +65,30 @@ pub(crate) fn asset_version() -> &'static str {
 fn short_time(value: String) -> String {
     match value.parse::<jiff::Timestamp>() {
         Ok(t) => t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => value,
+    }
+}
+
+/// One URL path segment: everything but unreserved characters percent-encoded, so the result
+/// needs no HTML escaping.
+fn seg(value: String) -> minijinja::Value {
+    minijinja::Value::from_safe_string(segment(&value))
+}
+
+/// `value` as one URL path segment.
+pub(crate) fn segment(value: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(value, SET).to_string()
+}
+
+/// An RFC 3339 time to the second, for `datetime` attributes.
+fn iso(value: String) -> String {
+    match value.parse::<jiff::Timestamp>() {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         Err(_) => value,
     }
 }
@@ -115,5 +141,10 @@ mod tests {
             "2025-03-01 10:00 UTC"
         );
         assert_eq!(short_time("soon".into()), "soon");
+        assert_eq!(
+            iso("2025-03-01T10:00:00.123456Z".into()),
+            "2025-03-01T10:00:00Z"
+        );
+        assert_eq!(seg("a b/<c>".into()).to_string(), "a%20b%2F%3Cc%3E");
     }
 }

@@ -112,26 +112,29 @@
     for (const form of root.querySelectorAll("form.act")) {
       form.addEventListener("submit", async (e) => {
         e.preventDefault();
-        const button = form.querySelector("button");
+        // A row's buttons share one form; the pressed one says what to do (`do`).
+        const button = e.submitter || form.querySelector("button");
+        const body = new URLSearchParams(new FormData(form, button));
         if (button) button.disabled = true;
         try {
           const res = await fetch(form.action, {
             method: "POST",
-            body: new URLSearchParams(new FormData(form)),
+            body,
             headers: { Accept: "application/json" },
             credentials: "same-origin",
           });
-          const body = await res.json().catch(() => ({}));
+          const answer = await res.json().catch(() => ({}));
+          const error = document.getElementById("error");
+          if (error) error.hidden = res.ok;
           if (!res.ok) {
-            announce(body.error || "refused");
-            window.alert(body.error || "refused");
-          } else if (body.job) {
-            if (body.job.service && body.job.kind !== "check") setUpdating(body.job.service);
-            follow(body.job);
-          } else if (body.reload) {
+            if (error) error.textContent = answer.error || "Refused (" + res.status + ")";
+          } else if (answer.job) {
+            if (answer.job.service && answer.job.kind !== "check") setUpdating(answer.job.service);
+            follow(answer.job);
+          } else if (answer.reload || document.getElementById("status")) {
             location.reload();
-          } else if (body.service) {
-            refreshRow(body.service);
+          } else if (answer.service) {
+            refreshRow(answer.service);
           }
         } finally {
           if (button) button.disabled = false;
