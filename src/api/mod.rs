@@ -582,7 +582,7 @@ pub(crate) async fn job(
 /// Checks every service now. Answers when the check is over, or at once with a job
 /// (`202`) when the request says `Prefer: respond-async`.
 #[utoipa::path(post, path = "/api/v1/check", tag = "lookout",
-    params(("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with a job at once")),
+    params(("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with a job at once", example = "respond-async")),
     responses(
         (status = 200, description = "The check is over", body = CheckBody),
         (status = 202, description = "The check runs as a job", body = JobBody),
@@ -611,7 +611,7 @@ pub(crate) async fn check(
 #[utoipa::path(post, path = "/api/v1/services/{name}/update", tag = "lookout",
     params(
         ("name" = String, Path, description = "The service's name"),
-        ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with a job at once"),
+        ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with a job at once", example = "respond-async"),
     ),
     responses(
         (status = 200, description = "The update is over (whatever its result)", body = ServiceOutcome),
@@ -646,7 +646,7 @@ pub(crate) async fn update(
 #[utoipa::path(post, path = "/api/v1/services/{name}/rollback", tag = "lookout",
     params(
         ("name" = String, Path, description = "The service's name"),
-        ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with a job at once"),
+        ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with a job at once", example = "respond-async"),
     ),
     responses(
         (status = 200, description = "The rollback is over", body = RollbackView),

@@ -59,10 +59,36 @@ impl Modify for Bearer {
     }
 }
 
-/// The document, with the crate's version.
-pub(crate) fn spec() -> utoipa::openapi::OpenApi {
+/// The document, with the crate's version, as JSON.
+///
+/// The links from each `202 Accepted` to its job are added to the JSON: `utoipa` 5 writes a
+/// link's `operationId` as `operation_id`, which no reader understands.
+pub(crate) fn spec() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let mut doc = serde_json::to_value(doc).unwrap_or_default();
+    for path in [
+        "/api/v1/check",
+        "/api/v1/services/{name}/update",
+        "/api/v1/services/{name}/rollback",
+    ] {
+        if let Some(accepted) = doc
+            .pointer_mut(&format!(
+                "/paths/{}/post/responses/202",
+                path.replace('/', "~1")
+            ))
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            accepted.insert(
+                "links".into(),
+                serde_json::json!({"job": {
+                    "operationId": "job",
+                    "parameters": {"id": "$response.body#/job/id"},
+                    "description": "The job this answer started",
+                }}),
+            );
+        }
+    }
     doc
 }
 
@@ -77,7 +103,7 @@ mod tests {
 
     #[test]
     fn every_api_route_is_described() {
-        let doc = serde_json::to_value(spec()).unwrap();
+        let doc = spec();
         let paths = doc["paths"].as_object().unwrap();
         for path in [
             "/healthz",
