@@ -693,7 +693,7 @@ impl<R: ContainerRuntime + 'static, C: Compose + 'static> Backend for Daemon<R, 
                     .map(move |h| (h.finished_at, history_view(name, h)))
             })
             .collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.sort_by_key(|h| std::cmp::Reverse(h.0));
         all.into_iter().map(|(_, h)| h).collect()
     }
 

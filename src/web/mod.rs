@@ -505,24 +505,24 @@ fn authorise_post(
     v: &Viewer,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     if !v.token_configured {
-        return Err(refuse(
+        return Err(Box::new(refuse(
             s,
             v,
             headers,
             StatusCode::FORBIDDEN,
             "Actions are off: set api_token in the configuration to enable them.",
-        ));
+        )));
     }
     let Some(session) = &v.session else {
-        return Err(refuse(
+        return Err(Box::new(refuse(
             s,
             v,
             headers,
             StatusCode::UNAUTHORIZED,
             "Log in with the API token first.",
-        ));
+        )));
     };
     match session::check_post(
         headers,
@@ -530,20 +530,20 @@ fn authorise_post(
         Some(&session.csrf),
     ) {
         Ok(()) => Ok(()),
-        Err(Refusal::CrossSite) => Err(refuse(
+        Err(Refusal::CrossSite) => Err(Box::new(refuse(
             s,
             v,
             headers,
             StatusCode::FORBIDDEN,
             "Refused: the form was sent from another site.",
-        )),
-        Err(Refusal::Csrf) => Err(refuse(
+        ))),
+        Err(Refusal::Csrf) => Err(Box::new(refuse(
             s,
             v,
             headers,
             StatusCode::FORBIDDEN,
             "Refused: the form's CSRF token is missing or wrong. Reload the page and try again.",
-        )),
+        ))),
     }
 }
 
@@ -574,7 +574,7 @@ async fn service_action(
         Err((status, why)) => return refuse(&s, &v, &headers, status, why),
     };
     if let Err(r) = authorise_post(&s, &v, &headers, &form) {
-        return r;
+        return *r;
     }
     if s.backend.service(&name).is_none() {
         return refuse(
@@ -631,7 +631,7 @@ async fn global_action(State(s): State<S>, headers: HeaderMap, body: Body) -> Re
         Err((status, why)) => return refuse(&s, &v, &headers, status, why),
     };
     if let Err(r) = authorise_post(&s, &v, &headers, &form) {
-        return r;
+        return *r;
     }
     let home = format!("{}/", s.config.web.base_path);
     let done = match form.get("do").map(String::as_str).unwrap_or_default() {
