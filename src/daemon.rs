@@ -55,7 +55,7 @@ use crate::api::model::{
 use crate::api::{self, ApiConfig, ApiError, Backend, PushedRepository};
 use crate::config::{Config, ServiceSpec};
 use crate::engine::pipeline::panic_message;
-use crate::engine::{Engine, PassOptions, RollbackError, ServiceOutcome, lock};
+use crate::engine::{Engine, PassOptions, RollbackError, ServiceOutcome, ServiceResult, lock};
 use crate::notify;
 use crate::reference::ImageRef;
 use crate::registry::RequestStats;
@@ -437,7 +437,11 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
         let paused = config.pause_updates || all.paused || service_paused;
         let in_flight = all.journal.iter().any(|e| e.intent.service == name);
         let failed = state.and_then(|s| s.failed_candidate.as_ref());
-        let candidate = last.as_ref().and_then(|l| l.to.clone());
+        // After an update or an up-to-date check, `to` is what runs: no candidate is left.
+        let candidate = last
+            .as_ref()
+            .filter(|l| !matches!(l.result, ServiceResult::Updated | ServiceResult::UpToDate))
+            .and_then(|l| l.to.clone());
         let blocked = failed.and_then(|f| {
             let tag = f.version.tag.as_deref()?;
             ImageRef::parse(&format!("{}:{tag}", f.version.image))
@@ -656,9 +660,10 @@ impl<R: ContainerRuntime + 'static, C: Compose + 'static> Backend for Daemon<R, 
             history.reverse();
             (running, history)
         };
-        let candidate = lock(&self.last)
-            .get(name)
-            .and_then(|l| l.to.as_deref().and_then(|to| ImageRef::parse(to).ok()));
+        let candidate = self
+            .service_view(&config, name)
+            .and_then(|v| v.available)
+            .and_then(|to| ImageRef::parse(&to).ok());
         let (running_origin, candidate_origin, origin_error) =
             self.origins(spec, running, candidate).await;
         let rate_limit_remaining = self

@@ -504,6 +504,145 @@ async fn two_hundred_services_make_a_small_page_that_renders_fast() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_works_with_javascript_off_and_on_a_phone() {
+    let host = host_with(2, "");
+    let (addr, stop, task) = serve(&host).await;
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = client
+            .get(format!("{base}/api/v1/services"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["last_result"].is_object())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first check did not finish: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = Browser::start_with(&host.scratch, false, false).await;
+    // Without a session the page sends to the login form, which is a plain form post.
+    b.client
+        .goto(&format!("{base}/services/svc000"))
+        .await
+        .unwrap();
+    b.at("/login").await;
+    let token = b
+        .client
+        .find(fantoccini::Locator::Css("#token"))
+        .await
+        .unwrap();
+    token.send_keys(TOKEN).await.unwrap();
+    b.click("form.login button[type=submit]").await;
+    // Back where the login started.
+    b.at("/services/svc000").await;
+    // A button is a form: the update starts as a job and the page names it.
+    b.click("button[value=\"update\"]").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let url = loop {
+        let url = b.client.current_url().await.unwrap();
+        if url.query().unwrap_or("").starts_with("job=") {
+            break url;
+        }
+        assert!(Instant::now() < deadline, "no job page: {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    b.at(url.path()).await;
+    assert!(
+        b.body().await.contains("Started the update of svc000."),
+        "{}",
+        b.body().await
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        b.client
+            .goto(&format!("{base}/services/svc000"))
+            .await
+            .unwrap();
+        if b.text("#status").await == "up to date" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "svc000 was not updated: {}",
+            b.body().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = b.body().await;
+    assert!(
+        page.contains("Candidate\nnone") && !page.contains("Update now"),
+        "{page}"
+    );
+    // Filters and sorting are links and a GET form.
+    b.client
+        .goto(&format!("{base}/?status=up_to_date&sort=name"))
+        .await
+        .unwrap();
+    let rows = b
+        .client
+        .find_all(fantoccini::Locator::Css("#services tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "both are up to date now");
+    b.client
+        .goto(&format!("{base}/?status=paused"))
+        .await
+        .unwrap();
+    assert!(b.body().await.contains("No service matches."));
+    b.close().await;
+
+    // On a phone, each row is a card and nothing overflows sideways.
+    let phone = Browser::start(&host.scratch, false).await;
+    phone.client.set_window_size(390, 844).await.unwrap();
+    phone.client.goto(&format!("{base}/login")).await.unwrap();
+    let token = phone
+        .client
+        .find(fantoccini::Locator::Css("#token"))
+        .await
+        .unwrap();
+    token.send_keys(TOKEN).await.unwrap();
+    phone.click("form.login button[type=submit]").await;
+    phone
+        .until(
+            "logged in",
+            Duration::from_secs(10),
+            "return !!document.querySelector('#services');",
+        )
+        .await;
+    assert_eq!(
+        phone
+            .js("return getComputedStyle(document.querySelector('#services tr')).display")
+            .await,
+        "block"
+    );
+    assert_eq!(
+        phone
+            .js("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+            .await,
+        true
+    );
+    phone.screenshot("phone.png").await;
+    phone.close().await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_every_answer_as_the_openapi_document_says() {
     let version = Command::new("schemathesis").arg("--version").output();
     assert!(

@@ -24,6 +24,11 @@ pub(crate) struct Browser {
 impl Browser {
     /// A 1400×900 headless window; with `dark`, the page sees `prefers-color-scheme: dark`.
     pub(crate) async fn start(scratch: &Scratch, dark: bool) -> Self {
+        Self::start_with(scratch, dark, true).await
+    }
+
+    /// [`Browser::start`], with JavaScript on or off.
+    pub(crate) async fn start_with(scratch: &Scratch, dark: bool, javascript: bool) -> Self {
         assert!(
             Path::new(CHROMIUM).exists(),
             "{CHROMIUM} is missing: run tests/run, which installs Debian's chromium"
@@ -61,6 +66,9 @@ impl Browser {
             "--window-size=1400,900".to_owned(),
             format!("--user-data-dir={}", profile.display()),
         ];
+        if !javascript {
+            args.push("--blink-settings=scriptEnabled=false".into());
+        }
         if dark {
             args.push("--force-dark-mode".into());
             // Blink's PreferredColorScheme: 0 is dark.
@@ -78,6 +86,34 @@ impl Browser {
             .await
             .unwrap_or_else(|e| panic!("chromedriver could not start {CHROMIUM}: {e}"));
         Self { driver, client }
+    }
+
+    /// Waits until the page's URL path is `path` (after a click that navigates), for at most
+    /// 10 s; returns the URL.
+    pub(crate) async fn at(&self, path: &str) -> url::Url {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.client.current_url().await.expect("the current URL");
+            if url.path() == path && self.js_ready().await {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "not at {path} but at {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether the document finished loading (works without JavaScript too: WebDriver's own
+    /// scripts run).
+    async fn js_ready(&self) -> bool {
+        self.client
+            .execute("return document.readyState", Vec::new())
+            .await
+            .is_ok_and(|v| v == "complete")
+    }
+
+    /// The page's text, for a browser without JavaScript (WebDriver still reads the page).
+    pub(crate) async fn body(&self) -> String {
+        self.text("body").await
     }
 
     /// Runs `script` in the page and returns its value.
