@@ -87,6 +87,8 @@ pub struct Daemon<R: ContainerRuntime, C: Compose> {
     hooks: Arc<Coalescer>,
     /// When the scheduler runs the next pass, as it plans it.
     next_check: watch::Receiver<Option<Timestamp>>,
+    /// Told the services whose view changed, once it has (the page redraws them).
+    changes: tokio::sync::broadcast::Sender<Vec<String>>,
 }
 
 /// Everything the daemon runs with, built by its caller: `lookout run` builds it from the
@@ -206,6 +208,7 @@ where
             seen_requests: Mutex::new(RequestStats::default()),
             hooks: Coalescer::new(HOOK_DEBOUNCE, check),
             next_check: next_rx,
+            changes: tokio::sync::broadcast::channel(256).0,
         }
     });
 
@@ -393,11 +396,21 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
     async fn pass(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
         let outcomes = self.engine.pass(opts).await;
         self.sync_registry_metrics();
-        let mut last = lock(&self.last);
-        for o in &outcomes {
-            last.insert(o.service.clone(), o.clone());
+        {
+            let mut last = lock(&self.last);
+            for o in &outcomes {
+                last.insert(o.service.clone(), o.clone());
+            }
         }
+        self.changed(outcomes.iter().map(|o| o.service.clone()).collect());
         outcomes
+    }
+
+    /// Tells live listeners that the views of `services` changed (empty: all).
+    fn changed(&self, services: Vec<String>) {
+        if self.changes.receiver_count() > 0 {
+            let _ = self.changes.send(services);
+        }
     }
 
     /// Turns the registry layer's request counts since the last call into telemetry events.
@@ -766,6 +779,7 @@ impl<R: ContainerRuntime + 'static, C: Compose + 'static> Backend for Daemon<R, 
             "updates {} through the API",
             if paused { "paused" } else { "resumed" }
         );
+        self.changed(Vec::new());
         Ok(())
     }
 
@@ -779,6 +793,7 @@ impl<R: ContainerRuntime + 'static, C: Compose + 'static> Backend for Daemon<R, 
             "updates of one service {}",
             if paused { "paused" } else { "resumed" }
         );
+        self.changed(vec![service.to_owned()]);
         Ok(())
     }
 
@@ -789,11 +804,16 @@ impl<R: ContainerRuntime + 'static, C: Compose + 'static> Backend for Daemon<R, 
         if let Some(f) = &cleared {
             tracing::info!(service, candidate = %f.version, "failed candidate unblocked");
         }
+        self.changed(vec![service.to_owned()]);
         Ok(cleared.map(|f| f.version.to_string()))
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.engine.telemetry.subscribe()
+    }
+
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Vec<String>> {
+        self.changes.subscribe()
     }
 
     /// Queues a check of each service using a pushed repository, without waiting for it. A

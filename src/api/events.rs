@@ -3,7 +3,10 @@
 //! webhooks, so the stream, the logs and the webhooks never disagree; the page listens to it.
 //!
 //! Each message is `event: <name>` and `data: <one line of JSON>` ([`LiveEvent`]). Per-request
-//! registry counts (`registry_request`) are left out: `/metrics` counts them. A listener that
+//! registry counts (`registry_request`) are left out: `/metrics` counts them. Besides the typed
+//! events, `event: changed` names the services whose view (`GET /api/v1/services/{name}`)
+//! changed, once it has: a pass records its results when it ends, after its events, so a
+//! client redraws on `changed` and not on the events themselves. A listener that
 //! falls more than a thousand events behind gets `event: lagged` (reload what you show), and
 //! every 15 s a comment keeps proxies from closing a quiet stream. At most
 //! [`super::Limits::max_streams`] streams are open at once; the stream ends when the server
@@ -50,6 +53,9 @@ pub(crate) struct LiveEvent {
     /// Requests left at the registry, for `rate_limit`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u64>,
+    /// The services whose view changed, for `changed` (empty: all of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
 }
 
 /// The stream's message for `event`, or `None` for events it leaves out. Pure.
@@ -65,6 +71,7 @@ pub(crate) fn live(event: &Event, at: jiff::Timestamp) -> Option<LiveEvent> {
         stage: None,
         registry: None,
         remaining: None,
+        services: None,
     };
     match event {
         Event::CheckFinished {
@@ -114,6 +121,66 @@ fn message(e: &LiveEvent) -> SseEvent {
     SseEvent::default().event(e.event).data(data)
 }
 
+/// What one stream listens to.
+struct Listen {
+    events: tokio::sync::broadcast::Receiver<Event>,
+    changes: tokio::sync::broadcast::Receiver<Vec<String>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    /// The stream's place under `max_streams`.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    hello: bool,
+}
+
+impl Listen {
+    /// The next message; `None` ends the stream (the server stops).
+    async fn next(&mut self) -> Option<SseEvent> {
+        if std::mem::take(&mut self.hello) {
+            return Some(SseEvent::default().event("hello").data("{}"));
+        }
+        let lagged = |missed: u64| {
+            SseEvent::default()
+                .event("lagged")
+                .data(format!("{{\"missed\":{missed}}}"))
+        };
+        loop {
+            tokio::select! {
+                got = self.events.recv() => match got {
+                    Ok(event) => {
+                        if let Some(e) = live(&event, jiff::Timestamp::now()) {
+                            return Some(message(&e));
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => return Some(lagged(missed)),
+                    Err(RecvError::Closed) => return None,
+                },
+                got = self.changes.recv() => match got {
+                    Ok(services) => return Some(message(&changed(services, jiff::Timestamp::now()))),
+                    Err(RecvError::Lagged(missed)) => return Some(lagged(missed)),
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = self.stopping.wait_for(|stop| *stop) => return None,
+            }
+        }
+    }
+}
+
+/// The `changed` message for `services`. Pure.
+pub(crate) fn changed(services: Vec<String>, at: jiff::Timestamp) -> LiveEvent {
+    LiveEvent {
+        event: "changed",
+        at: at.to_string(),
+        service: None,
+        result: None,
+        old_image: None,
+        new_image: None,
+        reason: None,
+        stage: None,
+        registry: None,
+        remaining: None,
+        services: Some(services),
+    }
+}
+
 /// Live events, as Server-Sent Events.
 #[utoipa::path(get, path = "/api/v1/events", tag = "lookout",
     responses(
@@ -131,36 +198,17 @@ pub(crate) async fn stream(State(s): State<S>, headers: HeaderMap) -> Response {
             "too many live event streams are open; retry later",
         );
     };
-    let rx = s.backend.subscribe();
-    let stopping = s.stopping.clone();
-    let hello = SseEvent::default().event("hello").data("{}");
-    let state = (rx, stopping, permit, Some(hello));
-    let events =
-        futures_util::stream::unfold(state, |(mut rx, mut stopping, permit, hello)| async move {
-            if let Some(hello) = hello {
-                return Some((Ok::<_, Infallible>(hello), (rx, stopping, permit, None)));
-            }
-            loop {
-                let got = tokio::select! {
-                    got = rx.recv() => got,
-                    _ = stopping.wait_for(|stop| *stop) => return None,
-                };
-                match got {
-                    Ok(event) => {
-                        if let Some(e) = live(&event, jiff::Timestamp::now()) {
-                            return Some((Ok(message(&e)), (rx, stopping, permit, None)));
-                        }
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        let lagged = SseEvent::default()
-                            .event("lagged")
-                            .data(format!("{{\"missed\":{missed}}}"));
-                        return Some((Ok(lagged), (rx, stopping, permit, None)));
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        });
+    let listen = Listen {
+        events: s.backend.subscribe(),
+        changes: s.backend.changes(),
+        stopping: s.stopping.clone(),
+        _permit: permit,
+        hello: true,
+    };
+    let events = futures_util::stream::unfold(listen, |mut l| async move {
+        let next = l.next().await?;
+        Some((Ok::<_, Infallible>(next), l))
+    });
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();

@@ -145,6 +145,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn pushed(&self, repositories: &[PushedRepository]) -> Vec<String>;
     /// Every event from now on (the typed events that also feed logs, metrics and webhooks).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event>;
+    /// The services whose view (`services`, `service`) changed, each time one did: after a pass
+    /// has recorded its results, after a pause or an unblock. Empty: all of them.
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Vec<String>>;
 }
 
 /// The API's settings.

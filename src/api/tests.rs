@@ -16,6 +16,8 @@ pub(crate) struct Recorder {
     pub(crate) calls: Mutex<Vec<String>>,
     /// What its `subscribe` hands out.
     pub(crate) events: tokio::sync::broadcast::Sender<Event>,
+    /// What its `changes` hands out.
+    pub(crate) changed: tokio::sync::broadcast::Sender<Vec<String>>,
 }
 
 impl Default for Recorder {
@@ -23,6 +25,7 @@ impl Default for Recorder {
         Self {
             calls: Mutex::default(),
             events: tokio::sync::broadcast::channel(16).0,
+            changed: tokio::sync::broadcast::channel(16).0,
         }
     }
 }
@@ -137,6 +140,9 @@ impl Backend for Recorder {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.events.subscribe()
     }
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Vec<String>> {
+        self.changed.subscribe()
+    }
 }
 
 /// A backend that knows the service `web` and refuses every change with one error.
@@ -187,6 +193,9 @@ impl Backend for Refuses {
         vec![]
     }
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        tokio::sync::broadcast::channel(1).1
+    }
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Vec<String>> {
         tokio::sync::broadcast::channel(1).1
     }
 }

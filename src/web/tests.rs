@@ -533,6 +533,9 @@ impl Backend for Hostile {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::telemetry::Event> {
         tokio::sync::broadcast::channel(1).1
     }
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Vec<String>> {
+        tokio::sync::broadcast::channel(1).1
+    }
 }
 
 #[tokio::test]
@@ -581,4 +584,13 @@ async fn the_event_stream_carries_the_typed_events() {
     let msg = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
     assert!(msg.starts_with("event: rate_limit\ndata: {"), "{msg}");
     assert!(msg.contains("\"remaining\":9"), "{msg}");
+    assert_eq!(
+        backend.changed.receiver_count(),
+        1,
+        "the stream listens for changes"
+    );
+    backend.changed.send(vec!["web".into()]).unwrap();
+    let msg = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(msg.starts_with("event: changed\ndata: {"), "{msg}");
+    assert!(msg.contains("\"services\":[\"web\"]"), "{msg}");
 }

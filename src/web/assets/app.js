@@ -51,12 +51,6 @@
     applyFilter();
     recount();
   };
-  const refreshStatus = async (name) => {
-    const badge = document.getElementById("status");
-    if (!badge || badge.dataset.name !== name) return;
-    // The service page: reload it whole once the change is over.
-    location.reload();
-  };
   const setUpdating = (name) => {
     const row = rowOf(name);
     if (!row) return;
@@ -74,16 +68,23 @@
     const source = new EventSource(base + "/api/v1/events");
     source.addEventListener("hello", () => { if (live) live.hidden = false; });
     source.onerror = () => { if (live) live.hidden = true; };
-    const done = ["check_finished", "update_available", "updated", "rolled_back", "update_failed"];
+    // The typed events say what happens; `changed` says a row's view is up to date with it.
+    const done = ["update_available", "updated", "rolled_back", "update_failed"];
     for (const name of done) {
       source.addEventListener(name, (e) => {
         const data = JSON.parse(e.data);
-        if (!data.service) return;
-        if (name !== "check_finished") announce(data.service + ": " + name.replace("_", " "));
-        refreshRow(data.service);
-        if (name !== "check_finished" && name !== "update_available") refreshStatus(data.service);
+        if (data.service) announce(data.service + ": " + name.replace("_", " "));
       });
     }
+    source.addEventListener("changed", (e) => {
+      const names = JSON.parse(e.data).services || [];
+      const badge = document.getElementById("status");
+      if (names.length === 0 || (badge && names.includes(badge.dataset.name))) {
+        if (badge || names.length === 0) location.reload();
+        return;
+      }
+      for (const name of names) refreshRow(name);
+    });
     source.addEventListener("update_started", (e) => {
       const data = JSON.parse(e.data);
       if (data.service) {
