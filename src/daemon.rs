@@ -62,7 +62,7 @@ use crate::registry::RequestStats;
 use crate::runtime::{Compose, ContainerRuntime};
 use crate::schedule::{CheckFn, Clock, Coalescer, Schedule, Scheduler, WindowDecision, Windows};
 use crate::state::{ChangeKind, ChangeOutcome};
-use crate::telemetry::{Deliveries, Event};
+use crate::telemetry::{Deliveries, Event, InstallRequest};
 
 /// How long a push hook's check waits for more hooks of the same push.
 pub(crate) const HOOK_DEBOUNCE: Duration = Duration::from_secs(1);
@@ -176,7 +176,7 @@ where
 {
     let Parts {
         engine,
-        deliveries,
+        mut deliveries,
         listener,
         api: api_config,
         schedule,
@@ -188,6 +188,7 @@ where
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let installs = deliveries.take_install_requests();
     let deliveries = tokio::spawn(deliveries.run(std::future::pending()));
     let (next_tx, next_rx) = watch::channel(None);
 
@@ -234,6 +235,8 @@ where
         });
     }
     let reload = tokio::spawn(reload_on_request(daemon.clone(), reload, stop_rx.clone()));
+    let installs =
+        installs.map(|rx| tokio::spawn(install_on_request(daemon.clone(), rx, stop_rx.clone())));
 
     // Shutdown: cancel the checks in flight, start no new update, and stop the scheduler from
     // starting passes (a running one returns once its checks are cancelled and an update in
@@ -287,6 +290,9 @@ where
         api_task.abort();
     }
     reload.abort();
+    if let Some(installs) = installs {
+        installs.abort();
+    }
     drop(quiet);
     drop(daemon);
     if tokio::time::timeout(DELIVERY_GRACE, deliveries)
@@ -347,7 +353,47 @@ async fn reload_on_request<R: ContainerRuntime, C: Compose>(
     }
 }
 
+/// Runs the install commands MQTT channels hear, one after another, until the daemon stops.
+async fn install_on_request<R: ContainerRuntime, C: Compose>(
+    daemon: Arc<Daemon<R, C>>,
+    mut requests: mpsc::Receiver<InstallRequest>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            request = requests.recv() => {
+                let Some(request) = request else { return };
+                if let Err(panic) = AssertUnwindSafe(daemon.install(&request)).catch_unwind().await {
+                    tracing::error!(panic = %panic_message(&*panic), "an install command hit a bug; the daemon goes on");
+                }
+            }
+            () = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+    }
+}
+
 impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
+    /// An install command from MQTT: a pass of that one service, as the API's update runs it,
+    /// but honouring maintenance windows and pause (the pass holds the candidate and says why).
+    async fn install(&self, request: &InstallRequest) {
+        let config = self.engine.config();
+        if !config.services.iter().any(|s| s.name == request.service) {
+            tracing::warn!(service = %request.service, channel = %request.channel, "install command for a service lookout does not know; ignored");
+            return;
+        }
+        let opts = PassOptions {
+            only: vec![request.service.clone()],
+            dry_run: false,
+            actor: "mqtt".into(),
+            paused: self.paused(&config),
+            held: self.held(),
+            respect_windows: true,
+        };
+        for o in self.pass(&opts).await {
+            tracing::info!(service = %o.service, result = o.result.as_str(), reason = o.reason.as_deref().unwrap_or(""), "install command done");
+        }
+    }
+
     fn paused(&self, config: &Config) -> bool {
         config.pause_updates || lock(&self.engine.store).state().paused
     }
@@ -482,7 +528,7 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
         let running = state.and_then(|s| s.running.as_ref());
         Some(ServiceView {
             name: spec.name.clone(),
-            compose_file: spec.compose_file.display().to_string(),
+            compose_file: spec.compose_file.as_ref().map(|f| f.display().to_string()),
             compose_service: spec.compose_service.clone(),
             policy: spec.policy.kind().as_str().to_owned(),
             policy_source: policy_source(spec),

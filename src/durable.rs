@@ -3,6 +3,9 @@
 //! Every file lookout changes (compose files, `.env` files, the state file) goes through
 //! [`replace`]: write a temp file in the same folder, fsync it, rename it over the target, fsync
 //! the folder. The temp file takes the target's mode and, when the process may, its owner.
+//! A file lookout creates where there was none (an env file for a variable whose default lived in
+//! the compose file) goes through [`create_new`], which never replaces a file that appeared
+//! meanwhile, and one it removes again (the rollback of that creation) through [`remove`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -49,7 +52,9 @@ pub(crate) fn replace(
         Err(e) => return Err(err("cannot read metadata of", path)(e)),
     };
     let tmp = temp_path(path);
-    let result = write_temp(&tmp, bytes, existing.as_ref(), new_mode)
+    let mode = existing.as_ref().map_or(new_mode.0, |m| m.mode() & 0o7777);
+    let owner = existing.as_ref().map(|m| (m.uid(), m.gid()));
+    let result = write_temp(&tmp, bytes, mode, owner)
         .and_then(|()| fs::rename(&tmp, path).map_err(err("cannot rename temp file onto", path)))
         .and_then(|()| sync_dir(&dir));
     if result.is_err() {
@@ -58,13 +63,53 @@ pub(crate) fn replace(
     result
 }
 
+/// Creates `path` holding `bytes`, atomically and durably, with `mode` and (when the process
+/// may) `owner` (uid, gid). Refuses, with an error of kind [`io::ErrorKind::AlreadyExists`],
+/// when `path` exists, also when it appeared after the caller looked: the complete temp file is
+/// renamed into place without replacing (`RENAME_NOREPLACE`, or a hard link where the file
+/// system lacks it). On any error nothing is left behind.
+pub(crate) fn create_new(
+    path: &Path,
+    bytes: &[u8],
+    mode: NewFileMode,
+    owner: Option<(u32, u32)>,
+) -> Result<(), DurableError> {
+    let dir = parent_dir(path);
+    let tmp = temp_path(path);
+    let result = write_temp(&tmp, bytes, mode.0, owner)
+        .and_then(|()| place_new(&tmp, path))
+        .and_then(|()| sync_dir(&dir));
+    // Gone after a rename; still there after a hard link or a failure.
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
+/// Moves the written temp file to `path` unless `path` exists.
+fn place_new(tmp: &Path, path: &Path) -> Result<(), DurableError> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, tmp, CWD, path, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        // This file system cannot rename without replacing; a hard link never replaces either.
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+            fs::hard_link(tmp, path).map_err(err("cannot create", path))
+        }
+        Err(e) => Err(err("cannot create", path)(e.into())),
+    }
+}
+
+/// Removes `path` durably: once this returns, the removal survives a power cut.
+pub(crate) fn remove(path: &Path) -> Result<(), DurableError> {
+    fs::remove_file(path).map_err(err("cannot remove", path))?;
+    sync_dir(&parent_dir(path))
+}
+
 fn write_temp(
     tmp: &Path,
     bytes: &[u8],
-    existing: Option<&fs::Metadata>,
-    new_mode: NewFileMode,
+    mode: u32,
+    owner: Option<(u32, u32)>,
 ) -> Result<(), DurableError> {
-    let mode = existing.map_or(new_mode.0, |m| m.mode() & 0o7777);
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -74,10 +119,10 @@ fn write_temp(
     // The umask may have narrowed the mode given to open(2); set it exactly.
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(err("cannot set mode of", tmp))?;
-    if let Some(meta) = existing {
-        // Keeping the owner needs privileges; without them the file stays ours, which is what
-        // an unprivileged editor would produce too.
-        let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
+    if let Some((uid, gid)) = owner {
+        // Giving the file an owner needs privileges; without them the file stays ours, which is
+        // what an unprivileged editor would produce too.
+        let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
     }
     file.write_all(bytes)
         .map_err(err("cannot write temp file", tmp))?;
@@ -149,6 +194,33 @@ mod tests {
         let path = dir.path().join("state.json");
         replace(&path, b"{}", NewFileMode(0o600)).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn create_new_creates_with_the_mode_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        let me = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
+        create_new(&path, b"TAG=1\n", NewFileMode(0o600), Some(me)).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"TAG=1\n");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let e = create_new(&path, b"TAG=2\n", NewFileMode(0o600), None).unwrap_err();
+        assert_eq!(e.source.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"TAG=1\n",
+            "the file that was there stays"
+        );
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temp file is left behind");
+
+        remove(&path).unwrap();
+        assert!(!path.exists());
+        let e = remove(&path).unwrap_err();
+        assert_eq!(e.source.kind(), io::ErrorKind::NotFound, "{e}");
     }
 
     #[test]

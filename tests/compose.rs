@@ -5,9 +5,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use lookout::compose::{
-    ComposeError, EditOptions, ImageSite, PlanOptions, Quote, locate, plan_set_image,
-    plan_set_image_with_env, restore, set_image, set_image_command,
+    ComposeError, EditOptions, ImageSite, PlanOptions, Quote, locate, plan_project_image_with_env,
+    plan_set_image, plan_set_image_with_env, restore, set_image, set_image_command,
 };
+use lookout::engine::update::with_tag;
 use proptest::prelude::*;
 use serde_yaml_ng::Value;
 
@@ -187,9 +188,121 @@ fn check_edit(
     }
 }
 
+/// What the project planner edits in a compose file for a service that `set_image` alone does
+/// not edit: a literal part beside `${VAR}`s, or an image reached through `extends:`.
+struct PlannerEdit {
+    /// The edited file, relative to the folder of the file the service is in.
+    file: PathBuf,
+    /// The image value before, when the edit is in the service's own file.
+    literal_of: Option<String>,
+    services: Vec<String>,
+}
+
+impl PlannerEdit {
+    fn line(&self, service: &str, group: String) -> String {
+        let how = if self.services.len() > 1 {
+            format!("as a group: {group}")
+        } else {
+            "alone".to_owned()
+        };
+        match &self.literal_of {
+            Some(template) => format!("  {service}: edited {how}, the literal part of {template}"),
+            None => format!(
+                "  {service}: edited {how}, in {} through `extends:`",
+                self.file.display()
+            ),
+        }
+    }
+}
+
+/// Runs the project planner on `service` of the corpus file at `path` as a one-file project
+/// (files its `extends:` name are read beside it; no env file; nothing in the environment),
+/// aiming at its current reference with tag 2.0.1 (or [`NEW`] when there is none to read).
+/// When it edits a compose file, checks that exactly one run of bytes on one line changes and
+/// that the independent parser sees only images change, all to the one value written; when it
+/// changes a variable, that the env file it creates holds that one line. `None` unless it edits
+/// a compose file.
+fn planned_edit(
+    path: &Path,
+    service: &str,
+    image: Option<&str>,
+    scratch: &Path,
+) -> Option<PlannerEdit> {
+    let what = format!("{} / {service}", path.display());
+    let new_image = image
+        .and_then(|t| lookout::compose::interpolate(t, |_| None).ok())
+        .filter(|current| !current.is_empty())
+        .map_or_else(|| NEW.to_owned(), |current| with_tag(&current, "2.0.1"));
+    let group = EditOptions {
+        allow_anchor_group: true,
+        ..EditOptions::default()
+    };
+    let plan = plan_project_image_with_env(
+        &[path.to_path_buf()],
+        scratch,
+        &[],
+        service,
+        &new_image,
+        &group,
+        |_| None,
+    )
+    .ok()?;
+    assert!(plan.services().iter().any(|s| s == service), "{what}");
+    let new = String::from_utf8(plan.new_bytes().to_vec()).unwrap();
+    if plan.target().starts_with(scratch) {
+        assert!(plan.created(), "{what}");
+        let (name, value) = new.strip_suffix('\n').unwrap().split_once('=').unwrap();
+        assert!(
+            !name.is_empty() && !value.is_empty() && !value.contains('\n'),
+            "{what}: {new:?}"
+        );
+        return None;
+    }
+    let old = String::from_utf8(plan.previous_bytes().to_vec()).unwrap();
+    assert_eq!(old, fs::read_to_string(plan.target()).unwrap(), "{what}");
+    let prefix = old
+        .bytes()
+        .zip(new.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let suffix = old
+        .bytes()
+        .rev()
+        .zip(new.bytes().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let suffix = suffix.min(old.len().min(new.len()) - prefix);
+    assert!(
+        !old[prefix..old.len() - suffix].contains('\n')
+            && !new[prefix..new.len() - suffix].contains('\n'),
+        "{what}: one line changes"
+    );
+    let before = images(&old);
+    let after = images(&new);
+    assert_eq!(before.len(), after.len(), "{what}");
+    let changed: Vec<&Option<String>> = before
+        .iter()
+        .zip(&after)
+        .filter(|((_, a, _), (_, b, _))| a != b)
+        .map(|(_, (_, b, _))| b)
+        .collect();
+    assert!(!changed.is_empty(), "{what}: an image changes");
+    assert!(
+        changed.iter().all(|b| *b == changed[0]),
+        "{what}: to one value"
+    );
+    let dir = path.parent().unwrap();
+    Some(PlannerEdit {
+        file: plan.target().strip_prefix(dir).unwrap().to_path_buf(),
+        literal_of: (plan.target() == path).then(|| image.unwrap_or_default().to_owned()),
+        services: plan.services().to_vec(),
+    })
+}
+
 /// Tries every service of every self-hosted corpus file: an own image is edited alone, a shared
 /// one as a group (and refused without the group option), anything else is refused with its
-/// reason. The outcome of each file is pinned in the snapshot `corpus_outcomes`, so a service
+/// reason — unless the project planner, which also edits a literal tag beside `${VAR}`s and
+/// follows `extends:` into the files beside, edits it (see [`planned_edit`]). The outcome of each file is pinned in the snapshot `corpus_outcomes`, so a service
 /// that stops being editable, or a reason that changes, fails the test.
 #[test]
 fn every_self_hosted_service_is_edited_exactly_or_refused_with_a_reason() {
@@ -202,6 +315,8 @@ fn every_self_hosted_service_is_edited_exactly_or_refused_with_a_reason() {
     };
     let mut report = String::new();
     let (mut total, mut alone, mut grouped) = (0, 0, 0);
+    // The project directory of the planner's one-file projects: it has no `.env`.
+    let scratch = tempfile::tempdir().unwrap();
     for path in &files {
         let name = path.strip_prefix(&root).unwrap().display().to_string();
         let text = fs::read_to_string(path).unwrap();
@@ -273,10 +388,21 @@ fn every_self_hosted_service_is_edited_exactly_or_refused_with_a_reason() {
                         matches!(e, ComposeError::ImageInVariable { .. }),
                         "{what}: {e}"
                     );
-                    lines.push(format!(
-                        "  {service}: in variable {variable} ({template}), used by {}",
-                        shared(&mut seen, &sharing)
-                    ));
+                    match planned_edit(path, service, image.as_deref(), scratch.path()) {
+                        Some(plan) => {
+                            let group = plan.services.len() > 1;
+                            lines.push(plan.line(service, shared(&mut seen, &plan.services)));
+                            if group {
+                                file_grouped += 1
+                            } else {
+                                file_alone += 1
+                            }
+                        }
+                        None => lines.push(format!(
+                            "  {service}: in variable {variable} ({template}), used by {}",
+                            shared(&mut seen, &sharing)
+                        )),
+                    }
                 }
                 Ok(ImageSite::Template {
                     template,
@@ -293,16 +419,38 @@ fn every_self_hosted_service_is_edited_exactly_or_refused_with_a_reason() {
                         matches!(e, ComposeError::ImageInVariable { .. }),
                         "{what}: {e}"
                     );
-                    lines.push(format!(
-                        "  {service}: in one of the variables {} ({template})",
-                        variables.join(", ")
-                    ));
+                    match planned_edit(path, service, image.as_deref(), scratch.path()) {
+                        Some(plan) => {
+                            let group = plan.services.len() > 1;
+                            lines.push(plan.line(service, shared(&mut seen, &plan.services)));
+                            if group {
+                                file_grouped += 1
+                            } else {
+                                file_alone += 1
+                            }
+                        }
+                        None => lines.push(format!(
+                            "  {service}: in one of the variables {} ({template})",
+                            variables.join(", ")
+                        )),
+                    }
                 }
                 Err(e) => {
                     let again =
                         set_image(&text, service, NEW, &EditOptions::default()).unwrap_err();
                     assert_eq!(again.to_string(), e.to_string(), "{what}");
-                    lines.push(format!("  {service}: refused: {e}"));
+                    match planned_edit(path, service, image.as_deref(), scratch.path()) {
+                        Some(plan) => {
+                            let group = plan.services.len() > 1;
+                            lines.push(plan.line(service, shared(&mut seen, &plan.services)));
+                            if group {
+                                file_grouped += 1
+                            } else {
+                                file_alone += 1
+                            }
+                        }
+                        None => lines.push(format!("  {service}: refused: {e}")),
+                    }
                 }
             }
         }
@@ -803,26 +951,37 @@ fn variables_edit_the_project_env_file() {
 }
 
 #[test]
-fn a_missing_env_file_says_which_file_to_create() {
+fn a_missing_env_file_is_created_and_a_restore_removes_it() {
     let dir = scratch(&[(
         "compose.yaml",
         "services:\n  web:\n    image: ${WEB_IMAGE:-nginx:1.25}\n",
     )]);
     let path = dir.path().join("compose.yaml");
-    let e = plan_set_image_with_env(&path, "web", "nginx:1.27", &PlanOptions::default(), |_| {
+    let plan = plan_set_image_with_env(&path, "web", "nginx:1.27", &PlanOptions::default(), |_| {
         None
     })
-    .unwrap_err();
+    .unwrap();
     let env = dir.path().join(".env");
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "{}: the image of service \"web\" comes from ${{WEB_IMAGE}}, which {} does not \
-             define; create or edit {} with a line `WEB_IMAGE=<image>`",
-            path.display(),
-            env.display(),
-            env.display()
-        )
+    assert_eq!(plan.target(), env);
+    assert!(plan.created());
+    assert_eq!(plan.new_bytes(), b"WEB_IMAGE=nginx:1.27\n");
+    plan.apply().unwrap();
+    assert_eq!(fs::read_to_string(&env).unwrap(), "WEB_IMAGE=nginx:1.27\n");
+    plan.restore().unwrap();
+    assert!(
+        !env.exists(),
+        "the rollback removes the file lookout created"
+    );
+
+    // An env file the configuration names must exist: compose would refuse to start.
+    let opts = PlanOptions {
+        env_file: Some(dir.path().join("site.env")),
+        ..PlanOptions::default()
+    };
+    let e = plan_set_image_with_env(&path, "web", "nginx:1.27", &opts, |_| None).unwrap_err();
+    assert!(
+        matches!(e.kind(), ComposeError::EnvFileMissing { .. }),
+        "{e}"
     );
 }
 

@@ -198,7 +198,6 @@ impl Project {
     }
 
     /// The compose project's name (the folder's name, which v1 and v2 both use as is).
-    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))] // Used by the fault tests.
     pub(crate) fn project_name(&self) -> String {
         self.dir.file_name().unwrap().to_string_lossy().into_owned()
     }
@@ -446,6 +445,70 @@ fn a_variable_image_updates_the_env_file_only(flavor: Flavor) {
     assert_eq!(p.read(&env), "# the app's version\nTAG=1.1.0\n");
     assert_eq!(p.read(&p.compose_file), compose_before);
     assert_eq!(p.running().1, id_new);
+}
+
+/// `image: …:${TAG:-1.0.0}` with its default in compose.yaml and no `.env` (projects that ship
+/// a `.env.example` only).
+const COMPOSE_DEFAULT_TAG: &str = "services:\n  app:\n    image: \"{image}:${TAG:-1.0.0}\"\n    network_mode: none\n    labels:\n      lookout.test: \"{label}\"\n";
+
+/// The variable's default is in the compose file and there is no `.env`: the update creates
+/// `.env` (mode 0600) with the new tag, and compose runs what it says.
+#[test]
+fn a_default_in_the_compose_file_and_no_env_file_gets_a_new_env_file_compose_v2() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = Project::new(
+        "engine-env-created",
+        Flavor::V2,
+        COMPOSE_DEFAULT_TAG,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    let env = p.dir.join(".env");
+    p.push("1.0.0", HEALTHY);
+    p.up();
+    assert!(!env.exists());
+    let compose_before = p.read(&p.compose_file);
+    let id_new = p.push("1.1.0", HEALTHY);
+    let report = p.update();
+    assert_eq!(report["result"], "updated", "{report}");
+    assert_eq!(p.read(&env), "TAG=1.1.0\n");
+    let mode = std::fs::metadata(&env).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    assert_eq!(p.read(&p.compose_file), compose_before);
+    let (_, image, health) = p.running();
+    assert_eq!(
+        (image.as_str(), health.as_str()),
+        (id_new.as_str(), "running/healthy")
+    );
+}
+
+/// The same project, whose new image fails its health check: the rollback removes the `.env`
+/// lookout created, and the old container is back.
+#[test]
+fn a_new_env_file_is_removed_when_its_update_rolls_back_compose_v2() {
+    let mut p = Project::new(
+        "engine-env-created-rollback",
+        Flavor::V2,
+        COMPOSE_DEFAULT_TAG,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    let env = p.dir.join(".env");
+    let id_old = p.push("1.0.0", HEALTHY);
+    p.up();
+    let compose_before = p.read(&p.compose_file);
+    p.push("1.1.0", UNHEALTHY);
+    let (code, report) = p.update_with_code();
+    assert_eq!(report["result"], "rolled_back", "{report}");
+    assert_eq!(code, 3, "{report}");
+    assert_eq!(report["stage"], "health", "{report}");
+    assert!(!env.exists(), "the .env lookout created is gone");
+    assert_eq!(p.read(&p.compose_file), compose_before);
+    let (_, image, health) = p.running();
+    assert_eq!(
+        (image.as_str(), health.as_str()),
+        (id_old.as_str(), "running/healthy")
+    );
+    let failed = &p.state()["services"]["app"]["failed_candidate"];
+    assert_eq!(failed["version"]["tag"], "1.1.0", "{failed}");
 }
 
 /// With nothing new, a pass pulls nothing and restarts nothing.

@@ -273,3 +273,81 @@ async fn recovery_commits_an_update_cut_off_during_its_health_gate() {
     drop(store);
     assert_ne!(new_digest, digest("web 1.0.0"));
 }
+
+/// The host's compose file with web's tag in `${WEB_TAG:-1.0.0}` and no `.env`: an update
+/// creates `app/.env`. Returns that path.
+fn tag_in_a_variable_with_a_default(host: &FakeHost) -> std::path::PathBuf {
+    let text = String::from_utf8(host.compose_bytes()).unwrap();
+    let text = text.replace("team/web:1.0.0\"", "team/web:${WEB_TAG:-1.0.0}\"");
+    std::fs::write(&host.compose_file, text).unwrap();
+    let env = host.compose_file.parent().unwrap().join(".env");
+    assert!(!env.exists());
+    env
+}
+
+#[tokio::test]
+async fn an_env_file_the_update_created_is_removed_by_its_rollback() {
+    let host = FakeHost::new("fakes-created-env-rollback", "");
+    let env = tag_in_a_variable_with_a_default(&host);
+    let compose_before = host.compose_bytes();
+    host.publish("1.1.0", Some(Health::Unhealthy));
+    let old_id = host.runtime.image_id(&format!("{WEB}:1.0.0")).unwrap();
+    let (engine, _deliveries) = host.engine();
+    let outcomes = engine.pass(&opts()).await;
+    assert_eq!(
+        outcomes[0].result,
+        ServiceResult::RolledBack,
+        "{outcomes:?}"
+    );
+    assert!(!env.exists(), "the .env lookout created is gone");
+    assert_eq!(host.compose_bytes(), compose_before);
+    assert_eq!(host.runtime.running("app", "web").unwrap().0, old_id);
+
+    // A healthy candidate: the .env is created and stays.
+    host.publish("1.2.0", Some(Health::Healthy));
+    let outcomes = engine.pass(&opts()).await;
+    assert_eq!(outcomes[0].result, ServiceResult::Updated, "{outcomes:?}");
+    assert_eq!(std::fs::read_to_string(&env).unwrap(), "WEB_TAG=1.2.0\n");
+    assert_eq!(host.compose_bytes(), compose_before);
+    let (_, running_ref) = host.runtime.running("app", "web").unwrap();
+    assert_eq!(running_ref, "registry.test:5000/team/web:1.2.0");
+}
+
+#[tokio::test]
+async fn recovery_removes_an_env_file_an_interrupted_update_created() {
+    let host = FakeHost::new("fakes-recover-created-env", "");
+    let env = tag_in_a_variable_with_a_default(&host);
+    let compose_before = host.compose_bytes();
+    host.publish("1.1.0", Some(Health::Healthy));
+    let old_id = host.runtime.image_id(&format!("{WEB}:1.0.0")).unwrap();
+    host.compose.hang_up(true);
+    let (engine, _deliveries) = host.engine();
+    interrupted_pass(engine, Duration::from_millis(500)).await;
+    assert_eq!(std::fs::read_to_string(&env).unwrap(), "WEB_TAG=1.1.0\n");
+    // The journal on disk says the file is lookout's creation.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(host.state_file()).unwrap()).unwrap();
+    let file = &state["journal"][0]["intent"]["file"];
+    assert_eq!(file["created"], true, "{file}");
+    assert_eq!(file["path"], env.display().to_string(), "{file}");
+
+    host.compose.hang_up(false);
+    let (engine, _deliveries) = host.engine();
+    let recovered = engine.recover().await;
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    let r = &recovered[0];
+    assert_eq!(r.decision, Recovery::RollBack, "{r:?}");
+    assert!(r.closed, "{r:?}");
+    assert!(
+        !env.exists(),
+        "recovery removed the file instead of writing it empty"
+    );
+    assert_eq!(host.compose_bytes(), compose_before);
+    assert_eq!(host.runtime.running("app", "web").unwrap().0, old_id);
+
+    // The journal is closed; the candidate, cut off before its gate, is tried again.
+    assert!(lock(&engine.store).in_flight().is_empty());
+    let outcomes = engine.pass(&opts()).await;
+    assert_eq!(outcomes[0].result, ServiceResult::Updated, "{outcomes:?}");
+    assert_eq!(std::fs::read_to_string(&env).unwrap(), "WEB_TAG=1.1.0\n");
+}

@@ -219,7 +219,7 @@ async fn compose_up_and_find(cli: ComposeCli, command: &[&str], expected_name: &
         Some(tag.as_str())
     );
 
-    cli.up(&project, "web").await.unwrap();
+    cli.up(&project, &["web"]).await.unwrap();
     let docker = docker().await;
     let containers = docker
         .service_containers(&project.name, "web")
@@ -234,7 +234,7 @@ async fn compose_up_and_find(cli: ComposeCli, command: &[&str], expected_name: &
     assert_eq!(project_label(&web.id), project.name);
     assert_eq!(docker.container(&web.id).await.unwrap().id, web.id);
     // A second `up` with nothing changed keeps the container.
-    cli.up(&project, "web").await.unwrap();
+    cli.up(&project, &["web"]).await.unwrap();
     assert_eq!(
         docker
             .service_containers(&project.name, "web")
@@ -249,7 +249,7 @@ async fn compose_up_and_find(cli: ComposeCli, command: &[&str], expected_name: &
         .unwrap();
     assert_eq!(passed.id, web.id);
 
-    let error = cli.up(&project, "nope").await.unwrap_err();
+    let error = cli.up(&project, &["nope"]).await.unwrap_err();
     let RuntimeError::ComposeFailed {
         command,
         code,
@@ -312,7 +312,7 @@ async fn compose_that_hangs_is_killed_at_the_timeout_with_its_stderr() {
     let file = scratch.write("app/compose.yaml", "services: {}\n");
     let project = ComposeProject::from_file(&file, Some("hang"), |_: &str| None).unwrap();
     let started = std::time::Instant::now();
-    let error = cli.up(&project, "web").await.unwrap_err();
+    let error = cli.up(&project, &["web"]).await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",

@@ -31,6 +31,9 @@ const TELEGRAM_SECRET: &str = "AAHtgSecret9x8y7z6w5v";
 const GOTIFY_TOKEN: &str = "AgotifyTok.4e5r6t7y";
 const MATRIX_TOKEN: &str = "syt_matrixTok_1a2b3c4d";
 const PUSHOVER_TOKEN: &str = "azPushoverTok5u6i7o8p";
+const SMTP_PASSWORD: &str = "smtpPass-6t5r4e3w2q";
+const MQTT_PASSWORD: &str = "mqttPass-1z2x3c4v5b";
+const MATRIX_PASSWORD: &str = "matrixPass-9o8i7u6y";
 /// `bob:regpass-…` as HTTP Basic sends it.
 const BASIC_CREDENTIALS: &str = "Ym9iOnJlZ3Bhc3MtWng5cTJ3M2U0cjV0";
 
@@ -51,6 +54,9 @@ const SECRETS: &[&str] = &[
     GOTIFY_TOKEN,
     MATRIX_TOKEN,
     PUSHOVER_TOKEN,
+    SMTP_PASSWORD,
+    MQTT_PASSWORD,
+    MATRIX_PASSWORD,
 ];
 
 fn slack_url() -> String {
@@ -327,6 +333,20 @@ fn mistakes() -> Vec<(&'static str, String)> {
                  [[notify]]\nservice = \"pushover\"\ntoken = \"{PUSHOVER_TOKEN}\"\nuser = 5\n\
                  [[notify]]\nservice = \"telegram\"\nbot_token = \"{TELEGRAM_SECRET}\"\nchats = [\"@ops\"]\n\
                  [[notify]]\nurl = \"slack://T0LOOKOUT/B0LOOKOUT/{SLACK_TOKEN}?colour=red\"\n"
+            ),
+        ),
+        // Email, MQTT and Matrix password login: passwords next to mistakes.
+        (
+            "notify-passwords.toml",
+            format!(
+                "[[notify]]\nurl = \"smtp://bob:{SMTP_PASSWORD}@mail.example.com:587/?from=a@example.com&to=b@example.com&auth=CRAMMD5\"\n\
+                 [[notify]]\nurl = \"smtp://bob:{SMTP_PASSWORD}@mail.example.com/?from=a@example.com&to=b@example.com&usestarttls=no\"\n\
+                 [[notify]]\nservice = \"email\"\nhost = \"mail.example.com\"\nusername = \"bob\"\npassword = \"{SMTP_PASSWORD}\"\nfrom = \"a@example.com\"\nto = [\"{SMTP_PASSWORD}\"]\n\
+                 [[notify]]\nurl = \"mqtt://bob:{MQTT_PASSWORD}@broker.example.com/?colour=red\"\n\
+                 [[notify]]\nurl = \"mqtts://broker.example.com/?password={MQTT_PASSWORD}&disabletls=yes\"\n\
+                 [[notify]]\nservice = \"mqtt\"\nhost = \"broker.example.com\"\npassword = \"{MQTT_PASSWORD}\"\ntopic = \"a/#\"\n\
+                 [[notify]]\nurl = \"matrix://bob:{MATRIX_PASSWORD}@matrix.example.org/?colour=red\"\n\
+                 [[notify]]\nservice = \"matrix\"\nhomeserver = \"https://matrix.example.org\"\nuser = \"bob\"\npassword = \"{MATRIX_PASSWORD}\"\naccess_token = \"{MATRIX_PASSWORD}\"\nrooms = [\"!a:b\"]\n"
             ),
         ),
         (

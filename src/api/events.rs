@@ -30,7 +30,8 @@ use crate::telemetry::Event;
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub(crate) struct LiveEvent {
     /// `check_finished`, `check_skipped`, `update_available`, `update_started`, `updated`,
-    /// `rolled_back`, `update_failed`, `state_restored`, `rate_limit`.
+    /// `rolled_back`, `update_failed`, `state_restored`, `rate_limit`, `pass_started`,
+    /// `pass_finished`; and `changed`.
     pub event: &'static str,
     /// When it was sent (RFC 3339).
     pub at: String,
@@ -53,7 +54,8 @@ pub(crate) struct LiveEvent {
     /// Requests left at the registry, for `rate_limit`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u64>,
-    /// The services whose view changed, for `changed` (empty: all of them).
+    /// The services whose view changed, for `changed` (empty: all of them); those a pass
+    /// looked at, for `pass_finished`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<String>>,
 }
@@ -88,6 +90,12 @@ pub(crate) fn live(event: &Event, at: jiff::Timestamp) -> Option<LiveEvent> {
         Event::CheckSkipped => e.event = "check_skipped",
         Event::StateRestored { .. } => e.event = "state_restored",
         Event::RegistryRequest { .. } => return None,
+        Event::PassStarted => e.event = "pass_started",
+        // The views hold a pass's results a moment later: `changed` follows.
+        Event::PassFinished { services } => {
+            e.event = "pass_finished";
+            e.services = Some(services.iter().map(|p| p.service.clone()).collect());
+        }
         Event::RateLimit {
             registry,
             remaining,

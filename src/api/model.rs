@@ -142,7 +142,9 @@ pub(crate) struct WindowView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct ServiceView {
     pub name: String,
-    pub compose_file: String,
+    /// The compose file configured for the service, if one is (else lookout finds the project by
+    /// `compose_project` and its containers' labels).
+    pub compose_file: Option<String>,
     pub compose_service: String,
     /// `digest`, `semver`, `glob` or `regex`.
     pub policy: String,

@@ -41,7 +41,7 @@ pub(crate) fn web_view() -> ServiceView {
     use model::*;
     ServiceView {
         name: "web".into(),
-        compose_file: "/srv/app/compose.yaml".into(),
+        compose_file: Some("/srv/app/compose.yaml".into()),
         compose_service: "web".into(),
         policy: "semver".into(),
         policy_source: PolicySource::Configuration,

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use serde_yaml_ng::Value;
 
-use super::locate::{Project, locate_in};
+use super::locate::{ImageScalar, Project, image_scalar, locate_in};
 use super::{ComposeError, ImageSite, Quote};
 use crate::reference::{self, ImageRef};
 
@@ -59,24 +59,8 @@ pub fn set_image(
 ) -> Result<Edit, ComposeError> {
     let new_value = image_value(new_image, opts.pin_digest.as_deref())?;
     let project = Project::parse(text)?;
-    let (span, quote, old_value, services) = match locate_in(&project, service)? {
-        ImageSite::Inline { span, quote, value } => (span, quote, value, vec![service.into()]),
-        ImageSite::Anchor {
-            anchor,
-            span,
-            quote,
-            value,
-            services,
-        } => {
-            if !opts.allow_anchor_group {
-                return Err(ComposeError::AnchorShared {
-                    service: service.to_string(),
-                    anchor,
-                    others: services.into_iter().filter(|s| s != service).collect(),
-                });
-            }
-            (span, quote, value, services)
-        }
+    match locate_in(&project, service)? {
+        ImageSite::Inline { .. } | ImageSite::Anchor { .. } => {}
         ImageSite::Variable { template, name, .. } => {
             return Err(ComposeError::ImageInVariable {
                 service: service.to_string(),
@@ -95,7 +79,53 @@ pub fn set_image(
                 variable: variables.join(" or "),
             });
         }
-    };
+    }
+    replace_value(
+        text,
+        service,
+        image_scalar(&project, service)?,
+        new_value,
+        opts,
+    )
+}
+
+/// Writes `new_value` as `service`'s image value as it is: a value with `${VAR}`s whose
+/// literal part changed (see [`super::interp::solve`]). The bytes and re-parse checks are
+/// [`set_image`]'s.
+pub(crate) fn set_image_value(
+    text: &str,
+    service: &str,
+    new_value: &str,
+    opts: &EditOptions,
+) -> Result<Edit, ComposeError> {
+    let project = Project::parse(text)?;
+    let scalar = image_scalar(&project, service)?;
+    replace_value(text, service, scalar, new_value.to_owned(), opts)
+}
+
+/// Replaces the token of `scalar` by `new_value` in its own quote style, refusing a value other
+/// services read unless the group is allowed, and proves nothing else changed.
+fn replace_value(
+    text: &str,
+    service: &str,
+    scalar: ImageScalar,
+    new_value: String,
+    opts: &EditOptions,
+) -> Result<Edit, ComposeError> {
+    let ImageScalar {
+        span,
+        quote,
+        value: old_value,
+        readers: services,
+        anchor,
+    } = scalar;
+    if services.len() > 1 && !opts.allow_anchor_group {
+        return Err(ComposeError::AnchorShared {
+            service: service.to_string(),
+            anchor,
+            others: services.into_iter().filter(|s| s != service).collect(),
+        });
+    }
     if old_value == new_value {
         return Ok(Edit {
             text: text.to_string(),

@@ -34,11 +34,53 @@ pub struct ImageOwner {
 /// Reads one file's text (its errors name the file).
 pub type ReadFn<'r> = dyn Fn(&Path) -> Result<String, ComposeError> + 'r;
 
-/// A project's compose files in `-f` order, and the files their `extends:` name, read once each.
+/// A project's compose files in `-f` order, and the files their `extends:` name, each read and
+/// parsed once.
 pub struct FileSet<'r> {
     files: Vec<PathBuf>,
     read: &'r ReadFn<'r>,
     texts: RefCell<HashMap<PathBuf, Rc<String>>>,
+    summaries: RefCell<HashMap<PathBuf, Rc<Summary>>>,
+}
+
+/// What one file says about the services it defines: all [`FileSet::owner`] needs, so a file
+/// is parsed once however many services are asked about.
+struct Summary {
+    /// In file order.
+    names: Vec<String>,
+    services: HashMap<String, Entry>,
+}
+
+struct Entry {
+    /// The service has an `image:` key of its own (possibly through an anchor or merge key).
+    has_image: bool,
+    /// The image value, when it is a text value.
+    image: Option<String>,
+    /// Its `extends:` as (service, file), or why it cannot be read.
+    extends: Result<Option<(String, Option<String>)>, String>,
+}
+
+impl Summary {
+    fn of(project: &Project<'_>) -> Result<Summary, ComposeError> {
+        let names = project.service_names();
+        let mut services = HashMap::new();
+        for name in &names {
+            let image = project.image_of(name)?;
+            let extends = match project.service_node(name) {
+                Some(node) => project.extends_of(node),
+                None => Ok(None),
+            };
+            let entry = Entry {
+                has_image: image.is_some(),
+                image: image
+                    .and_then(|r| project.doc.scalar(r.node))
+                    .map(str::to_owned),
+                extends,
+            };
+            services.insert(name.clone(), entry);
+        }
+        Ok(Summary { names, services })
+    }
 }
 
 impl<'r> FileSet<'r> {
@@ -47,10 +89,12 @@ impl<'r> FileSet<'r> {
             files,
             read,
             texts: RefCell::new(HashMap::new()),
+            summaries: RefCell::new(HashMap::new()),
         }
     }
 
-    fn text(&self, path: &Path) -> Result<Rc<String>, ComposeError> {
+    /// The text of `path`, read once.
+    pub(super) fn text(&self, path: &Path) -> Result<Rc<String>, ComposeError> {
         if let Some(t) = self.texts.borrow().get(path) {
             return Ok(t.clone());
         }
@@ -61,15 +105,46 @@ impl<'r> FileSet<'r> {
         Ok(text)
     }
 
+    fn summary(&self, path: &Path) -> Result<Rc<Summary>, ComposeError> {
+        if let Some(s) = self.summaries.borrow().get(path) {
+            return Ok(s.clone());
+        }
+        let text = self.text(path)?;
+        let project = Project::parse(&text).map_err(|e| e.in_file(path))?;
+        let summary = Rc::new(Summary::of(&project).map_err(|e| e.in_file(path))?);
+        self.summaries
+            .borrow_mut()
+            .insert(path.to_owned(), summary.clone());
+        Ok(summary)
+    }
+
+    /// Every file read so far: the `-f` files in order, then the ones `extends:` led to, by
+    /// path.
+    pub(super) fn read_files(&self) -> Vec<PathBuf> {
+        let texts = self.texts.borrow();
+        let mut out: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|f| texts.contains_key(*f))
+            .cloned()
+            .collect();
+        let mut others: Vec<PathBuf> = texts
+            .keys()
+            .filter(|k| !self.files.contains(k))
+            .cloned()
+            .collect();
+        others.sort();
+        out.extend(others);
+        out
+    }
+
     /// Every service any file defines, in order of first appearance.
     pub fn services(&self) -> Result<Vec<String>, ComposeError> {
         let mut out: Vec<String> = Vec::new();
         for file in &self.files {
-            let text = self.text(file)?;
-            let project = Project::parse(&text).map_err(|e| e.in_file(file))?;
-            for name in project.service_names() {
-                if !out.contains(&name) {
-                    out.push(name);
+            for name in &self.summary(file)?.names {
+                if !out.contains(name) {
+                    out.push(name.clone());
                 }
             }
         }
@@ -81,13 +156,12 @@ impl<'r> FileSet<'r> {
         let mut owner = None;
         let mut defined_in = None;
         for file in &self.files {
-            let text = self.text(file)?;
-            let project = Project::parse(&text).map_err(|e| e.in_file(file))?;
-            if project.service_node(service).is_none() {
+            let summary = self.summary(file)?;
+            if !summary.services.contains_key(service) {
                 continue;
             }
             defined_in = Some(file);
-            if let Some(found) = self.in_file(file, &project, service, 0)? {
+            if let Some(found) = self.in_file(file, &summary, service, 0)? {
                 owner = Some(found);
             }
         }
@@ -103,11 +177,27 @@ impl<'r> FileSet<'r> {
                     })
                     .in_file(file))
             }
-            (None, None) => Err(ComposeError::UnknownService {
-                service: service.to_owned(),
-                known: self.services()?,
-            }),
+            (None, None) => {
+                let e = ComposeError::UnknownService {
+                    service: service.to_owned(),
+                    known: self.services()?,
+                };
+                // With one file, that file is where the service is missing.
+                Err(match &self.files[..] {
+                    [one] => e.in_file(one),
+                    _ => e,
+                })
+            }
         }
+    }
+
+    /// The image value `owner` names, when it is a text value.
+    pub(super) fn image_value(&self, owner: &ImageOwner) -> Result<Option<String>, ComposeError> {
+        Ok(self
+            .summary(&owner.file)?
+            .services
+            .get(&owner.service)
+            .and_then(|e| e.image.clone()))
     }
 
     /// Every service whose image is decided by `owner` (the service itself included): changing
@@ -126,7 +216,7 @@ impl<'r> FileSet<'r> {
     fn in_file(
         &self,
         file: &Path,
-        project: &Project<'_>,
+        summary: &Summary,
         service: &str,
         depth: usize,
     ) -> Result<Option<ImageOwner>, ComposeError> {
@@ -142,37 +232,36 @@ impl<'r> FileSet<'r> {
                 "`extends:` goes more than {MAX_EXTENDS} steps deep; is it circular?"
             )));
         }
-        if project.image_of(service)?.is_some() {
+        let Some(entry) = summary.services.get(service) else {
+            return Err(extends_error("no such service".into()));
+        };
+        if entry.has_image {
             return Ok(Some(ImageOwner {
                 file: file.to_owned(),
                 service: service.to_owned(),
             }));
         }
-        let Some(node) = project.service_node(service) else {
-            return Err(extends_error("no such service".into()));
-        };
-        let Some((base, base_file)) = project.extends_of(node).map_err(extends_error)? else {
+        let Some((base, base_file)) = entry.extends.clone().map_err(extends_error)? else {
             return Ok(None);
         };
         match base_file {
             None => {
-                if project.service_node(&base).is_none() {
+                if !summary.services.contains_key(&base) {
                     return Err(extends_error(format!(
                         "it extends {base:?}, which this file does not define"
                     )));
                 }
-                self.in_file(file, project, &base, depth + 1)
+                self.in_file(file, summary, &base, depth + 1)
             }
             Some(name) => {
                 let base_path = clean_path(&file.parent().unwrap_or(Path::new("")).join(&name));
-                let text = self.text(&base_path)?;
-                let base_project = Project::parse(&text).map_err(|e| e.in_file(&base_path))?;
-                if base_project.service_node(&base).is_none() {
+                let base_summary = self.summary(&base_path)?;
+                if !base_summary.services.contains_key(&base) {
                     return Err(extends_error(format!(
                         "it extends {base:?} in {name}, which does not define it"
                     )));
                 }
-                self.in_file(&base_path, &base_project, &base, depth + 1)
+                self.in_file(&base_path, &base_summary, &base, depth + 1)
             }
         }
     }

@@ -167,43 +167,13 @@ pub fn locate(text: &str, service: &str) -> Result<ImageSite, ComposeError> {
 }
 
 pub(crate) fn locate_in(project: &Project<'_>, service: &str) -> Result<ImageSite, ComposeError> {
-    let doc = &project.doc;
-    let resolved = match project.image_of(service)? {
-        Some(r) => r,
-        None => {
-            if let Some(reason) = project.extends(service) {
-                return Err(ComposeError::Unsupported {
-                    service: service.to_string(),
-                    reason,
-                });
-            }
-            return Err(if project.has_build(service) {
-                ComposeError::BuildOnly {
-                    service: service.to_string(),
-                }
-            } else {
-                ComposeError::NoImage {
-                    service: service.to_string(),
-                }
-            });
-        }
-    };
-    let (value, token, quote) = scalar_parts(doc, resolved.node, service)?;
-
-    // Every service reading the very same node shares this value.
-    let mut sharing = Vec::new();
-    let mut anchors: Vec<usize> = Vec::new();
-    for (name, other) in project.images() {
-        if other.node == resolved.node {
-            for a in other.via {
-                if !anchors.contains(&a) {
-                    anchors.push(a);
-                }
-            }
-            sharing.push(name.to_string());
-        }
-    }
-
+    let ImageScalar {
+        span: token,
+        quote,
+        value,
+        readers: sharing,
+        anchor,
+    } = image_scalar(project, service)?;
     if value.contains('$') {
         let variables = interp::variables(&value);
         if variables.len() > 1 {
@@ -231,11 +201,6 @@ pub(crate) fn locate_in(project: &Project<'_>, service: &str) -> Result<ImageSit
         });
     }
     if sharing.len() > 1 {
-        let anchor = anchors
-            .iter()
-            .map(|&a| format!("&{}", doc.anchor_name(a)))
-            .collect::<Vec<_>>()
-            .join(", ");
         return Ok(ImageSite::Anchor {
             anchor,
             span: token,
@@ -248,6 +213,74 @@ pub(crate) fn locate_in(project: &Project<'_>, service: &str) -> Result<ImageSit
         span: token,
         quote,
         value,
+    })
+}
+
+/// The scalar holding a service's image value, whatever it holds (`${VAR}`s included).
+pub(crate) struct ImageScalar {
+    /// The token's bytes, quotes included.
+    pub span: Range<usize>,
+    pub quote: Quote,
+    pub value: String,
+    /// Every service reading this very scalar (through anchors, aliases or merge keys), the
+    /// service itself included.
+    pub readers: Vec<String>,
+    /// The anchors passed through to reach it (`&base, &img`), empty when none.
+    pub anchor: String,
+}
+
+/// Finds the scalar of `service`'s own image value, or says why there is none lookout edits.
+pub(crate) fn image_scalar(
+    project: &Project<'_>,
+    service: &str,
+) -> Result<ImageScalar, ComposeError> {
+    let doc = &project.doc;
+    let resolved = match project.image_of(service)? {
+        Some(r) => r,
+        None => {
+            if let Some(reason) = project.extends(service) {
+                return Err(ComposeError::Unsupported {
+                    service: service.to_string(),
+                    reason,
+                });
+            }
+            return Err(if project.has_build(service) {
+                ComposeError::BuildOnly {
+                    service: service.to_string(),
+                }
+            } else {
+                ComposeError::NoImage {
+                    service: service.to_string(),
+                }
+            });
+        }
+    };
+    let (value, span, quote) = scalar_parts(doc, resolved.node, service)?;
+
+    // Every service reading the very same node shares this value.
+    let mut readers = Vec::new();
+    let mut anchors: Vec<usize> = Vec::new();
+    for (name, other) in project.images() {
+        if other.node == resolved.node {
+            for a in other.via {
+                if !anchors.contains(&a) {
+                    anchors.push(a);
+                }
+            }
+            readers.push(name.to_string());
+        }
+    }
+    let anchor = anchors
+        .iter()
+        .map(|&a| format!("&{}", doc.anchor_name(a)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(ImageScalar {
+        span,
+        quote,
+        value,
+        readers,
+        anchor,
     })
 }
 

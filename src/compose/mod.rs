@@ -5,14 +5,17 @@
 //! `image:` value, a value shared through an anchor or merge key with other services, or a
 //! `${VAR}` whose value lives in the project's `.env`. It then replaces the bytes of that one
 //! value ([`set_image`], [`set_env_var`]), parses the result again to prove that nothing but the
-//! intended image changed, and writes through [`crate::durable`] ([`PlannedEdit::apply`]).
+//! intended image changed, and writes through [`crate::durable`] ([`PlannedEdit::apply`]). Over
+//! a project of several files, [`plan_project_image`] first finds the file whose `image:`
+//! decides ([`FileSet`]: override files, `extends:`).
 //!
 //! The core is pure: [`locate`], [`set_image`] and [`set_env_var`] take text and return values.
 //! Only [`file`] reads and writes files.
 //!
 //! Where `${VAR}` values come from: compose interpolates the compose file with the process
-//! environment and the project's env file, which is `.env` in the folder of the compose file
-//! unless `--env-file` names another. Services' `env_file:` entries set the container's
+//! environment and the project's env files: `.env` in the project directory unless
+//! `--env-file`s name others (read in order, a later file's value winning). Services'
+//! `env_file:` entries set the container's
 //! environment and do not feed interpolation, so lookout never edits them for an image. A variable
 //! set in lookout's own environment wins over the env file; lookout cannot change it, and says so.
 
@@ -32,10 +35,12 @@ pub use depends::dependencies;
 pub use edit::{Edit, EditOptions, set_image};
 pub use envfile::{EnvEntry, add_env_var, parse_env, set_env_var};
 pub use file::{
-    ComposeFile, Fingerprint, PlanOptions, PlannedEdit, plan_set_image, plan_set_image_with_env,
-    restore, set_image_command,
+    ComposeFile, Fingerprint, PlanOptions, PlannedEdit, plan_project_image,
+    plan_project_image_with_env, plan_set_image, plan_set_image_with_env, remove_created, restore,
+    set_image_command,
 };
 pub use fileset::{FileSet, ImageOwner, ReadFn, clean_path};
+pub use interp::interpolate;
 pub use locate::locate;
 
 /// The quoting of a YAML scalar or an env value, kept as it was when lookout writes.
@@ -60,8 +65,9 @@ pub enum ImageSite {
         value: String,
     },
     /// The value holds one `${VAR}` (`${IMAGE}`, `${IMAGE:-nginx:1}`, `postgres:${PG_TAG}`): the
-    /// value to change is the variable's, in the env file. `services` are all services whose
-    /// image uses the variable.
+    /// value to change is the variable's, in the env file, or a literal part of the value when
+    /// the change lies there (`${PREFIX:-}postgres:15` → `…:16`; see
+    /// [`file::plan_project_image`]). `services` are all services whose image uses the variable.
     Variable {
         span: Range<usize>,
         template: String,
@@ -70,8 +76,9 @@ pub enum ImageSite {
         services: Vec<String>,
     },
     /// The value is built from several variables (`${REGISTRY:-docker.io}/app:${TAG:-1.4}`): the
-    /// one to change is the one whose change makes the value read the new image, which only the
-    /// new image and the variables' current values tell (see [`file::plan_set_image`]).
+    /// one to change is the one whose change makes the value read the new image (or a literal
+    /// part between them), which only the new image and the variables' current values tell (see
+    /// [`file::plan_project_image`]).
     Template {
         span: Range<usize>,
         template: String,
@@ -130,6 +137,18 @@ pub enum ComposeError {
         others: Vec<String>,
     },
     #[error(
+        "service {service:?}: its image is the `image:` of service {owner:?}, which also gives \
+         the image of {} (through `extends:` or override files); updating it changes them all. \
+         Allow group updates (allow_anchor_group, `--allow-anchor-group`) to update them \
+         together, or give {service:?} its own `image:`",
+        others.join(", ")
+    )]
+    ImageShared {
+        service: String,
+        owner: String,
+        others: Vec<String>,
+    },
+    #[error(
         "service {service:?}: variable {variable} is used by the images of {}; changing it \
          changes them all. Allow group updates (allow_anchor_group, `--allow-anchor-group`) to \
          update them together",
@@ -165,15 +184,11 @@ pub enum ComposeError {
     #[error("{variable} is not defined in the env file")]
     EnvVarMissing { variable: String },
     #[error(
-        "the image of service {service:?} comes from ${{{variable}}}, which {env_file} does not \
-         define; create or edit {env_file} with a line `{variable}=<image>`",
-        env_file = env_file.display()
+        "env file {} does not exist; compose is told to read it (`--env-file`) and refuses to \
+         start without it. Restore it, or stop naming it",
+        env_file.display()
     )]
-    EnvFileLacksVariable {
-        service: String,
-        variable: String,
-        env_file: PathBuf,
-    },
+    EnvFileMissing { env_file: PathBuf },
     #[error(
         "the image of service {service:?} comes from ${{{variable}}}, which is set in lookout's \
          environment; that value wins over {env_file}, and lookout cannot change it. Unset it and \

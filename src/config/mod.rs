@@ -159,9 +159,16 @@ pub struct ServiceSpec {
     pub name: String,
     /// The image reference the service runs, as configured.
     pub image: ImageRef,
-    pub compose_file: PathBuf,
+    /// The compose file that defines the service (any of the project's `-f` files). Optional
+    /// when `compose_project` names the project: lookout learns its files from its containers.
+    pub compose_file: Option<PathBuf>,
+    /// The compose project's name (`com.docker.compose.project`, what `-p` or `name:` gave).
+    pub compose_project: Option<String>,
     /// The service's name inside the compose file (defaults to `name`).
     pub compose_service: String,
+    /// Update every service whose image the same value decides (a shared variable or anchor)
+    /// together, rolling all back when one fails.
+    pub group: bool,
     pub registry_type: RegistryKind,
     pub registry: RegistrySettings,
     pub enabled: bool,
@@ -915,7 +922,18 @@ impl ServiceSpec {
                 .ok()
         });
         let compose_file = o.string("compose_file").map(PathBuf::from);
+        let compose_project = o.string("compose_project");
+        if compose_project
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty() || p.contains(char::is_control))
+        {
+            o.ctx.problem(
+                o.at("compose_project"),
+                "must be the compose project's name, as `docker compose ls` shows it",
+            );
+        }
         let compose_service = o.string("compose_service");
+        let group = o.bool("group").unwrap_or(false);
         let registry_type = o.choice("registry_type", RegistryKind::NAMES, RegistryKind::parse);
         let enabled = o.bool("enabled").unwrap_or(true);
         let policy_spec = PolicySpec {
@@ -962,14 +980,16 @@ impl ServiceSpec {
         let maintenance_days = weekdays(&mut o, "maintenance_days");
         let timezone = timezone(&mut o, "timezone");
 
-        for (key, present) in [
-            ("name", name.is_some()),
-            ("image", image_text.is_some()),
-            ("compose_file", compose_file.is_some()),
-        ] {
+        for (key, present) in [("name", name.is_some()), ("image", image_text.is_some())] {
             if !present {
                 o.ctx.problem(o.at(key), "is required");
             }
+        }
+        if compose_file.is_none() && compose_project.is_none() {
+            o.ctx.problem(
+                o.at("compose_file"),
+                "is required unless compose_project names the service's compose project",
+            );
         }
         if let Some(img) = &image
             && img.tag().is_none()
@@ -984,7 +1004,9 @@ impl ServiceSpec {
             name,
             registry_type: registry_type.unwrap_or_else(|| RegistryKind::infer(image.registry())),
             image,
-            compose_file: compose_file?,
+            compose_file,
+            compose_project,
+            group,
             registry,
             enabled,
             policy_spec,

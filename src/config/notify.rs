@@ -4,7 +4,7 @@
 //! fields; `events`, `mode` (`event` or `summary`), `summary_wait`, `timeout` and `name` apply
 //! to both. Every credential read (the URL's tokens, `token`, `password`, …) is a secret: never
 //! quoted in a message, masked wherever it would appear. A channel lookout cannot deliver to
-//! (email, MQTT, Matrix password login) is refused here, naming it, so that none stays silent.
+//! (a Matrix URL without rooms) is refused here, naming it, so that none stays silent.
 
 use std::time::Duration;
 
@@ -17,8 +17,8 @@ use crate::telemetry::channels::shoutrrr::{self, Parsed};
 use crate::telemetry::channels::slack::{Flavor, SlackHook};
 use crate::telemetry::channels::template::Templates;
 use crate::telemetry::channels::{
-    NotifyMode, NotifySpec, Service, discord, generic, gotify, matrix, ntfy, pushover, teams,
-    telegram,
+    NotifyMode, NotifySpec, Service, TlsTrust, discord, email, generic, gotify, matrix, ntfy,
+    pushover, teams, telegram,
 };
 
 /// Watchtower's variable: several shoutrrr URLs separated by spaces.
@@ -196,6 +196,7 @@ fn read_entry(mut o: Obj<'_, '_>) -> Option<NotifySpec> {
         }
     };
     let service = service.map(|s| with_api(s, api_url, &o));
+    let service = service.map(|s| with_tls(s, &mut o));
     // Priority and tags by event (ntfy), read after the service so the keys are known.
     let service = match service {
         Some(Service::Ntfy(mut n)) => {
@@ -213,6 +214,64 @@ fn read_entry(mut o: Obj<'_, '_>) -> Option<NotifySpec> {
         timeout,
         templates,
     })
+}
+
+/// `tls_ca_file` and `tls_skip_verify` (email, MQTT), and MQTT's `install`, `discovery` and
+/// `discovery_prefix`, whether the entry is a URL or fields.
+fn with_tls(service: Service, o: &mut Obj<'_, '_>) -> Service {
+    let ca_file = o.string("tls_ca_file").map(std::path::PathBuf::from);
+    let skip_verify = o.bool("tls_skip_verify").unwrap_or(false);
+    let trust = TlsTrust {
+        ca_file,
+        skip_verify,
+    };
+    if let Some(path) = &trust.ca_file {
+        if !path.is_absolute() {
+            o.ctx.problem(
+                o.at("tls_ca_file"),
+                format!("{} is not an absolute path", path.display()),
+            );
+        }
+    }
+    match service {
+        Service::Email(mut e) => {
+            e.tls = trust;
+            Service::Email(e)
+        }
+        Service::Mqtt(mut m) => {
+            m.trust = trust;
+            if let Some(install) = o.bool("install") {
+                m.install = install;
+            }
+            if let Some(discovery) = o.bool("discovery") {
+                m.discovery = discovery;
+            }
+            if let Some(prefix) = o.string("discovery_prefix") {
+                if prefix.is_empty() || prefix.contains(['+', '#']) {
+                    o.ctx.problem(
+                        o.at("discovery_prefix"),
+                        format!("{prefix:?} is not a topic prefix (no +, # or empty)"),
+                    );
+                } else {
+                    m.discovery_prefix = prefix;
+                }
+            }
+            Service::Mqtt(m)
+        }
+        other => {
+            if trust != TlsTrust::default() {
+                o.ctx.problem(
+                    o.at(if trust.skip_verify {
+                        "tls_skip_verify"
+                    } else {
+                        "tls_ca_file"
+                    }),
+                    format!("applies to email and mqtt only, not {}", other.name()),
+                );
+            }
+            other
+        }
+    }
 }
 
 /// A template setting, checked against every kind of message.
@@ -411,15 +470,35 @@ fn by_fields(o: &mut Obj<'_, '_>, service: &str) -> Option<Service> {
         "matrix" => {
             let homeserver = o.url("homeserver", false);
             let token = o.secret("access_token");
+            let user = o.string("user");
+            let password = o.secret("password");
             let rooms = string_list(o, "rooms");
             let homeserver = required(o, "homeserver", homeserver, service);
-            let token = required(o, "access_token", token, service);
+            let (token, user) = match (token, user, password) {
+                (Some(t), None, None) => (Some(t), None),
+                (None, Some(u), Some(p)) => (Some(p), Some(u)),
+                (None, None, None) => {
+                    o.ctx.problem(
+                        o.at("access_token"),
+                        "is required for service \"matrix\" (or user and password, to log in)",
+                    );
+                    (None, None)
+                }
+                _ => {
+                    o.ctx.problem(
+                        o.path.clone(),
+                        "give access_token, or user and password (a password login), not both",
+                    );
+                    (None, None)
+                }
+            };
             let rooms = required(o, "rooms", rooms, service);
             let m = matrix::Matrix {
                 homeserver: homeserver?,
                 access_token: token?,
                 rooms: rooms?,
-                user: None,
+                user,
+                device_id: None,
                 title: None,
             };
             if let Some(why) = m.undeliverable() {
@@ -500,17 +579,89 @@ fn by_fields(o: &mut Obj<'_, '_>, service: &str) -> Option<Service> {
                 service,
             )?)))
         }
-        "email" | "mqtt" => {
-            let what = if service == "email" {
-                "email over SMTP"
-            } else {
-                "MQTT"
+        "email" => {
+            let host = o.string("host");
+            let port = o.uint_in("port", 1..=65535);
+            let username = o.string("username");
+            let password = o.secret("password");
+            let from = o.string("from");
+            let from_name = o.string("from_name");
+            let to = string_list(o, "to");
+            let subject = o.string("subject");
+            let encryption = o.string("encryption");
+            let starttls = o.bool("starttls");
+            let auth = o.string("auth");
+            let html = o.bool("html");
+            let client_host = o.string("client_host");
+            let host = required(o, "host", host, service);
+            let from = required(o, "from", from, service);
+            let to = required(o, "to", to, service);
+            let settings = email::Settings {
+                host: host?,
+                port: port.and_then(|p| u16::try_from(p).ok()),
+                username,
+                password,
+                from: from?,
+                from_name,
+                to: to?,
+                subject,
+                encryption,
+                starttls,
+                auth,
+                html,
+                client_host,
             };
-            o.ctx.problem(
-                o.at("service"),
-                format!("{what} is not delivered by this version of lookout yet; remove this entry or use another channel"),
-            );
-            None
+            match settings.build() {
+                Ok(e) => Some(Service::Email(e)),
+                Err(e) => {
+                    o.ctx.problem(o.path.clone(), format!("email: {e}"));
+                    None
+                }
+            }
+        }
+        "mqtt" => {
+            let host = o.string("host");
+            let port = o.uint_in("port", 1..=65535);
+            let tls = o.bool("tls").unwrap_or(false);
+            let topic = o.string("topic");
+            let client_id = o.string("client_id");
+            let username = o.string("username");
+            let password = o.secret("password");
+            let host = required(o, "host", host, service)?;
+            // Read through the URL parser, so both spellings are checked alike.
+            let mut url = url::Url::parse(if tls { "mqtts://x" } else { "mqtt://x" }).ok()?;
+            if url.set_host(Some(&host)).is_err() {
+                o.ctx.problem(
+                    o.at("host"),
+                    format!("{host:?} is not a host name or address"),
+                );
+                return None;
+            }
+            let _ = url.set_port(port.and_then(|p| u16::try_from(p).ok()));
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(t) = &topic {
+                    q.append_pair("topic", t);
+                }
+                if let Some(c) = &client_id {
+                    q.append_pair("clientid", c);
+                }
+            }
+            match shoutrrr::parse(url.as_str()) {
+                Ok(Parsed {
+                    service: Service::Mqtt(mut m),
+                    ..
+                }) => {
+                    m.username = username;
+                    m.password = password;
+                    Some(Service::Mqtt(m))
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    o.ctx.problem(o.path.clone(), e.to_string());
+                    None
+                }
+            }
         }
         other => {
             o.ctx.problem(

@@ -39,7 +39,7 @@ fn the_seed_configuration_loads_unchanged() {
     assert_eq!(web.policy.kind(), PolicyKind::Digest);
     assert_eq!(
         web.compose_file,
-        PathBuf::from("/opt/apps/webapp/docker-compose.yml")
+        Some(PathBuf::from("/opt/apps/webapp/docker-compose.yml"))
     );
     let api = &c.services[1];
     assert_eq!(api.registry_type, RegistryKind::Ecr);
@@ -114,7 +114,7 @@ fn required_fields() {
         got,
         [
             "services[0].image: is required",
-            "services[0].compose_file: is required"
+            "services[0].compose_file: is required unless compose_project names the service's compose project"
         ]
     );
 }
@@ -161,7 +161,7 @@ registry_config = { aws_access_key_id = "${AWS_ACCESS_KEY_ID}", aws_secret_acces
         }
     );
     let s = &c.services[0];
-    assert_eq!(s.compose_file, PathBuf::from("/srv/api/compose.yml"));
+    assert_eq!(s.compose_file, Some(PathBuf::from("/srv/api/compose.yml")));
     assert_eq!(s.registry.region.as_deref(), Some("us-east-1"));
     assert_eq!(
         s.registry.aws_secret_access_key.as_ref().unwrap().expose(),
@@ -468,6 +468,7 @@ fn the_documented_default_covers_every_key_of_the_schema() {
     ];
     let services = [
         "ntfy", "gotify", "telegram", "teams", "matrix", "pushover", "slack", "discord", "generic",
+        "email", "mqtt",
     ];
     let levels: Vec<(String, &str)> = levels
         .into_iter()
@@ -921,7 +922,7 @@ fn bad_notify_entries_are_reported_with_paths_and_without_secrets() {
 url = "ntfy://:tk_secret_value_1@ntfy.example.org/alerts?colour=red"
 
 [[notify]]
-url = "smtp://bob:mail-password-1@mail.example.com:587/?from=a@example.com&to=b@example.com"
+url = "smtp://bob:mail-password-1@mail.example.com:587/?from=a@example.com&to=b@example.com&auth=CRAMMD5"
 
 [[notify]]
 service = "carrier-pigeon"
@@ -972,7 +973,7 @@ body_template = "{{ nope }}"
     let got: Vec<String> = problems.iter().map(ToString::to_string).collect();
     let expect = [
         "notify[0].url: ntfy: lookout does not support the parameter(s) \"colour\"",
-        "notify[1].url: email: email over SMTP is not delivered by this version of lookout yet",
+        "notify[1].url: smtp: auth CRAMMD5 is not supported by lookout",
         "notify[2].service: \"carrier-pigeon\" is not one of ntfy, gotify",
         "notify[3].service: give either url (a shoutrrr URL) or service with its fields, not both",
         "notify[4].api_url: applies to telegram and pushover only, not gotify",
@@ -981,7 +982,7 @@ body_template = "{{ nope }}"
         "notify[5].mode: \"digest\" is not one of event, summary",
         "notify[5].summary_wait: 2h is out of range: use 1s to 1h",
         "notify[7].name: \"dup\" is already the name of notify[6]",
-        "notify[8].service: MQTT is not delivered by this version of lookout yet",
+        "notify[8].host: is required for service \"mqtt\"",
         "notify[9]: give url (a shoutrrr URL: ntfy://, telegram://, …) or service",
         "notify[10].title_template: title_template is not a valid template",
         "notify[10].body_template: body_template fails for a update_available message",

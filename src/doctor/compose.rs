@@ -64,8 +64,8 @@ pub(super) fn compose_check(
 /// Reads the service's compose file and finds its image; checks that the folder is writable.
 pub(super) fn probe_compose_file(
     spec: &ServiceSpec,
+    file: &Path,
 ) -> (Result<ImageSite, ComposeError>, Option<io::Result<()>>) {
-    let file = &spec.compose_file;
     let site = ComposeFile::read(file).and_then(|f| locate(f.text(), &spec.compose_service));
     let folder_writable = folder_of(file)
         .map(|d| rustix::fs::access(d, rustix::fs::Access::WRITE_OK).map_err(io::Error::from));
@@ -76,22 +76,20 @@ pub(super) fn probe_compose_file(
 /// change; its folder is writable (lookout writes the new file beside it and renames it).
 pub(super) fn compose_file_check(
     spec: &ServiceSpec,
+    file: &Path,
     site: &Result<ImageSite, ComposeError>,
     folder_writable: Option<io::Result<()>>,
 ) -> Check {
     let name = format!("compose file for {}", spec.name);
     let site = match site {
         Ok(site) => site,
-        Err(e) => return Check::fail(name, e.to_string(), compose_file_fix(spec, e)),
+        Err(e) => return Check::fail(name, e.to_string(), compose_file_fix(spec, file, e)),
     };
     let service = &spec.compose_service;
     let (where_, shared) = image_site(site);
-    let detail = format!(
-        "{}: service {service:?}, {where_}",
-        spec.compose_file.display()
-    );
+    let detail = format!("{}: service {service:?}, {where_}", file.display());
     if let Some(Err(e)) = folder_writable {
-        let folder = folder_of(&spec.compose_file).unwrap_or(Path::new("."));
+        let folder = folder_of(file).unwrap_or(Path::new("."));
         return Check::fail(
             name,
             format!(
@@ -124,8 +122,8 @@ pub(super) fn compose_file_check(
 }
 
 /// What to do about a compose file lookout cannot use.
-fn compose_file_fix(spec: &ServiceSpec, e: &ComposeError) -> String {
-    let file = spec.compose_file.display();
+fn compose_file_fix(spec: &ServiceSpec, file: &Path, e: &ComposeError) -> String {
+    let file = file.display();
     let service = &spec.compose_service;
     match e.kind() {
         ComposeError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => format!(
@@ -298,7 +296,7 @@ mod tests {
             ),
         ];
         for (site, writable, status, fix) in cases {
-            let c = compose_file_check(&s, &site, writable);
+            let c = compose_file_check(&s, Path::new("/srv/web/compose.yaml"), &site, writable);
             assert_eq!(c.status(), status, "{c:?}");
             assert!(c.fix().unwrap().contains(fix), "want {fix:?} in {c:?}");
         }
@@ -307,7 +305,7 @@ mod tests {
             quote: crate::compose::Quote::Plain,
             value: "ghcr.io/acme/web:1.2".into(),
         });
-        let c = compose_file_check(&s, &ok, Some(Ok(())));
+        let c = compose_file_check(&s, Path::new("/srv/web/compose.yaml"), &ok, Some(Ok(())));
         assert_eq!(
             (c.status(), c.detail()),
             (

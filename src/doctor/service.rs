@@ -11,7 +11,7 @@ use crate::reference::ImageRef;
 use crate::registry::Registries;
 use crate::runtime::{
     ComposeCli, ComposeProject, ContainerInfo, ContainerRuntime, ContainerState, Docker,
-    RuntimeError,
+    ProjectSource, RuntimeError, locate_project,
 };
 
 /// The compose file, container and registry checks of every service, in that order per
@@ -42,22 +42,54 @@ pub(super) async fn service_checks(
 }
 
 /// The compose file and container checks of one service, and the image its container runs.
+/// The project comes first: the labels of its containers say which files compose reads.
 async fn local_checks(
     spec: &ServiceSpec,
     docker: Option<&Docker>,
     compose: Result<&ComposeCli, &RuntimeError>,
 ) -> (Check, Check, Running) {
-    let (site, folder_writable) = probe_compose_file(spec);
-    let file_check = compose_file_check(spec, &site, folder_writable);
     let name = format!("container of {}", spec.name);
-    let (container, running) = match (docker, compose) {
+    let project = match (docker, compose) {
+        (Some(docker), Ok(compose)) => Some(
+            tokio::time::timeout(DOCKER_TIMEOUT, locate_project(docker, compose, spec))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RuntimeError::Api {
+                        action: "list containers".into(),
+                        status: None,
+                        message: format!("no answer within {}s", DOCKER_TIMEOUT.as_secs()),
+                    })
+                }),
+        ),
+        _ => None,
+    };
+    let file = spec.compose_file.clone().or_else(|| {
+        project
+            .as_ref()
+            .and_then(|p| p.as_ref().ok())
+            .and_then(|p| p.files.first().cloned())
+    });
+    let Some(file) = file else {
+        let check = Check::fail(
+            format!("compose file for {}", spec.name),
+            "no compose_file is configured and no running container of the service says which \
+             files compose read",
+            "start the service once with compose (lookout reads the files from its containers' \
+             labels), or set compose_file",
+        );
+        return (check, Check::skip(name, "no compose file is known"), None);
+    };
+    let (site, folder_writable) = probe_compose_file(spec, &file);
+    let file_check = compose_file_check(spec, &file, &site, folder_writable);
+    let (container, running) = match (docker, compose, project) {
         _ if site.is_err() => (Check::skip(name, "the compose file check failed"), None),
-        (None, _) => (Check::skip(name, "Docker is not reachable"), None),
-        (_, Err(_)) => (
+        (None, _, _) => (Check::skip(name, "Docker is not reachable"), None),
+        (_, Err(_), _) => (
             Check::skip(name, "no compose found, so the project name is not known"),
             None,
         ),
-        (Some(docker), Ok(compose)) => probe_container(spec, docker, compose).await,
+        (Some(docker), Ok(_), Some(project)) => probe_container(spec, docker, project).await,
+        (Some(_), Ok(_), None) => (Check::skip(name, "no project"), None),
     };
     (file_check, container, running)
 }
@@ -67,16 +99,16 @@ async fn local_checks(
 async fn probe_container(
     spec: &ServiceSpec,
     docker: &Docker,
-    compose: &ComposeCli,
+    project: Result<ComposeProject, RuntimeError>,
 ) -> (Check, Running) {
-    let project = match compose.project(&spec.compose_file, None, |n| std::env::var(n).ok()) {
+    let project = match project {
         Ok(project) => project,
         Err(e) => {
             let check = Check::fail(
                 format!("container of {}", spec.name),
                 e.to_string(),
-                "compose cannot name this project; set COMPOSE_PROJECT_NAME or give the \
-                 project folder a name of letters and digits",
+                "lookout runs compose as the service's containers were started; the message \
+                 says what stops it",
             );
             return (check, None);
         }
@@ -101,6 +133,37 @@ async fn probe_container(
     (container_check(spec, &project, &found), running)
 }
 
+/// How lookout will run compose for the project, for the container check's detail.
+pub(super) fn describe_project(project: &ComposeProject) -> String {
+    let list = |paths: &[std::path::PathBuf]| {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let source = match project.source {
+        ProjectSource::Labels => "as its containers' labels record",
+        ProjectSource::ComposeFile => "computed from compose_file",
+        ProjectSource::Journal => "as the journal recorded",
+    };
+    let mut out = format!(
+        "compose project {:?} ({source}): files {}; folder {}",
+        project.name,
+        list(&project.files),
+        project.project_dir.display()
+    );
+    if project.env_files.is_empty() {
+        out.push_str("; env file .env in the folder");
+    } else {
+        out.push_str(&format!("; env files {}", list(&project.env_files)));
+    }
+    if !project.profiles.is_empty() {
+        out.push_str(&format!("; profiles {}", project.profiles.join(", ")));
+    }
+    out
+}
+
 /// The service has a running container, found as compose labels it.
 pub(super) fn container_check(
     spec: &ServiceSpec,
@@ -110,8 +173,13 @@ pub(super) fn container_check(
     let name = format!("container of {}", spec.name);
     let service = &spec.compose_service;
     let up = format!(
-        "docker compose -f {} up -d {service}",
-        spec.compose_file.display()
+        "docker compose {} up -d {service}",
+        project
+            .files
+            .iter()
+            .map(|f| format!("-f {}", f.display()))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let list = match found {
         Err(e) => {
@@ -124,7 +192,15 @@ pub(super) fn container_check(
         Ok(list) => list,
     };
     if let Some(c) = list.iter().find(|c| c.state == ContainerState::Running) {
-        return Check::pass(name, format!("{}, image {}", c.describe(), c.image_ref));
+        return Check::pass(
+            name,
+            format!(
+                "{}, image {}; {}",
+                c.describe(),
+                c.image_ref,
+                describe_project(project)
+            ),
+        );
     }
     match list.first() {
         None => Check::fail(
@@ -162,8 +238,12 @@ mod tests {
             files: vec!["/srv/web/compose.yaml".into()],
             project_dir: "/srv/web".into(),
             name: "web".into(),
-            env_file: None,
+            env_files: Vec::new(),
             explicit_name: false,
+            explicit_dir: false,
+            profiles: Vec::new(),
+            replicas: Default::default(),
+            source: ProjectSource::ComposeFile,
         }
     }
 
@@ -200,7 +280,9 @@ mod tests {
             (
                 "container of web",
                 "PASS",
-                "web-app-1 running, 0 restart(s), image ghcr.io/acme/web:1.2"
+                "web-app-1 running, 0 restart(s), image ghcr.io/acme/web:1.2; compose project \
+                 \"web\" (computed from compose_file): files /srv/web/compose.yaml; folder \
+                 /srv/web; env file .env in the folder"
             )
         );
 

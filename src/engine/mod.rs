@@ -237,27 +237,30 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             .cloned()
     }
 
-    /// The service's compose project, as the compose seam decides it.
+    /// The service's compose project and how to run compose for it (see
+    /// [`crate::runtime::locate_project`]).
     pub async fn project(
         &self,
         spec: &ServiceSpec,
     ) -> Result<ComposeProject, crate::runtime::RuntimeError> {
-        self.compose.project(spec).await
+        crate::runtime::locate_project(&self.runtime, &self.compose, spec).await
     }
 
     /// Finishes every update an earlier lookout left in the journal (holding the update lock).
     pub async fn recover(&self) -> Vec<Recovered> {
         let _guard = self.update_lock.lock().await;
-        let in_flight: Vec<String> = lock(&self.store)
-            .in_flight()
-            .into_iter()
-            .map(|entry| entry.intent.service)
-            .collect();
+        let in_flight = lock(&self.store).in_flight();
         let mut known = HashMap::new();
-        for name in in_flight {
+        for entry in in_flight {
+            let name = entry.intent.service;
             let Some(spec) = self.service(&name) else {
                 continue;
             };
+            // The journal says how compose ran; the containers may be gone by now.
+            if let Some(run) = &entry.intent.compose {
+                known.insert(name, (spec, recovery::journaled_project(run)));
+                continue;
+            }
             match self.project(&spec).await {
                 Ok(project) => {
                     known.insert(name, (spec, project));
@@ -288,7 +291,10 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             update_lock: &self.update_lock,
             stop: &self.stop,
         };
-        pass.run(opts).await
+        self.telemetry.emit(crate::telemetry::Event::PassStarted);
+        let outcomes = pass.run(opts).await;
+        self.telemetry.emit(pass::finished(&outcomes));
+        outcomes
     }
 
     /// Returns `service` to the image it ran before its last update, kept under the rollback
@@ -357,7 +363,6 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             source: ImageSource::Local { reference: kept },
             kind: ChangeKind::Rollback,
             actor: actor.to_owned(),
-            env_file: None,
             spec,
             project,
         };

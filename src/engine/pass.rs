@@ -24,7 +24,7 @@ use crate::engine::{failpoint, lock, recovery};
 use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_service};
 use crate::runtime::compose_cli::ComposeProject;
-use crate::runtime::{Compose, ContainerRuntime, ContainerState, RegistryLogin};
+use crate::runtime::{Compose, ContainerRuntime, ContainerState, RegistryLogin, locate_project};
 use crate::schedule::{WindowDecision, Windows};
 use crate::state::{ChangeKind, ChangeOutcome, ImageVersion, StateStore};
 use crate::telemetry::{CheckResult, Event, NewerImage, Stage, Telemetry, UpdateInfo};
@@ -177,7 +177,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             .collect();
         let services: Vec<(PathBuf, String)> = specs
             .iter()
-            .map(|s| (s.compose_file.clone(), s.compose_service.clone()))
+            .map(|s| (dependency_key(s), s.compose_service.clone()))
             .collect();
         let after = update_after(&services, &|file| {
             compose::dependencies(&read_compose_for_dependencies(file))
@@ -259,7 +259,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                 ))))
             }
             Decision::Hold { candidate, hold } => {
-                self.announce(spec, &report, &candidate);
+                self.announce(spec, &project, &report, &candidate);
                 Ok(Checked::Done(held(report, candidate, hold)))
             }
             Decision::Update {
@@ -267,7 +267,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                 tag_changes,
                 reason,
             } => {
-                self.announce(spec, &report, &candidate);
+                self.announce(spec, &project, &report, &candidate);
                 report.to = Some(candidate.reference.familiar());
                 report.digest = Some(candidate.manifest_digest.clone());
                 if opts.dry_run {
@@ -290,7 +290,6 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                     source: ImageSource::Registry { login },
                     kind: ChangeKind::Update,
                     actor: opts.actor.clone(),
-                    env_file: None,
                 };
                 Ok(Checked::Apply {
                     report,
@@ -306,9 +305,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
         &self,
         spec: &ServiceSpec,
     ) -> Result<(ComposeProject, Running, String), (ServiceResult, String)> {
-        let project = self
-            .compose
-            .project(spec)
+        let project = locate_project(self.runtime, self.compose, spec)
             .await
             .map_err(|e| (ServiceResult::CheckFailed, e.to_string()))?;
         match find_running(self.runtime, spec, &project).await {
@@ -440,6 +437,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
         );
         let info = update_info(
             &request.spec,
+            event_file(&request.project),
             &request.running_text,
             &request.running.digest(),
             &request.candidate,
@@ -471,6 +469,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
         let spec = &request.spec;
         let mut info = update_info(
             spec,
+            event_file(&request.project),
             &request.running_text,
             &request.running.digest(),
             &request.candidate,
@@ -528,14 +527,27 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     }
 
     /// `update_available`, once per service and candidate digest.
-    fn announce(&self, spec: &ServiceSpec, report: &ServiceOutcome, candidate: &Candidate) {
+    fn announce(
+        &self,
+        spec: &ServiceSpec,
+        project: &ComposeProject,
+        report: &ServiceOutcome,
+        candidate: &Candidate,
+    ) {
         let mut announced = lock(self.announced);
         if announced.get(&spec.name) == Some(&candidate.manifest_digest) {
             return;
         }
         announced.insert(spec.name.clone(), candidate.manifest_digest.clone());
         let from = report.from.clone().unwrap_or_default();
-        let info = update_info(spec, &from, "", candidate, (self.now)());
+        let info = update_info(
+            spec,
+            event_file(project),
+            &from,
+            "",
+            candidate,
+            (self.now)(),
+        );
         self.telemetry.emit(Event::UpdateAvailable(info));
     }
 
@@ -584,6 +596,22 @@ async fn pull_login(
     })
 }
 
+/// The `PassFinished` event of a pass's reports.
+pub(crate) fn finished(outcomes: &[ServiceOutcome]) -> Event {
+    Event::PassFinished {
+        services: outcomes
+            .iter()
+            .map(|o| crate::telemetry::PassService {
+                service: o.service.clone(),
+                installed: o.from.clone(),
+                candidate: o.to.clone(),
+                result: o.result.as_str().to_owned(),
+                reason: o.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// The `CheckFinished` event of one service's report.
 fn check_finished(spec: &ServiceSpec, outcome: &ServiceOutcome) -> Event {
     let result = match outcome.result {
@@ -609,8 +637,14 @@ fn check_finished(spec: &ServiceSpec, outcome: &ServiceOutcome) -> Event {
     }
 }
 
+/// The compose file events name for a service: the first of its project's files.
+fn event_file(project: &ComposeProject) -> PathBuf {
+    project.files.first().cloned().unwrap_or_default()
+}
+
 fn update_info(
     spec: &ServiceSpec,
+    compose_file: PathBuf,
     from: &str,
     from_digest: &str,
     candidate: &Candidate,
@@ -619,7 +653,7 @@ fn update_info(
     UpdateInfo {
         service: spec.name.clone(),
         compose_service: spec.compose_service.clone(),
-        compose_file: spec.compose_file.clone(),
+        compose_file,
         old_image: from.to_owned(),
         new_image: candidate.reference.familiar(),
         old_digest: (!from_digest.is_empty()).then(|| from_digest.to_owned()),
@@ -727,6 +761,18 @@ fn plan_updates(
 
 /// The compose file's text for its `depends_on`, when it is a regular file of a sane size
 /// (anything else has no dependencies here; the update itself reports what is wrong with it).
+/// The file whose `depends_on` orders a service's update. A service configured by
+/// `compose_project` alone has none lookout reads before the pass: its key names the project,
+/// which no file has, so it waits for nothing.
+fn dependency_key(spec: &ServiceSpec) -> PathBuf {
+    spec.compose_file.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "<compose project {}>",
+            spec.compose_project.as_deref().unwrap_or_default()
+        ))
+    })
+}
+
 fn read_compose_for_dependencies(file: &Path) -> String {
     crate::config::read_text(file, crate::config::MAX_FILE_BYTES).unwrap_or_default()
 }

@@ -230,10 +230,15 @@ async fn roll_back<R: ContainerRuntime, C: Compose>(
             intent.file.path.display()
         )
     })?;
-    if let Some(current) = file_now
-        && current != old.as_slice()
-    {
-        compose::restore(&intent.file.path, &old, current).map_err(|e| e.to_string())?;
+    match file_now {
+        // A file the update created is removed again; its bytes were checked to be lookout's.
+        Some(current) if intent.file.created => {
+            compose::remove_created(&intent.file.path, current).map_err(|e| e.to_string())?;
+        }
+        Some(current) if current != old.as_slice() => {
+            compose::restore(&intent.file.path, &old, current).map_err(|e| e.to_string())?;
+        }
+        _ => {}
     }
     // The old image is under the rollback tag when the update got that far; put its own tag back.
     let rollback_ref = format!("{}:{}", intent.from.image, rollback_tag(&intent.service));
@@ -264,12 +269,34 @@ async fn roll_back<R: ContainerRuntime, C: Compose>(
                 .id
         }
     };
+    // Every service the update recreated (a group's), as the journal recorded them.
+    let services: Vec<&str> = match &intent.compose {
+        Some(run) if !run.services.is_empty() => run.services.iter().map(String::as_str).collect(),
+        _ => vec![spec.compose_service.as_str()],
+    };
     compose
-        .up(project, &spec.compose_service)
+        .up(project, &services)
         .await
         .map_err(|e| e.to_string())?;
-    wait_healthy(runtime, &project.name, &spec.compose_service, &old_id, gate)
-        .await
-        .map(|_| ())
-        .map_err(|f| format!("the old container is not healthy: {f}"))
+    for service in services {
+        wait_healthy(runtime, &project.name, service, &old_id, gate)
+            .await
+            .map_err(|f| format!("the old container of {service} is not healthy: {f}"))?;
+    }
+    Ok(())
+}
+
+/// The compose project an interrupted update used, as its journal entry recorded it.
+pub(crate) fn journaled_project(run: &crate::state::ComposeRun) -> ComposeProject {
+    ComposeProject {
+        files: run.files.clone(),
+        project_dir: run.project_dir.clone(),
+        name: run.name.clone(),
+        env_files: run.env_files.clone(),
+        explicit_name: run.explicit_name,
+        explicit_dir: run.explicit_dir,
+        profiles: run.profiles.clone(),
+        replicas: run.replicas.clone(),
+        source: crate::runtime::ProjectSource::Journal,
+    }
 }

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use tracing::Instrument;
 
-use crate::compose::{self, EditOptions, PlanOptions, PlannedEdit};
+use crate::compose::{self, EditOptions, PlannedEdit};
 use crate::config::ServiceSpec;
 use crate::engine::decide::{Candidate, Running};
 use crate::runtime::compose_cli::ComposeProject;
 use crate::runtime::health::{GateOptions, wait_healthy};
 use crate::runtime::{Compose, ContainerRuntime, ImageRemoval, RegistryLogin};
 use crate::state::{
-    ChangeKind, ChangeOutcome, FileChange, ImageVersion, SavedBytes, StateStore, Step,
+    ChangeKind, ChangeOutcome, ComposeRun, FileChange, ImageVersion, SavedBytes, StateStore, Step,
     UpdateIntent, sha256_hex,
 };
 
@@ -132,8 +132,6 @@ pub struct UpdateRequest {
     pub kind: ChangeKind,
     /// Who asked: `schedule`, `cli`, `api`, `hook`.
     pub actor: String,
-    /// `.env` file to use for `${VAR}` images (default: `.env` beside the compose file).
-    pub env_file: Option<PathBuf>,
 }
 
 /// Where the image an update moves to comes from.
@@ -228,6 +226,16 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
                 };
             }
         };
+        // The services the edit changes are recreated and gated together.
+        let targets = match self.targets(req, edit.as_ref()).await {
+            Ok(t) => t,
+            Err(reason) => {
+                return UpdateResult::Failed {
+                    stage: Stage::Plan,
+                    reason,
+                };
+            }
+        };
 
         // 3. Journal the intent before touching anything.
         let intent = UpdateIntent {
@@ -245,6 +253,7 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
                 digest: req.candidate.manifest_digest.clone(),
             },
             file,
+            compose: Some(compose_run(&req.project, &targets)),
         };
         if let Err(e) = lock(self.store).begin_update(intent, (self.now)()) {
             return UpdateResult::Failed {
@@ -260,7 +269,7 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
             started: false,
         };
         match self
-            .apply(req, &repo, &new_image.id, edit, &mut applied)
+            .apply(req, &targets, &repo, &new_image.id, edit, &mut applied)
             .await
         {
             Ok(()) => {
@@ -270,7 +279,7 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
                 }
                 UpdateResult::Updated
             }
-            Err((stage, reason)) => self.roll_back(req, &applied, stage, reason).await,
+            Err((stage, reason)) => self.roll_back(req, &targets, &applied, stage, reason).await,
         }
     }
 
@@ -278,6 +287,7 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
     async fn apply(
         &self,
         req: &UpdateRequest,
+        targets: &[String],
         repo: &str,
         new_id: &str,
         edit: Option<PlannedEdit>,
@@ -311,10 +321,10 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
             .map_err(|e| (Stage::Edit, e))?;
         failpoint::hit("after_file_write");
 
-        // 6. Recreate the service's container.
+        // 6. Recreate the service's containers (every service of a group).
         applied.started = true;
         self.compose
-            .up(&req.project, &req.spec.compose_service)
+            .up(&req.project, &names(targets))
             .await
             .map_err(|e| (Stage::Up, e.to_string()))?;
         self.step(service, Step::ContainerStarted)
@@ -325,16 +335,84 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
         self.step(service, Step::HealthGate)
             .map_err(|e| (Stage::Health, e))?;
         failpoint::hit("during_health_gate");
-        wait_healthy(
-            self.runtime,
-            &req.project.name,
-            &req.spec.compose_service,
-            new_id,
-            &gate_options(&req.spec),
-        )
-        .await
-        .map_err(|failure| (Stage::Health, failure.to_string()))?;
+        self.gate_all(req, targets, new_id)
+            .await
+            .map_err(|failure| (Stage::Health, failure))?;
         Ok(())
+    }
+
+    /// The health gate of every target service, one after the other; every container of each
+    /// (all its replicas) must pass on `image_id`.
+    async fn gate_all(
+        &self,
+        req: &UpdateRequest,
+        targets: &[String],
+        image_id: &str,
+    ) -> Result<(), String> {
+        let opts = gate_options(&req.spec);
+        for service in targets {
+            wait_healthy(self.runtime, &req.project.name, service, image_id, &opts)
+                .await
+                .map_err(|failure| {
+                    if targets.len() > 1 {
+                        format!("{service}: {failure}")
+                    } else {
+                        failure.to_string()
+                    }
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The compose services an update recreates: the service itself, or every service whose
+    /// image the edited value decides (a group). A group must be allowed (`group = true`) and
+    /// its services must all run the service's image now, so that one pull, one rollback tag
+    /// and one gate image serve them all.
+    async fn targets(
+        &self,
+        req: &UpdateRequest,
+        edit: Option<&PlannedEdit>,
+    ) -> Result<Vec<String>, String> {
+        let own = req.spec.compose_service.clone();
+        let mut targets = vec![own.clone()];
+        let Some(edit) = edit else {
+            return Ok(targets);
+        };
+        targets.extend(edit.services().iter().filter(|s| **s != own).cloned());
+        if targets.len() == 1 {
+            return Ok(targets);
+        }
+        if !req.spec.group {
+            return Err(format!(
+                "the edit would change the image of {} too; set group = true to update them together",
+                targets.get(1..).unwrap_or_default().join(", ")
+            ));
+        }
+        for member in targets.get(1..).unwrap_or_default() {
+            let containers = self
+                .runtime
+                .service_containers(&req.project.name, member)
+                .await
+                .map_err(|e| e.to_string())?;
+            let running: Vec<_> = containers
+                .iter()
+                .filter(|c| c.state == crate::runtime::ContainerState::Running)
+                .collect();
+            if running.is_empty() {
+                return Err(format!(
+                    "{member}, which shares the image value, does not run; lookout updates a \
+                     group whose services all run"
+                ));
+            }
+            if let Some(other) = running.iter().find(|c| c.image_id != req.running.image_id) {
+                return Err(format!(
+                    "{member}, which shares the image value, runs another image ({}) than {own}; \
+                     recreate the group with compose first",
+                    other.image_ref
+                ));
+            }
+        }
+        Ok(targets)
     }
 
     /// Puts back what `applied` says changed: the old file bytes, the old image under its tag,
@@ -342,6 +420,7 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
     async fn roll_back(
         &self,
         req: &UpdateRequest,
+        targets: &[String],
         applied: &Applied,
         stage: Stage,
         reason: String,
@@ -353,8 +432,7 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
         }
         let undo = async {
             if let Some(edit) = &applied.edit {
-                compose::restore(edit.target(), edit.previous_bytes(), edit.new_bytes())
-                    .map_err(|e| e.to_string())?;
+                edit.restore().map_err(|e| e.to_string())?;
             }
             failpoint::hit("during_rollback");
             if applied.tagged {
@@ -370,18 +448,12 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
             }
             if applied.started || applied.tagged {
                 self.compose
-                    .up(&req.project, &req.spec.compose_service)
+                    .up(&req.project, &names(targets))
                     .await
                     .map_err(|e| e.to_string())?;
-                wait_healthy(
-                    self.runtime,
-                    &req.project.name,
-                    &req.spec.compose_service,
-                    &req.running.image_id,
-                    &gate_options(&req.spec),
-                )
-                .await
-                .map_err(|f| format!("the old container is not healthy either: {f}"))?;
+                self.gate_all(req, targets, &req.running.image_id)
+                    .await
+                    .map_err(|f| format!("the old container is not healthy either: {f}"))?;
             }
             Ok::<(), String>(())
         };
@@ -456,18 +528,19 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
             &req.running_text,
             req.candidate.reference.tag().unwrap_or("latest"),
         );
-        let opts = PlanOptions {
-            edit: EditOptions {
-                allow_anchor_group: false,
-                pin_digest: pin,
-            },
-            env_file: req.env_file.clone(),
+        let edit = EditOptions {
+            allow_anchor_group: req.spec.group,
+            pin_digest: pin,
         };
-        let plan = compose::plan_set_image(
-            &req.spec.compose_file,
+        // The file and value that decide the image, across every -f file and extends:.
+        let project = &req.project;
+        let plan = compose::plan_project_image(
+            &project.files,
+            &project.project_dir,
+            &project.env_files,
             &req.spec.compose_service,
             &new_value,
-            &opts,
+            &edit,
         )
         .map_err(|e| e.to_string())?;
         Ok((!plan.is_noop()).then_some(plan))
@@ -520,6 +593,34 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
     }
 }
 
+/// The compose file the update edits.
+fn edited_file(req: &UpdateRequest) -> Result<PathBuf, String> {
+    req.spec
+        .compose_file
+        .clone()
+        .or_else(|| req.project.files.first().cloned())
+        .ok_or_else(|| format!("no compose file is known for {}", req.spec.name))
+}
+
+fn names(targets: &[String]) -> Vec<&str> {
+    targets.iter().map(String::as_str).collect()
+}
+
+/// What the journal keeps of how compose is run for an update.
+fn compose_run(project: &ComposeProject, targets: &[String]) -> ComposeRun {
+    ComposeRun {
+        files: project.files.clone(),
+        project_dir: project.project_dir.clone(),
+        name: project.name.clone(),
+        env_files: project.env_files.clone(),
+        explicit_name: project.explicit_name,
+        explicit_dir: project.explicit_dir,
+        profiles: project.profiles.clone(),
+        replicas: project.replicas.clone(),
+        services: targets.to_vec(),
+    }
+}
+
 /// The health gate a service's configuration asks for; an update and the recovery of an
 /// interrupted one gate the same way.
 pub(super) fn gate_options(spec: &ServiceSpec) -> GateOptions {
@@ -531,20 +632,21 @@ pub(super) fn gate_options(spec: &ServiceSpec) -> GateOptions {
     }
 }
 
-/// The journal's record of the file: the planned edit's target and bytes, or the compose file
-/// unchanged when only the digest moves.
+/// The journal's record of the file: the planned edit's target and bytes (and whether it
+/// creates the file), or the compose file unchanged when only the digest moves.
 fn file_change(req: &UpdateRequest, edit: Option<&PlannedEdit>) -> Result<FileChange, String> {
-    let (path, old, new) = match edit {
+    let (path, old, new, created) = match edit {
         Some(e) => (
             e.target().to_path_buf(),
             e.previous_bytes().to_vec(),
             e.new_bytes().to_vec(),
+            e.created(),
         ),
         None => {
-            let path = req.spec.compose_file.clone();
+            let path = edited_file(req)?;
             let bytes = crate::config::read_file(&path, crate::config::MAX_FILE_BYTES)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            (path, bytes.clone(), bytes)
+            (path, bytes.clone(), bytes, false)
         }
     };
     Ok(FileChange {
@@ -552,6 +654,7 @@ fn file_change(req: &UpdateRequest, edit: Option<&PlannedEdit>) -> Result<FileCh
         old_sha256: sha256_hex(&old),
         new_sha256: sha256_hex(&new),
         old_bytes: SavedBytes::new(&old),
+        created,
     })
 }
 

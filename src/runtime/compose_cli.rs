@@ -13,6 +13,7 @@
 //! name itself, exactly as when an operator runs `docker compose up` next to the file, and
 //! [`project_name`] computes the same name to find the containers by their labels.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -57,20 +58,42 @@ pub struct ComposeCli {
     timeout: Duration,
 }
 
-/// The files and folder compose reads for one project, and the name it gives the project.
+/// The files and folder compose reads for one project, the name it gives the project, and what
+/// lookout passes so that compose runs it again as it was run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComposeProject {
     /// Absolute paths, in `-f` order.
     pub files: Vec<PathBuf>,
-    /// The folder of the first file: compose's working folder and the default project name.
+    /// Compose's project folder: where relative paths in the files and the default `.env` are
+    /// read from (the first file's folder unless `--project-directory` said otherwise).
     pub project_dir: PathBuf,
     /// The name compose gives the project, which its containers carry as
     /// `com.docker.compose.project`.
     pub name: String,
-    /// An env file other than `.env` in the project folder (compose's `--env-file`).
-    pub env_file: Option<PathBuf>,
-    /// The name was configured and is passed to compose as `-p`.
+    /// Compose's `--env-file`s, in order; empty: `.env` in the project folder.
+    pub env_files: Vec<PathBuf>,
+    /// The name is passed to compose as `-p`.
     pub explicit_name: bool,
+    /// The folder is passed to compose as `--project-directory`.
+    pub explicit_dir: bool,
+    /// Profiles to activate (`--profile`): those of the services lookout brings up.
+    pub profiles: Vec<String>,
+    /// How many containers each service of the project runs now; `up` keeps that number
+    /// (`--scale`), so a service scaled by hand stays scaled.
+    pub replicas: BTreeMap<String, usize>,
+    /// How the project was found, for messages and `lookout doctor`.
+    pub source: ProjectSource,
+}
+
+/// Where lookout learnt how to run a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectSource {
+    /// From the labels compose wrote on the service's running containers.
+    Labels,
+    /// Computed from the configured `compose_file`, as compose would (no container runs).
+    ComposeFile,
+    /// From the journal entry of an interrupted update, which recorded how compose ran.
+    Journal,
 }
 
 impl ComposeCli {
@@ -161,11 +184,22 @@ impl ComposeCli {
         )
     }
 
-    /// `up -d --no-deps SERVICE`: (re)creates the service's containers from the compose file,
-    /// leaving the services it depends on alone.
-    pub async fn up(&self, project: &ComposeProject, service: &str) -> Result<(), RuntimeError> {
+    /// `up -d --no-deps SERVICE…`: (re)creates the services' containers from the compose files,
+    /// leaving the services they depend on alone, each with as many containers as it runs now.
+    pub async fn up(
+        &self,
+        project: &ComposeProject,
+        services: &[&str],
+    ) -> Result<(), RuntimeError> {
         let mut args = project_args(project);
-        args.extend(["up", "-d", "--no-deps", service].map(String::from));
+        args.extend(["up", "-d", "--no-deps"].map(String::from));
+        for service in services {
+            if let Some(n) = project.replicas.get(*service) {
+                args.push("--scale".into());
+                args.push(format!("{service}={n}"));
+            }
+        }
+        args.extend(services.iter().map(|s| (*s).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.run(Some(&project.project_dir), &args).await?;
         Ok(())
@@ -316,13 +350,18 @@ impl ComposeCli {
 
 impl super::Compose for ComposeCli {
     /// The project of the service's configured compose file, named as this compose flavor
-    /// names it, with the process environment.
+    /// names it (`compose_project` as `-p` when configured), with the process environment.
     async fn project(&self, spec: &ServiceSpec) -> Result<ComposeProject, RuntimeError> {
-        ComposeCli::project(self, &spec.compose_file, None, |n| std::env::var(n).ok())
+        let Some(file) = &spec.compose_file else {
+            return Err(super::compose::no_file(spec));
+        };
+        ComposeCli::project(self, file, spec.compose_project.as_deref(), |n| {
+            std::env::var(n).ok()
+        })
     }
 
-    async fn up(&self, project: &ComposeProject, service: &str) -> Result<(), RuntimeError> {
-        ComposeCli::up(self, project, service).await
+    async fn up(&self, project: &ComposeProject, services: &[&str]) -> Result<(), RuntimeError> {
+        ComposeCli::up(self, project, services).await
     }
 
     async fn service_image(
@@ -352,20 +391,28 @@ where
     })
 }
 
-/// Global arguments naming the project's files, env file and (configured) name.
+/// Global arguments naming the project's files, env files, folder, name and profiles.
 fn project_args(project: &ComposeProject) -> Vec<String> {
     let mut args = vec!["--ansi".to_owned(), "never".to_owned()];
     for file in &project.files {
         args.push("-f".into());
         args.push(file.display().to_string());
     }
-    if let Some(env_file) = &project.env_file {
+    for env_file in &project.env_files {
         args.push("--env-file".into());
         args.push(env_file.display().to_string());
+    }
+    if project.explicit_dir {
+        args.push("--project-directory".into());
+        args.push(project.project_dir.display().to_string());
     }
     if project.explicit_name {
         args.push("-p".into());
         args.push(project.name.clone());
+    }
+    for profile in &project.profiles {
+        args.push("--profile".into());
+        args.push(profile.clone());
     }
     args
 }
@@ -471,8 +518,12 @@ impl ComposeProject {
             files,
             project_dir,
             name,
-            env_file,
+            env_files: env_file.into_iter().collect(),
             explicit_name: explicit_name.is_some(),
+            explicit_dir: false,
+            profiles: Vec::new(),
+            replicas: BTreeMap::new(),
+            source: ProjectSource::ComposeFile,
         })
     }
 }
@@ -659,6 +710,26 @@ mod tests {
             ..Default::default()
         };
         check(V2, file, Ok("my_projx"));
+    }
+
+    #[test]
+    fn a_recorded_project_is_run_with_every_file_its_folder_name_env_files_and_profiles() {
+        let project = ComposeProject {
+            files: vec!["/srv/app/compose.yml".into(), "/srv/app/prod.yml".into()],
+            project_dir: "/srv/app".into(),
+            name: "custom".into(),
+            env_files: vec!["/srv/app/a.env".into(), "/srv/app/b.env".into()],
+            explicit_name: true,
+            explicit_dir: true,
+            profiles: vec!["extra".into()],
+            replicas: BTreeMap::from([("web".to_owned(), 3)]),
+            source: ProjectSource::Labels,
+        };
+        assert_eq!(
+            project_args(&project).join(" "),
+            "--ansi never -f /srv/app/compose.yml -f /srv/app/prod.yml --env-file /srv/app/a.env \
+             --env-file /srv/app/b.env --project-directory /srv/app -p custom --profile extra"
+        );
     }
 
     #[test]

@@ -9,10 +9,10 @@
 //!
 //! Pure: the caller reads the labels from the engine and checks that the files exist.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
-use super::{LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE};
+use super::{ContainerSummary, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE};
 
 /// The project folder compose used (`--project-directory`, else the first file's folder).
 pub(crate) const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
@@ -152,6 +152,97 @@ pub fn select<'r>(
             })
         })
         .collect()
+}
+
+/// A service's compose run, found among the host's containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// How compose ran the project (every replica agrees).
+    pub run: RecordedRun,
+    /// How many containers each service of that run has now (one-off ones not counted).
+    pub replicas: BTreeMap<String, usize>,
+}
+
+/// The compose run of the containers `wanted` means, among every compose container on the host;
+/// `None` when none of them runs (nothing to learn from). Refused, with the reason, when the
+/// service's containers disagree on how they were run, when another folder's containers share
+/// the project name, or when a container of the service does not say how it was run.
+pub fn locate(
+    listed: &[ContainerSummary],
+    wanted: &Wanted<'_>,
+    canonical: impl Fn(&Path) -> Option<PathBuf>,
+) -> Result<Option<Located>, String> {
+    let mut runs = Vec::new();
+    let mut unreadable = Vec::new();
+    for c in listed {
+        match read(&c.labels) {
+            Ok(run) => runs.push(run),
+            Err(LabelError::OneOff | LabelError::NotCompose) => {}
+            Err(e) => {
+                let named = |k: &str| c.labels.get(k).map(String::as_str);
+                if named(LABEL_SERVICE) == Some(wanted.service)
+                    && wanted
+                        .project
+                        .is_none_or(|p| named(LABEL_PROJECT) == Some(p))
+                {
+                    unreadable.push(format!("container {}: {e}", c.name));
+                }
+            }
+        }
+    }
+    let selected: Vec<RecordedRun> = select(&runs, wanted, &canonical)
+        .into_iter()
+        .cloned()
+        .collect();
+    let Some(first) = selected.first() else {
+        return match unreadable.into_iter().next() {
+            Some(reason) if wanted.compose_file.is_none() => Err(reason),
+            _ => Ok(None),
+        };
+    };
+    // Every container of the project name and service, whatever folder it came from: compose
+    // takes them all for one service, so they must all be of one run.
+    let same_name: Vec<RecordedRun> = runs
+        .iter()
+        .filter(|r| r.project == first.project && r.service == first.service)
+        .cloned()
+        .collect();
+    let run = agree(&same_name)
+        .map_err(|e| {
+            if same_name.iter().any(|r| r.working_dir != first.working_dir) {
+                format!(
+                    "compose project {:?} has containers of this service from more than one folder ({e}); give one of the projects another name (`name:` or `-p`)",
+                    first.project
+                )
+            } else {
+                format!("its containers disagree: {e}")
+            }
+        })?
+        .clone();
+    let mut replicas = BTreeMap::new();
+    for r in &runs {
+        if r.project == run.project
+            && r.working_dir == run.working_dir
+            && r.config_files == run.config_files
+        {
+            *replicas.entry(r.service.clone()).or_insert(0) += 1;
+        }
+    }
+    Ok(Some(Located { run, replicas }))
+}
+
+/// The `-f` files of containers that carry `project` as their project name and `wanted`'s
+/// service but that [`locate`] did not pick (another folder's project of the same name).
+pub fn same_name_elsewhere(
+    listed: &[ContainerSummary],
+    project: &str,
+    wanted: &Wanted<'_>,
+) -> Option<Vec<PathBuf>> {
+    listed
+        .iter()
+        .filter_map(|c| read(&c.labels).ok())
+        .find(|r| r.project == project && r.service == wanted.service)
+        .map(|r| r.config_files)
 }
 
 /// The one way all containers of a service were run. Replicas created by different runs (other
@@ -518,5 +609,127 @@ mod tests {
             compose_file: None,
         };
         assert!(select(&runs, &other_service, canonical).is_empty());
+    }
+
+    fn summary(name: &str, pairs: &[(&str, &str)]) -> ContainerSummary {
+        ContainerSummary {
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: labels(pairs),
+            image_id: "sha256:1".into(),
+            state: super::super::ContainerState::Running,
+        }
+    }
+
+    fn compose_labels(
+        project: &str,
+        dir: &str,
+        service: &str,
+        number: &str,
+    ) -> Vec<(String, String)> {
+        vec![
+            (LABEL_PROJECT.into(), project.into()),
+            (LABEL_SERVICE.into(), service.into()),
+            (LABEL_WORKING_DIR.into(), dir.into()),
+            (
+                LABEL_CONFIG_FILES.into(),
+                format!("{dir}/compose.yml,{dir}/prod.yml"),
+            ),
+            (LABEL_CONTAINER_NUMBER.into(), number.into()),
+            (LABEL_ONEOFF.into(), "False".into()),
+        ]
+    }
+
+    fn as_pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+        v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    #[test]
+    fn locate_counts_replicas_per_service_and_skips_one_off_containers() {
+        let web1 = compose_labels("custom", "/srv/app", "web", "1");
+        let web2 = compose_labels("custom", "/srv/app", "web", "2");
+        let db = compose_labels("custom", "/srv/app", "db", "1");
+        let mut run = compose_labels("custom", "/srv/app", "web", "3");
+        run.retain(|(k, _)| k != LABEL_ONEOFF);
+        run.push((LABEL_ONEOFF.into(), "True".into()));
+        let listed = [
+            summary("a", &as_pairs(&web1)),
+            summary("b", &as_pairs(&web2)),
+            summary("c", &as_pairs(&db)),
+            summary("d", &as_pairs(&run)),
+            summary("plain", &[]),
+        ];
+        let wanted = Wanted {
+            service: "web",
+            project: Some("custom"),
+            compose_file: None,
+        };
+        let found = locate(&listed, &wanted, |p| Some(p.to_owned()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.run.project, "custom");
+        assert_eq!(
+            found.run.config_files,
+            [
+                PathBuf::from("/srv/app/compose.yml"),
+                "/srv/app/prod.yml".into()
+            ]
+        );
+        assert_eq!(
+            found.replicas,
+            BTreeMap::from([("db".to_owned(), 1), ("web".to_owned(), 2)])
+        );
+        // Nothing of the service runs: nothing to learn from.
+        let other = Wanted {
+            service: "cache",
+            ..wanted.clone()
+        };
+        assert_eq!(locate(&listed, &other, |p| Some(p.to_owned())), Ok(None));
+    }
+
+    #[test]
+    fn locate_refuses_a_project_name_two_folders_share() {
+        let a = compose_labels("app", "/srv/a/app", "web", "1");
+        let b = compose_labels("app", "/srv/b/app", "web", "1");
+        let listed = [summary("a", &as_pairs(&a)), summary("b", &as_pairs(&b))];
+        let file = PathBuf::from("/srv/a/app/compose.yml");
+        let wanted = Wanted {
+            service: "web",
+            project: None,
+            compose_file: Some(&file),
+        };
+        let e = locate(&listed, &wanted, |p| Some(p.to_owned())).unwrap_err();
+        assert!(e.contains("from more than one folder"), "{e}");
+        assert!(e.contains("another name"), "{e}");
+        // Found by the other file: none of this folder runs, but its name is taken.
+        let file_c = PathBuf::from("/srv/c/app/compose.yml");
+        let c = Wanted {
+            compose_file: Some(&file_c),
+            ..wanted
+        };
+        assert_eq!(locate(&listed, &c, |p| Some(p.to_owned())), Ok(None));
+        assert_eq!(
+            same_name_elsewhere(&listed, "app", &c).map(|f| f.len()),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn locate_by_project_reports_a_container_that_does_not_say_how_it_was_run() {
+        let mut old = compose_labels("legacy", "/srv/l", "web", "1");
+        old.retain(|(k, _)| k != LABEL_CONFIG_FILES);
+        let listed = [summary("legacy-web-1", &as_pairs(&old))];
+        let wanted = Wanted {
+            service: "web",
+            project: Some("legacy"),
+            compose_file: None,
+        };
+        let e = locate(&listed, &wanted, |p| Some(p.to_owned())).unwrap_err();
+        assert!(
+            e.starts_with(
+                "container legacy-web-1: it has no `com.docker.compose.project.config_files` label"
+            ),
+            "{e}"
+        );
     }
 }

@@ -13,8 +13,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::{
-    ContainerInfo, ContainerRuntime, ContainerState, Health, ImageInfo, ImageRemoval, LABEL_ONEOFF,
-    LABEL_PROJECT, LABEL_SERVICE, RegistryLogin, RuntimeError,
+    ContainerInfo, ContainerRuntime, ContainerState, ContainerSummary, Health, ImageInfo,
+    ImageRemoval, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, RegistryLogin, RuntimeError,
 };
 
 /// The Docker engine, reached through `DOCKER_HOST` or the local socket.
@@ -201,6 +201,38 @@ impl ContainerRuntime for Docker {
         }
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(containers)
+    }
+
+    async fn compose_containers(&self) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![LABEL_PROJECT.to_owned()])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| api_error("list the containers compose created", e))?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|s| {
+                Some(ContainerSummary {
+                    id: s.id?,
+                    name: s
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_owned(),
+                    labels: s.labels.unwrap_or_default(),
+                    image_id: s.image_id.unwrap_or_default(),
+                    state: s.state.map_or(ContainerState::Unknown, |st| {
+                        ContainerState::parse(st.as_ref())
+                    }),
+                })
+            })
+            .collect())
     }
 
     async fn container(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {

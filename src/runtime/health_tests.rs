@@ -416,6 +416,11 @@ impl ContainerRuntime for Scripted {
             message,
         })
     }
+    async fn compose_containers(
+        &self,
+    ) -> Result<Vec<crate::runtime::ContainerSummary>, RuntimeError> {
+        unreachable!("the gate does not list every container")
+    }
     async fn version(&self) -> Result<String, RuntimeError> {
         unreachable!("the gate does not ask the engine's version")
     }

@@ -22,8 +22,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-pub use compose::Compose;
-pub use compose_cli::{ComposeCli, ComposeFlavor, ComposeProject};
+pub use compose::{Compose, locate_project};
+pub use compose_cli::{ComposeCli, ComposeFlavor, ComposeProject, ProjectSource};
 pub use docker::Docker;
 pub use health::{
     GateFailure, GateOptions, Observation, ProbeResult, Verdict, judge, wait_healthy,
@@ -77,6 +77,12 @@ pub trait ContainerRuntime: Send + Sync {
         project: &str,
         service: &str,
     ) -> impl Future<Output = Result<Vec<ContainerInfo>, RuntimeError>> + Send;
+
+    /// Every container compose created on this host, in any state, one-off ones included (their
+    /// labels say so), from one container list: enough to tell which compose run made each.
+    fn compose_containers(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ContainerSummary>, RuntimeError>> + Send;
 
     /// One container by id or name.
     fn container(
@@ -136,6 +142,20 @@ pub enum ContainerState {
 }
 
 impl ContainerState {
+    /// Reads Docker's `State.Status` word (`running`, `exited`, …).
+    pub fn parse(status: &str) -> Self {
+        match status {
+            "created" => Self::Created,
+            "running" => Self::Running,
+            "paused" => Self::Paused,
+            "restarting" => Self::Restarting,
+            "removing" => Self::Removing,
+            "exited" => Self::Exited,
+            "dead" => Self::Dead,
+            _ => Self::Unknown,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
@@ -178,6 +198,18 @@ impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A container as the engine's container list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSummary {
+    pub id: String,
+    /// Without Docker's leading `/`.
+    pub name: String,
+    pub labels: std::collections::HashMap<String, String>,
+    /// The id of the image the container runs (`sha256:…`).
+    pub image_id: String,
+    pub state: ContainerState,
 }
 
 /// A container as inspected at one moment.
@@ -262,6 +294,8 @@ pub enum RuntimeError {
     },
     #[error("`{command}` printed output lookout cannot read: {detail}")]
     ComposeOutput { command: String, detail: String },
+    #[error("compose service {service:?}: {reason}")]
+    Service { service: String, reason: String },
     #[error("compose project of {}: {reason}", file.display())]
     Project {
         file: std::path::PathBuf,

@@ -112,8 +112,13 @@ pub struct FileChange {
     /// [`sha256_hex`] of the bytes the update writes. Equal to `old_sha256` when the file does
     /// not change (an update that keeps the tag and moves the digest).
     pub new_sha256: String,
-    /// The bytes before the update, restored on rollback.
+    /// The bytes before the update, restored on rollback (empty when `created`).
     pub old_bytes: SavedBytes,
+    /// The file did not exist before the update: lookout created it (an env file for a
+    /// variable whose default is in the compose file), and a rollback removes it. Absent in
+    /// state files written before this field existed: those never created a file.
+    #[serde(default)]
+    pub created: bool,
 }
 
 /// What an update means to do, recorded before it does anything.
@@ -127,6 +132,32 @@ pub struct UpdateIntent {
     pub from: ImageVersion,
     pub to: ImageVersion,
     pub file: FileChange,
+    /// How compose was run for the update, so that recovery runs it the same way even when the
+    /// interruption left no container whose labels could say. Absent in older state files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<ComposeRun>,
+}
+
+/// The compose invocation an update used: every `-f` file, the folder, the project name, the
+/// env files, profiles, the replicas of each service, and the services it recreated (more than
+/// one for a group sharing one image value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComposeRun {
+    pub files: Vec<PathBuf>,
+    pub project_dir: PathBuf,
+    pub name: String,
+    #[serde(default)]
+    pub env_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub explicit_name: bool,
+    #[serde(default)]
+    pub explicit_dir: bool,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    #[serde(default)]
+    pub replicas: std::collections::BTreeMap<String, usize>,
+    /// The compose services the update recreated, in order.
+    pub services: Vec<String>,
 }
 
 /// An update in flight: its intent and the last step it reached.
@@ -300,7 +331,8 @@ impl State {
 /// What a starting lookout sees of a service whose update was in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
-    /// [`sha256_hex`] of the edited file now; `None` if the file is missing.
+    /// [`sha256_hex`] of the edited file now; `None` if the file is missing (which, for a file
+    /// the update creates, is its old state).
     pub file_sha256: Option<String>,
     /// Digest of the image the service's container runs now; `None` if no container runs.
     pub running_digest: Option<String>,
@@ -336,11 +368,16 @@ pub enum Recovery {
 /// ```
 ///
 /// When the file does not change, only the tag moved; before the old image is tagged the tag
-/// cannot have moved, from then on it may have.
+/// cannot have moved, from then on it may have. For a file the update creates, "old" is the
+/// file missing (an existing file, even an empty one, is someone else's).
 pub fn decide_recovery(entry: &JournalEntry, seen: &Observed) -> Recovery {
     let file = &entry.intent.file;
     let hash = seen.file_sha256.as_deref();
-    let file_old = hash == Some(file.old_sha256.as_str());
+    let file_old = if file.created {
+        hash.is_none()
+    } else {
+        hash == Some(file.old_sha256.as_str())
+    };
     let file_new = hash == Some(file.new_sha256.as_str());
     if !file_old && !file_new {
         return Recovery::Conflict;
@@ -406,7 +443,9 @@ mod tests {
                 old_sha256: sha256_hex(OLD_FILE),
                 new_sha256: sha256_hex(new_file),
                 old_bytes: SavedBytes::new(OLD_FILE),
+                created: false,
             },
+            compose: None,
         }
     }
 
@@ -493,6 +532,69 @@ mod tests {
         check(false, FileWritten, "old", "none", false, RollBack);
         check(false, RollingBack, "old", "new", true, RollBack);
         check(false, HealthGate, "other", "new", true, Conflict);
+    }
+
+    #[test]
+    fn recovery_when_the_update_creates_the_file() {
+        use Recovery::*;
+        use Step::*;
+        let new_env = b"TAG=1.27.4\n";
+        let mut created = intent(true);
+        created.file = FileChange {
+            path: "/srv/web/.env".into(),
+            old_sha256: sha256_hex(b""),
+            new_sha256: sha256_hex(new_env),
+            old_bytes: SavedBytes::new(b""),
+            created: true,
+        };
+        /// Step, the file now (`None`: missing), what runs, healthy, the decision.
+        type Case<'a> = (Step, Option<&'a [u8]>, &'a str, bool, Recovery);
+        let cases: &[Case] = &[
+            // Not created yet: nothing happened.
+            (Pulled, None, "old", true, NothingToDo),
+            (OldImageTagged, None, "old", true, NothingToDo),
+            // Created, the new container healthy: commit; anything else: roll back.
+            (HealthGate, Some(new_env), "new", true, Commit),
+            (HealthGate, Some(new_env), "new", false, RollBack),
+            (FileWritten, Some(new_env), "old", true, RollBack),
+            // A rollback that removed the file already, or not yet: finish it.
+            (RollingBack, None, "old", true, RollBack),
+            (RollingBack, Some(new_env), "new", false, RollBack),
+            // An empty file where lookout created none, or other bytes: someone else's.
+            (FileWritten, Some(b""), "old", true, Conflict),
+            (HealthGate, Some(b"TAG=9\n"), "new", true, Conflict),
+        ];
+        for (step, file, runs, healthy, expect) in cases {
+            let entry = JournalEntry {
+                intent: created.clone(),
+                step: *step,
+                started_at: ts("2025-03-01T10:00:00Z"),
+                step_at: ts("2025-03-01T10:00:05Z"),
+            };
+            let seen = Observed {
+                file_sha256: file.map(sha256_hex),
+                running_digest: Some(format!("sha256:{runs}")),
+                healthy: *healthy,
+            };
+            assert_eq!(
+                decide_recovery(&entry, &seen),
+                *expect,
+                "step={step} file={file:?} runs={runs} healthy={healthy}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_journal_written_before_created_existed_still_loads() {
+        let json = serde_json::json!({
+            "path": "/srv/web/compose.yaml",
+            "old_sha256": sha256_hex(OLD_FILE),
+            "new_sha256": sha256_hex(NEW_FILE),
+            "old_bytes": {"encoding": "utf8", "data": "services:\n  web:\n    image: nginx:1.27.3\n"},
+        });
+        let change: FileChange = serde_json::from_value(json).unwrap();
+        assert_eq!(change, intent(true).file);
+        assert!(!change.created);
     }
 
     #[test]

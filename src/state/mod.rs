@@ -12,8 +12,8 @@ pub mod model;
 pub mod store;
 
 pub use journal::{
-    FileChange, JournalEntry, JournalError, Observed, Recovery, SavedBytes, Step, UpdateIntent,
-    decide_recovery, sha256_hex,
+    ComposeRun, FileChange, JournalEntry, JournalError, Observed, Recovery, SavedBytes, Step,
+    UpdateIntent, decide_recovery, sha256_hex,
 };
 pub use lock::{LockError, StateLock};
 pub use model::{

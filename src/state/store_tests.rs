@@ -45,7 +45,9 @@ fn intent(service: &str) -> UpdateIntent {
             old_sha256: sha256_hex(old),
             new_sha256: sha256_hex(b"services:\n  web:\n    image: nginx:1.27.4\n"),
             old_bytes: SavedBytes::new(old),
+            created: false,
         },
+        compose: None,
     }
 }
 

@@ -161,6 +161,23 @@ pub enum Event {
     },
     /// A registry said how many requests are left.
     RateLimit { registry: String, remaining: u64 },
+    /// A pass (a check of some or all services, and their updates) begins.
+    PassStarted,
+    /// A pass is over: how it ended for each service it looked at.
+    PassFinished { services: Vec<PassService> },
+}
+
+/// How a pass ended for one service, as [`Event::PassFinished`] carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassService {
+    pub service: String,
+    /// The image that ran when the pass began.
+    pub installed: Option<String>,
+    /// The candidate, when there is one.
+    pub candidate: Option<String>,
+    /// The pass's result for the service, its snake_case name (`up_to_date`, `updated`, …).
+    pub result: String,
+    pub reason: Option<String>,
 }
 
 impl Event {

@@ -22,18 +22,22 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-pub use event::{CheckResult, Event, EventKind, NewerImage, Stage, UpdateInfo};
+pub use event::{CheckResult, Event, EventKind, NewerImage, PassService, Stage, UpdateInfo};
 pub use logging::{LogFormat, LogLevel, LoggingError, init_logging, subscriber};
 pub use metrics::Metrics;
 pub use webhook::{
     Deliveries, Retry, SIGNATURE_HEADER, WebhookFormat, WebhookSpec, event_id, payload, signature,
 };
 
+pub use channels::mqtt::InstallRequest;
 pub use channels::{Message, NotifyMode, NotifySpec, Service};
 
 use crate::schedule::Clock;
-use channels::deliver::{ChannelQueue, ChannelWorker};
+use channels::deliver::{ChannelQueue, ChannelWorker, Note};
 use webhook::{Delivery, Endpoint, redact};
+
+/// Install commands (MQTT) waiting for the daemon; more are dropped and logged.
+const INSTALL_QUEUE: usize = 16;
 
 /// The label value for names that were not configured.
 pub const OTHER: &str = "other";
@@ -101,19 +105,35 @@ impl Telemetry {
         }
         let mut channels = Vec::new();
         let mut channel_workers = Vec::new();
+        let listens = |s: &NotifySpec| matches!(&s.service, Service::Mqtt(m) if m.install);
+        let (install_tx, install_rx) = if settings.notify.iter().any(listens) {
+            let (tx, rx) = mpsc::channel(INSTALL_QUEUE);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         for spec in settings.notify {
             let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
             channel_workers.push(ChannelWorker {
+                installs: install_tx.clone().filter(|_| listens(&spec)),
                 spec: spec.clone(),
                 rx,
                 retry: settings.retry,
                 metrics: metrics.clone(),
                 host: settings.host.clone(),
                 room_ids: Default::default(),
+                matrix_token: None,
+                services: settings.services.clone(),
             });
             channels.push(ChannelQueue { spec, tx });
         }
-        let deliveries = Deliveries::new(receivers, channel_workers, settings.retry, &metrics);
+        let deliveries = Deliveries::new(
+            receivers,
+            channel_workers,
+            install_rx,
+            settings.retry,
+            &metrics,
+        );
         let inner = Inner {
             metrics,
             services: settings.services.into_iter().collect(),
@@ -253,19 +273,33 @@ impl Telemetry {
                 .ratelimit_remaining
                 .with_label_values(&[self.registry_label(registry)])
                 .set(i64::try_from(*remaining).unwrap_or(i64::MAX)),
+            Event::PassStarted | Event::PassFinished { .. } => {}
         }
     }
 
-    /// Hands `event`'s message to every channel that wants it, without waiting.
+    /// Hands `event`'s message to every channel that wants it, and the start and end of
+    /// passes to the channels that hear about them (summaries, MQTT), without waiting.
     fn notify(&self, event: &Event) {
-        let Some(kind) = event.kind() else { return };
         if self.inner.channels.is_empty() {
             return;
         }
+        let pass_note = match event {
+            Event::PassStarted => Some(Note::PassStarted),
+            Event::PassFinished { services } => Some(Note::Pass(Arc::new(services.clone()))),
+            _ => None,
+        };
+        if let Some(note) = pass_note {
+            for channel in self.inner.channels.iter().filter(|c| c.wants_passes()) {
+                self.offer(channel, note.clone(), "pass", "");
+            }
+            return;
+        }
+        let Some(kind) = event.kind() else { return };
         let Some(message) = Message::for_event(event, &self.inner.host, self.inner.clock.now())
         else {
             return;
         };
+        let event = Arc::new(event.clone());
         for channel in &self.inner.channels {
             if channel
                 .spec
@@ -275,19 +309,29 @@ impl Telemetry {
             {
                 continue;
             }
-            if channel.tx.try_send(message.clone()).is_err() {
-                self.inner
-                    .metrics
-                    .notify_deliveries
-                    .with_label_values(&[channel.spec.name.as_str(), "dropped"])
-                    .inc();
-                tracing::warn!(
-                    id = %message.id,
-                    event = kind.as_str(),
-                    channel = %channel.spec.name,
-                    "notification queue full or closed; message dropped"
-                );
-            }
+            let id = message.id.clone();
+            self.offer(
+                channel,
+                Note::Event(event.clone(), message.clone()),
+                kind.as_str(),
+                &id,
+            );
+        }
+    }
+
+    fn offer(&self, channel: &ChannelQueue, note: Note, event: &str, id: &str) {
+        if channel.tx.try_send(note).is_err() {
+            self.inner
+                .metrics
+                .notify_deliveries
+                .with_label_values(&[channel.spec.name.as_str(), "dropped"])
+                .inc();
+            tracing::warn!(
+                id = %id,
+                event,
+                channel = %channel.spec.name,
+                "notification queue full or closed; message dropped"
+            );
         }
     }
 
@@ -399,6 +443,14 @@ impl Telemetry {
                 remaining,
             } => {
                 debug!(event = "rate_limit", registry = %registry, remaining = *remaining, "registry rate limit")
+            }
+            Event::PassStarted => debug!(event = "pass_started", "pass started"),
+            Event::PassFinished { services } => {
+                debug!(
+                    event = "pass_finished",
+                    services = services.len(),
+                    "pass finished"
+                )
             }
         }
     }

@@ -283,6 +283,7 @@ pub(crate) struct Endpoint {
 pub struct Deliveries {
     workers: Vec<Worker>,
     channels: Vec<super::channels::deliver::ChannelWorker>,
+    installs: Option<mpsc::Receiver<super::InstallRequest>>,
 }
 
 struct Worker {
@@ -296,11 +297,13 @@ impl Deliveries {
     pub(crate) fn new(
         endpoints: Vec<(WebhookSpec, mpsc::Receiver<Delivery>)>,
         channels: Vec<super::channels::deliver::ChannelWorker>,
+        installs: Option<mpsc::Receiver<super::InstallRequest>>,
         retry: Retry,
         metrics: &Metrics,
     ) -> Self {
         Self {
             channels,
+            installs,
             workers: endpoints
                 .into_iter()
                 .map(|(spec, rx)| Worker {
@@ -311,6 +314,12 @@ impl Deliveries {
                 })
                 .collect(),
         }
+    }
+
+    /// The install commands MQTT channels hear (`install = true`), for the daemon to run;
+    /// `None` when no channel listens or they were taken already.
+    pub fn take_install_requests(&mut self) -> Option<mpsc::Receiver<super::InstallRequest>> {
+        self.installs.take()
     }
 
     /// Delivers queued events until `shutdown` resolves or every [`super::Telemetry`] handle is

@@ -24,8 +24,8 @@ use lookout::policy::Tag;
 use lookout::reference::ImageRef;
 use lookout::registry::{Credential, Digests, ErrorKind, Registry, RegistryError};
 use lookout::runtime::{
-    Compose, ComposeProject, ContainerInfo, ContainerRuntime, ContainerState, Health, ImageInfo,
-    ImageRemoval, RegistryLogin, RuntimeError,
+    Compose, ComposeProject, ContainerInfo, ContainerRuntime, ContainerState, ContainerSummary,
+    Health, ImageInfo, ImageRemoval, RegistryLogin, RuntimeError,
 };
 use lookout::schedule::{Clock, SystemClock};
 use lookout::telemetry::{Deliveries, Telemetry, TelemetrySettings};
@@ -288,6 +288,12 @@ impl ContainerRuntime for FakeRuntime {
         Ok(out)
     }
 
+    /// The fake's containers carry no compose labels, so the engine finds their project from
+    /// the configured compose file, as for a service compose has not started yet.
+    async fn compose_containers(&self) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        Ok(Vec::new())
+    }
+
     async fn container(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
         let w = self.world();
         w.containers
@@ -303,7 +309,8 @@ impl ContainerRuntime for FakeRuntime {
 }
 
 /// Compose in memory over a [`FakeRuntime`]: the project is named as compose names it from
-/// the file's folder, and `up` runs the image the compose file names now.
+/// the file's folder, and `up` runs the image the compose file names now (its `${VAR}`s read
+/// from the project's `.env`).
 #[derive(Debug, Clone)]
 pub(crate) struct FakeCompose {
     runtime: FakeRuntime,
@@ -344,23 +351,53 @@ impl FakeCompose {
             .get("services")
             .and_then(|s| s.get(service))
             .ok_or_else(|| problem(format!("no service {service:?}")))?;
-        Ok(entry
+        // `${VAR}`s read the project's `.env`, as compose reads it.
+        let env = std::fs::read_to_string(project.project_dir.join(".env")).unwrap_or_default();
+        let env = lookout::compose::parse_env(&env);
+        let value = |name: &str| {
+            env.iter()
+                .rfind(|e| e.name == name)
+                .map(|e| e.value.clone())
+        };
+        entry
             .get("image")
             .and_then(|i| i.as_str())
-            .map(str::to_owned))
+            .map(|i| lookout::compose::interpolate(i, value).map_err(problem))
+            .transpose()
     }
 }
 
 impl Compose for FakeCompose {
     async fn project(&self, spec: &ServiceSpec) -> Result<ComposeProject, RuntimeError> {
-        ComposeProject::from_file(&spec.compose_file, None, |_| None)
+        let file = spec
+            .compose_file
+            .as_deref()
+            .expect("fake services name their compose file");
+        ComposeProject::from_file(file, None, |_| None)
     }
 
-    async fn up(&self, project: &ComposeProject, service: &str) -> Result<(), RuntimeError> {
+    async fn up(&self, project: &ComposeProject, services: &[&str]) -> Result<(), RuntimeError> {
         if self.hang.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
         self.ups.fetch_add(1, Ordering::SeqCst);
+        for service in services {
+            self.up_one(project, service)?;
+        }
+        Ok(())
+    }
+
+    async fn service_image(
+        &self,
+        project: &ComposeProject,
+        service: &str,
+    ) -> Result<Option<String>, RuntimeError> {
+        Self::image_of(project, service)
+    }
+}
+
+impl FakeCompose {
+    fn up_one(&self, project: &ComposeProject, service: &str) -> Result<(), RuntimeError> {
         let image = Self::image_of(project, service)?.ok_or_else(|| RuntimeError::Project {
             file: project.files[0].clone(),
             reason: format!("service {service:?} has no image"),
@@ -377,14 +414,6 @@ impl Compose for FakeCompose {
                 })?;
         recreate(&mut w, &project.name, service, id, &image);
         Ok(())
-    }
-
-    async fn service_image(
-        &self,
-        project: &ComposeProject,
-        service: &str,
-    ) -> Result<Option<String>, RuntimeError> {
-        Self::image_of(project, service)
     }
 }
 

@@ -15,6 +15,7 @@ pub(crate) mod fake_http;
 pub(crate) mod fakes;
 pub(crate) mod moto;
 pub(crate) mod registry;
+pub(crate) mod servers;
 pub(crate) mod token;
 
 use std::path::{Path, PathBuf};

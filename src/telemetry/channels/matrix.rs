@@ -17,8 +17,11 @@ pub struct Matrix {
     /// Room ids (`!abc:example.org`) or aliases (`#room:example.org`); aliases are resolved
     /// by the worker before sending ([`Matrix::alias_url`]), requests go to ids only.
     pub rooms: Vec<String>,
-    /// A user for password login (the token is then the password).
+    /// A user for password login: `access_token` is then the password, exchanged for a
+    /// token at the first delivery.
     pub user: Option<String>,
+    /// The device a password login names (shoutrrr's `deviceid`).
+    pub device_id: Option<String>,
     pub title: Option<String>,
 }
 
@@ -46,25 +49,43 @@ impl Matrix {
                 }
             })
             .collect();
-        let _device = p.take(&["deviceid"]);
+        let device_id = p.take(&["deviceid"]).filter(|d| !d.trim().is_empty());
         Ok(Self {
             homeserver: format!("{scheme}://{}", p.authority()),
             access_token: Secret::new(password),
             rooms,
             user: Some(p.user.clone()).filter(|u| !u.is_empty()),
+            device_id,
             title: p.take_title(),
         })
     }
 
-    /// What this lookout cannot do yet: password login, every joined room.
+    /// What this lookout cannot do: send to every joined room.
     pub(crate) fn undeliverable(&self) -> Option<String> {
-        if self.user.is_some() {
-            return Some("Matrix password login is not supported yet: give an access token with no user (matrix://:ACCESS_TOKEN@homeserver/?rooms=…)".into());
-        }
         if self.rooms.is_empty() {
             return Some("names no room: add ?rooms=!ROOM_ID:server or #alias:server (sending to every joined room is not supported)".into());
         }
         None
+    }
+
+    /// `POST /_matrix/client/v3/login`.
+    pub fn login_url(&self) -> String {
+        format!("{}/_matrix/client/v3/login", trim_base(&self.homeserver))
+    }
+
+    /// The password login request for `user` (a localpart or `@user:server`), as the
+    /// client-server API documents it.
+    pub fn login_body(&self, user: &str) -> serde_json::Value {
+        let mut body = json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user},
+            "password": self.access_token.expose(),
+            "initial_device_display_name": "lookout",
+        });
+        if let Some(device) = &self.device_id {
+            body["device_id"] = json!(device);
+        }
+        body
     }
 
     /// The URL that resolves a room alias (`#room:server`) to its id:
@@ -110,4 +131,13 @@ impl Matrix {
             })
             .collect()
     }
+}
+
+/// The `access_token` of a login answer, if it is a plausible one. Pure.
+pub(crate) fn access_token_of(body: &[u8]) -> Option<Secret> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let token = value.get("access_token")?.as_str()?;
+    let ok =
+        !token.is_empty() && token.len() <= 1024 && token.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| Secret::new(token))
 }

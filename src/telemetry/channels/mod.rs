@@ -4,9 +4,9 @@
 //!
 //! Each service is a plain value ([`Service`]) that turns a [`Message`] into the HTTP requests
 //! its API documents ([`Service::requests`], pure); [`deliver`] sends them through the same
-//! bounded per-channel queues, timeouts and retries as the webhooks. Email (SMTP) and MQTT are
-//! parsed so that a Watchtower URL list reads, but refused at load time
-//! ([`Service::undeliverable`]) until they are delivered.
+//! bounded per-channel queues, timeouts and retries as the webhooks. Email goes out over SMTP
+//! ([`email`]) with the same queue and retries; MQTT ([`mqtt`]) keeps a connection to its
+//! broker and publishes each service's state for Home Assistant.
 
 pub mod deliver;
 pub mod discord;
@@ -70,12 +70,6 @@ impl Service {
     /// time so that no configured channel stays silent.
     pub(crate) fn undeliverable(&self) -> Option<String> {
         match self {
-            Self::Email(_) => Some(
-                "email over SMTP is not delivered by this version of lookout yet; remove this entry or use another channel".into(),
-            ),
-            Self::Mqtt(_) => Some(
-                "MQTT is not delivered by this version of lookout yet; remove this entry or use another channel".into(),
-            ),
             Self::Matrix(m) => m.undeliverable(),
             _ => None,
         }
@@ -93,16 +87,18 @@ impl Service {
             Self::Slack(s) => vec![s.request(message)],
             Self::Discord(s) => vec![s.request(message)],
             Self::Generic(s) => vec![s.request(message)],
+            // Not HTTP: delivered by `deliver` itself.
             Self::Email(_) | Self::Mqtt(_) => Vec::new(),
         }
     }
 }
 
-/// Per-event messages, or one summary of the events that came close together (a pass).
+/// Per-event messages, or one summary per pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotifyMode {
     Event,
-    /// Events are collected until none came for `wait`, then sent as one message.
+    /// The messages of a pass are collected and sent as one when it ends; those that come
+    /// while no pass runs are sent `wait` after the first of them.
     Summary {
         wait: Duration,
     },
@@ -361,6 +357,35 @@ impl Prepared {
     pub fn method(mut self, method: Method) -> Self {
         self.method = method;
         self
+    }
+}
+
+/// Which server certificates a TLS channel (email, MQTT) accepts: the system's roots, plus
+/// the certificates of `ca_file`; none is checked with `skip_verify`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsTrust {
+    /// PEM certificates trusted besides the system's (a private CA, a self-signed server).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Accept any certificate and name: only for a server the operator trusts otherwise.
+    pub skip_verify: bool,
+}
+
+impl TlsTrust {
+    /// The bytes of `ca_file` (at most 1 MiB), or why they cannot be read.
+    pub(crate) fn read_ca(&self) -> Result<Vec<u8>, String> {
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        use std::io::Read;
+        const MAX: u64 = 1024 * 1024;
+        let mut out = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX + 1).read_to_end(&mut out))
+            .map_err(|e| format!("tls_ca_file {}: {e}", path.display()))?;
+        if out.len() as u64 > MAX {
+            return Err(format!("tls_ca_file {}: larger than 1 MiB", path.display()));
+        }
+        Ok(out)
     }
 }
 

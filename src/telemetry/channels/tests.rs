@@ -4,7 +4,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::shoutrrr::{parse, split_list};
+use super::shoutrrr::{Parsed, parse, split_list};
 use super::*;
 use crate::telemetry::UpdateInfo;
 
@@ -177,6 +177,18 @@ const DOC_EXAMPLES: &[(&str, &str, &str)] = &[
     (
         "overview.md",
         "smtp://username:password@smtp.example.com:25/?from=watchtower@example.com&to=ops@example.com",
+        "email",
+    ),
+    // shoutrrr docs/services/email.md, its URL format with the placeholders filled in, and
+    // the URL Watchtower's legacy email settings turn into (pkg/notifications/email.go)
+    (
+        "email.md",
+        "smtp://username:password@host.example.com:25/?from=fromAddress@example.com&to=recipient1@example.com,recipient2@example.com",
+        "email",
+    ),
+    (
+        "watchtower email.go",
+        "smtp://user:pass@smtp.example.com:587/?auth=Plain&clienthost=localhost&encryption=Auto&fromaddress=watchtower%40example.com&fromname=Watchtower&subject=Watchtower+updates+on+host&toaddresses=admin%40example.com&usehtml=No&usestarttls=Yes",
         "email",
     ),
     // docs/services/mqtt.md (placeholders filled in)
@@ -517,32 +529,280 @@ fn errors_never_quote_credentials() {
 }
 
 #[test]
-fn email_mqtt_and_matrix_password_login_are_refused_by_name() {
+fn email_mqtt_and_matrix_password_login_are_delivered_and_a_roomless_matrix_is_refused() {
+    for url in [
+        "smtp://u:p@mail.example.com:587/?from=a@example.com&to=b@example.com",
+        "mqtt://broker.example.com:1883?topic=t",
+        "mqtts://broker.example.com?topic=t",
+        "matrix://bob:hunter22@matrix.example.org/?rooms=!a:b",
+    ] {
+        assert_eq!(parse(url).unwrap().service.undeliverable(), None, "{url}");
+    }
+    let why = parse("matrix://:tok@matrix.example.org/")
+        .unwrap()
+        .service
+        .undeliverable()
+        .unwrap_or_default();
+    assert!(why.contains("names no room"), "{why}");
+}
+
+fn email(url: &str) -> email::Email {
+    match parse(url) {
+        Ok(Parsed {
+            service: Service::Email(e),
+            ..
+        }) => e,
+        other => panic!("{url}: {other:?}"),
+    }
+}
+
+#[test]
+fn email_urls_choose_encryption_port_and_auth_as_shoutrrr_documents() {
+    use email::{Auth, Encryption};
+    // (URL, encryption, port, auth)
+    for (url, enc, port, auth) in [
+        // Credentials are never sent in plain text: STARTTLS is required.
+        (
+            "smtp://u:pw@mail.example.com/?from=a@example.com&to=b@example.com",
+            Encryption::StartTls,
+            25,
+            Auth::Default,
+        ),
+        // Port 465 is implicit TLS.
+        (
+            "smtp://u:pw@mail.example.com:465/?from=a@example.com&to=b@example.com",
+            Encryption::Implicit,
+            465,
+            Auth::Default,
+        ),
+        // No credentials: STARTTLS when offered.
+        (
+            "smtp://relay.example.com/?from=a@example.com&to=b@example.com",
+            Encryption::Opportunistic,
+            25,
+            Auth::Default,
+        ),
+        (
+            "smtp://relay.example.com/?from=a@example.com&to=b@example.com&usestarttls=no",
+            Encryption::None,
+            25,
+            Auth::Default,
+        ),
+        (
+            "smtp://u:pw@mail.example.com/?from=a@example.com&to=b@example.com&encryption=ImplicitTLS&auth=Login",
+            Encryption::Implicit,
+            465,
+            Auth::Login,
+        ),
+        (
+            "smtp://u:pw@mail.example.com:2525/?from=a@example.com&to=b@example.com&encryption=ExplicitTLS&auth=OAuth2",
+            Encryption::StartTls,
+            2525,
+            Auth::OAuth2,
+        ),
+        (
+            "smtp://u:pw@mail.example.com/?from=a@example.com&to=b@example.com&encryption=None&auth=Plain",
+            Encryption::None,
+            25,
+            Auth::Plain,
+        ),
+    ] {
+        let e = email(url);
+        assert_eq!((e.encryption, e.port, e.auth), (enc, port, auth), "{url}");
+    }
     for (url, want) in [
         (
-            "smtp://u:p@mail.example.com:587/?from=a@example.com&to=b@example.com",
-            "email over SMTP is not delivered",
+            "smtp://u:pw@mail.example.com/?from=a@example.com&to=b@example.com&usestarttls=no",
+            "plain text",
         ),
         (
-            "mqtt://broker.example.com:1883?topic=t",
-            "MQTT is not delivered",
+            "smtp://u:pw@mail.example.com/?from=a@example.com&to=b@example.com&auth=CRAMMD5",
+            "CRAMMD5 is not supported",
         ),
         (
-            "mqtts://broker.example.com?topic=t",
-            "MQTT is not delivered",
+            "smtp://mail.example.com/?from=not-an-address&to=b@example.com",
+            "not an email address",
         ),
         (
-            "matrix://bob:hunter22@matrix.example.org/?rooms=!a:b",
-            "password login is not supported yet",
+            "smtp://mail.example.com/?from=a@example.com&to=b@example.com,nope",
+            "\"nope\" is not an email address",
         ),
-        ("matrix://:tok@matrix.example.org/", "names no room"),
+        (
+            "smtp://mail.example.com/?from=a@example.com",
+            "names no recipient",
+        ),
+        (
+            "smtp://mail.example.com/?from=a@example.com&to=b@example.com&encryption=maybe",
+            "is not one of None, ExplicitTLS, ImplicitTLS, Auto",
+        ),
+        (
+            "smtp://u:pw@mail.example.com/?from=a@example.com&to=b@example.com&dkim=yes",
+            "\"dkim\"",
+        ),
     ] {
-        let why = parse(url)
-            .unwrap()
-            .service
-            .undeliverable()
-            .unwrap_or_default();
-        assert!(why.contains(want), "{url}: {why}");
+        let e = parse(url).unwrap_err().to_string();
+        assert!(e.contains(want), "{url}: {e}");
+        assert!(!e.contains("pw@"), "{e}");
+    }
+}
+
+#[test]
+fn a_mail_has_every_recipient_a_subject_and_both_bodies() {
+    let e = email(
+        "smtp://u:pw@mail.example.com/?from=lookout@example.com&to=a@example.com,b@example.com&subject=Box&fromname=Lookout",
+    );
+    let m = message(EventKind::RolledBack);
+    let mail = e.mail(&m).unwrap();
+    let envelope = mail.envelope();
+    let to: Vec<String> = envelope.to().iter().map(ToString::to_string).collect();
+    assert_eq!(to, ["a@example.com", "b@example.com"]);
+    let text = String::from_utf8(mail.formatted()).unwrap();
+    assert!(text.contains("Subject: Box: web: rolled back"), "{text}");
+    assert!(
+        text.contains("From: Lookout <lookout@example.com>"),
+        "{text}"
+    );
+    assert!(text.contains("multipart/alternative"), "{text}");
+    assert!(text.contains("Content-Type: text/plain"), "{text}");
+    assert!(text.contains("Content-Type: text/html"), "{text}");
+    assert!(
+        text.contains(&format!("Message-ID: <{}@lookout>", m.id)),
+        "{text}"
+    );
+    let plain_only =
+        email("smtp://mail.example.com/?from=l@example.com&to=a@example.com&usehtml=no");
+    let text = String::from_utf8(plain_only.mail(&m).unwrap().formatted()).unwrap();
+    assert!(
+        !text.contains("text/html") && !text.contains("multipart"),
+        "{text}"
+    );
+}
+
+fn mqtt(url: &str) -> mqtt::Mqtt {
+    match parse(url) {
+        Ok(Parsed {
+            service: Service::Mqtt(m),
+            ..
+        }) => m,
+        other => panic!("{url}: {other:?}"),
+    }
+}
+
+#[test]
+fn mqtt_topics_discovery_and_state_follow_home_assistants_update_entity() {
+    let m = mqtt("mqtt://broker.example.com/?install=yes");
+    assert_eq!(m.port, 1883);
+    assert_eq!(m.state_topic("box", "web"), "lookout/box/web/state");
+    assert_eq!(m.install_topic("box", "web"), "lookout/box/web/install");
+    assert_eq!(
+        m.discovery_topic("box", "web"),
+        "homeassistant/update/lookout_box/web/config"
+    );
+    let d = m.discovery("box", "web");
+    for (k, v) in [
+        ("state_topic", "lookout/box/web/state"),
+        ("command_topic", "lookout/box/web/install"),
+        ("payload_install", "install"),
+        ("availability_topic", "lookout/box/availability"),
+        ("unique_id", "lookout_box_web"),
+        ("device_class", "firmware"),
+    ] {
+        assert_eq!(d[k], v, "{k}: {d}");
+    }
+    let off = mqtt("mqtts://broker.example.com/?topic=home/lookout&discoveryPrefix=ha");
+    assert_eq!((off.port, off.tls, off.install), (8883, true, false));
+    assert_eq!(off.state_topic("box", "a/b+c"), "home/lookout/a_b_c/state");
+    assert!(
+        off.discovery("box", "web").get("command_topic").is_none(),
+        "no install: no button"
+    );
+    assert_eq!(
+        off.discovery_topic("box", "web"),
+        "ha/update/lookout_box/web/config"
+    );
+    for (url, want) in [
+        ("mqtt://b/?topic=a/%23", "must not contain"),
+        ("mqtts://b/?disabletls=yes", "write mqtt://"),
+        ("mqtt://b/?install=maybe", "write yes or no"),
+    ] {
+        let e = parse(url).unwrap_err().to_string();
+        assert!(e.contains(want), "{url}: {e}");
+    }
+
+    let state = mqtt::ServiceState {
+        image: Some("ghcr.io/org/app:1.2.0".into()),
+        candidate: Some("ghcr.io/org/app:1.3.0".into()),
+        result: Some("update_available".into()),
+        reason: Some("outside the maintenance window".into()),
+        in_progress: false,
+        updated_at: None,
+    };
+    let j = state.json("app");
+    assert_eq!(j["installed_version"], "1.2.0");
+    assert_eq!(j["latest_version"], "1.3.0");
+    assert_eq!(
+        j["release_summary"],
+        "update_available: outside the maintenance window"
+    );
+    assert_eq!(j["title"], "app");
+    let same_tag = mqtt::ServiceState {
+        image: Some("nginx:latest".into()),
+        candidate: Some("nginx:latest".into()),
+        ..Default::default()
+    };
+    let j = same_tag.json("web");
+    assert_ne!(
+        j["installed_version"], j["latest_version"],
+        "a new digest is an update: {j}"
+    );
+    let none = mqtt::ServiceState {
+        image: Some("nginx:1.27".into()),
+        ..Default::default()
+    };
+    assert_eq!(none.json("web")["latest_version"], "1.27", "up to date");
+    for (image, version) in [
+        ("nginx", "latest"),
+        ("registry:5000/a/b:2.1", "2.1"),
+        (
+            "nginx:1.27@sha256:0123456789abcdef0123",
+            "1.27@0123456789ab",
+        ),
+    ] {
+        assert_eq!(mqtt::version_of(image), version, "{image}");
+    }
+}
+
+#[test]
+fn matrix_password_login_follows_the_client_server_api() {
+    let m = match parse("matrix://bob:hunter22@matrix.example.org/?rooms=!a:b&deviceid=DEV") {
+        Ok(Parsed {
+            service: Service::Matrix(m),
+            ..
+        }) => m,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        m.login_url(),
+        "https://matrix.example.org/_matrix/client/v3/login"
+    );
+    assert_eq!(
+        m.login_body("bob"),
+        serde_json::json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "bob"},
+            "password": "hunter22",
+            "initial_device_display_name": "lookout",
+            "device_id": "DEV",
+        })
+    );
+    assert!(matrix::access_token_of(br#"{"access_token":"syt_abc","user_id":"@b:x"}"#).is_some());
+    for bad in [
+        &br#"{"user_id":"@b:x"}"#[..],
+        br#"{"access_token":""}"#,
+        b"<html>",
+        br#"{"access_token":"a b"}"#,
+    ] {
+        assert!(matrix::access_token_of(bad).is_none());
     }
 }
 
