@@ -45,18 +45,23 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
-use serde_json::{Value, json};
+use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
+use crate::api::model::{
+    CheckBody, FailedCandidateView, HistoryOutcome, HistoryView, ImageOrigin, Origin, PolicySource,
+    RollbackView, ServiceDetails, ServiceView, WindowView,
+};
 use crate::api::{self, ApiConfig, ApiError, Backend, PushedRepository};
-use crate::config::Config;
+use crate::config::{Config, ServiceSpec};
 use crate::engine::pipeline::panic_message;
-use crate::engine::{Engine, PassOptions, RollbackError, ServiceOutcome, lock};
+use crate::engine::{Engine, PassOptions, RollbackError, ServiceOutcome, ServiceResult, lock};
 use crate::notify;
+use crate::reference::ImageRef;
 use crate::registry::RequestStats;
 use crate::runtime::{Compose, ContainerRuntime};
-use crate::schedule::{CheckFn, Clock, Coalescer, Schedule, Scheduler};
-use crate::state::ChangeOutcome;
+use crate::schedule::{CheckFn, Clock, Coalescer, Schedule, Scheduler, WindowDecision, Windows};
+use crate::state::{ChangeKind, ChangeOutcome};
 use crate::telemetry::{Deliveries, Event, InstallRequest};
 
 /// How long a push hook's check waits for more hooks of the same push.
@@ -65,6 +70,8 @@ pub(crate) const HOOK_DEBOUNCE: Duration = Duration::from_secs(1);
 const API_GRACE: Duration = Duration::from_secs(3);
 /// How long queued webhooks get to go out at shutdown.
 const DELIVERY_GRACE: Duration = Duration::from_secs(3);
+/// How long the page's service view waits for the registry to say where an image comes from.
+const ORIGIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running daemon, as the API sees it.
 pub struct Daemon<R: ContainerRuntime, C: Compose> {
@@ -78,6 +85,10 @@ pub struct Daemon<R: ContainerRuntime, C: Compose> {
     seen_requests: Mutex<RequestStats>,
     /// Push hooks, turned into one check per service and burst.
     hooks: Arc<Coalescer>,
+    /// When the scheduler runs the next pass, as it plans it.
+    next_check: watch::Receiver<Option<Timestamp>>,
+    /// Told the services whose view changed, once it has (the page redraws them).
+    changes: tokio::sync::broadcast::Sender<Vec<String>>,
 }
 
 /// Everything the daemon runs with, built by its caller: `lookout run` builds it from the
@@ -122,6 +133,7 @@ impl<R: ContainerRuntime, C: Compose> Parts<R, C> {
             api: ApiConfig {
                 token: config.api_token.clone(),
                 hook_secret: config.hook_secret.clone(),
+                web: config.web.clone(),
             },
             schedule: Schedule::from_config(config, &jiff::tz::TimeZone::system()),
             first_check_at_start: config.first_check_at_start,
@@ -178,6 +190,7 @@ where
     };
     let installs = deliveries.take_install_requests();
     let deliveries = tokio::spawn(deliveries.run(std::future::pending()));
+    let (next_tx, next_rx) = watch::channel(None);
 
     let daemon = Arc::new_cyclic(|me: &Weak<Daemon<R, C>>| {
         let me = me.clone();
@@ -195,10 +208,12 @@ where
             last: Mutex::new(HashMap::new()),
             seen_requests: Mutex::new(RequestStats::default()),
             hooks: Coalescer::new(HOOK_DEBOUNCE, check),
+            next_check: next_rx,
+            changes: tokio::sync::broadcast::channel(256).0,
         }
     });
 
-    let router = api::router(daemon.clone(), api_config);
+    let router = api::router_until(daemon.clone(), api_config, stop_rx.clone());
     let mut api_task = tokio::spawn(api::serve(listener, router, stopped(stop_rx.clone())));
 
     let _ = notify::ready();
@@ -234,7 +249,8 @@ where
         stopping.hooks.stop();
         let _ = sched_tx.send(true);
     });
-    let scheduler = Scheduler::new(schedule, clock, first_at_start, fastrand::Rng::new());
+    let scheduler =
+        Scheduler::new(schedule, clock, first_at_start, fastrand::Rng::new()).telling(next_tx);
     let d = daemon.clone();
     let report = scheduler
         .run(
@@ -370,6 +386,7 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
             dry_run: false,
             actor: "mqtt".into(),
             paused: self.paused(&config),
+            held: self.held(),
             respect_windows: true,
         };
         for o in self.pass(&opts).await {
@@ -379,6 +396,11 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
 
     fn paused(&self, config: &Config) -> bool {
         config.pause_updates || lock(&self.engine.store).state().paused
+    }
+
+    /// The services paused one by one.
+    fn held(&self) -> Vec<String> {
+        lock(&self.engine.store).state().paused_services()
     }
 
     /// A pass on schedule: every service, inside windows, unless paused. Skipped (and counted)
@@ -396,6 +418,7 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
             dry_run: false,
             actor: "schedule".into(),
             paused: self.paused(&config),
+            held: self.held(),
             respect_windows: true,
         };
         self.pass(&opts).await;
@@ -409,6 +432,7 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
             dry_run: false,
             actor: "hook".into(),
             paused: self.paused(&config),
+            held: self.held(),
             respect_windows: true,
         };
         self.pass(&opts).await;
@@ -418,11 +442,21 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
     async fn pass(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
         let outcomes = self.engine.pass(opts).await;
         self.sync_registry_metrics();
-        let mut last = lock(&self.last);
-        for o in &outcomes {
-            last.insert(o.service.clone(), o.clone());
+        {
+            let mut last = lock(&self.last);
+            for o in &outcomes {
+                last.insert(o.service.clone(), o.clone());
+            }
         }
+        self.changed(outcomes.iter().map(|o| o.service.clone()).collect());
         outcomes
+    }
+
+    /// Tells live listeners that the views of `services` changed (empty: all).
+    fn changed(&self, services: Vec<String>) {
+        if self.changes.receiver_count() > 0 {
+            let _ = self.changes.send(services);
+        }
     }
 
     /// Turns the registry layer's request counts since the last call into telemetry events.
@@ -450,25 +484,187 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
         *seen = now;
     }
 
-    fn service_view(&self, config: &Config, name: &str) -> Option<Value> {
+    fn service_view(&self, config: &Config, name: &str) -> Option<ServiceView> {
         let spec = config.services.iter().find(|s| s.name == name)?;
         let last = lock(&self.last).get(name).cloned();
+        let now = self.engine.now();
+        let next_check = (*self.next_check.borrow()).map(|t| t.to_string());
         let store = lock(&self.engine.store);
-        let state = store.state().services.get(name);
-        Some(json!({
-            "name": spec.name,
-            "compose_file": spec.compose_file,
-            "compose_service": spec.compose_service,
-            "policy": spec.policy.kind().as_str(),
-            "enabled": spec.enabled,
-            "running": state.and_then(|s| s.running.as_ref()).map(ToString::to_string),
-            "available": last.as_ref().and_then(|l| l.to.clone()),
-            "last_check": state.and_then(|s| s.last_check).map(|t| t.to_string()),
-            "last_update": state.and_then(|s| s.last_update).map(|t| t.to_string()),
-            "failed_candidate": state.and_then(|s| s.failed_candidate.as_ref()).map(|f| json!({"version": f.version.to_string(), "reason": f.reason})),
-            "last_result": last,
-            "in_flight": store.state().journal.iter().any(|e| e.intent.service == name),
-        }))
+        let all = store.state();
+        let state = all.services.get(name);
+        let service_paused = state.is_some_and(|s| s.paused);
+        let paused = config.pause_updates || all.paused || service_paused;
+        let in_flight = all.journal.iter().any(|e| e.intent.service == name);
+        let failed = state.and_then(|s| s.failed_candidate.as_ref());
+        // After an update or an up-to-date check, `to` is what runs: no candidate is left.
+        let candidate = last
+            .as_ref()
+            .filter(|l| !matches!(l.result, ServiceResult::Updated | ServiceResult::UpToDate))
+            .and_then(|l| l.to.clone());
+        let blocked = failed.and_then(|f| {
+            let tag = f.version.tag.as_deref()?;
+            ImageRef::parse(&format!("{}:{tag}", f.version.image))
+                .ok()
+                .map(|r| r.familiar())
+        });
+        let rolled_back_at = state
+            .and_then(|s| s.history.last())
+            .filter(|h| {
+                matches!(
+                    h.outcome,
+                    ChangeOutcome::RolledBack { .. } | ChangeOutcome::RollbackFailed { .. }
+                )
+            })
+            .map(|h| h.finished_at);
+        let status = crate::web::status::status(&crate::web::status::Facts {
+            updating: in_flight,
+            paused,
+            last: last.as_ref().map(|l| l.result),
+            candidate: candidate.clone(),
+            blocked,
+            rolled_back_at,
+            now: Some(now),
+        });
+        let running = state.and_then(|s| s.running.as_ref());
+        Some(ServiceView {
+            name: spec.name.clone(),
+            compose_file: spec.compose_file.as_ref().map(|f| f.display().to_string()),
+            compose_service: spec.compose_service.clone(),
+            policy: spec.policy.kind().as_str().to_owned(),
+            policy_source: policy_source(spec),
+            origin: Origin::Configured,
+            enabled: spec.enabled,
+            image: spec.image.familiar(),
+            registry: spec.image.registry().to_owned(),
+            running: running.map(ToString::to_string),
+            running_digest: running.map(|r| r.digest.clone()),
+            available: candidate,
+            last_check: state.and_then(|s| s.last_check).map(|t| t.to_string()),
+            last_update: state.and_then(|s| s.last_update).map(|t| t.to_string()),
+            next_check,
+            failed_candidate: failed.map(|f| FailedCandidateView {
+                version: f.version.to_string(),
+                reason: f.reason.clone(),
+                at: Some(f.at.to_string()),
+            }),
+            last_result: last,
+            in_flight,
+            paused,
+            service_paused,
+            window: window_view(
+                &Windows::for_service(config, spec, &jiff::tz::TimeZone::system()),
+                now,
+            ),
+            status,
+        })
+    }
+
+    /// What the page shows of where the running image and the candidate come from, asked of
+    /// the registry within [`ORIGIN_TIMEOUT`].
+    async fn origins(
+        &self,
+        spec: &ServiceSpec,
+        running: Option<ImageRef>,
+        candidate: Option<ImageRef>,
+    ) -> (Option<ImageOrigin>, Option<ImageOrigin>, Option<String>) {
+        let registry = match self.engine.registries.for_service(spec) {
+            Ok(r) => r,
+            Err(e) => return (None, None, Some(e.to_string())),
+        };
+        let ask = |image: Option<ImageRef>| {
+            let registry = registry.clone();
+            async move {
+                match image {
+                    None => Ok(None),
+                    Some(image) => registry.origin(&image).await,
+                }
+            }
+        };
+        let both = async { tokio::join!(ask(running), ask(candidate)) };
+        match tokio::time::timeout(ORIGIN_TIMEOUT, both).await {
+            Ok((r, c)) => {
+                let error = r
+                    .as_ref()
+                    .err()
+                    .or(c.as_ref().err())
+                    .map(ToString::to_string);
+                (r.ok().flatten(), c.ok().flatten(), error)
+            }
+            Err(_) => (
+                None,
+                None,
+                Some(format!(
+                    "the registry did not say within {}s",
+                    ORIGIN_TIMEOUT.as_secs()
+                )),
+            ),
+        }
+    }
+}
+
+/// Where a service's policy came from: its own `policy`-shaped keys, or the default.
+fn policy_source(spec: &ServiceSpec) -> PolicySource {
+    let p = &spec.policy_spec;
+    if p.policy.is_some()
+        || p.tag_pattern.is_some()
+        || p.tag_regex.is_some()
+        || p.semver_pattern.is_some()
+        || p.semver_range.is_some()
+        || p.update_level.is_some()
+    {
+        PolicySource::Configuration
+    } else {
+        PolicySource::Default
+    }
+}
+
+/// The maintenance window as the page shows it at `now`. Pure.
+fn window_view(windows: &Windows, now: Timestamp) -> WindowView {
+    if windows.is_unrestricted() {
+        return WindowView {
+            always: true,
+            open: true,
+            closes_at: None,
+            opens_at: None,
+        };
+    }
+    let (open, closes_at, opens_at) = match windows.may_change_now(now, Duration::ZERO) {
+        WindowDecision::Allowed { closes } => (true, closes, None),
+        WindowDecision::WaitUntil(at) => (false, None, Some(at)),
+        WindowDecision::NoWindowLongEnough => (false, None, None),
+    };
+    WindowView {
+        always: false,
+        open,
+        closes_at: closes_at.map(|t| t.to_string()),
+        opens_at: opens_at.map(|t| t.to_string()),
+    }
+}
+
+fn history_view(name: &str, h: &crate::state::HistoryEntry) -> HistoryView {
+    let (result, reason) = match &h.outcome {
+        ChangeOutcome::Committed => ("committed", None),
+        ChangeOutcome::RolledBack { reason } => ("rolled_back", Some(reason.clone())),
+        ChangeOutcome::RollbackFailed { reason } => ("rollback_failed", Some(reason.clone())),
+        ChangeOutcome::Abandoned { reason } => ("abandoned", Some(reason.clone())),
+    };
+    HistoryView {
+        service: name.to_owned(),
+        kind: match h.kind {
+            ChangeKind::Update => "update",
+            ChangeKind::Rollback => "rollback",
+        }
+        .to_owned(),
+        actor: h.actor.clone(),
+        from: h.from.to_string(),
+        to: h.to.to_string(),
+        started_at: h.started_at.to_string(),
+        finished_at: h.finished_at.to_string(),
+        duration_ms: h.duration_ms,
+        outcome: HistoryOutcome {
+            result: result.to_owned(),
+            reason,
+        },
     }
 }
 
@@ -495,7 +691,7 @@ impl<R: ContainerRuntime + 'static, C: Compose + 'static> Backend for Daemon<R, 
         Ok(())
     }
 
-    fn services(&self) -> Vec<Value> {
+    fn services(&self) -> Vec<ServiceView> {
         let config = self.engine.config();
         config
             .services
@@ -504,42 +700,68 @@ impl<R: ContainerRuntime + 'static, C: Compose + 'static> Backend for Daemon<R, 
             .collect()
     }
 
-    fn service(&self, name: &str) -> Option<Value> {
+    fn service(&self, name: &str) -> Option<ServiceView> {
         self.service_view(&self.engine.config(), name)
     }
 
-    fn history(&self) -> Vec<Value> {
+    async fn details(&self, name: &str) -> Option<ServiceDetails> {
+        let config = self.engine.config();
+        let spec = config.services.iter().find(|s| s.name == name)?;
+        let (running, history) = {
+            let store = lock(&self.engine.store);
+            let state = store.state().services.get(name);
+            let running = state
+                .and_then(|s| s.running.as_ref())
+                .and_then(|r| ImageRef::parse(&format!("{}@{}", r.image, r.digest)).ok());
+            let mut history: Vec<HistoryView> = state
+                .map(|s| s.history.iter().map(|h| history_view(name, h)).collect())
+                .unwrap_or_default();
+            history.reverse();
+            (running, history)
+        };
+        let candidate = self
+            .service_view(&config, name)
+            .and_then(|v| v.available)
+            .and_then(|to| ImageRef::parse(&to).ok());
+        let (running_origin, candidate_origin, origin_error) =
+            self.origins(spec, running, candidate).await;
+        let rate_limit_remaining = self
+            .engine
+            .registries
+            .stats()
+            .ratelimit_remaining
+            .get(spec.image.registry())
+            .copied();
+        Some(ServiceDetails {
+            history,
+            rate_limit_remaining,
+            running_origin,
+            candidate_origin,
+            origin_error,
+        })
+    }
+
+    fn paused(&self) -> bool {
+        self.paused(&self.engine.config())
+    }
+
+    fn history(&self) -> Vec<HistoryView> {
         let store = lock(&self.engine.store);
-        let mut all: Vec<Value> = store
+        let mut all: Vec<(Timestamp, HistoryView)> = store
             .state()
             .services
             .iter()
             .flat_map(|(name, s)| {
-                s.history.iter().map(move |h| {
-                    json!({
-                        "service": name,
-                        "kind": h.kind,
-                        "actor": h.actor,
-                        "from": h.from.to_string(),
-                        "to": h.to.to_string(),
-                        "started_at": h.started_at.to_string(),
-                        "finished_at": h.finished_at.to_string(),
-                        "duration_ms": h.duration_ms,
-                        "outcome": match &h.outcome {
-                            ChangeOutcome::Committed => json!({"result": "committed"}),
-                            ChangeOutcome::RolledBack { reason } => json!({"result": "rolled_back", "reason": reason}),
-                            ChangeOutcome::RollbackFailed { reason } => json!({"result": "rollback_failed", "reason": reason}),
-                            ChangeOutcome::Abandoned { reason } => json!({"result": "abandoned", "reason": reason}),
-                        },
-                    })
-                })
+                s.history
+                    .iter()
+                    .map(move |h| (h.finished_at, history_view(name, h)))
             })
             .collect();
-        all.sort_by(|a, b| b["finished_at"].as_str().cmp(&a["finished_at"].as_str()));
-        all
+        all.sort_by_key(|h| std::cmp::Reverse(h.0));
+        all.into_iter().map(|(_, h)| h).collect()
     }
 
-    async fn check(&self, only: Vec<String>) -> Result<Value, ApiError> {
+    async fn check(&self, only: Vec<String>, actor: &str) -> Result<CheckBody, ApiError> {
         // A pass over every service makes a scheduled pass due meanwhile skip; it waits for
         // nothing itself.
         let _full = if only.is_empty() {
@@ -551,46 +773,47 @@ impl<R: ContainerRuntime + 'static, C: Compose + 'static> Backend for Daemon<R, 
         let opts = PassOptions {
             only,
             dry_run: false,
-            actor: "api".into(),
+            actor: actor.into(),
             paused: self.paused(&config),
+            held: self.held(),
             respect_windows: true,
         };
-        let outcomes = self.pass(&opts).await;
-        Ok(json!({ "services": outcomes }))
+        let services = self.pass(&opts).await;
+        Ok(CheckBody { services })
     }
 
     /// An operator's explicit update: now, whatever the windows and pause say.
-    async fn update(&self, service: &str) -> Result<Value, ApiError> {
+    async fn update(&self, service: &str, actor: &str) -> Result<ServiceOutcome, ApiError> {
         let opts = PassOptions {
             only: vec![service.to_owned()],
             dry_run: false,
-            actor: "api".into(),
+            actor: actor.into(),
             paused: false,
+            held: Vec::new(),
             respect_windows: false,
         };
         let outcomes = self.pass(&opts).await;
         outcomes
             .into_iter()
             .next()
-            .map(|o| json!(o))
             .ok_or_else(|| ApiError::NotFound(format!("no service {service:?}")))
     }
 
     /// Waits for an update or rollback in progress, never for a check.
-    async fn rollback(&self, service: &str) -> Result<Value, ApiError> {
+    async fn rollback(&self, service: &str, actor: &str) -> Result<RollbackView, ApiError> {
         let report = self
             .engine
-            .rollback(service, "api")
+            .rollback(service, actor)
             .await
             .map_err(rollback_error)?;
-        Ok(json!({
-            "service": report.service,
-            "from": report.from,
-            "to": report.to,
-            "result": report.result.as_str(),
-            "reason": report.result.reason(),
-            "duration": report.duration.as_secs_f64(),
-        }))
+        Ok(RollbackView {
+            service: report.service,
+            from: report.from,
+            to: report.to,
+            result: report.result.as_str().to_owned(),
+            reason: report.result.reason().map(str::to_owned),
+            duration: report.duration.as_secs_f64(),
+        })
     }
 
     fn set_paused(&self, paused: bool) -> Result<(), ApiError> {
@@ -602,7 +825,41 @@ impl<R: ContainerRuntime + 'static, C: Compose + 'static> Backend for Daemon<R, 
             "updates {} through the API",
             if paused { "paused" } else { "resumed" }
         );
+        self.changed(Vec::new());
         Ok(())
+    }
+
+    fn set_service_paused(&self, service: &str, paused: bool) -> Result<(), ApiError> {
+        lock(&self.engine.store)
+            .set_service_paused(service, paused, self.engine.now())
+            .map_err(|e| ApiError::Internal(format!("cannot record the pause: {e}")))?;
+        tracing::info!(
+            service,
+            paused,
+            "updates of one service {}",
+            if paused { "paused" } else { "resumed" }
+        );
+        self.changed(vec![service.to_owned()]);
+        Ok(())
+    }
+
+    fn unblock(&self, service: &str) -> Result<Option<String>, ApiError> {
+        let cleared = lock(&self.engine.store)
+            .clear_failed_candidate(service, self.engine.now())
+            .map_err(|e| ApiError::Internal(format!("cannot record the change: {e}")))?;
+        if let Some(f) = &cleared {
+            tracing::info!(service, candidate = %f.version, "failed candidate unblocked");
+        }
+        self.changed(vec![service.to_owned()]);
+        Ok(cleared.map(|f| f.version.to_string()))
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.engine.telemetry.subscribe()
+    }
+
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Vec<String>> {
+        self.changes.subscribe()
     }
 
     /// Queues a check of each service using a pushed repository, without waiting for it. A

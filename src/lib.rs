@@ -30,3 +30,4 @@ pub mod schedule;
 pub mod secret;
 pub mod state;
 pub mod telemetry;
+pub(crate) mod web;

@@ -25,3 +25,4 @@ mod runtime;
 mod secrets;
 mod systemd;
 mod telemetry;
+mod web;

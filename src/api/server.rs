@@ -81,11 +81,11 @@ pub(super) async fn run(
     let descriptors = Arc::new(Semaphore::new(slots.max_open));
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(&e).await;
                     continue;
@@ -117,6 +117,7 @@ pub(super) async fn run(
             http: http.clone(),
             router: router.clone(),
             first_byte_timeout: limits.header_read_timeout,
+            peer,
         };
         tokio::spawn(connection.serve(stream));
     }
@@ -147,6 +148,8 @@ struct Connection {
     http: hyper::server::conn::http1::Builder,
     router: Router,
     first_byte_timeout: std::time::Duration,
+    /// Who connected (the page trusts `X-Forwarded-Proto` from configured proxies only).
+    peer: std::net::SocketAddr,
 }
 
 impl Connection {
@@ -168,9 +171,12 @@ impl Connection {
         }
         let busy = self.slot.busy.clone();
         let router = self.router;
+        let peer = axum::extract::ConnectInfo(self.peer);
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let request = Busy::enter(&busy);
-            let answer = router.clone().oneshot(req.map(axum::body::Body::new));
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(peer);
+            let answer = router.clone().oneshot(req);
             async move {
                 let answer = answer.await;
                 drop(request);

@@ -6,19 +6,81 @@ use std::sync::Mutex;
 use axum::body::{Body, Bytes};
 use axum::http::Request;
 use http_body_util::BodyExt;
+use serde_json::Value;
 use tower::ServiceExt;
 
 use super::*;
 
 /// A backend that records what the API asked of it.
-#[derive(Default)]
-struct Recorder {
-    calls: Mutex<Vec<String>>,
+pub(crate) struct Recorder {
+    pub(crate) calls: Mutex<Vec<String>>,
+    /// What its `subscribe` hands out.
+    pub(crate) events: tokio::sync::broadcast::Sender<Event>,
+    /// What its `changes` hands out.
+    pub(crate) changed: tokio::sync::broadcast::Sender<Vec<String>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self {
+            calls: Mutex::default(),
+            events: tokio::sync::broadcast::channel(16).0,
+            changed: tokio::sync::broadcast::channel(16).0,
+        }
+    }
 }
 
 impl Recorder {
     fn log(&self, s: impl Into<String>) {
         self.calls.lock().unwrap().push(s.into());
+    }
+}
+
+/// The service `web` as a backend shows it.
+pub(crate) fn web_view() -> ServiceView {
+    use model::*;
+    ServiceView {
+        name: "web".into(),
+        compose_file: Some("/srv/app/compose.yaml".into()),
+        compose_service: "web".into(),
+        policy: "semver".into(),
+        policy_source: PolicySource::Configuration,
+        origin: Origin::Configured,
+        enabled: true,
+        image: "nginx:1.27.3".into(),
+        registry: "docker.io".into(),
+        running: None,
+        running_digest: None,
+        available: None,
+        last_check: None,
+        last_update: None,
+        next_check: None,
+        failed_candidate: None,
+        last_result: None,
+        in_flight: false,
+        paused: false,
+        service_paused: false,
+        window: WindowView {
+            always: true,
+            open: true,
+            closes_at: None,
+            opens_at: None,
+        },
+        status: ServiceStatus::Unchecked,
+    }
+}
+
+/// The answer of an update of `web`.
+pub(crate) fn updated() -> ServiceOutcome {
+    ServiceOutcome {
+        service: "web".into(),
+        from: None,
+        to: None,
+        digest: None,
+        result: crate::engine::ServiceResult::Updated,
+        reason: None,
+        stage: None,
+        duration: Duration::ZERO,
     }
 }
 
@@ -30,34 +92,56 @@ impl Backend for Recorder {
     async fn ready(&self) -> Result<(), String> {
         Ok(())
     }
-    fn services(&self) -> Vec<Value> {
-        vec![json!({"name": "web"})]
+    fn services(&self) -> Vec<ServiceView> {
+        vec![web_view()]
     }
-    fn service(&self, name: &str) -> Option<Value> {
-        (name == "web").then(|| json!({"name": "web"}))
+    fn service(&self, name: &str) -> Option<ServiceView> {
+        (name == "web").then(web_view)
     }
-    fn history(&self) -> Vec<Value> {
+    async fn details(&self, name: &str) -> Option<ServiceDetails> {
+        (name == "web").then(ServiceDetails::default)
+    }
+    fn history(&self) -> Vec<HistoryView> {
         vec![]
     }
-    async fn check(&self, only: Vec<String>) -> Result<Value, ApiError> {
-        self.log(format!("check {only:?}"));
-        Ok(json!({"services": []}))
+    fn paused(&self) -> bool {
+        false
     }
-    async fn update(&self, service: &str) -> Result<Value, ApiError> {
-        self.log(format!("update {service}"));
-        Ok(json!({"result": "updated"}))
+    async fn check(&self, only: Vec<String>, actor: &str) -> Result<CheckBody, ApiError> {
+        self.log(format!("check {only:?} by {actor}"));
+        Ok(CheckBody {
+            services: Vec::new(),
+        })
     }
-    async fn rollback(&self, service: &str) -> Result<Value, ApiError> {
-        self.log(format!("rollback {service}"));
+    async fn update(&self, service: &str, actor: &str) -> Result<ServiceOutcome, ApiError> {
+        self.log(format!("update {service} by {actor}"));
+        Ok(updated())
+    }
+    async fn rollback(&self, service: &str, actor: &str) -> Result<RollbackView, ApiError> {
+        self.log(format!("rollback {service} by {actor}"));
         Err(ApiError::Conflict("nothing to roll back".into()))
     }
     fn set_paused(&self, paused: bool) -> Result<(), ApiError> {
         self.log(format!("paused {paused}"));
         Ok(())
     }
+    fn set_service_paused(&self, service: &str, paused: bool) -> Result<(), ApiError> {
+        self.log(format!("paused {service} {paused}"));
+        Ok(())
+    }
+    fn unblock(&self, service: &str) -> Result<Option<String>, ApiError> {
+        self.log(format!("unblock {service}"));
+        Ok(None)
+    }
     fn pushed(&self, repositories: &[PushedRepository]) -> Vec<String> {
         self.log(format!("pushed {}", repositories[0].repository));
         vec!["web".into()]
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Vec<String>> {
+        self.changed.subscribe()
     }
 }
 
@@ -72,33 +156,51 @@ impl Backend for Refuses {
     async fn ready(&self) -> Result<(), String> {
         Ok(())
     }
-    fn services(&self) -> Vec<Value> {
-        vec![json!({"name": "web"})]
+    fn services(&self) -> Vec<ServiceView> {
+        vec![web_view()]
     }
-    fn service(&self, name: &str) -> Option<Value> {
-        (name == "web").then(|| json!({"name": "web"}))
+    fn service(&self, name: &str) -> Option<ServiceView> {
+        (name == "web").then(web_view)
     }
-    fn history(&self) -> Vec<Value> {
+    async fn details(&self, _: &str) -> Option<ServiceDetails> {
+        None
+    }
+    fn history(&self) -> Vec<HistoryView> {
         vec![]
     }
-    async fn check(&self, _: Vec<String>) -> Result<Value, ApiError> {
+    fn paused(&self) -> bool {
+        false
+    }
+    async fn check(&self, _: Vec<String>, _: &str) -> Result<CheckBody, ApiError> {
         Err(self.0.clone())
     }
-    async fn update(&self, _: &str) -> Result<Value, ApiError> {
+    async fn update(&self, _: &str, _: &str) -> Result<ServiceOutcome, ApiError> {
         Err(self.0.clone())
     }
-    async fn rollback(&self, _: &str) -> Result<Value, ApiError> {
+    async fn rollback(&self, _: &str, _: &str) -> Result<RollbackView, ApiError> {
         Err(self.0.clone())
     }
     fn set_paused(&self, _: bool) -> Result<(), ApiError> {
         Err(self.0.clone())
     }
+    fn set_service_paused(&self, _: &str, _: bool) -> Result<(), ApiError> {
+        Err(self.0.clone())
+    }
+    fn unblock(&self, _: &str) -> Result<Option<String>, ApiError> {
+        Err(self.0.clone())
+    }
     fn pushed(&self, _: &[PushedRepository]) -> Vec<String> {
         vec![]
     }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        tokio::sync::broadcast::channel(1).1
+    }
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Vec<String>> {
+        tokio::sync::broadcast::channel(1).1
+    }
 }
 
-const TOKEN: &str = "0123456789abcdef-token";
+pub(crate) const TOKEN: &str = "0123456789abcdef-token";
 const HOOK: &str = "hook-secret-42";
 
 fn app(token: bool) -> (Router, Arc<Recorder>) {
@@ -106,6 +208,7 @@ fn app(token: bool) -> (Router, Arc<Recorder>) {
     let config = ApiConfig {
         token: token.then(|| Secret::new(TOKEN)),
         hook_secret: Some(Secret::new(HOOK)),
+        ..ApiConfig::default()
     };
     (router(backend.clone(), config), backend)
 }
@@ -221,9 +324,9 @@ async fn with_a_token_everything_but_healthz_needs_it() {
     assert_eq!(
         *backend.calls.lock().unwrap(),
         [
-            "check []",
-            "update web",
-            "rollback web",
+            "check [] by api",
+            "update web by api",
+            "rollback web by api",
             "paused true",
             "paused false"
         ]
@@ -600,13 +703,7 @@ async fn hook_bodies_have_a_size_cap() {
 #[tokio::test]
 async fn without_a_hook_secret_hooks_are_off() {
     let backend = Arc::new(Recorder::default());
-    let app = router(
-        backend.clone(),
-        ApiConfig {
-            token: None,
-            hook_secret: None,
-        },
-    );
+    let app = router(backend.clone(), ApiConfig::default());
     let (status, body) = hook(&app, "/hooks/dockerhub/anything", &[], &hub_payload(now())).await;
     assert!(status == 403 && body.contains("set hook_secret"), "{body}");
 }
@@ -657,6 +754,7 @@ async fn running(limits: Limits) -> Running {
     let config = ApiConfig {
         token: Some(Secret::new(TOKEN)),
         hook_secret: Some(Secret::new(HOOK)),
+        ..ApiConfig::default()
     };
     let app = router_with(backend, config, limits.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -908,7 +1006,7 @@ async fn each_backend_error_kind_has_its_status_and_a_json_body() {
     ];
     let config = ApiConfig {
         token: Some(Secret::new(TOKEN)),
-        hook_secret: None,
+        ..ApiConfig::default()
     };
     for (err, status, kind) in cases {
         let message = err.to_string();

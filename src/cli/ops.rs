@@ -94,13 +94,19 @@ pub(super) fn update(
             ));
             return Ok(EXIT_USAGE);
         }
-        let paused =
-            config.pause_updates || engine.store.lock().expect("state lock").state().paused;
+        let (paused, held) = {
+            let store = engine.store.lock().expect("state lock");
+            (
+                config.pause_updates || store.state().paused,
+                store.state().paused_services(),
+            )
+        };
         let opts = PassOptions {
             only: services,
             dry_run,
             actor: "cli".into(),
             paused,
+            held,
             respect_windows: !ignore_window,
         };
         let outcomes = engine.pass(&opts).await;

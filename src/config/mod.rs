@@ -16,6 +16,7 @@ mod files;
 pub mod labels;
 mod notify;
 mod settings;
+mod web;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ use crate::schedule::{CronExpr, TimeRange, WeekdaySet, parse_windows};
 use crate::secret::Secret;
 use crate::telemetry::{LogFormat, LogLevel, NotifySpec, WebhookFormat, WebhookSpec};
 pub use notify::WATCHTOWER_URLS;
+pub use web::WebSettings;
 
 /// Where lookout looks for its configuration when none is given.
 pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/lookout/lookout.toml";
@@ -233,6 +235,8 @@ pub struct Config {
     pub cleanup: bool,
     pub pin_digest: bool,
     pub services: Vec<ServiceSpec>,
+    /// The web page (`[web]`).
+    pub web: WebSettings,
     /// Things worth knowing that are not errors (an unset `${VAR}`).
     pub warnings: Vec<Problem>,
 }
@@ -535,6 +539,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         pin_digest,
     };
     let services = read_services(&mut top, &defaults);
+    let web = web::read_web(&mut top);
     top.finish();
     Some(Config {
         check_interval: timing.check_interval,
@@ -565,6 +570,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         cleanup,
         pin_digest,
         services,
+        web,
         warnings: Vec::new(),
     })
 }

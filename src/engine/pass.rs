@@ -30,7 +30,7 @@ use crate::state::{ChangeKind, ChangeOutcome, ImageVersion, StateStore};
 use crate::telemetry::{CheckResult, Event, NewerImage, Stage, Telemetry, UpdateInfo};
 
 /// What a pass did for one service: `{service, from, to, digest, result, reason, duration}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ServiceOutcome {
     pub service: String,
     /// The image that ran when the pass began.
@@ -42,13 +42,17 @@ pub struct ServiceOutcome {
     pub reason: Option<String>,
     /// Where a failed update stopped.
     pub stage: Option<String>,
+    /// Seconds.
     #[serde(serialize_with = "seconds")]
+    #[schema(value_type = f64)]
     pub duration: Duration,
 }
 
 /// How a pass ended for one service; serialised as the snake_case name (`up_to_date`, …), which
 /// is what the JSON API, `lookout update --json` and the history show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceResult {
     /// The running image is the one the policy chooses.
@@ -132,6 +136,8 @@ pub struct PassOptions {
     pub actor: String,
     /// Updates are paused: check, but hold every update.
     pub paused: bool,
+    /// Services whose updates are paused one by one: checked, their updates held.
+    pub held: Vec<String>,
     /// Hold updates outside each service's maintenance windows (the daemon, and `lookout update`
     /// unless told otherwise).
     pub respect_windows: bool,
@@ -335,7 +341,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             candidate,
             failed: failed.as_ref(),
             enabled: spec.enabled || opts.only.contains(&spec.name),
-            paused: opts.paused,
+            paused: opts.paused || opts.held.contains(&spec.name),
             outside_window: if opts.respect_windows {
                 self.outside_window(spec)
             } else {

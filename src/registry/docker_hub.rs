@@ -181,6 +181,10 @@ impl Registry for DockerHub {
         self.registry.created(image).await
     }
 
+    async fn origin(&self, image: &ImageRef) -> Result<Option<super::ImageOrigin>, RegistryError> {
+        self.registry.origin(image).await
+    }
+
     async fn credential(&self, image: &ImageRef) -> Result<Credential, RegistryError> {
         self.registry.credential(image.repository()).await
     }

@@ -304,6 +304,10 @@ impl Registry for Ecr {
         self.registry.created(image).await
     }
 
+    async fn origin(&self, image: &ImageRef) -> Result<Option<super::ImageOrigin>, RegistryError> {
+        self.registry.origin(image).await
+    }
+
     async fn credential(&self, image: &ImageRef) -> Result<Credential, RegistryError> {
         self.registry.credential(image.repository()).await
     }

@@ -74,9 +74,29 @@ pub trait Registry: Send + Sync {
     /// have no push times. Cached by digest; `None` when the image does not say.
     async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError>;
 
+    /// What the image behind `image` says about its source (for the web page's links):
+    /// `org.opencontainers.image.{source,revision,version}`. Cached by digest; `None` from a
+    /// registry that cannot say.
+    async fn origin(&self, image: &ImageRef) -> Result<Option<ImageOrigin>, RegistryError> {
+        let _ = image;
+        Ok(None)
+    }
+
     /// The credential a pull of `image` must present (what `docker login` would have stored):
     /// the configured one, Docker's `config.json`, or a freshly minted cloud token.
     async fn credential(&self, image: &ImageRef) -> Result<Credential, RegistryError>;
+}
+
+/// Where an image comes from, by its `org.opencontainers.image.*` annotations (of the manifest)
+/// or labels (of the config). Values are as the image gives them: check before use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImageOrigin {
+    /// `org.opencontainers.image.source`: the repository URL.
+    pub source: Option<String>,
+    /// `org.opencontainers.image.revision`: the commit.
+    pub revision: Option<String>,
+    /// `org.opencontainers.image.version`.
+    pub version: Option<String>,
 }
 
 /// The digests a reference points to.

@@ -37,7 +37,9 @@ use super::grammar::{self, Algorithm, shown};
 use super::http::{Reply, Transport, bytes_text};
 use super::origin::{self, Origin};
 use super::page::{Page, PageError, parse_page};
-use super::{Adapter, Digests, ErrorKind, Limits, Platform, Registry, RegistryError, lock};
+use super::{
+    Adapter, Digests, ErrorKind, ImageOrigin, Limits, Platform, Registry, RegistryError, lock,
+};
 use crate::policy::Tag;
 use crate::reference::ImageRef;
 
@@ -82,6 +84,8 @@ pub struct Distribution {
     platform_digests: Mutex<HashMap<String, Option<String>>>,
     /// Manifest digest → the image config's `created` time (immutable, so kept).
     created: Mutex<HashMap<String, Option<i64>>>,
+    /// What images say about their source, by manifest digest.
+    origins: Mutex<HashMap<String, ImageOrigin>>,
 }
 
 impl Distribution {
@@ -129,6 +133,7 @@ impl Distribution {
             limits: ctx.options.limits.clone(),
             platform_digests: Mutex::new(HashMap::new()),
             created: Mutex::new(HashMap::new()),
+            origins: Mutex::new(HashMap::new()),
         })
     }
 
@@ -425,7 +430,6 @@ impl Distribution {
     /// The `created` time of the image `image` names, for this host's platform: the manifest
     /// (by digest when the tag is an index) and its config blob. Cached by manifest digest.
     pub async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError> {
-        let repo = image.repository();
         let digests = self.digest(image).await?;
         let Some(manifest_digest) = digests.platform else {
             return Ok(None);
@@ -433,8 +437,75 @@ impl Distribution {
         if let Some(known) = self.cached(&self.created, &manifest_digest) {
             return Ok(known);
         }
-        let (body, _) = self.get_manifest(repo, &manifest_digest).await?;
-        self.verify(repo, "manifest", &manifest_digest, &body)?;
+        let (_, config) = self
+            .manifest_and_config(image.repository(), &manifest_digest)
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Config {
+            created: Option<String>,
+        }
+        let created = serde_json::from_slice::<Config>(&config)
+            .ok()
+            .and_then(|c| c.created)
+            .and_then(|c| c.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second());
+        remember(&self.created, &manifest_digest, created);
+        Ok(created)
+    }
+
+    /// What the image `image` names says about its source, for this host's platform: the
+    /// `org.opencontainers.image.{source,revision,version}` annotations of its manifest, else
+    /// the labels of its config. Cached by manifest digest.
+    pub async fn origin(&self, image: &ImageRef) -> Result<Option<ImageOrigin>, RegistryError> {
+        let digests = self.digest(image).await?;
+        let Some(manifest_digest) = digests.platform else {
+            return Ok(None);
+        };
+        if let Some(known) = self.cached(&self.origins, &manifest_digest) {
+            return Ok(Some(known));
+        }
+        let (manifest, config) = self
+            .manifest_and_config(image.repository(), &manifest_digest)
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Inner {
+            #[serde(rename = "Labels", default)]
+            labels: Option<HashMap<String, String>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Config {
+            config: Option<Inner>,
+        }
+        let labels = serde_json::from_slice::<Config>(&config)
+            .ok()
+            .and_then(|c| c.config)
+            .and_then(|c| c.labels)
+            .unwrap_or_default();
+        let annotations = manifest.annotations.unwrap_or_default();
+        let pick = |key: &str| {
+            annotations
+                .get(key)
+                .or_else(|| labels.get(key))
+                .map(|v| v.chars().take(512).collect::<String>())
+        };
+        let origin = ImageOrigin {
+            source: pick("org.opencontainers.image.source"),
+            revision: pick("org.opencontainers.image.revision"),
+            version: pick("org.opencontainers.image.version"),
+        };
+        remember(&self.origins, &manifest_digest, origin.clone());
+        Ok(Some(origin))
+    }
+
+    /// An image manifest, fetched by digest, and its config blob, both verified against their
+    /// digests.
+    async fn manifest_and_config(
+        &self,
+        repo: &str,
+        manifest_digest: &str,
+    ) -> Result<(OciImageManifest, Vec<u8>), RegistryError> {
+        let (body, _) = self.get_manifest(repo, manifest_digest).await?;
+        self.verify(repo, "manifest", manifest_digest, &body)?;
         let manifest: OciImageManifest = serde_json::from_slice(&body).map_err(|e| {
             self.err(
                 repo,
@@ -465,17 +536,7 @@ impl Distribution {
             .map_err(|k| self.err(repo, k))?;
         let reply = self.expect_ok(repo, &what, reply)?;
         self.verify(repo, "config blob", &config_digest, &reply.body)?;
-        #[derive(serde::Deserialize)]
-        struct Config {
-            created: Option<String>,
-        }
-        let created = serde_json::from_slice::<Config>(&reply.body)
-            .ok()
-            .and_then(|c| c.created)
-            .and_then(|c| c.parse::<jiff::Timestamp>().ok())
-            .map(|t| t.as_second());
-        remember(&self.created, &manifest_digest, created);
-        Ok(created)
+        Ok((manifest, reply.body.to_vec()))
     }
 
     fn cached<V: Clone>(&self, cache: &Mutex<HashMap<String, V>>, key: &str) -> Option<V> {
@@ -825,6 +886,10 @@ impl Registry for OciRegistry {
 
     async fn created(&self, image: &ImageRef) -> Result<Option<i64>, RegistryError> {
         self.api.created(image).await
+    }
+
+    async fn origin(&self, image: &ImageRef) -> Result<Option<ImageOrigin>, RegistryError> {
+        self.api.origin(image).await
     }
 
     async fn credential(&self, image: &ImageRef) -> Result<Credential, RegistryError> {

@@ -22,6 +22,8 @@ pub struct Scheduler<C> {
     clock: C,
     first_at_start: bool,
     rng: fastrand::Rng,
+    /// Told each next due time, for those who show it (the web page).
+    next: Option<tokio::sync::watch::Sender<Option<jiff::Timestamp>>>,
 }
 
 impl<C: Clock> Scheduler<C> {
@@ -33,7 +35,14 @@ impl<C: Clock> Scheduler<C> {
             clock,
             first_at_start,
             rng,
+            next: None,
         }
+    }
+
+    /// Sends each next due time (`None`: none is due) to `next` as it is planned.
+    pub fn telling(mut self, next: tokio::sync::watch::Sender<Option<jiff::Timestamp>>) -> Self {
+        self.next = Some(next);
+        self
     }
 
     /// Runs `tick()` at each due time until `shutdown` resolves. A due time that arrives while
@@ -62,6 +71,9 @@ impl<C: Clock> Scheduler<C> {
         } else {
             self.schedule.next_run(now, &mut self.rng)
         };
+        if let Some(next) = &self.next {
+            next.send_replace(due);
+        }
         loop {
             let wait = due.map_or(Duration::MAX, |d| {
                 Duration::try_from(d.duration_since(self.clock.now())).unwrap_or(Duration::ZERO)
@@ -92,6 +104,9 @@ impl<C: Clock> Scheduler<C> {
                         .next_run(this, &mut self.rng)
                         .filter(|next| *next > now)
                         .or_else(|| self.schedule.next_run(now, &mut self.rng));
+                    if let Some(next) = &self.next {
+                        next.send_replace(due);
+                    }
                     if due.is_none() {
                         tracing::warn!(schedule = ?self.schedule.kind, "no further check is due on this schedule; checks run only when asked for (API, hooks)");
                     }

@@ -64,6 +64,10 @@ pub struct ServiceState {
     /// Finished updates and rollbacks, oldest first, at most [`HISTORY_LIMIT`].
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// Updates of this service alone are paused (the web page or
+    /// `POST /api/v1/services/{name}/pause`); kept across restarts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// One image version: repository, tag (if referenced by tag) and content digest.
@@ -210,6 +214,15 @@ impl State {
         if running.is_some() {
             svc.running = running;
         }
+    }
+
+    /// The services whose updates are paused one by one, by name.
+    pub fn paused_services(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter(|(_, s)| s.paused)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Forgets the failed candidate of `service` so it may be tried again.

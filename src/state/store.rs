@@ -370,6 +370,19 @@ impl StateStore {
         })
     }
 
+    /// Pauses or resumes the updates of `service` alone. Durable on return.
+    pub(crate) fn set_service_paused(
+        &mut self,
+        service: &str,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        self.change(now, |state| {
+            state.services.entry(service.to_owned()).or_default().paused = paused;
+            Ok(())
+        })
+    }
+
     /// Forgets the failed candidate of `service` so it may be tried again.
     pub fn clear_failed_candidate(
         &mut self,

@@ -84,7 +84,12 @@ struct Inner {
     clock: Arc<dyn Clock>,
     endpoints: Vec<Endpoint>,
     channels: Vec<ChannelQueue>,
+    /// Every event, for live listeners (the API's `/api/v1/events` stream and the web page).
+    live: tokio::sync::broadcast::Sender<Event>,
 }
+
+/// Events a live listener may fall behind by before it misses some (and is told so).
+const LIVE_CAPACITY: usize = 1024;
 
 impl Telemetry {
     /// The handle and the webhook workers; spawn `Deliveries::run` (it needs a tokio runtime).
@@ -137,6 +142,7 @@ impl Telemetry {
             clock,
             endpoints,
             channels,
+            live: tokio::sync::broadcast::channel(LIVE_CAPACITY).0,
         };
         (
             Self {
@@ -160,11 +166,21 @@ impl Telemetry {
         &self.inner.host
     }
 
-    /// Logs `event`, updates the metrics and queues webhook deliveries. Never waits.
+    /// Logs `event`, updates the metrics, queues webhook deliveries and hands it to live
+    /// listeners. Never waits.
     pub fn emit(&self, event: Event) {
         self.log(&event);
         self.count(&event);
         self.enqueue(&event);
+        if self.inner.live.receiver_count() > 0 {
+            // A listener that fell behind learns it from its receiver (`Lagged`).
+            let _ = self.inner.live.send(event);
+        }
+    }
+
+    /// Every event emitted from now on, as [`Telemetry::emit`] gets it.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.inner.live.subscribe()
     }
 
     fn service_label<'a>(&self, name: &'a str) -> &'a str {

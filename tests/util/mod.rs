@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // Each area uses a different part of the harness.
 
+pub(crate) mod browser;
 pub(crate) mod compose;
 pub(crate) mod daemon;
 pub(crate) mod distribution;
