@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::engine::{COMPOSE_TAGGED, Flavor, HEALTHY, Project};
 use crate::util::compose::ComposeDown;
 use crate::util::daemon::{Daemon, http};
-use crate::util::{Scratch, TestImage, free_port, lookout, run, wait_for};
+use crate::util::{Scratch, TestImage, free_port, run, wait_for};
 
 const TOKEN: &str = "api-token-0123456789abcdef";
 const HOOK_SECRET: &str = "hook-secret-0123456789abcdef";
@@ -453,7 +453,7 @@ fn a_panic_in_a_check_fails_that_check_not_the_process() {
             compose_file.display()
         ),
     );
-    let out = lookout()
+    let out = crate::util::lookout()
         .arg("--config")
         .arg(&config)
         .args(["update", "--json"])
