@@ -538,6 +538,79 @@ fn nothing_new_pulls_nothing_and_restarts_nothing(flavor: Flavor) {
     );
 }
 
+/// A compose program that writes each call's arguments to `log`, then runs `docker compose`.
+fn recording_compose(scratch: &Scratch, log: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let wrapper = scratch.join("recording-compose");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec docker compose \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+/// An idle `lookout update` runs no compose process at all (not even `version`); one that
+/// updates asks compose its version once and then runs it.
+#[test]
+fn an_idle_update_runs_no_compose_process_and_an_update_detects_compose_once() {
+    let mut p = Project::new(
+        "engine-lazy-compose",
+        Flavor::V2,
+        COMPOSE_TAGGED,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    p.push("1.0.0", HEALTHY);
+    p.up();
+    let log = p.scratch.join("compose-calls.log");
+    let wrapper = recording_compose(&p.scratch, &log);
+    let config = p.config.clone();
+    let update = || {
+        let out = lookout()
+            .arg("--config")
+            .arg(&config)
+            .args(["update", "--json"])
+            .env("LOOKOUT_COMPOSE_BINARY", &wrapper)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let reports: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "update printed no JSON ({e}):\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        reports[0].clone()
+    };
+    let calls = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    let report = update();
+    assert_eq!(report["result"], "up_to_date", "{report}");
+    assert_eq!(calls(), Vec::<String>::new(), "an idle pass runs no compose");
+
+    p.push("1.1.0", HEALTHY);
+    let report = update();
+    assert_eq!(report["result"], "updated", "{report}");
+    let calls = calls();
+    assert_eq!(
+        calls.iter().filter(|c| c.as_str() == "version").count(),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(calls.first().map(String::as_str), Some("version"), "{calls:?}");
+    assert!(calls.iter().any(|c| c.contains(" up ")), "{calls:?}");
+}
+
 /// `lookout rollback` returns to the image the service ran before its last update.
 #[test]
 fn rollback_returns_to_the_previous_image() {

@@ -42,7 +42,7 @@ pub use update::{ImageSource, UpdateReport, UpdateRequest, UpdateResult, Updater
 use crate::config::{Config, ServiceSpec};
 use crate::reference::ImageRef;
 use crate::registry::{Registries, RegistryOptions};
-use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
+use crate::runtime::compose_cli::{ComposeProject, LazyCompose};
 use crate::runtime::{Compose, ContainerRuntime, Docker};
 use crate::schedule::{Clock, SystemClock};
 use crate::state::{
@@ -82,8 +82,8 @@ pub enum RollbackError {
 
 /// Everything lookout works with on a host: the configuration, Docker, compose, the registries,
 /// the state store and the clock. Generic over the container engine and compose, so tests run
-/// it on fakes (`tests/util/fakes.rs`); the binary runs `Engine<Docker, ComposeCli>`.
-pub struct Engine<R: ContainerRuntime, C: Compose = ComposeCli> {
+/// it on fakes (`tests/util/fakes.rs`); the binary runs `Engine<Docker, LazyCompose>`.
+pub struct Engine<R: ContainerRuntime, C: Compose = LazyCompose> {
     /// The configuration in force; replaced whole by [`Engine::reload`].
     config: RwLock<Arc<Config>>,
     pub runtime: R,
@@ -127,21 +127,20 @@ pub fn open_store(
 }
 
 impl Engine<Docker> {
-    /// Connects to Docker, finds compose, and opens (and locks) the state store.
+    /// Connects to Docker and opens (and locks) the state store; compose is found when first
+    /// needed.
     /// Webhooks go out once the caller runs the returned [`Deliveries`].
     pub async fn start(config: Config) -> Result<(Self, Deliveries), StartError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (store, opened) = open_store(&config, clock.now())?;
         let runtime = Docker::connect().await?;
         // LOOKOUT_COMPOSE_BINARY names the compose program (e.g. /usr/bin/docker-compose for v1);
-        // otherwise `docker compose` (v2) is tried first, then `docker-compose`.
-        let compose = match std::env::var_os("LOOKOUT_COMPOSE_BINARY") {
-            Some(program) => {
-                ComposeCli::with_program(std::path::Path::new(&program), config.compose_timeout)
-                    .await?
-            }
-            None => ComposeCli::detect(config.compose_timeout).await?,
-        };
+        // otherwise `docker compose` (v2) is tried first, then `docker-compose`. Either is run
+        // (`version`) only when compose is first needed, so an idle pass starts no process.
+        let compose = LazyCompose::new(
+            std::env::var_os("LOOKOUT_COMPOSE_BINARY").map(std::path::PathBuf::from),
+            config.compose_timeout,
+        );
         let settings = TelemetrySettings::from_config(&config);
         let (telemetry, deliveries) = Telemetry::new(settings, clock.clone());
         let engine = Self::with(config, runtime, compose, store, opened, telemetry, clock);

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use compose::{Compose, locate_project};
-pub use compose_cli::{ComposeCli, ComposeFlavor, ComposeProject, ProjectSource};
+pub use compose_cli::{ComposeCli, ComposeFlavor, ComposeProject, LazyCompose, ProjectSource};
 pub use docker::Docker;
 pub use health::{
     GateFailure, GateOptions, Observation, ProbeResult, Verdict, judge, wait_healthy,
