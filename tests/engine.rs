@@ -570,6 +570,7 @@ fn an_idle_update_runs_no_compose_process_and_an_update_detects_compose_once() {
     let wrapper = recording_compose(&p.scratch, &log);
     let config = p.config.clone();
     let update = || {
+        let started = std::time::Instant::now();
         let out = lookout()
             .arg("--config")
             .arg(&config)
@@ -584,7 +585,7 @@ fn an_idle_update_runs_no_compose_process_and_an_update_detects_compose_once() {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
-        reports[0].clone()
+        (reports[0].clone(), started.elapsed().as_secs_f64())
     };
     let calls = || {
         std::fs::read_to_string(&log)
@@ -594,13 +595,22 @@ fn an_idle_update_runs_no_compose_process_and_an_update_detects_compose_once() {
             .collect::<Vec<_>>()
     };
 
-    let report = update();
+    let (report, _) = update();
     assert_eq!(report["result"], "up_to_date", "{report}");
     assert_eq!(calls(), Vec::<String>::new(), "an idle pass runs no compose");
 
     p.push("1.1.0", HEALTHY);
-    let report = update();
+    let (report, wall) = update();
     assert_eq!(report["result"], "updated", "{report}");
+    // The update is nearly all of the command's time (pull, compose, the health gate of at
+    // least health_stable = 4 s): its reported duration is the wall clock within 10 %.
+    let duration = report["duration"].as_f64().unwrap();
+    assert!(
+        duration <= wall && duration >= 0.9 * wall,
+        "duration {duration} s, wall clock {wall} s"
+    );
+    let check = report["check_duration"].as_f64().unwrap();
+    assert!(check > 0.0 && check < duration, "{report}");
     let calls = calls();
     assert_eq!(
         calls.iter().filter(|c| c.as_str() == "version").count(),

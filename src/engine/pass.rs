@@ -42,8 +42,13 @@ pub struct ServiceOutcome {
     pub reason: Option<String>,
     /// Where a failed update stopped.
     pub stage: Option<String>,
+    /// The service's own time: its check, plus its update when one ran (not the waits for a
+    /// check slot, for dependencies or for another service's update).
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
+    /// The check's own time (`lookout_check_duration_seconds`).
+    #[serde(serialize_with = "seconds")]
+    pub check_duration: Duration,
 }
 
 /// How a pass ended for one service; serialised as the snake_case name (`up_to_date`, …), which
@@ -627,7 +632,7 @@ fn check_finished(spec: &ServiceSpec, outcome: &ServiceOutcome) -> Event {
         service: spec.name.clone(),
         result,
         update_available,
-        duration: outcome.duration,
+        duration: outcome.check_duration,
     }
 }
 
@@ -797,6 +802,7 @@ impl ServiceOutcome {
             reason: None,
             stage: None,
             duration: Duration::ZERO,
+            check_duration: Duration::ZERO,
         }
     }
 

@@ -97,7 +97,8 @@ pub(crate) struct Pipeline<'a> {
 impl Pipeline<'_> {
     /// Checks every service with `check` and applies what it found with `apply`; `finished`
     /// is called with each service's outcome as soon as it is known. Returns the outcomes in
-    /// service order, each with its duration (from the start of its check).
+    /// service order, each with its own durations: `check_duration` the check's, `duration`
+    /// the check's plus the change's (waits for other services are neither).
     pub(crate) async fn run<S, W, C, CF, A, AF, F>(
         &self,
         services: &[S],
@@ -144,13 +145,15 @@ impl Pipeline<'_> {
     {
         // Whatever happens below, the services that wait for this one are let go.
         let _done = MarkDone(done.get(i));
-        let (started, checked) = {
+        let (check_time, checked) = {
             // The semaphore is never closed; without a permit the check still runs.
             let _permit = limit.acquire().await.ok();
-            (Instant::now(), self.check_one(service, check).await)
+            let started = Instant::now();
+            let checked = self.check_one(service, check).await;
+            (started.elapsed(), checked)
         };
-        let mut outcome = match checked {
-            Checked::Done(outcome) => outcome,
+        let (mut outcome, update_time) = match checked {
+            Checked::Done(outcome) => (outcome, Duration::ZERO),
             Checked::Apply { report, work } => {
                 for &j in self.after.get(i).into_iter().flatten() {
                     if let Some(before) = done.get(j).filter(|_| j != i) {
@@ -160,7 +163,10 @@ impl Pipeline<'_> {
                 self.apply_one(service, report, work, apply).await
             }
         };
-        outcome.duration = started.elapsed();
+        // Each span is measured where it runs: waits for a check slot, for dependencies and
+        // for the update lock are no service's own time.
+        outcome.check_duration = check_time;
+        outcome.duration = check_time.saturating_add(update_time);
         if let Err(panic) =
             std::panic::catch_unwind(AssertUnwindSafe(|| finished(service, &outcome)))
         {
@@ -200,13 +206,14 @@ impl Pipeline<'_> {
     }
 
     /// The change under the update lock, isolated from panics; not started once lookout stops.
+    /// Returns the outcome and how long the change ran (from when it got the lock).
     async fn apply_one<S, W, A, AF>(
         &self,
         service: &S,
         report: ServiceOutcome,
         work: W,
         apply: &A,
-    ) -> ServiceOutcome
+    ) -> (ServiceOutcome, Duration)
     where
         S: Service,
         A: Fn(&S, ServiceOutcome, W) -> AF,
@@ -220,14 +227,15 @@ impl Pipeline<'_> {
         };
         let _guard = tokio::select! {
             biased;
-            () = self.stop.stopped() => return held(report),
+            () = self.stop.stopped() => return (held(report), Duration::ZERO),
             guard = self.update_lock.lock() => guard,
         };
         if self.stop.is_stopping() {
-            return held(report);
+            return (held(report), Duration::ZERO);
         }
         let fallback = report.clone();
-        match AssertUnwindSafe(async { apply(service, report, work).await })
+        let started = Instant::now();
+        let outcome = match AssertUnwindSafe(async { apply(service, report, work).await })
             .catch_unwind()
             .await
         {
@@ -243,7 +251,8 @@ impl Pipeline<'_> {
                 outcome.reason = Some(reason);
                 outcome
             }
-        }
+        };
+        (outcome, started.elapsed())
     }
 }
 

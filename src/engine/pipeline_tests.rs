@@ -327,3 +327,29 @@ fn panic_messages_are_read_from_str_and_string_payloads() {
     let p = std::panic::catch_unwind(|| std::panic::panic_any(7_u8)).unwrap_err();
     assert_eq!(panic_message(&*p), "(no message)");
 }
+
+#[tokio::test(start_paused = true)]
+async fn durations_are_each_service_s_own_check_and_change_not_the_waits_for_others() {
+    // Three changes of 3 s behind one update lock: the last waits 6 s for it, and a service
+    // whose check takes 2 s finishes after all of them; none of the waiting is its own time.
+    let r = run(
+        &[
+            Fake::Update { check: 1, apply: 3 },
+            Fake::Update { check: 1, apply: 3 },
+            Fake::Update { check: 1, apply: 3 },
+            Fake::UpToDate(2),
+        ],
+        &none(4),
+        None,
+    )
+    .await;
+    for i in 0..3 {
+        let o = &r.outcomes[i];
+        assert_eq!(o.result, ServiceResult::Updated);
+        assert_eq!(o.check_duration, Duration::from_secs(1), "s{i}: {o:?}");
+        assert_eq!(o.duration, Duration::from_secs(4), "s{i}: {o:?}");
+    }
+    let idle = &r.outcomes[3];
+    assert_eq!(idle.check_duration, Duration::from_secs(2));
+    assert_eq!(idle.duration, Duration::from_secs(2));
+}
