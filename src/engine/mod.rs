@@ -43,6 +43,7 @@ use crate::config::{Config, ServiceSpec};
 use crate::reference::ImageRef;
 use crate::registry::{Registries, RegistryOptions};
 use crate::runtime::compose_cli::{ComposeProject, LazyCompose};
+use crate::runtime::view::ImageRefs;
 use crate::runtime::{Compose, ContainerRuntime, Docker};
 use crate::schedule::{Clock, SystemClock};
 use crate::state::{
@@ -99,6 +100,9 @@ pub struct Engine<R: ContainerRuntime, C: Compose = LazyCompose> {
     update_lock: tokio::sync::Mutex<()>,
     /// Set by [`Engine::stop`].
     stop: Stop,
+    /// Image references of the containers earlier passes saw, so an idle pass inspects only
+    /// containers that are new (see `runtime::view`).
+    image_refs: ImageRefs,
     /// Where every timestamp of the engine, its events and its state file comes from.
     clock: Arc<dyn Clock>,
 }
@@ -188,6 +192,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             announced: Mutex::new(HashMap::new()),
             update_lock: tokio::sync::Mutex::new(()),
             stop: Stop::default(),
+            image_refs: ImageRefs::default(),
             clock,
         }
     }
@@ -289,6 +294,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             announced: &self.announced,
             update_lock: &self.update_lock,
             stop: &self.stop,
+            image_refs: &self.image_refs,
         };
         self.telemetry.emit(crate::telemetry::Event::PassStarted);
         let outcomes = pass.run(opts).await;

@@ -24,7 +24,9 @@ use crate::engine::{failpoint, lock, recovery};
 use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_service};
 use crate::runtime::compose_cli::ComposeProject;
-use crate::runtime::{Compose, ContainerRuntime, ContainerState, RegistryLogin, locate_project};
+use crate::runtime::compose::locate_project_in;
+use crate::runtime::view::{ImageRefs, PassView};
+use crate::runtime::{Compose, ContainerRuntime, ContainerState, RegistryLogin};
 use crate::schedule::{WindowDecision, Windows};
 use crate::state::{ChangeKind, ChangeOutcome, ImageVersion, StateStore};
 use crate::telemetry::{CheckResult, Event, NewerImage, Stage, Telemetry, UpdateInfo};
@@ -158,6 +160,8 @@ pub struct Pass<'a, R: ContainerRuntime, C: Compose> {
     pub update_lock: &'a tokio::sync::Mutex<()>,
     /// Set when lookout stops: checks are cancelled, changes not yet started do not start.
     pub stop: &'a Stop,
+    /// The image references of containers seen in earlier passes (see [`PassView`]).
+    pub(crate) image_refs: &'a ImageRefs,
 }
 
 impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
@@ -188,14 +192,14 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             update_lock: self.update_lock,
             stop: self.stop,
         };
-        let cycle = &cycle;
+        let (cycle, view) = (&cycle, &PassView::new(self.runtime, self.image_refs));
         pipeline
             .run(
                 &specs,
                 |spec: &&ServiceSpec| {
                     let spec: &ServiceSpec = spec;
                     let span = tracing::info_span!("check", service = %spec.name);
-                    self.check(cycle, spec, opts).instrument(span)
+                    self.check(cycle, view, spec, opts).instrument(span)
                 },
                 |spec, report, (request, reason): Work| {
                     let span = tracing::info_span!("check", service = %spec.name);
@@ -210,10 +214,11 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     async fn check(
         &self,
         cycle: &CheckCycle,
+        view: &PassView<'_, R>,
         spec: &ServiceSpec,
         opts: &PassOptions,
     ) -> Checked<Work> {
-        match self.check_inner(cycle, spec, opts).await {
+        match self.check_inner(cycle, view, spec, opts).await {
             Ok(checked) => checked,
             Err(report) => Checked::Done(report),
         }
@@ -222,12 +227,13 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     async fn check_inner(
         &self,
         cycle: &CheckCycle,
+        view: &PassView<'_, R>,
         spec: &ServiceSpec,
         opts: &PassOptions,
     ) -> Result<Checked<Work>, ServiceOutcome> {
         let mut report = ServiceOutcome::new(&spec.name, ServiceResult::CheckFailed);
         failpoint::hit("during_check");
-        let (project, running, running_text) = match self.running_service(spec).await {
+        let (project, running, running_text) = match self.running_service(view, spec).await {
             Ok(found) => found,
             Err((result, reason)) => {
                 report.result = result;
@@ -302,12 +308,15 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     /// the check ends with (a service that does not run is skipped, not failed).
     async fn running_service(
         &self,
+        view: &PassView<'_, R>,
         spec: &ServiceSpec,
     ) -> Result<(ComposeProject, Running, String), (ServiceResult, String)> {
-        let project = locate_project(self.runtime, self.compose, spec)
+        let failed = |e: String| (ServiceResult::CheckFailed, e);
+        let listed = view.containers().await.map_err(failed)?;
+        let project = locate_project_in(&listed, self.compose, spec)
             .await
-            .map_err(|e| (ServiceResult::CheckFailed, e.to_string()))?;
-        match find_running(self.runtime, spec, &project).await {
+            .map_err(|e| failed(e.to_string()))?;
+        match view_running(view, spec, &project).await {
             Ok(Some((running, text))) => Ok((project, running, text)),
             Ok(None) => Err((
                 ServiceResult::Skipped,
@@ -691,6 +700,26 @@ pub(crate) async fn find_running<R: ContainerRuntime>(
         reference,
         image_id: container.image_id,
         repo_digests,
+    };
+    Ok(Some((running, container.image_ref)))
+}
+
+/// [`find_running`] from the pass's shared view of Docker.
+async fn view_running<R: ContainerRuntime>(
+    view: &PassView<'_, R>,
+    spec: &ServiceSpec,
+    project: &ComposeProject,
+) -> Result<Option<(Running, String)>, String> {
+    let Some(container) = view.running(&project.name, &spec.compose_service).await? else {
+        return Ok(None);
+    };
+    let reference = ImageRef::parse(&container.image_ref)
+        .map_err(|e| format!("container {}: {e}", container.name))?;
+    let image = view.image(&container.image_id).await?;
+    let running = Running {
+        reference,
+        image_id: container.image_id,
+        repo_digests: image.map(|i| i.repo_digests).unwrap_or_default(),
     };
     Ok(Some((running, container.image_ref)))
 }
