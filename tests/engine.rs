@@ -597,7 +597,11 @@ fn an_idle_update_runs_no_compose_process_and_an_update_detects_compose_once() {
 
     let (report, _) = update();
     assert_eq!(report["result"], "up_to_date", "{report}");
-    assert_eq!(calls(), Vec::<String>::new(), "an idle pass runs no compose");
+    assert_eq!(
+        calls(),
+        Vec::<String>::new(),
+        "an idle pass runs no compose"
+    );
 
     p.push("1.1.0", HEALTHY);
     let (report, wall) = update();
@@ -617,7 +621,11 @@ fn an_idle_update_runs_no_compose_process_and_an_update_detects_compose_once() {
         1,
         "{calls:?}"
     );
-    assert_eq!(calls.first().map(String::as_str), Some("version"), "{calls:?}");
+    assert_eq!(
+        calls.first().map(String::as_str),
+        Some("version"),
+        "{calls:?}"
+    );
     assert!(calls.iter().any(|c| c.contains(" up ")), "{calls:?}");
 }
 

@@ -513,7 +513,10 @@ async fn the_digest_policy_asks_one_head_per_distinct_reference_and_no_tag_list(
             continue;
         }
         let candidate = check.candidate.as_ref().unwrap();
-        assert_eq!(candidate, &check.running, "the digest policy stays on its tag");
+        assert_eq!(
+            candidate, &check.running,
+            "the digest policy stays on its tag"
+        );
         let key = format!("{}:{}", candidate.repository(), candidate.tag().unwrap());
         assert_eq!(check.digests.as_ref().unwrap().manifest, digests[&key]);
     }
@@ -533,7 +536,12 @@ async fn a_check_behind_a_token_service_asks_one_token_per_repository_per_expiry
     for r in 0..5 {
         for t in ["1.0.0", "1.1.0", "1.2.0"] {
             pusher
-                .image(&format!("many/app{r}"), t, &format!("{r}-{t}"), "2024-01-01T00:00:00Z")
+                .image(
+                    &format!("many/app{r}"),
+                    t,
+                    &format!("{r}-{t}"),
+                    "2024-01-01T00:00:00Z",
+                )
                 .await;
         }
     }
@@ -566,8 +574,8 @@ async fn a_check_behind_a_token_service_asks_one_token_per_repository_per_expiry
             5 + 5 * round,
             "{stats:#?}"
         );
-        let challenged = stats.count(&registry.host, "GET", "401")
-            + stats.count(&registry.host, "HEAD", "401");
+        let challenged =
+            stats.count(&registry.host, "GET", "401") + stats.count(&registry.host, "HEAD", "401");
         assert!((1..=5).contains(&challenged), "{stats:#?}");
         assert_eq!(
             stats.count(&registry.host, "HEAD", "200"),

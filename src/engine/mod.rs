@@ -96,8 +96,9 @@ pub struct Engine<R: ContainerRuntime, C: Compose = LazyCompose> {
     pub telemetry: Telemetry,
     /// The candidate last announced per service (`update_available` once per candidate).
     announced: Mutex<HashMap<String, String>>,
-    /// Held while an update or a rollback is applied: one change at a time on this host.
-    update_lock: tokio::sync::Mutex<()>,
+    /// Passed by every update (`update_concurrency` at once, one per compose file); held
+    /// exclusively by a rollback or a recovery. Sized when the engine is made.
+    gate: pipeline::UpdateGate,
     /// Set by [`Engine::stop`].
     stop: Stop,
     /// Image references of the containers earlier passes saw, so an idle pass inspects only
@@ -164,6 +165,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         telemetry: Telemetry,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let concurrency = config.update_concurrency;
         match &opened.origin {
             Origin::Restored {
                 backup,
@@ -190,7 +192,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             opened,
             telemetry,
             announced: Mutex::new(HashMap::new()),
-            update_lock: tokio::sync::Mutex::new(()),
+            gate: pipeline::UpdateGate::new(concurrency),
             stop: Stop::default(),
             image_refs: ImageRefs::default(),
             clock,
@@ -229,8 +231,8 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
     /// Waits until no update or rollback runs and returns the update lock: while the guard is
     /// held, none starts. After [`Engine::stop`], this is how long shutdown waits for a change
     /// in progress (bounded by its compose and health timeouts).
-    pub(crate) async fn quiesce(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.update_lock.lock().await
+    pub(crate) async fn quiesce(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.exclusive().await
     }
 
     pub fn service(&self, name: &str) -> Option<ServiceSpec> {
@@ -252,7 +254,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
 
     /// Finishes every update an earlier lookout left in the journal (holding the update lock).
     pub async fn recover(&self) -> Vec<Recovered> {
-        let _guard = self.update_lock.lock().await;
+        let _guard = self.gate.exclusive().await;
         let in_flight = lock(&self.store).in_flight();
         let mut known = HashMap::new();
         for entry in in_flight {
@@ -292,7 +294,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             now: &now,
             telemetry: &self.telemetry,
             announced: &self.announced,
-            update_lock: &self.update_lock,
+            gate: &self.gate,
             stop: &self.stop,
             image_refs: &self.image_refs,
         };
@@ -314,7 +316,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         let _guard = tokio::select! {
             biased;
             () = self.stop.stopped() => return Err(stopping()),
-            guard = self.update_lock.lock() => guard,
+            guard = self.gate.exclusive() => guard,
         };
         if self.stop.is_stopping() {
             return Err(stopping());

@@ -18,13 +18,13 @@ use tracing::Instrument;
 use crate::compose;
 use crate::config::{Config, ServiceSpec};
 use crate::engine::decide::{Candidate, Decision, Facts, Hold, Running, decide};
-use crate::engine::pipeline::{Checked, Pipeline, Stop, panic_message};
+use crate::engine::pipeline::{Checked, Pipeline, Stop, UpdateGate, panic_message};
 use crate::engine::update::{ImageSource, UpdateRequest, UpdateResult, Updater};
 use crate::engine::{failpoint, lock, recovery};
 use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_service};
-use crate::runtime::compose_cli::ComposeProject;
 use crate::runtime::compose::locate_project_in;
+use crate::runtime::compose_cli::ComposeProject;
 use crate::runtime::view::{ImageRefs, PassView};
 use crate::runtime::{Compose, ContainerRuntime, ContainerState, RegistryLogin};
 use crate::schedule::{WindowDecision, Windows};
@@ -156,8 +156,8 @@ pub struct Pass<'a, R: ContainerRuntime, C: Compose> {
     pub telemetry: &'a Telemetry,
     /// The candidate last announced per service, so `update_available` is sent once per candidate.
     pub announced: &'a Mutex<HashMap<String, String>>,
-    /// Held while a change is applied, by every pass and rollback of this engine.
-    pub update_lock: &'a tokio::sync::Mutex<()>,
+    /// Passed by every change of every pass; held exclusively by rollbacks.
+    pub(crate) gate: &'a UpdateGate,
     /// Set when lookout stops: checks are cancelled, changes not yet started do not start.
     pub stop: &'a Stop,
     /// The image references of containers seen in earlier passes (see [`PassView`]).
@@ -185,11 +185,13 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
         let after = update_after(&services, &|file| {
             compose::dependencies(&read_compose_for_dependencies(file))
         });
+        let files: Vec<PathBuf> = services.iter().map(|(file, _)| file.clone()).collect();
         let pipeline = Pipeline {
             after: &after,
+            files: &files,
             parallel: PARALLEL_CHECKS,
             check_timeout: self.config.check_timeout,
-            update_lock: self.update_lock,
+            gate: self.gate,
             stop: self.stop,
         };
         let (cycle, view) = (&cycle, &PassView::new(self.runtime, self.image_refs));

@@ -7,20 +7,27 @@
 //! - A service whose check found a change applies it as soon as its own check is done and the
 //!   services it must follow (`depends_on` in the same compose file, see `after`) have finished:
 //!   it never waits for the check of an unrelated service.
-//! - Applying a change takes the engine's update lock, so one change runs at a time on the host,
-//!   whichever pass (schedule, API, hook) or rollback asked for it. A panic while applying
-//!   becomes that service's failure and releases the lock.
+//! - Applying a change goes through the engine's [`UpdateGate`]: at most `update_concurrency`
+//!   changes at once on the host (1 unless configured), whichever pass (schedule, API, hook)
+//!   asked for them, never two of one compose file at once, and none while a rollback or a
+//!   recovery runs. A change's own rollback is part of the change, so it never waits for
+//!   another service's health gate. A panic while applying becomes that service's failure and
+//!   gives its place back.
 //! - [`Stop`]: once lookout is stopping, checks in flight are dropped (their requests with them),
 //!   and a change not yet started does not start. A change already running is never cut short:
 //!   it finishes or rolls back under its own timeouts.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::sync::{Mutex, OwnedMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{Semaphore, SemaphorePermit, watch};
 use tokio::time::Instant;
 
 use super::pass::{ServiceOutcome, ServiceResult};
@@ -50,6 +57,58 @@ impl Stop {
         let mut rx = self.0.subscribe();
         // The sender lives as long as `self`, so this only returns once the flag is set.
         let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// Who may apply a change now, for every pass and rollback of one engine.
+#[derive(Debug)]
+pub(crate) struct UpdateGate {
+    /// Shared by each change; exclusive for a rollback, a recovery and shutdown.
+    exclusive: RwLock<()>,
+    /// `update_concurrency` places.
+    slots: Semaphore,
+    /// One lock per compose file: its services' changes run one at a time.
+    files: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+}
+
+/// A change's place at the gate, given back when dropped.
+pub(crate) struct ChangeGuard<'a> {
+    _shared: RwLockReadGuard<'a, ()>,
+    _slot: Option<SemaphorePermit<'a>>,
+    _file: OwnedMutexGuard<()>,
+}
+
+impl UpdateGate {
+    /// A gate that lets `concurrency` changes (at least 1) run at once.
+    pub(crate) fn new(concurrency: usize) -> Self {
+        Self {
+            exclusive: RwLock::new(()),
+            slots: Semaphore::new(concurrency.max(1)),
+            files: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until no change runs, and lets none start while the guard is held.
+    pub(crate) async fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.exclusive.write().await
+    }
+
+    /// Waits for the compose file `file` to be free, then for a place, then for no rollback to
+    /// run. (Always in this order, so two waits never hold what the other needs.)
+    pub(crate) async fn change(&self, file: &Path) -> ChangeGuard<'_> {
+        let lock = super::lock(&self.files)
+            .entry(file.to_owned())
+            .or_default()
+            .clone();
+        let file = lock.lock_owned().await;
+        // The semaphore is never closed; without a permit the change still runs.
+        let slot = self.slots.acquire().await.ok();
+        let shared = self.exclusive.read().await;
+        ChangeGuard {
+            _shared: shared,
+            _slot: slot,
+            _file: file,
+        }
     }
 }
 
@@ -85,12 +144,14 @@ pub(crate) struct Pipeline<'a> {
     /// before its own change starts. Indices must point to earlier services of a `depends_on`
     /// order, so the waits cannot form a cycle; an index that points nowhere is ignored.
     pub after: &'a [Vec<usize>],
+    /// For each service (by index), the compose file whose changes run one at a time.
+    pub files: &'a [PathBuf],
     /// Checks at once.
     pub parallel: usize,
     /// The longest one service's check may take.
     pub check_timeout: Duration,
-    /// Held while a change is applied: one at a time on the host.
-    pub update_lock: &'a Mutex<()>,
+    /// Passed by every change: how many at once, one per compose file.
+    pub gate: &'a UpdateGate,
     pub stop: &'a Stop,
 }
 
@@ -160,7 +221,8 @@ impl Pipeline<'_> {
                         let _ = before.subscribe().wait_for(|d| *d).await;
                     }
                 }
-                self.apply_one(service, report, work, apply).await
+                let file = self.files.get(i).map_or(Path::new(""), PathBuf::as_path);
+                self.apply_one(service, file, report, work, apply).await
             }
         };
         // Each span is measured where it runs: waits for a check slot, for dependencies and
@@ -205,11 +267,13 @@ impl Pipeline<'_> {
         }
     }
 
-    /// The change under the update lock, isolated from panics; not started once lookout stops.
-    /// Returns the outcome and how long the change ran (from when it got the lock).
+    /// The change once the gate lets it through, isolated from panics; not started once
+    /// lookout stops. Returns the outcome and how long the change ran (from when it got
+    /// through).
     async fn apply_one<S, W, A, AF>(
         &self,
         service: &S,
+        file: &Path,
         report: ServiceOutcome,
         work: W,
         apply: &A,
@@ -228,7 +292,7 @@ impl Pipeline<'_> {
         let _guard = tokio::select! {
             biased;
             () = self.stop.stopped() => return (held(report), Duration::ZERO),
-            guard = self.update_lock.lock() => guard,
+            guard = self.gate.change(file) => guard,
         };
         if self.stop.is_stopping() {
             return (held(report), Duration::ZERO);

@@ -121,10 +121,7 @@ async fn check_digest(
         Err(e) if matches!(e.kind, ErrorKind::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
-    let listed: Vec<Tag> = digests
-        .iter()
-        .map(|_| Tag::new(current, None))
-        .collect();
+    let listed: Vec<Tag> = digests.iter().map(|_| Tag::new(current, None)).collect();
     let selection = service.policy.select(current, &listed);
     Ok(ServiceCheck {
         service: service.name.clone(),

@@ -144,7 +144,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn summary(name: &str, project: &str, service: &str, state: ContainerState) -> ContainerSummary {
+    fn summary(
+        name: &str,
+        project: &str,
+        service: &str,
+        state: ContainerState,
+    ) -> ContainerSummary {
         ContainerSummary {
             id: format!("id-{name}"),
             name: name.to_owned(),
