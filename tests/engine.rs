@@ -629,6 +629,89 @@ fn an_idle_update_runs_no_compose_process_and_an_update_detects_compose_once() {
     assert!(calls.iter().any(|c| c.contains(" up ")), "{calls:?}");
 }
 
+/// With `update_concurrency = 3`, three services of three compose projects on one new image
+/// are updated, each through its own health gate (`health_stable` 4 s), at the same time: the
+/// pass takes about one gate, not three.
+#[test]
+fn independent_services_are_updated_and_gated_at_once_with_update_concurrency() {
+    let mut p = Project::new(
+        "engine-concurrency",
+        Flavor::V2,
+        COMPOSE_TAGGED,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    p.push("1.0.0", HEALTHY);
+    // Two more projects of the same image, in folders of their own.
+    let mut dirs = vec![p.dir.clone()];
+    let mut config = format!(
+        "update_concurrency = 3\n{}",
+        std::fs::read_to_string(&p.config).unwrap()
+    );
+    for n in 1..3 {
+        let dir = p.scratch.join(&format!("{}x{n}", p.project_name()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("compose.yaml");
+        std::fs::write(
+            &file,
+            COMPOSE_TAGGED
+                .replace("{image}", &p.repo)
+                .replace("{label}", &p.scratch.id),
+        )
+        .unwrap();
+        config.push_str(&format!(
+            "\n[[services]]\nname = \"app{n}\"\ncompose_file = \"{}\"\ncompose_service = \"app\"\nimage = \"{}:1.0.0\"\npolicy = \"semver\"\n",
+            file.display(),
+            p.repo
+        ));
+        dirs.push(dir);
+    }
+    std::fs::write(&p.config, config).unwrap();
+    // Dropped last: takes the extra projects down also when the test fails.
+    struct Down(Vec<PathBuf>);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            for dir in &self.0 {
+                let _ = Command::new("docker")
+                    .args(["compose", "-f", "compose.yaml", "down", "--timeout", "1"])
+                    .current_dir(dir)
+                    .output();
+            }
+        }
+    }
+    let _down = Down(dirs.clone());
+    for dir in &dirs {
+        run(Command::new("docker")
+            .args(["compose", "-f", "compose.yaml", "up", "-d"])
+            .current_dir(dir));
+    }
+
+    p.push("1.1.0", HEALTHY);
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = p.lookout(&["update", "--json"]);
+    let wall = started.elapsed().as_secs_f64();
+    let reports: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}), exit {code}:\n{stdout}\n{stderr}"));
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    let mut own = 0.0;
+    for r in reports {
+        assert_eq!(r["result"], "updated", "{r}\n{stderr}");
+        let d = r["duration"].as_f64().unwrap();
+        // Pull, compose up and the health gate (health_stable counts from the container's
+        // start, so it is not a floor here).
+        assert!(d >= 1.0, "{r}");
+        own += d;
+    }
+    eprintln!(
+        "update_concurrency = 3: wall clock {wall:.1} s, the three updates' own times {own:.1} s in all"
+    );
+    // One after another, the wall clock would be at least the sum of the three updates.
+    assert!(
+        wall < own / 1.8,
+        "the updates overlapped: wall clock {wall:.1} s, their own times {own:.1} s in all"
+    );
+}
+
 /// `lookout rollback` returns to the image the service ran before its last update.
 #[test]
 fn rollback_returns_to_the_previous_image() {
