@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::docker::remove_labelled;
+use crate::util::docker::{CountingDocker, remove_labelled};
 use crate::util::{LocalRegistry, RegistryAuth, Scratch, TestImage, lookout, run};
 
 /// The compose tool a test drives (lookout detects v2 first; `LOOKOUT_COMPOSE_BINARY` picks v1).
@@ -602,6 +602,34 @@ fn an_idle_update_runs_no_compose_process_and_an_update_detects_compose_once() {
         Vec::<String>::new(),
         "an idle pass runs no compose"
     );
+
+    // The Engine API calls of an idle pass, through a counting proxy: the version, one list of
+    // the compose containers, one inspection of the service's container and one of its image.
+    let docker = CountingDocker::start(&p.scratch);
+    let out = lookout()
+        .arg("--config")
+        .arg(&config)
+        .args(["update", "--json"])
+        .env("LOOKOUT_COMPOSE_BINARY", &wrapper)
+        .env("DOCKER_HOST", docker.host())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("up_to_date"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let api = docker.calls();
+    eprintln!("Engine API calls of an idle `lookout update` over one service: {api:#?}");
+    let count = |prefix: &str| api.iter().filter(|c| c.starts_with(prefix)).count();
+    assert_eq!(count("GET /containers/json"), 1, "{api:#?}");
+    assert_eq!(
+        count("GET /containers/"),
+        2,
+        "one list, one inspection: {api:#?}"
+    );
+    assert_eq!(count("GET /images/"), 1, "{api:#?}");
+    assert!(api.len() <= 5, "{api:#?}");
 
     p.push("1.1.0", HEALTHY);
     let (report, wall) = update();
