@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::docker::remove_labelled;
+use crate::util::docker::{CountingDocker, remove_labelled};
 use crate::util::{LocalRegistry, RegistryAuth, Scratch, TestImage, lookout, run};
 
 /// The compose tool a test drives (lookout detects v2 first; `LOOKOUT_COMPOSE_BINARY` picks v1).
@@ -535,6 +535,208 @@ fn nothing_new_pulls_nothing_and_restarts_nothing(flavor: Flavor) {
         p.registry.count("GET", "/manifests/1.0.0"),
         0,
         "no pull by tag"
+    );
+}
+
+/// A compose program that writes each call's arguments to `log`, then runs `docker compose`.
+fn recording_compose(scratch: &Scratch, log: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let wrapper = scratch.join("recording-compose");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec docker compose \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+/// An idle `lookout update` runs no compose process at all (not even `version`); one that
+/// updates asks compose its version once and then runs it.
+#[test]
+fn an_idle_update_runs_no_compose_process_and_an_update_detects_compose_once() {
+    let mut p = Project::new(
+        "engine-lazy-compose",
+        Flavor::V2,
+        COMPOSE_TAGGED,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    p.push("1.0.0", HEALTHY);
+    p.up();
+    let log = p.scratch.join("compose-calls.log");
+    let wrapper = recording_compose(&p.scratch, &log);
+    let config = p.config.clone();
+    let update = || {
+        let started = std::time::Instant::now();
+        let out = lookout()
+            .arg("--config")
+            .arg(&config)
+            .args(["update", "--json"])
+            .env("LOOKOUT_COMPOSE_BINARY", &wrapper)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let reports: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "update printed no JSON ({e}):\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (reports[0].clone(), started.elapsed().as_secs_f64())
+    };
+    let calls = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    let (report, _) = update();
+    assert_eq!(report["result"], "up_to_date", "{report}");
+    assert_eq!(
+        calls(),
+        Vec::<String>::new(),
+        "an idle pass runs no compose"
+    );
+
+    // The Engine API calls of an idle pass, through a counting proxy: the version, one list of
+    // the compose containers, one inspection of the service's container and one of its image.
+    let docker = CountingDocker::start(&p.scratch);
+    let out = lookout()
+        .arg("--config")
+        .arg(&config)
+        .args(["update", "--json"])
+        .env("LOOKOUT_COMPOSE_BINARY", &wrapper)
+        .env("DOCKER_HOST", docker.host())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("up_to_date"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let api = docker.calls();
+    eprintln!("Engine API calls of an idle `lookout update` over one service: {api:#?}");
+    let count = |prefix: &str| api.iter().filter(|c| c.starts_with(prefix)).count();
+    assert_eq!(count("GET /containers/json"), 1, "{api:#?}");
+    assert_eq!(
+        count("GET /containers/"),
+        2,
+        "one list, one inspection: {api:#?}"
+    );
+    assert_eq!(count("GET /images/"), 1, "{api:#?}");
+    assert!(api.len() <= 5, "{api:#?}");
+
+    p.push("1.1.0", HEALTHY);
+    let (report, wall) = update();
+    assert_eq!(report["result"], "updated", "{report}");
+    // The update is nearly all of the command's time (pull, compose, the health gate of at
+    // least health_stable = 4 s): its reported duration is the wall clock within 10 %.
+    let duration = report["duration"].as_f64().unwrap();
+    assert!(
+        duration <= wall && duration >= 0.9 * wall,
+        "duration {duration} s, wall clock {wall} s"
+    );
+    let check = report["check_duration"].as_f64().unwrap();
+    assert!(check > 0.0 && check < duration, "{report}");
+    let calls = calls();
+    assert_eq!(
+        calls.iter().filter(|c| c.as_str() == "version").count(),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.first().map(String::as_str),
+        Some("version"),
+        "{calls:?}"
+    );
+    assert!(calls.iter().any(|c| c.contains(" up ")), "{calls:?}");
+}
+
+/// With `update_concurrency = 3`, three services of three compose projects on one new image
+/// are updated, each through its own health gate (`health_stable` 4 s), at the same time: the
+/// pass takes about one gate, not three.
+#[test]
+fn independent_services_are_updated_and_gated_at_once_with_update_concurrency() {
+    let mut p = Project::new(
+        "engine-concurrency",
+        Flavor::V2,
+        COMPOSE_TAGGED,
+        "image = \"{image}:1.0.0\"\npolicy = \"semver\"\n",
+    );
+    p.push("1.0.0", HEALTHY);
+    // Two more projects of the same image, in folders of their own.
+    let mut dirs = vec![p.dir.clone()];
+    let mut config = format!(
+        "update_concurrency = 3\n{}",
+        std::fs::read_to_string(&p.config).unwrap()
+    );
+    for n in 1..3 {
+        let dir = p.scratch.join(&format!("{}x{n}", p.project_name()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("compose.yaml");
+        std::fs::write(
+            &file,
+            COMPOSE_TAGGED
+                .replace("{image}", &p.repo)
+                .replace("{label}", &p.scratch.id),
+        )
+        .unwrap();
+        config.push_str(&format!(
+            "\n[[services]]\nname = \"app{n}\"\ncompose_file = \"{}\"\ncompose_service = \"app\"\nimage = \"{}:1.0.0\"\npolicy = \"semver\"\n",
+            file.display(),
+            p.repo
+        ));
+        dirs.push(dir);
+    }
+    std::fs::write(&p.config, config).unwrap();
+    // Dropped last: takes the extra projects down also when the test fails.
+    struct Down(Vec<PathBuf>);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            for dir in &self.0 {
+                let _ = Command::new("docker")
+                    .args(["compose", "-f", "compose.yaml", "down", "--timeout", "1"])
+                    .current_dir(dir)
+                    .output();
+            }
+        }
+    }
+    let _down = Down(dirs.clone());
+    for dir in &dirs {
+        run(Command::new("docker")
+            .args(["compose", "-f", "compose.yaml", "up", "-d"])
+            .current_dir(dir));
+    }
+
+    p.push("1.1.0", HEALTHY);
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = p.lookout(&["update", "--json"]);
+    let wall = started.elapsed().as_secs_f64();
+    let reports: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}), exit {code}:\n{stdout}\n{stderr}"));
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    let mut own = 0.0;
+    for r in reports {
+        assert_eq!(r["result"], "updated", "{r}\n{stderr}");
+        let d = r["duration"].as_f64().unwrap();
+        // Pull, compose up and the health gate (health_stable counts from the container's
+        // start, so it is not a floor here).
+        assert!(d >= 1.0, "{r}");
+        own += d;
+    }
+    eprintln!(
+        "update_concurrency = 3: wall clock {wall:.1} s, the three updates' own times {own:.1} s in all"
+    );
+    // One after another, the wall clock would be at least the sum of the three updates.
+    assert!(
+        wall < own / 1.8,
+        "the updates overlapped: wall clock {wall:.1} s, their own times {own:.1} s in all"
     );
 }
 

@@ -351,3 +351,36 @@ async fn recovery_removes_an_env_file_an_interrupted_update_created() {
     assert_eq!(outcomes[0].result, ServiceResult::Updated, "{outcomes:?}");
     assert_eq!(std::fs::read_to_string(&env).unwrap(), "WEB_TAG=1.1.0\n");
 }
+
+/// An idle pass asks Docker for one list of the compose containers, one inspection per image
+/// in use, and inspects a container only the first time it sees it.
+#[tokio::test]
+async fn an_idle_pass_lists_containers_once_and_inspects_only_new_ones() {
+    // A second service, db (digest policy), in the same project.
+    let host = FakeHost::new("fakes-docker-calls", "");
+    let config = std::fs::read_to_string(&host.config_path).unwrap();
+    let db = format!(
+        "\n[[services]]\nname = \"db\"\ncompose_file = \"{}\"\ncompose_service = \"db\"\nimage = \"registry.test:5000/team/db:16\"\n",
+        host.compose_file.display()
+    );
+    std::fs::write(&host.config_path, config + &db).unwrap();
+    host.registry.push("team/db", "16", &digest("db 16"));
+    let (engine, _deliveries) = host.engine();
+    let reads = |m: &str| host.runtime.reads(m);
+
+    let outcomes = engine.pass(&opts()).await;
+    assert!(
+        outcomes.iter().all(|o| o.result == ServiceResult::UpToDate),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(reads("compose_containers"), 1, "one list for the pass");
+    assert_eq!(reads("service_containers"), 0);
+    assert_eq!(reads("container"), 2, "each container once");
+    assert_eq!(reads("image"), 2, "each image in use once");
+
+    engine.pass(&opts()).await;
+    assert_eq!(reads("compose_containers"), 2);
+    assert_eq!(reads("container"), 2, "no container is new");
+    assert_eq!(reads("image"), 4);
+}

@@ -456,6 +456,135 @@ async fn a_check_of_200_services_over_40_repositories_asks_each_thing_once() {
     assert_eq!(registries.stats().total(&registry.host), 80);
 }
 
+/// `services` services of the digest policy over `repos` repositories of `host`: each
+/// repository is run as `latest` (the first `repos` services) and as `stable` (the next), and
+/// service 0 runs a tag that is gone.
+fn digest_services(host: &str, services: usize, repos: usize) -> lookout::config::Config {
+    let mut text = String::new();
+    for i in 0..services {
+        let tag = match i {
+            0 => "gone",
+            i if (i / repos) % 2 == 0 => "latest",
+            _ => "stable",
+        };
+        text.push_str(&format!(
+            "[[services]]\nname = \"svc{i}\"\nimage = \"{host}/digest/app{}:{tag}\"\ncompose_file = \"/srv/compose.yml\"\n\n",
+            i % repos
+        ));
+    }
+    lookout::config::from_text(Path::new("digest.toml"), &text, &|_| None).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_digest_policy_asks_one_head_per_distinct_reference_and_no_tag_list() {
+    let scratch = Scratch::new("registry-digest-policy");
+    let registry = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
+    let pusher = Pusher::new(&registry.host, None);
+    let mut digests = std::collections::HashMap::new();
+    for r in 0..10 {
+        for t in ["latest", "stable"] {
+            let repo = format!("digest/app{r}");
+            let d = pusher
+                .image(&repo, t, &format!("{r}-{t}"), "2024-01-01T00:00:00Z")
+                .await;
+            digests.insert(format!("{repo}:{t}"), d);
+        }
+    }
+    let config = digest_services(&registry.host, 50, 10);
+    let registries = Arc::new(Registries::new(options()));
+    let cycle = CheckCycle::new(registries.clone());
+    let checks = futures_util::future::join_all(
+        config
+            .services
+            .iter()
+            .map(|s| check_service(&cycle, s, &s.image)),
+    )
+    .await;
+    for (i, check) in checks.iter().enumerate() {
+        let check = check.as_ref().unwrap();
+        if i == 0 {
+            assert!(check.candidate.is_none(), "{check:?}");
+            assert!(check.digests.is_none(), "{check:?}");
+            assert!(
+                check.selection.reason.contains("does not list"),
+                "{:?}",
+                check.selection
+            );
+            continue;
+        }
+        let candidate = check.candidate.as_ref().unwrap();
+        assert_eq!(
+            candidate, &check.running,
+            "the digest policy stays on its tag"
+        );
+        let key = format!("{}:{}", candidate.repository(), candidate.tag().unwrap());
+        assert_eq!(check.digests.as_ref().unwrap().manifest, digests[&key]);
+    }
+    // 10 repositories × {latest, stable} plus the gone tag: 21 distinct references.
+    assert_eq!(registry.count("GET", "/tags/list"), 0, "no tag list");
+    assert_eq!(registry.count("HEAD", "/manifests/"), 21);
+    assert_eq!(registry.count("GET", "/manifests/"), 0);
+    assert_eq!(registry.count("GET", "/blobs/"), 0, "nothing is pulled");
+    assert_eq!(registries.stats().total(&registry.host), 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_behind_a_token_service_asks_one_token_per_repository_per_expiry() {
+    let scratch = Scratch::new("registry-token-cycle");
+    let storage = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
+    let pusher = Pusher::new(&storage.host, None);
+    for r in 0..5 {
+        for t in ["1.0.0", "1.1.0", "1.2.0"] {
+            pusher
+                .image(
+                    &format!("many/app{r}"),
+                    t,
+                    &format!("{r}-{t}"),
+                    "2024-01-01T00:00:00Z",
+                )
+                .await;
+        }
+    }
+    let registry = TokenRegistry::start(&scratch, &storage, "robot", "cycle-pass-468");
+    let mut config = many_services(&registry.host, 40, 5);
+    for s in &mut config.services {
+        s.registry = basic("robot", "cycle-pass-468");
+    }
+    let registries = Arc::new(Registries::new(options()));
+    for round in 1..=2 {
+        let cycle = CheckCycle::new(registries.clone());
+        let checks = futures_util::future::join_all(
+            config
+                .services
+                .iter()
+                .map(|s| check_service(&cycle, s, &s.image)),
+        )
+        .await;
+        assert!(checks.iter().all(Result::is_ok), "{checks:?}");
+        assert_eq!(
+            registry.token_requests(),
+            5,
+            "round {round}: one token per repository, reused until it expires"
+        );
+        let stats = registries.stats();
+        // Per cycle: one tag list per repository and one HEAD of its chosen tag; the five
+        // token GETs count under the registry too. Only the first cycle meets challenges.
+        assert_eq!(
+            stats.count(&registry.host, "GET", "200"),
+            5 + 5 * round,
+            "{stats:#?}"
+        );
+        let challenged =
+            stats.count(&registry.host, "GET", "401") + stats.count(&registry.host, "HEAD", "401");
+        assert!((1..=5).contains(&challenged), "{stats:#?}");
+        assert_eq!(
+            stats.count(&registry.host, "HEAD", "200"),
+            5 * round,
+            "{stats:#?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn glob_policies_read_build_times_of_candidates_only_when_there_are_no_push_times() {
     let scratch = Scratch::new("registry-created");
@@ -597,7 +726,8 @@ async fn server_errors_are_retried_and_a_dead_registry_fails_only_its_service() 
         dead_err.contains(&dead) && dead_err.contains("cannot reach"),
         "{dead_err}"
     );
-    assert_eq!(registries.stats().count(&dead, "GET", "error"), 3);
+    // The digest policy asks the manifest's HEAD, never the tag list.
+    assert_eq!(registries.stats().count(&dead, "HEAD", "error"), 3);
 }
 
 #[tokio::test]

@@ -81,6 +81,7 @@ pub(crate) fn updated() -> ServiceOutcome {
         reason: None,
         stage: None,
         duration: Duration::ZERO,
+        check_duration: Duration::ZERO,
     }
 }
 

@@ -67,6 +67,7 @@ pub mod limits {
     pub(crate) const WEBHOOK_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(5 * MINUTE);
     pub(crate) const SUMMARY_WAIT: RangeInclusive<Duration> = secs(1)..=secs(HOUR);
     pub(crate) const STATE_BACKUPS: RangeInclusive<u64> = 0..=1000;
+    pub(crate) const UPDATE_CONCURRENCY: RangeInclusive<u64> = 1..=64;
     pub const PORT: RangeInclusive<u64> = 1..=65_535;
 }
 
@@ -200,6 +201,9 @@ pub struct Config {
     pub compose_timeout: Duration,
     /// The longest one service's check (registry requests included) may take.
     pub check_timeout: Duration,
+    /// Updates (with their health gates) of independent services that may run at once; 1
+    /// runs them one at a time. Services of one compose file are never updated at once.
+    pub update_concurrency: usize,
     pub state_file: PathBuf,
     pub state_backups: u64,
     pub state_backup_dir: Option<PathBuf>,
@@ -422,6 +426,7 @@ pub(crate) const ENV_OVERRIDES: &[(&str, Option<&str>)] = &[
     ("health_stable", Some("HEALTH_STABLE")),
     ("compose_timeout", Some("COMPOSE_TIMEOUT")),
     ("check_timeout", None),
+    ("update_concurrency", None),
     ("state_file", None),
     ("state_backups", Some("STATE_BACKUPS")),
     ("state_backup_dir", Some("STATE_BACKUP_DIR")),
@@ -547,6 +552,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         health_stable: timing.health_stable,
         compose_timeout: timing.compose_timeout,
         check_timeout: timing.check_timeout,
+        update_concurrency: timing.update_concurrency,
         state_file: state.file,
         state_backups: state.backups,
         state_backup_dir: state.backup_dir,
@@ -582,6 +588,7 @@ struct Timing {
     health_stable: Duration,
     compose_timeout: Duration,
     check_timeout: Duration,
+    update_concurrency: usize,
 }
 
 fn read_timing(top: &mut Obj<'_, '_>) -> Timing {
@@ -604,12 +611,17 @@ fn read_timing(top: &mut Obj<'_, '_>) -> Timing {
     let check_timeout = top
         .duration_in("check_timeout", limits::CHECK_TIMEOUT, "")
         .unwrap_or(DEFAULT_CHECK_TIMEOUT);
+    let update_concurrency = top
+        .uint_in("update_concurrency", limits::UPDATE_CONCURRENCY)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(1);
     Timing {
         check_interval,
         health_timeout,
         health_stable,
         compose_timeout,
         check_timeout,
+        update_concurrency,
     }
 }
 

@@ -552,6 +552,11 @@ fn durations_and_counts_outside_their_range_are_refused_with_the_range() {
             "state_backups: 100000 is out of range: use 0 to 1000",
         ),
         (
+            "update_concurrency = 0".to_owned(),
+            "update_concurrency",
+            "update_concurrency: 0 is out of range: use 1 to 64",
+        ),
+        (
             "metrics_port = 70000".to_owned(),
             "metrics_port",
             "metrics_port: 70000 is out of range: use 1 to 65535",

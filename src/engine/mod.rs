@@ -42,7 +42,8 @@ pub use update::{ImageSource, UpdateReport, UpdateRequest, UpdateResult, Updater
 use crate::config::{Config, ServiceSpec};
 use crate::reference::ImageRef;
 use crate::registry::{Registries, RegistryOptions};
-use crate::runtime::compose_cli::{ComposeCli, ComposeProject};
+use crate::runtime::compose_cli::{ComposeProject, LazyCompose};
+use crate::runtime::view::ImageRefs;
 use crate::runtime::{Compose, ContainerRuntime, Docker};
 use crate::schedule::{Clock, SystemClock};
 use crate::state::{
@@ -82,8 +83,8 @@ pub enum RollbackError {
 
 /// Everything lookout works with on a host: the configuration, Docker, compose, the registries,
 /// the state store and the clock. Generic over the container engine and compose, so tests run
-/// it on fakes (`tests/util/fakes.rs`); the binary runs `Engine<Docker, ComposeCli>`.
-pub struct Engine<R: ContainerRuntime, C: Compose = ComposeCli> {
+/// it on fakes (`tests/util/fakes.rs`); the binary runs `Engine<Docker, LazyCompose>`.
+pub struct Engine<R: ContainerRuntime, C: Compose = LazyCompose> {
     /// The configuration in force; replaced whole by [`Engine::reload`].
     config: RwLock<Arc<Config>>,
     pub runtime: R,
@@ -95,10 +96,14 @@ pub struct Engine<R: ContainerRuntime, C: Compose = ComposeCli> {
     pub telemetry: Telemetry,
     /// The candidate last announced per service (`update_available` once per candidate).
     announced: Mutex<HashMap<String, String>>,
-    /// Held while an update or a rollback is applied: one change at a time on this host.
-    update_lock: tokio::sync::Mutex<()>,
+    /// Passed by every update (`update_concurrency` at once, one per compose file); held
+    /// exclusively by a rollback or a recovery. Sized when the engine is made.
+    gate: pipeline::UpdateGate,
     /// Set by [`Engine::stop`].
     stop: Stop,
+    /// Image references of the containers earlier passes saw, so an idle pass inspects only
+    /// containers that are new (see `runtime::view`).
+    image_refs: ImageRefs,
     /// Where every timestamp of the engine, its events and its state file comes from.
     clock: Arc<dyn Clock>,
 }
@@ -127,21 +132,20 @@ pub fn open_store(
 }
 
 impl Engine<Docker> {
-    /// Connects to Docker, finds compose, and opens (and locks) the state store.
+    /// Connects to Docker and opens (and locks) the state store; compose is found when first
+    /// needed.
     /// Webhooks go out once the caller runs the returned [`Deliveries`].
     pub async fn start(config: Config) -> Result<(Self, Deliveries), StartError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (store, opened) = open_store(&config, clock.now())?;
         let runtime = Docker::connect().await?;
         // LOOKOUT_COMPOSE_BINARY names the compose program (e.g. /usr/bin/docker-compose for v1);
-        // otherwise `docker compose` (v2) is tried first, then `docker-compose`.
-        let compose = match std::env::var_os("LOOKOUT_COMPOSE_BINARY") {
-            Some(program) => {
-                ComposeCli::with_program(std::path::Path::new(&program), config.compose_timeout)
-                    .await?
-            }
-            None => ComposeCli::detect(config.compose_timeout).await?,
-        };
+        // otherwise `docker compose` (v2) is tried first, then `docker-compose`. Either is run
+        // (`version`) only when compose is first needed, so an idle pass starts no process.
+        let compose = LazyCompose::new(
+            std::env::var_os("LOOKOUT_COMPOSE_BINARY").map(std::path::PathBuf::from),
+            config.compose_timeout,
+        );
         let settings = TelemetrySettings::from_config(&config);
         let (telemetry, deliveries) = Telemetry::new(settings, clock.clone());
         let engine = Self::with(config, runtime, compose, store, opened, telemetry, clock);
@@ -161,6 +165,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         telemetry: Telemetry,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let concurrency = config.update_concurrency;
         match &opened.origin {
             Origin::Restored {
                 backup,
@@ -187,8 +192,9 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             opened,
             telemetry,
             announced: Mutex::new(HashMap::new()),
-            update_lock: tokio::sync::Mutex::new(()),
+            gate: pipeline::UpdateGate::new(concurrency),
             stop: Stop::default(),
+            image_refs: ImageRefs::default(),
             clock,
         }
     }
@@ -225,8 +231,8 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
     /// Waits until no update or rollback runs and returns the update lock: while the guard is
     /// held, none starts. After [`Engine::stop`], this is how long shutdown waits for a change
     /// in progress (bounded by its compose and health timeouts).
-    pub(crate) async fn quiesce(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.update_lock.lock().await
+    pub(crate) async fn quiesce(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.exclusive().await
     }
 
     pub fn service(&self, name: &str) -> Option<ServiceSpec> {
@@ -248,7 +254,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
 
     /// Finishes every update an earlier lookout left in the journal (holding the update lock).
     pub async fn recover(&self) -> Vec<Recovered> {
-        let _guard = self.update_lock.lock().await;
+        let _guard = self.gate.exclusive().await;
         let in_flight = lock(&self.store).in_flight();
         let mut known = HashMap::new();
         for entry in in_flight {
@@ -288,8 +294,9 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             now: &now,
             telemetry: &self.telemetry,
             announced: &self.announced,
-            update_lock: &self.update_lock,
+            gate: &self.gate,
             stop: &self.stop,
+            image_refs: &self.image_refs,
         };
         self.telemetry.emit(crate::telemetry::Event::PassStarted);
         let outcomes = pass.run(opts).await;
@@ -309,7 +316,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         let _guard = tokio::select! {
             biased;
             () = self.stop.stopped() => return Err(stopping()),
-            guard = self.update_lock.lock() => guard,
+            guard = self.gate.exclusive() => guard,
         };
         if self.stop.is_stopping() {
             return Err(stopping());

@@ -18,13 +18,15 @@ use tracing::Instrument;
 use crate::compose;
 use crate::config::{Config, ServiceSpec};
 use crate::engine::decide::{Candidate, Decision, Facts, Hold, Running, decide};
-use crate::engine::pipeline::{Checked, Pipeline, Stop, panic_message};
+use crate::engine::pipeline::{Checked, Pipeline, Stop, UpdateGate, panic_message};
 use crate::engine::update::{ImageSource, UpdateRequest, UpdateResult, Updater};
 use crate::engine::{failpoint, lock, recovery};
 use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_service};
+use crate::runtime::compose::locate_project_in;
 use crate::runtime::compose_cli::ComposeProject;
-use crate::runtime::{Compose, ContainerRuntime, ContainerState, RegistryLogin, locate_project};
+use crate::runtime::view::{ImageRefs, PassView};
+use crate::runtime::{Compose, ContainerRuntime, ContainerState, RegistryLogin};
 use crate::schedule::{WindowDecision, Windows};
 use crate::state::{ChangeKind, ChangeOutcome, ImageVersion, StateStore};
 use crate::telemetry::{CheckResult, Event, NewerImage, Stage, Telemetry, UpdateInfo};
@@ -42,10 +44,15 @@ pub struct ServiceOutcome {
     pub reason: Option<String>,
     /// Where a failed update stopped.
     pub stage: Option<String>,
-    /// Seconds.
+    /// The service's own time in seconds: its check, plus its update when one ran (not the
+    /// waits for a check slot, for dependencies or for another service's update).
     #[serde(serialize_with = "seconds")]
     #[schema(value_type = f64)]
     pub duration: Duration,
+    /// The check's own time in seconds (`lookout_check_duration_seconds`).
+    #[serde(serialize_with = "seconds")]
+    #[schema(value_type = f64)]
+    pub check_duration: Duration,
 }
 
 /// How a pass ended for one service; serialised as the snake_case name (`up_to_date`, …), which
@@ -155,10 +162,12 @@ pub struct Pass<'a, R: ContainerRuntime, C: Compose> {
     pub telemetry: &'a Telemetry,
     /// The candidate last announced per service, so `update_available` is sent once per candidate.
     pub announced: &'a Mutex<HashMap<String, String>>,
-    /// Held while a change is applied, by every pass and rollback of this engine.
-    pub update_lock: &'a tokio::sync::Mutex<()>,
+    /// Passed by every change of every pass; held exclusively by rollbacks.
+    pub(crate) gate: &'a UpdateGate,
     /// Set when lookout stops: checks are cancelled, changes not yet started do not start.
     pub stop: &'a Stop,
+    /// The image references of containers seen in earlier passes (see [`PassView`]).
+    pub(crate) image_refs: &'a ImageRefs,
 }
 
 impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
@@ -182,21 +191,23 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
         let after = update_after(&services, &|file| {
             compose::dependencies(&read_compose_for_dependencies(file))
         });
+        let files: Vec<PathBuf> = services.iter().map(|(file, _)| file.clone()).collect();
         let pipeline = Pipeline {
             after: &after,
+            files: &files,
             parallel: PARALLEL_CHECKS,
             check_timeout: self.config.check_timeout,
-            update_lock: self.update_lock,
+            gate: self.gate,
             stop: self.stop,
         };
-        let cycle = &cycle;
+        let (cycle, view) = (&cycle, &PassView::new(self.runtime, self.image_refs));
         pipeline
             .run(
                 &specs,
                 |spec: &&ServiceSpec| {
                     let spec: &ServiceSpec = spec;
                     let span = tracing::info_span!("check", service = %spec.name);
-                    self.check(cycle, spec, opts).instrument(span)
+                    self.check(cycle, view, spec, opts).instrument(span)
                 },
                 |spec, report, (request, reason): Work| {
                     let span = tracing::info_span!("check", service = %spec.name);
@@ -211,10 +222,11 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     async fn check(
         &self,
         cycle: &CheckCycle,
+        view: &PassView<'_, R>,
         spec: &ServiceSpec,
         opts: &PassOptions,
     ) -> Checked<Work> {
-        match self.check_inner(cycle, spec, opts).await {
+        match self.check_inner(cycle, view, spec, opts).await {
             Ok(checked) => checked,
             Err(report) => Checked::Done(report),
         }
@@ -223,12 +235,13 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     async fn check_inner(
         &self,
         cycle: &CheckCycle,
+        view: &PassView<'_, R>,
         spec: &ServiceSpec,
         opts: &PassOptions,
     ) -> Result<Checked<Work>, ServiceOutcome> {
         let mut report = ServiceOutcome::new(&spec.name, ServiceResult::CheckFailed);
         failpoint::hit("during_check");
-        let (project, running, running_text) = match self.running_service(spec).await {
+        let (project, running, running_text) = match self.running_service(view, spec).await {
             Ok(found) => found,
             Err((result, reason)) => {
                 report.result = result;
@@ -303,12 +316,15 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     /// the check ends with (a service that does not run is skipped, not failed).
     async fn running_service(
         &self,
+        view: &PassView<'_, R>,
         spec: &ServiceSpec,
     ) -> Result<(ComposeProject, Running, String), (ServiceResult, String)> {
-        let project = locate_project(self.runtime, self.compose, spec)
+        let failed = |e: String| (ServiceResult::CheckFailed, e);
+        let listed = view.containers().await.map_err(failed)?;
+        let project = locate_project_in(&listed, self.compose, spec)
             .await
-            .map_err(|e| (ServiceResult::CheckFailed, e.to_string()))?;
-        match find_running(self.runtime, spec, &project).await {
+            .map_err(|e| failed(e.to_string()))?;
+        match view_running(view, spec, &project).await {
             Ok(Some((running, text))) => Ok((project, running, text)),
             Ok(None) => Err((
                 ServiceResult::Skipped,
@@ -633,7 +649,7 @@ fn check_finished(spec: &ServiceSpec, outcome: &ServiceOutcome) -> Event {
         service: spec.name.clone(),
         result,
         update_available,
-        duration: outcome.duration,
+        duration: outcome.check_duration,
     }
 }
 
@@ -692,6 +708,26 @@ pub(crate) async fn find_running<R: ContainerRuntime>(
         reference,
         image_id: container.image_id,
         repo_digests,
+    };
+    Ok(Some((running, container.image_ref)))
+}
+
+/// [`find_running`] from the pass's shared view of Docker.
+async fn view_running<R: ContainerRuntime>(
+    view: &PassView<'_, R>,
+    spec: &ServiceSpec,
+    project: &ComposeProject,
+) -> Result<Option<(Running, String)>, String> {
+    let Some(container) = view.running(&project.name, &spec.compose_service).await? else {
+        return Ok(None);
+    };
+    let reference = ImageRef::parse(&container.image_ref)
+        .map_err(|e| format!("container {}: {e}", container.name))?;
+    let image = view.image(&container.image_id).await?;
+    let running = Running {
+        reference,
+        image_id: container.image_id,
+        repo_digests: image.map(|i| i.repo_digests).unwrap_or_default(),
     };
     Ok(Some((running, container.image_ref)))
 }
@@ -803,6 +839,7 @@ impl ServiceOutcome {
             reason: None,
             stage: None,
             duration: Duration::ZERO,
+            check_duration: Duration::ZERO,
         }
     }
 

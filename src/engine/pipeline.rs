@@ -7,20 +7,27 @@
 //! - A service whose check found a change applies it as soon as its own check is done and the
 //!   services it must follow (`depends_on` in the same compose file, see `after`) have finished:
 //!   it never waits for the check of an unrelated service.
-//! - Applying a change takes the engine's update lock, so one change runs at a time on the host,
-//!   whichever pass (schedule, API, hook) or rollback asked for it. A panic while applying
-//!   becomes that service's failure and releases the lock.
+//! - Applying a change goes through the engine's [`UpdateGate`]: at most `update_concurrency`
+//!   changes at once on the host (1 unless configured), whichever pass (schedule, API, hook)
+//!   asked for them, never two of one compose file at once, and none while a rollback or a
+//!   recovery runs. A change's own rollback is part of the change, so it never waits for
+//!   another service's health gate. A panic while applying becomes that service's failure and
+//!   gives its place back.
 //! - [`Stop`]: once lookout is stopping, checks in flight are dropped (their requests with them),
 //!   and a change not yet started does not start. A change already running is never cut short:
 //!   it finishes or rolls back under its own timeouts.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::sync::{Mutex, OwnedMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{Semaphore, SemaphorePermit, watch};
 use tokio::time::Instant;
 
 use super::pass::{ServiceOutcome, ServiceResult};
@@ -50,6 +57,58 @@ impl Stop {
         let mut rx = self.0.subscribe();
         // The sender lives as long as `self`, so this only returns once the flag is set.
         let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// Who may apply a change now, for every pass and rollback of one engine.
+#[derive(Debug)]
+pub(crate) struct UpdateGate {
+    /// Shared by each change; exclusive for a rollback, a recovery and shutdown.
+    exclusive: RwLock<()>,
+    /// `update_concurrency` places.
+    slots: Semaphore,
+    /// One lock per compose file: its services' changes run one at a time.
+    files: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+}
+
+/// A change's place at the gate, given back when dropped.
+pub(crate) struct ChangeGuard<'a> {
+    _shared: RwLockReadGuard<'a, ()>,
+    _slot: Option<SemaphorePermit<'a>>,
+    _file: OwnedMutexGuard<()>,
+}
+
+impl UpdateGate {
+    /// A gate that lets `concurrency` changes (at least 1) run at once.
+    pub(crate) fn new(concurrency: usize) -> Self {
+        Self {
+            exclusive: RwLock::new(()),
+            slots: Semaphore::new(concurrency.max(1)),
+            files: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until no change runs, and lets none start while the guard is held.
+    pub(crate) async fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.exclusive.write().await
+    }
+
+    /// Waits for the compose file `file` to be free, then for a place, then for no rollback to
+    /// run. (Always in this order, so two waits never hold what the other needs.)
+    pub(crate) async fn change(&self, file: &Path) -> ChangeGuard<'_> {
+        let lock = super::lock(&self.files)
+            .entry(file.to_owned())
+            .or_default()
+            .clone();
+        let file = lock.lock_owned().await;
+        // The semaphore is never closed; without a permit the change still runs.
+        let slot = self.slots.acquire().await.ok();
+        let shared = self.exclusive.read().await;
+        ChangeGuard {
+            _shared: shared,
+            _slot: slot,
+            _file: file,
+        }
     }
 }
 
@@ -85,19 +144,22 @@ pub(crate) struct Pipeline<'a> {
     /// before its own change starts. Indices must point to earlier services of a `depends_on`
     /// order, so the waits cannot form a cycle; an index that points nowhere is ignored.
     pub after: &'a [Vec<usize>],
+    /// For each service (by index), the compose file whose changes run one at a time.
+    pub files: &'a [PathBuf],
     /// Checks at once.
     pub parallel: usize,
     /// The longest one service's check may take.
     pub check_timeout: Duration,
-    /// Held while a change is applied: one at a time on the host.
-    pub update_lock: &'a Mutex<()>,
+    /// Passed by every change: how many at once, one per compose file.
+    pub gate: &'a UpdateGate,
     pub stop: &'a Stop,
 }
 
 impl Pipeline<'_> {
     /// Checks every service with `check` and applies what it found with `apply`; `finished`
     /// is called with each service's outcome as soon as it is known. Returns the outcomes in
-    /// service order, each with its duration (from the start of its check).
+    /// service order, each with its own durations: `check_duration` the check's, `duration`
+    /// the check's plus the change's (waits for other services are neither).
     pub(crate) async fn run<S, W, C, CF, A, AF, F>(
         &self,
         services: &[S],
@@ -144,23 +206,29 @@ impl Pipeline<'_> {
     {
         // Whatever happens below, the services that wait for this one are let go.
         let _done = MarkDone(done.get(i));
-        let (started, checked) = {
+        let (check_time, checked) = {
             // The semaphore is never closed; without a permit the check still runs.
             let _permit = limit.acquire().await.ok();
-            (Instant::now(), self.check_one(service, check).await)
+            let started = Instant::now();
+            let checked = self.check_one(service, check).await;
+            (started.elapsed(), checked)
         };
-        let mut outcome = match checked {
-            Checked::Done(outcome) => outcome,
+        let (mut outcome, update_time) = match checked {
+            Checked::Done(outcome) => (outcome, Duration::ZERO),
             Checked::Apply { report, work } => {
                 for &j in self.after.get(i).into_iter().flatten() {
                     if let Some(before) = done.get(j).filter(|_| j != i) {
                         let _ = before.subscribe().wait_for(|d| *d).await;
                     }
                 }
-                self.apply_one(service, report, work, apply).await
+                let file = self.files.get(i).map_or(Path::new(""), PathBuf::as_path);
+                self.apply_one(service, file, report, work, apply).await
             }
         };
-        outcome.duration = started.elapsed();
+        // Each span is measured where it runs: waits for a check slot, for dependencies and
+        // for the update lock are no service's own time.
+        outcome.check_duration = check_time;
+        outcome.duration = check_time.saturating_add(update_time);
         if let Err(panic) =
             std::panic::catch_unwind(AssertUnwindSafe(|| finished(service, &outcome)))
         {
@@ -199,14 +267,17 @@ impl Pipeline<'_> {
         }
     }
 
-    /// The change under the update lock, isolated from panics; not started once lookout stops.
+    /// The change once the gate lets it through, isolated from panics; not started once
+    /// lookout stops. Returns the outcome and how long the change ran (from when it got
+    /// through).
     async fn apply_one<S, W, A, AF>(
         &self,
         service: &S,
+        file: &Path,
         report: ServiceOutcome,
         work: W,
         apply: &A,
-    ) -> ServiceOutcome
+    ) -> (ServiceOutcome, Duration)
     where
         S: Service,
         A: Fn(&S, ServiceOutcome, W) -> AF,
@@ -220,14 +291,15 @@ impl Pipeline<'_> {
         };
         let _guard = tokio::select! {
             biased;
-            () = self.stop.stopped() => return held(report),
-            guard = self.update_lock.lock() => guard,
+            () = self.stop.stopped() => return (held(report), Duration::ZERO),
+            guard = self.gate.change(file) => guard,
         };
         if self.stop.is_stopping() {
-            return held(report);
+            return (held(report), Duration::ZERO);
         }
         let fallback = report.clone();
-        match AssertUnwindSafe(async { apply(service, report, work).await })
+        let started = Instant::now();
+        let outcome = match AssertUnwindSafe(async { apply(service, report, work).await })
             .catch_unwind()
             .await
         {
@@ -243,7 +315,8 @@ impl Pipeline<'_> {
                 outcome.reason = Some(reason);
                 outcome
             }
-        }
+        };
+        (outcome, started.elapsed())
     }
 }
 

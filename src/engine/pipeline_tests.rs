@@ -3,6 +3,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::time::Instant as TokioInstant;
 
+use std::path::{Path, PathBuf};
+
 use super::*;
 use crate::engine::pass::ServiceResult;
 
@@ -60,8 +62,21 @@ impl Service for FakeService {
     }
 }
 
-/// Runs `fakes` through a pipeline; `stop_after` seconds, lookout is asked to stop.
+/// Runs `fakes` through a pipeline, each service in a compose file of its own, one change at a
+/// time; `stop_after` seconds, lookout is asked to stop.
 async fn run(fakes: &[Fake], after: &[Vec<usize>], stop_after: Option<u64>) -> Run {
+    let files: Vec<String> = (0..fakes.len()).map(|i| format!("f{i}")).collect();
+    run_with(fakes, after, &files, 1, stop_after).await
+}
+
+/// [`run`] with the compose file of each service and `concurrency` changes at once.
+async fn run_with(
+    fakes: &[Fake],
+    after: &[Vec<usize>],
+    files: &[String],
+    concurrency: usize,
+    stop_after: Option<u64>,
+) -> Run {
     let services: Vec<FakeService> = fakes
         .iter()
         .enumerate()
@@ -71,16 +86,18 @@ async fn run(fakes: &[Fake], after: &[Vec<usize>], stop_after: Option<u64>) -> R
             fake,
         })
         .collect();
-    let lock = Mutex::new(());
+    let gate = UpdateGate::new(concurrency);
+    let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
     let stop = Stop::default();
     let seen = Seen::default();
     let start = TokioInstant::now();
     let secs = |s: u64| tokio::time::sleep(Duration::from_secs(s));
     let pipeline = Pipeline {
         after,
+        files: &files,
         parallel: 8,
         check_timeout: Duration::from_secs(120),
-        update_lock: &lock,
+        gate: &gate,
         stop: &stop,
     };
     let check = |service: &FakeService| {
@@ -326,4 +343,87 @@ fn panic_messages_are_read_from_str_and_string_payloads() {
     assert_eq!(panic_message(&*p), "formatted 3");
     let p = std::panic::catch_unwind(|| std::panic::panic_any(7_u8)).unwrap_err();
     assert_eq!(panic_message(&*p), "(no message)");
+}
+
+#[tokio::test(start_paused = true)]
+async fn durations_are_each_service_s_own_check_and_change_not_the_waits_for_others() {
+    // Three changes of 3 s behind one update lock: the last waits 6 s for it, and a service
+    // whose check takes 2 s finishes after all of them; none of the waiting is its own time.
+    let r = run(
+        &[
+            Fake::Update { check: 1, apply: 3 },
+            Fake::Update { check: 1, apply: 3 },
+            Fake::Update { check: 1, apply: 3 },
+            Fake::UpToDate(2),
+        ],
+        &none(4),
+        None,
+    )
+    .await;
+    for i in 0..3 {
+        let o = &r.outcomes[i];
+        assert_eq!(o.result, ServiceResult::Updated);
+        assert_eq!(o.check_duration, Duration::from_secs(1), "s{i}: {o:?}");
+        assert_eq!(o.duration, Duration::from_secs(4), "s{i}: {o:?}");
+    }
+    let idle = &r.outcomes[3];
+    assert_eq!(idle.check_duration, Duration::from_secs(2));
+    assert_eq!(idle.duration, Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn independent_changes_run_together_up_to_the_concurrency_and_one_file_at_a_time() {
+    // Five changes of 3 s: s0..s2 in three files, s3 and s4 in s0's file; s2 depends on s1.
+    let update = Fake::Update { check: 1, apply: 3 };
+    let files: Vec<String> = ["a", "b", "c", "a", "a"].map(String::from).to_vec();
+    let after = vec![vec![], vec![], vec![1], vec![], vec![]];
+    let r = run_with(&[update; 5], &after, &files, 5, None).await;
+    for i in 0..5 {
+        assert_eq!(r.result(i).0, ServiceResult::Updated);
+        assert_eq!(r.outcomes[i].duration, Duration::from_secs(4), "s{i}");
+    }
+    let mut applied = r.applied();
+    applied.sort();
+    assert_eq!(
+        applied,
+        vec![(0, 1), (1, 1), (2, 4), (3, 4), (4, 7)],
+        "s0 and s1 at once; s2 after s1; s3 and s4 after s0 and each other"
+    );
+    assert_eq!(r.seen.most_in_flight.load(Ordering::SeqCst), 2);
+
+    // Five independent services with update_concurrency = 5 finish in the time of one.
+    let files: Vec<String> = (0..5).map(|i| format!("f{i}")).collect();
+    let started = TokioInstant::now();
+    let r = run_with(&[update; 5], &none(5), &files, 5, None).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(4));
+    assert_eq!(r.seen.most_in_flight.load(Ordering::SeqCst), 5);
+
+    // The limit holds: with 2, the five take three rounds.
+    let started = TokioInstant::now();
+    let r = run_with(&[update; 5], &none(5), &files, 2, None).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(1 + 3 * 3));
+    assert_eq!(r.seen.most_in_flight.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_waits_for_changes_in_flight_and_holds_new_ones() {
+    let gate = UpdateGate::new(4);
+    let a = gate.change(Path::new("a")).await;
+    let b = gate.change(Path::new("b")).await;
+    let exclusive = gate.exclusive();
+    tokio::pin!(exclusive);
+    assert!(
+        futures_util::poll!(exclusive.as_mut()).is_pending(),
+        "changes run"
+    );
+    drop((a, b));
+    let held = exclusive.await;
+    let c = gate.change(Path::new("c"));
+    tokio::pin!(c);
+    assert!(
+        futures_util::poll!(c.as_mut()).is_pending(),
+        "held during the rollback"
+    );
+    drop(held);
+    c.await;
 }

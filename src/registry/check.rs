@@ -20,7 +20,8 @@ pub struct ServiceCheck {
     pub service: String,
     /// The reference the service runs.
     pub running: ImageRef,
-    /// How many tags the repository has.
+    /// How many tags the repository has (for the digest policy, which lists no tags: 1 when
+    /// the running tag exists, else 0).
     pub tags: usize,
     /// Tags whose push time came from reading the image config (`created`).
     pub created_lookups: usize,
@@ -75,6 +76,9 @@ async fn check_unbounded(
 ) -> Result<ServiceCheck, RegistryError> {
     let registry = cycle.registry(service)?;
     let current = running.tag().unwrap_or("latest");
+    if service.policy.kind() == PolicyKind::Digest {
+        return check_digest(cycle, registry.as_ref(), service, running, current).await;
+    }
     let mut tags = cycle.tags(registry.as_ref(), running).await?.to_vec();
     let limit = cycle.registries().options().max_created_lookups;
     let created_lookups = fill_push_times(
@@ -98,6 +102,34 @@ async fn check_unbounded(
         created_lookups,
         selection,
         candidate,
+        digests,
+    })
+}
+
+/// The digest policy needs no tag list: one `HEAD` of the running reference answers both
+/// whether the tag still exists (a 404 says it is gone) and what it points to now.
+async fn check_digest(
+    cycle: &CheckCycle,
+    registry: &dyn Registry,
+    service: &ServiceSpec,
+    running: &ImageRef,
+    current: &str,
+) -> Result<ServiceCheck, RegistryError> {
+    let candidate = running.with_tag(current);
+    let digests = match cycle.digest(registry, &candidate).await {
+        Ok(d) => Some(d),
+        Err(e) if matches!(e.kind, ErrorKind::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let listed: Vec<Tag> = digests.iter().map(|_| Tag::new(current, None)).collect();
+    let selection = service.policy.select(current, &listed);
+    Ok(ServiceCheck {
+        service: service.name.clone(),
+        running: running.clone(),
+        tags: listed.len(),
+        created_lookups: 0,
+        selection,
+        candidate: digests.as_ref().map(|_| candidate),
         digests,
     })
 }

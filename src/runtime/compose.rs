@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::compose_cli::ProjectSource;
 use super::compose_labels::{self, Located, Wanted};
-use super::{ComposeProject, ContainerRuntime, RuntimeError};
+use super::{ComposeProject, ContainerRuntime, ContainerSummary, RuntimeError};
 use crate::config::ServiceSpec;
 
 /// What lookout needs from compose.
@@ -58,11 +58,21 @@ pub async fn locate_project<R: ContainerRuntime, C: Compose>(
     compose: &C,
     spec: &ServiceSpec,
 ) -> Result<ComposeProject, RuntimeError> {
+    let listed = runtime.compose_containers().await?;
+    locate_project_in(&listed, compose, spec).await
+}
+
+/// [`locate_project`] over a container list already made (one per pass, shared by its
+/// services).
+pub(crate) async fn locate_project_in<C: Compose>(
+    listed: &[ContainerSummary],
+    compose: &C,
+    spec: &ServiceSpec,
+) -> Result<ComposeProject, RuntimeError> {
     let refuse = |reason: String| RuntimeError::Service {
         service: spec.compose_service.clone(),
         reason,
     };
-    let listed = runtime.compose_containers().await?;
     let compose_file = match &spec.compose_file {
         Some(file) => Some(
             std::fs::canonicalize(file).map_err(|e| RuntimeError::Project {
@@ -77,13 +87,13 @@ pub async fn locate_project<R: ContainerRuntime, C: Compose>(
         project: spec.compose_project.as_deref(),
         compose_file: compose_file.as_deref(),
     };
-    let located = compose_labels::locate(&listed, &wanted, |p| std::fs::canonicalize(p).ok())
+    let located = compose_labels::locate(listed, &wanted, |p| std::fs::canonicalize(p).ok())
         .map_err(refuse)?;
     let Some(Located { run, replicas }) = located else {
         let project = compose.project(spec).await?;
         // Containers of the same project name and service, run from other files: compose would
         // take them for this project's, so lookout must not run it.
-        if let Some(other) = compose_labels::same_name_elsewhere(&listed, &project.name, &wanted) {
+        if let Some(other) = compose_labels::same_name_elsewhere(listed, &project.name, &wanted) {
             return Err(refuse(format!(
                 "compose project {:?} has containers of this service started from {}, not from \
                  the configured compose_file; give one of the two projects another name \

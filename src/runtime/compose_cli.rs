@@ -373,6 +373,64 @@ impl super::Compose for ComposeCli {
     }
 }
 
+/// Compose found on first use, once per process: a pass with nothing to update starts no child
+/// process. `LOOKOUT_COMPOSE_BINARY` (given as `program`) names the compose program; without it
+/// `docker compose` is tried first, then `docker-compose`. A failed detection is not kept, so
+/// compose installed later is found by the next update.
+#[derive(Debug)]
+pub struct LazyCompose {
+    program: Option<PathBuf>,
+    timeout: Duration,
+    found: tokio::sync::OnceCell<ComposeCli>,
+}
+
+impl LazyCompose {
+    pub fn new(program: Option<PathBuf>, timeout: Duration) -> Self {
+        Self {
+            program,
+            timeout,
+            found: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The compose program, detected (and asked its version) on the first call.
+    pub async fn get(&self) -> Result<&ComposeCli, RuntimeError> {
+        self.found
+            .get_or_try_init(|| async {
+                let cli = match &self.program {
+                    Some(program) => ComposeCli::with_program(program, self.timeout).await,
+                    None => ComposeCli::detect(self.timeout).await,
+                }?;
+                tracing::debug!(program = %cli.program.display(), version = %cli.version, flavor = ?cli.flavor, "compose found");
+                Ok(cli)
+            })
+            .await
+    }
+
+    /// The compose program when it was already detected.
+    pub fn detected(&self) -> Option<&ComposeCli> {
+        self.found.get()
+    }
+}
+
+impl super::Compose for LazyCompose {
+    async fn project(&self, spec: &ServiceSpec) -> Result<ComposeProject, RuntimeError> {
+        super::Compose::project(self.get().await?, spec).await
+    }
+
+    async fn up(&self, project: &ComposeProject, services: &[&str]) -> Result<(), RuntimeError> {
+        self.get().await?.up(project, services).await
+    }
+
+    async fn service_image(
+        &self,
+        project: &ComposeProject,
+        service: &str,
+    ) -> Result<Option<String>, RuntimeError> {
+        self.get().await?.service_image(project, service).await
+    }
+}
+
 struct Output {
     stdout: String,
 }

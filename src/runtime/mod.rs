@@ -17,13 +17,14 @@ pub mod compose_cli;
 pub mod compose_labels;
 mod docker;
 pub mod health;
+pub(crate) mod view;
 
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 pub use compose::{Compose, locate_project};
-pub use compose_cli::{ComposeCli, ComposeFlavor, ComposeProject, ProjectSource};
+pub use compose_cli::{ComposeCli, ComposeFlavor, ComposeProject, LazyCompose, ProjectSource};
 pub use docker::Docker;
 pub use health::{
     GateFailure, GateOptions, Observation, ProbeResult, Verdict, judge, wait_healthy,

@@ -113,3 +113,87 @@ fn busybox() -> PathBuf {
     );
     path.to_path_buf()
 }
+
+/// A proxy in front of the Docker engine's socket that records the request line of every
+/// Engine API call made through it (`GET /v1.45/containers/json?…`). Point `DOCKER_HOST` at
+/// [`CountingDocker::host`]. Its threads end with the test process.
+pub(crate) struct CountingDocker {
+    pub socket: PathBuf,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CountingDocker {
+    pub(crate) fn start(scratch: &Scratch) -> Self {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let socket = scratch.join("docker-proxy.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                    return;
+                };
+                let (mut from_engine, mut to_client) =
+                    (engine.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_engine, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Write);
+                });
+                let seen = seen.clone();
+                std::thread::spawn(move || record_requests(client, engine, &seen));
+            }
+        });
+        Self { socket, calls }
+    }
+
+    pub(crate) fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// The request lines so far, without the API version prefix: `GET /containers/json?…`.
+    pub(crate) fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+/// Copies `client` to `engine`, recording each request line.
+fn record_requests(
+    mut client: std::os::unix::net::UnixStream,
+    mut engine: std::os::unix::net::UnixStream,
+    seen: &std::sync::Mutex<Vec<String>>,
+) {
+    use std::io::{Read, Write};
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if engine.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&pending[..end]).into_owned();
+            pending.drain(..end + 2);
+            let mut words = line.split(' ');
+            let (Some(method), Some(path)) = (words.next(), words.next()) else {
+                continue;
+            };
+            if ["GET", "POST", "HEAD", "DELETE", "PUT"].contains(&method) && path.starts_with('/') {
+                // `/v1.45/containers/json` → `/containers/json`.
+                let path = match path.strip_prefix("/v") {
+                    Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => {
+                        rest.find('/').map_or(path, |i| &rest[i..])
+                    }
+                    _ => path,
+                };
+                seen.lock().unwrap().push(format!("{method} {path}"));
+            }
+        }
+    }
+    let _ = engine.shutdown(std::net::Shutdown::Write);
+}

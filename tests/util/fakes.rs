@@ -68,6 +68,9 @@ struct World {
     containers: Vec<Container>,
     /// Every call that changes something, in order: `pull …`, `tag …`, `up …`.
     calls: Vec<String>,
+    /// How often each reading method was called: `image`, `service_containers`,
+    /// `compose_containers`, `container`.
+    reads: BTreeMap<&'static str, usize>,
     next: u64,
 }
 
@@ -179,6 +182,15 @@ impl FakeRuntime {
     pub(crate) fn calls(&self) -> Vec<String> {
         self.world().calls.clone()
     }
+
+    /// How often the reading method `method` was called so far.
+    pub(crate) fn reads(&self, method: &str) -> usize {
+        self.world().reads.get(method).copied().unwrap_or(0)
+    }
+
+    fn read(&self, method: &'static str) {
+        *self.world().reads.entry(method).or_default() += 1;
+    }
 }
 
 fn recreate(w: &mut World, project: &str, service: &str, image_id: String, image_ref: &str) {
@@ -233,6 +245,7 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        self.read("image");
         Ok(self.world().find(reference).map(|i| ImageInfo {
             id: i.id.clone(),
             repo_tags: i.repo_tags.clone(),
@@ -277,6 +290,7 @@ impl ContainerRuntime for FakeRuntime {
         project: &str,
         service: &str,
     ) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        self.read("service_containers");
         let w = self.world();
         let mut out: Vec<ContainerInfo> = w
             .containers
@@ -288,13 +302,29 @@ impl ContainerRuntime for FakeRuntime {
         Ok(out)
     }
 
-    /// The fake's containers carry no compose labels, so the engine finds their project from
-    /// the configured compose file, as for a service compose has not started yet.
+    /// The fake's containers carry the project and service labels only, not how compose ran
+    /// them, so the engine finds their project from the configured compose file.
     async fn compose_containers(&self) -> Result<Vec<ContainerSummary>, RuntimeError> {
-        Ok(Vec::new())
+        self.read("compose_containers");
+        let w = self.world();
+        Ok(w.containers
+            .iter()
+            .map(|c| ContainerSummary {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                labels: std::collections::HashMap::from([
+                    ("com.docker.compose.project".to_owned(), c.project.clone()),
+                    ("com.docker.compose.service".to_owned(), c.service.clone()),
+                    ("com.docker.compose.oneoff".to_owned(), "False".to_owned()),
+                ]),
+                image_id: c.image_id.clone(),
+                state: c.state,
+            })
+            .collect())
     }
 
     async fn container(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
+        self.read("container");
         let w = self.world();
         w.containers
             .iter()

@@ -1,0 +1,186 @@
+//! What one pass asks Docker, asked once and shared by the pass's services: one list of every
+//! compose container (labels, state and image ids), each local image once, and each container's
+//! image reference (`Config.Image`, fixed for a container's life) once per container, kept
+//! across passes. An idle pass thus costs one container list, one image inspection per image
+//! in use, and one container inspection per container not seen before.
+//!
+//! What an update acts on is read afresh (under the update lock, see `engine::pass`), never
+//! from here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+
+use super::{ContainerRuntime, ContainerState, ContainerSummary, ImageInfo};
+use super::{LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE};
+
+type Shared<T> = Arc<OnceCell<Result<T, String>>>;
+
+/// Container ids to the image reference they were created with, kept by the engine from pass
+/// to pass. Each pass forgets the containers that are gone.
+#[derive(Debug, Default)]
+pub(crate) struct ImageRefs(Mutex<HashMap<String, String>>);
+
+impl ImageRefs {
+    fn get(&self, id: &str) -> Option<String> {
+        lock(&self.0).get(id).cloned()
+    }
+
+    fn insert(&self, id: &str, image_ref: &str) {
+        lock(&self.0).insert(id.to_owned(), image_ref.to_owned());
+    }
+
+    fn keep_only(&self, listed: &[ContainerSummary]) {
+        lock(&self.0).retain(|id, _| listed.iter().any(|c| &c.id == id));
+    }
+}
+
+/// One pass's view of Docker.
+pub(crate) struct PassView<'a, R> {
+    runtime: &'a R,
+    refs: &'a ImageRefs,
+    listed: OnceCell<Result<Arc<[ContainerSummary]>, String>>,
+    images: Mutex<HashMap<String, Shared<Option<ImageInfo>>>>,
+}
+
+/// The running container of a service as the view sees it.
+pub(crate) struct RunningContainer {
+    pub name: String,
+    pub image_id: String,
+    /// `Config.Image`.
+    pub image_ref: String,
+}
+
+impl<'a, R: ContainerRuntime> PassView<'a, R> {
+    pub(crate) fn new(runtime: &'a R, refs: &'a ImageRefs) -> Self {
+        Self {
+            runtime,
+            refs,
+            listed: OnceCell::new(),
+            images: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every compose container, listed once per pass.
+    pub(crate) async fn containers(&self) -> Result<Arc<[ContainerSummary]>, String> {
+        self.listed
+            .get_or_init(|| async {
+                let listed: Arc<[ContainerSummary]> = self
+                    .runtime
+                    .compose_containers()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into();
+                self.refs.keep_only(&listed);
+                Ok(listed)
+            })
+            .await
+            .clone()
+    }
+
+    /// The first running container (by name) compose made for `service` of `project`, with the
+    /// image reference it was created with; `None` when none runs.
+    pub(crate) async fn running(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Option<RunningContainer>, String> {
+        let listed = self.containers().await?;
+        let Some(found) = first_running(&listed, project, service) else {
+            return Ok(None);
+        };
+        let image_ref = match self.refs.get(&found.id) {
+            Some(known) => known,
+            None => match self.runtime.container(&found.id).await {
+                Ok(info) => {
+                    self.refs.insert(&found.id, &info.image_ref);
+                    info.image_ref
+                }
+                // Removed since the list (compose replacing it): not running any more.
+                Err(e) if e.is_not_found() => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            },
+        };
+        Ok(Some(RunningContainer {
+            name: found.name.clone(),
+            image_id: found.image_id.clone(),
+            image_ref,
+        }))
+    }
+
+    /// The local image `id`, inspected once per pass.
+    pub(crate) async fn image(&self, id: &str) -> Result<Option<ImageInfo>, String> {
+        let cell = lock(&self.images).entry(id.to_owned()).or_default().clone();
+        cell.get_or_init(|| async { self.runtime.image(id).await.map_err(|e| e.to_string()) })
+            .await
+            .clone()
+    }
+}
+
+/// The first running, not one-off container of `service` in `project`, by name.
+pub(crate) fn first_running<'c>(
+    listed: &'c [ContainerSummary],
+    project: &str,
+    service: &str,
+) -> Option<&'c ContainerSummary> {
+    let label = |c: &'c ContainerSummary, name: &str| c.labels.get(name).map(String::as_str);
+    listed
+        .iter()
+        .filter(|c| label(c, LABEL_PROJECT) == Some(project))
+        .filter(|c| label(c, LABEL_SERVICE) == Some(service))
+        .filter(|c| !label(c, LABEL_ONEOFF).is_some_and(|v| v.eq_ignore_ascii_case("true")))
+        .filter(|c| c.state == ContainerState::Running)
+        .min_by(|a, b| a.name.cmp(&b.name))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(
+        name: &str,
+        project: &str,
+        service: &str,
+        state: ContainerState,
+    ) -> ContainerSummary {
+        ContainerSummary {
+            id: format!("id-{name}"),
+            name: name.to_owned(),
+            labels: HashMap::from([
+                (LABEL_PROJECT.to_owned(), project.to_owned()),
+                (LABEL_SERVICE.to_owned(), service.to_owned()),
+                (LABEL_ONEOFF.to_owned(), "False".to_owned()),
+            ]),
+            image_id: format!("sha256:{name}"),
+            state,
+        }
+    }
+
+    #[test]
+    fn the_first_running_container_of_the_service_by_name_one_offs_excluded() {
+        let mut oneoff = summary("p-web-run-1", "p", "web", ContainerState::Running);
+        oneoff
+            .labels
+            .insert(LABEL_ONEOFF.to_owned(), "True".to_owned());
+        let listed = [
+            summary("p-web-3", "p", "web", ContainerState::Running),
+            summary("p-web-1", "p", "web", ContainerState::Exited),
+            oneoff,
+            summary("p-web-2", "p", "web", ContainerState::Running),
+            summary("q-web-1", "q", "web", ContainerState::Running),
+            summary("p-db-1", "p", "db", ContainerState::Running),
+        ];
+        let name = |p: &str, s: &str| first_running(&listed, p, s).map(|c| c.name.as_str());
+        assert_eq!(name("p", "web"), Some("p-web-2"));
+        assert_eq!(name("q", "web"), Some("q-web-1"));
+        assert_eq!(name("p", "db"), Some("p-db-1"));
+        assert_eq!(name("p", "cache"), None);
+    }
+}
