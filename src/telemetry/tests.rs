@@ -318,6 +318,9 @@ fn logged(format: LogFormat, level: LogLevel, event: Event) -> String {
     let buf = Buffer::default();
     let t = telemetry(&["web"]);
     tracing::subscriber::with_default(subscriber(level, format, buf.clone()), || {
+        // Another test's thread may have registered these callsites while no subscriber
+        // wanted them; asking every dispatcher again makes this one count.
+        tracing::callsite::rebuild_interest_cache();
         let _span = update_span("web", "nginx:1.27.0", "nginx:1.27.1").entered();
         t.emit(event);
     });
