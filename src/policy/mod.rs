@@ -507,6 +507,9 @@ impl PolicySpec {
 }
 
 /// A spec's patterns and version requirement, compiled.
+/// How deeply groups, classes and repetitions may nest in `tag_regex` and `tag_exclude`.
+const REGEX_NEST_LIMIT: u32 = 32;
+
 struct Patterns {
     tag_pattern: Option<GlobMatcher>,
     semver_pattern: Option<GlobMatcher>,
@@ -534,7 +537,12 @@ impl Patterns {
                 None
             }
         });
-        let mut regex = |field, r: &str| match Regex::new(r) {
+        // A bounded nesting depth: a hostile or mistyped pattern of hundreds of nested groups
+        // is refused instead of exhausting a thread's stack while it compiles.
+        let mut regex = |field, r: &str| match regex::RegexBuilder::new(r)
+            .nest_limit(REGEX_NEST_LIMIT)
+            .build()
+        {
             Ok(re) => Some(re),
             Err(e) => {
                 // The regex crate's message spans lines (pattern, caret, error); keep the error.

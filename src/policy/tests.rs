@@ -665,3 +665,28 @@ fn tag_exclude_removes_tags_from_every_policy() {
     let problems = Policy::compile(&bad).unwrap_err();
     assert_eq!(problems[0].field, "tag_exclude");
 }
+
+#[test]
+fn a_deeply_nested_regex_is_refused_not_compiled() {
+    // The fuzz corpus held a tag_regex of hundreds of nested groups that overflowed a test
+    // thread's stack while it compiled.
+    let deep = format!("{}x{}", "(".repeat(200), ")".repeat(200));
+    for field in ["tag_regex", "tag_exclude"] {
+        let spec = PolicySpec {
+            tag_regex: (field == "tag_regex").then(|| deep.clone()),
+            tag_exclude: (field == "tag_exclude").then(|| deep.clone()),
+            ..semver()
+        };
+        let problems = Policy::compile(&spec).unwrap_err();
+        assert_eq!(problems[0].field, field);
+        assert!(
+            problems[0].message.contains("not a valid regex"),
+            "{problems:?}"
+        );
+    }
+    let shallow = PolicySpec {
+        tag_regex: Some(format!("{}x{}", "(".repeat(10), ")".repeat(10))),
+        ..semver()
+    };
+    assert!(Policy::compile(&shallow).is_ok());
+}
