@@ -1,11 +1,15 @@
 //! The cost of redaction, which every log line and every line the CLI prints passes through:
 //! a typical log line without secrets, one with a URL and a secret-looking field, a JSON log
-//! line, and the 2,000-line output of a big `lookout check --json`.
+//! line, the 2,000-line output of a big `lookout check --json`, and that output as one JSON line
+//! written the way serde writes it (thousands of small writes through the CLI's redacting
+//! `Writer`, which must stay linear in the line's length).
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lookout::redact::redact_with;
+use std::io::Write as _;
+
+use lookout::redact::{Writer, redact_with};
 
 fn bench(c: &mut Criterion) {
     let secrets = [
@@ -31,6 +35,19 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("2000-line check --json", |b| {
         b.iter(|| redact_with(black_box(&big), &secrets).len())
+    });
+    let records: Vec<serde_json::Value> = (0..2000)
+        .map(|i| serde_json::json!({"service": format!("svc{i}"), "running": format!("registry.example:5000/team/app{i}:1.2.{i}"), "candidate": null, "reason": "up to date"}))
+        .collect();
+    group.bench_function("2000 services as one JSON line through Writer", |b| {
+        b.iter(|| {
+            let mut out = Vec::new();
+            let mut w = Writer::new(&mut out);
+            serde_json::to_writer(&mut w, black_box(&records)).unwrap();
+            w.flush().unwrap();
+            drop(w);
+            out.len()
+        })
     });
     group.finish();
 }

@@ -314,13 +314,13 @@ fn is_uuid(s: &str) -> bool {
 
 /// A stream whose every line passes through [`redact`] before it reaches `inner`. Text without a
 /// final newline is written on [`Write::flush`] and when the writer is dropped.
-pub(crate) struct Writer<W: Write> {
+pub struct Writer<W: Write> {
     inner: W,
     pending: Vec<u8>,
 }
 
 impl<W: Write> Writer<W> {
-    pub(crate) fn new(inner: W) -> Self {
+    pub fn new(inner: W) -> Self {
         Self {
             inner,
             pending: Vec::new(),
@@ -335,9 +335,12 @@ impl<W: Write> Writer<W> {
 
 impl<W: Write> Write for Writer<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Only the new bytes are searched for the last line end: a long line written in many
+        // small pieces (`--json` output through serde) stays linear, not quadratic.
+        let before = self.pending.len();
         self.pending.extend_from_slice(buf);
-        if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
-            let lines: Vec<u8> = self.pending.drain(..=end).collect();
+        if let Some(end) = buf.iter().rposition(|&b| b == b'\n') {
+            let lines: Vec<u8> = self.pending.drain(..=before + end).collect();
             self.write_redacted(&lines)?;
         }
         Ok(buf.len())
@@ -557,6 +560,29 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "first https://***@host/x line\npassword=***"
         );
+    }
+
+    #[test]
+    fn the_writer_gives_the_same_lines_whatever_the_size_of_the_writes() {
+        let text = "a https://u:p@host/x\npassword=hunter2 b\nc\n\nlast token=abc";
+        let whole: String = text
+            .split_inclusive('\n')
+            .map(|line| redact_with(line, &[]).into_owned())
+            .collect();
+        for size in [1, 2, 3, 7, 64] {
+            let mut out = Vec::new();
+            {
+                let mut w = Writer::new(&mut out);
+                for piece in text.as_bytes().chunks(size) {
+                    w.write_all(piece).unwrap();
+                }
+            }
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                whole,
+                "writes of {size} bytes"
+            );
+        }
     }
 
     #[test]
