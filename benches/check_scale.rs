@@ -174,7 +174,7 @@ fn main() {
         .unwrap();
     let pushing = Instant::now();
     runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let client = lookout::tls::client();
         let pushes = (0..repos).flat_map(|r| {
             ["1.0.0", "1.1.0", "latest", "stable"].map(move |t| (format!("scale/app{r}"), t))
         });

@@ -128,7 +128,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let client = lookout::tls::client();
         for r in 0..REPOS {
             for t in ["1.0.0", "1.1.0", "1.2.0"] {
                 push(&client, &registry.host, &format!("bench/app{r}"), t).await;

@@ -30,4 +30,5 @@ pub mod schedule;
 pub mod secret;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub(crate) mod web;

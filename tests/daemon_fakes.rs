@@ -87,7 +87,7 @@ async fn the_daemon_runs_its_schedule_serves_the_api_reloads_and_stops() {
     .await;
 
     // The API answers on the listener it was given.
-    let client = reqwest::Client::new();
+    let client = lookout::tls::client();
     let services = get(&client, &format!("{base}/api/v1/services")).await;
     let list = services["services"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{services}");

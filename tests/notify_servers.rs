@@ -428,7 +428,7 @@ async fn an_install_command_runs_a_pass_that_honours_pause() {
     let running = tokio::spawn(daemon::serve(parts, async {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::new();
+    let client = lookout::tls::client();
     let paused = client
         .post(format!("{base}/api/v1/pause"))
         .bearer_auth(token)

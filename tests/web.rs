@@ -430,7 +430,7 @@ async fn serve(
 async fn two_hundred_services_make_a_small_page_that_renders_fast() {
     let host = host_with(200, "\n[web]\nread_without_token = true\n");
     let (addr, stop, task) = serve(&host).await;
-    let client = reqwest::Client::new();
+    let client = lookout::tls::client();
     let base = format!("http://{addr}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -508,7 +508,7 @@ async fn the_page_works_with_javascript_off_and_on_a_phone() {
     let host = host_with(2, "");
     let (addr, stop, task) = serve(&host).await;
     let base = format!("http://{addr}");
-    let client = reqwest::Client::new();
+    let client = lookout::tls::client();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v: Value = client

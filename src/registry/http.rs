@@ -207,6 +207,7 @@ impl Transport {
         ca_file: Option<&Path>,
         insecure: bool,
     ) -> Result<reqwest::Client, ErrorKind> {
+        crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.timeout.min(Duration::from_secs(10)))

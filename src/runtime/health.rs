@@ -222,6 +222,7 @@ pub async fn wait_healthy<R: ContainerRuntime>(
     opts: &GateOptions,
 ) -> Result<ContainerInfo, GateFailure> {
     let start = tokio::time::Instant::now();
+    crate::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(opts.poll.max(Duration::from_secs(2)))
         .build()

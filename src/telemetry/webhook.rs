@@ -325,6 +325,7 @@ impl Deliveries {
     /// Delivers queued events until `shutdown` resolves or every [`super::Telemetry`] handle is
     /// gone and the queues are empty. Deliveries still queued at shutdown are not sent.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        crate::tls::install_crypto_provider();
         let client = match reqwest::Client::builder().build() {
             Ok(c) => c,
             Err(error) => {

@@ -33,7 +33,7 @@ impl Pusher {
                     base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
                 )
             }),
-            client: reqwest::Client::new(),
+            client: lookout::tls::client(),
         }
     }
 
