@@ -15,7 +15,8 @@
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it runs 10 services over 2
 //! repositories, to show it works; the figures in the README come from `cargo bench --bench
-//! host_costs`. Everything it creates in Docker is labelled `lookout.test=host-costs-<pid>` and
+//! host_costs` (`HOST_COSTS_LOOKOUT=PATH` measures another `lookout` binary, `--bench` the
+//! full size with any build of this file). Everything it creates in Docker is labelled `lookout.test=host-costs-<pid>` and
 //! removed at the end, also when it fails.
 
 use std::io::{Read as _, Write as _};
@@ -53,7 +54,11 @@ fn main() {
         docker_compose(&host.project(p), file, &["up", "-d", "--quiet-pull"]);
     }
     let config = host.write_config(&files, services, repos, &registry.host, lookout_port);
-    let binary = Path::new(env!("CARGO_BIN_EXE_lookout"));
+    // `HOST_COSTS_LOOKOUT=/usr/local/bin/lookout` measures another build (an installed one).
+    let binary = std::env::var_os("HOST_COSTS_LOOKOUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lookout")));
+    let binary = binary.as_path();
 
     // Idle update: nothing to do, every service up to date.
     let mut runs: Vec<(Duration, u64)> = (0..5)
