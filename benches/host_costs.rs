@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::free_port;
+
 const PROJECTS: usize = 5;
 /// The health gate's stability wait of every service (no image here has a HEALTHCHECK).
 const HEALTH_STABLE_S: u64 = 1;
@@ -41,7 +44,7 @@ fn main() {
     );
     let host = Host::new();
     let lookout_port = free_port();
-    let registry = start_registry(&host.dir, lookout_port);
+    let registry = start_registry(lookout_port);
 
     let old = host.build_image("1.0.0");
     for r in 0..repos {
@@ -300,45 +303,12 @@ impl Drop for Host {
     }
 }
 
-struct Registry {
-    child: Child,
-    host: String,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A loopback registry that notifies lookout's registry hook of every push.
-fn start_registry(dir: &Path, lookout_port: u16) -> Registry {
-    let host = format!("127.0.0.1:{}", free_port());
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
-             storage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n\
-             notifications:\n  endpoints:\n    - name: lookout\n      url: http://127.0.0.1:{lookout_port}/hooks/registry\n\
-             \x20     headers:\n        X-Lookout-Hook-Secret: [{HOOK_SECRET}]\n      timeout: 2s\n      threshold: 5\n      backoff: 1s\n",
-            dir.join("registry").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry is missing: run tests/run");
-    let registry = Registry { child, host };
-    wait_until(Duration::from_secs(10), "the registry", || {
-        TcpStream::connect(&registry.host).ok().map(|_| ())
-    });
-    registry
+fn start_registry(lookout_port: u16) -> common::Registry {
+    common::start_registry(&format!(
+        "notifications:\n  endpoints:\n    - name: lookout\n      url: http://127.0.0.1:{lookout_port}/hooks/registry\n\
+         \x20     headers:\n        X-Lookout-Hook-Secret: [{HOOK_SECRET}]\n      timeout: 2s\n      threshold: 5\n      backoff: 1s\n"
+    ))
 }
 
 struct Daemon(Child);
@@ -430,14 +400,6 @@ fn get(addr: &str, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200")
         .then(|| body.to_owned())
         .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn docker(args: &[&str]) {
