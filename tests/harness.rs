@@ -2,11 +2,14 @@
 
 use std::process::Command;
 
+use crate::util::compose::Labelled;
 use crate::util::{LocalRegistry, RegistryAuth, Scratch, TestImage, run};
 
 #[test]
 fn pushes_a_locally_built_image_to_a_local_registry_with_basic_auth() {
     let scratch = Scratch::new("harness-push");
+    // The image pulled back by digest carries the build's label; removed also on a failure.
+    let _cleanup = Labelled(scratch.id.clone());
     let registry = LocalRegistry::start(
         &scratch,
         RegistryAuth::Basic {
