@@ -58,14 +58,7 @@ impl Started {
 
     /// `compose ARGS… EXTRA…` in the project folder.
     fn compose(&self, extra: &[&str]) -> String {
-        let mut cmd = match self.p.flavor {
-            Flavor::V2 => {
-                let mut c = Command::new("docker");
-                c.arg("compose");
-                c
-            }
-            Flavor::V1 => Command::new("/usr/bin/docker-compose"),
-        };
+        let mut cmd = self.p.flavor.command();
         cmd.current_dir(&self.p.dir).args(&self.args).args(extra);
         run(&mut cmd)
     }
@@ -101,14 +94,7 @@ impl Started {
 
 impl Drop for Started {
     fn drop(&mut self) {
-        let mut cmd = match self.p.flavor {
-            Flavor::V2 => {
-                let mut c = Command::new("docker");
-                c.arg("compose");
-                c
-            }
-            Flavor::V1 => Command::new("/usr/bin/docker-compose"),
-        };
+        let mut cmd = self.p.flavor.command();
         let _ = cmd
             .current_dir(&self.p.dir)
             .args(&self.args)

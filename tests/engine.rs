@@ -15,7 +15,8 @@ pub(crate) enum Flavor {
 }
 
 impl Flavor {
-    fn command(self) -> Command {
+    /// The compose command of this flavor: `docker compose` or Debian's `docker-compose`.
+    pub(crate) fn command(self) -> Command {
         match self {
             Flavor::V2 => {
                 let mut c = Command::new("docker");
