@@ -403,29 +403,24 @@ fn get(addr: &str, path: &str) -> Option<String> {
 }
 
 fn docker(args: &[&str]) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker is missing");
-    assert!(
-        out.status.success(),
-        "docker {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(Command::new("docker").args(args));
 }
 
 fn docker_compose(project: &str, file: &Path, args: &[&str]) {
-    let out = Command::new("docker")
-        .args(["compose", "-p", project, "-f"])
-        .arg(file)
-        .args(args)
-        .output()
-        .expect("docker is missing");
+    succeed(
+        Command::new("docker")
+            .args(["compose", "-p", project, "-f"])
+            .arg(file)
+            .args(args),
+    );
+}
+
+/// Runs `cmd`, failing the bench with its stderr unless it succeeds.
+fn succeed(cmd: &mut Command) {
+    let out = cmd.output().expect("docker is missing: run tests/run");
     assert!(
         out.status.success(),
-        "docker compose {}: {}",
-        args.join(" "),
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
