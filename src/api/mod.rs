@@ -632,17 +632,8 @@ pub(crate) async fn update(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Some(r) = change_denied(&s, &headers) {
-        return r;
-    }
-    if s.backend.service(&name).is_none() {
-        return no_service(&name);
-    }
-    if wants_async(&headers) {
-        let job = start_job(&s, JobKind::Update, Some(name), "api");
-        return accepted(job, &uri, &s.config.web.base_path);
-    }
-    answer(s.backend.update(&name, "api").await)
+    let now = async |s: S, name: String| answer(s.backend.update(&name, "api").await);
+    service_change(s, &uri, &headers, name, JobKind::Update, now).await
 }
 
 /// Rolls one service back to the image it ran before its last update.
@@ -668,17 +659,32 @@ pub(crate) async fn rollback(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Some(r) = change_denied(&s, &headers) {
+    let now = async |s: S, name: String| answer(s.backend.rollback(&name, "api").await);
+    service_change(s, &uri, &headers, name, JobKind::Rollback, now).await
+}
+
+/// A change to one service, as the API runs each: authorised, the service known, then a job
+/// answered at once with `202` when the request says `Prefer: respond-async`, else `now`'s
+/// answer when the change is over.
+async fn service_change(
+    s: S,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    name: String,
+    kind: JobKind,
+    now: impl AsyncFnOnce(S, String) -> Response,
+) -> Response {
+    if let Some(r) = change_denied(&s, headers) {
         return r;
     }
     if s.backend.service(&name).is_none() {
         return no_service(&name);
     }
-    if wants_async(&headers) {
-        let job = start_job(&s, JobKind::Rollback, Some(name), "api");
-        return accepted(job, &uri, &s.config.web.base_path);
+    if wants_async(headers) {
+        let job = start_job(&s, kind, Some(name), "api");
+        return accepted(job, uri, &s.config.web.base_path);
     }
-    answer(s.backend.rollback(&name, "api").await)
+    now(s, name).await
 }
 
 /// Pauses the updates of every service (checks go on).
