@@ -394,13 +394,11 @@ async fn service(
         return to_login(&s, &uri);
     }
     let Some(view) = s.backend.service(&name) else {
-        return message(
+        return not_found(
             &s,
             &v,
-            StatusCode::NOT_FOUND,
             "No such service",
             &format!("lookout knows no service {name:?}."),
-            Some(("All services", format!("{}/", s.config.web.base_path))),
         );
     };
     let view = with_jobs(&s, vec![view]).remove(0);
@@ -418,6 +416,19 @@ async fn service(
         ctx.insert("notice".into(), notice);
     }
     html(&s, &v, StatusCode::OK, "service.html", ctx)
+}
+
+/// A 404 page with a link back to the table.
+fn not_found(s: &S, v: &Viewer, title: &str, text: &str) -> Response {
+    let back = format!("{}/", s.config.web.base_path);
+    message(
+        s,
+        v,
+        StatusCode::NOT_FOUND,
+        title,
+        text,
+        Some(("All services", back)),
+    )
 }
 
 /// One `<tr>`, for the script to replace a row with when an event says it changed.
@@ -446,13 +457,11 @@ async fn job(
         return to_login(&s, &uri);
     }
     let Some(job) = s.jobs.get(&id) else {
-        return message(
+        return not_found(
             &s,
             &v,
-            StatusCode::NOT_FOUND,
             "No such job",
             "This job is not known (jobs are forgotten at a restart).",
-            Some(("All services", format!("{}/", s.config.web.base_path))),
         );
     };
     let mut ctx = page(&s, &v);
