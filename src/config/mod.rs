@@ -777,9 +777,12 @@ fn read_webhooks(top: &mut Obj<'_, '_>, webhook_url: Option<&str>) -> Vec<Webhoo
 /// Every service that reads cleanly, and a problem for each name used twice.
 fn read_services(top: &mut Obj<'_, '_>, defaults: &ServiceDefaults) -> Vec<ServiceSpec> {
     let ctx = top.ctx;
-    let mut services = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (i, obj) in top.objects("services").into_iter().enumerate() {
+    let objects = top.objects("services");
+    // Sized once: a service is about a kilobyte, and a doubling Vec of 10,000 would hold
+    // twice that and copy it while it grows.
+    let mut services = Vec::with_capacity(objects.len());
+    let mut seen = std::collections::HashMap::with_capacity(objects.len());
+    for (i, obj) in objects.into_iter().enumerate() {
         let Some(s) = ServiceSpec::from_object(obj, defaults) else {
             continue;
         };

@@ -210,7 +210,9 @@ impl Pipeline<'_> {
             // The semaphore is never closed; without a permit the check still runs.
             let _permit = limit.acquire().await.ok();
             let started = Instant::now();
-            let checked = self.check_one(service, check).await;
+            // Boxed: a service's future is small until its check starts, so a pass of 10,000
+            // services holds 10,000 small futures and only `parallel` big ones.
+            let checked = Box::pin(self.check_one(service, check)).await;
             (started.elapsed(), checked)
         };
         let (mut outcome, update_time) = match checked {
@@ -222,7 +224,7 @@ impl Pipeline<'_> {
                     }
                 }
                 let file = self.files.get(i).map_or(Path::new(""), PathBuf::as_path);
-                self.apply_one(service, file, report, work, apply).await
+                Box::pin(self.apply_one(service, file, report, work, apply)).await
             }
         };
         // Each span is measured where it runs: waits for a check slot, for dependencies and
