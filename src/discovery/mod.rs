@@ -11,6 +11,8 @@
 //!
 //! Pure: the container list and image references come in, services and reasons go out.
 
+pub mod events;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 

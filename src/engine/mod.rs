@@ -323,6 +323,33 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         recovery::recover(&self.runtime, &self.compose, &self.store, &now, &find).await
     }
 
+    /// Discovery again, without a check (the daemon, on container events): the services found
+    /// that the last discovery did not have. Costs one container list and an inspection of
+    /// each container not seen before.
+    pub async fn rediscover(&self) -> Vec<String> {
+        let config = self.configured();
+        if !config.discovery.enabled {
+            return Vec::new();
+        }
+        let before: std::collections::HashSet<String> = self
+            .discovered()
+            .found
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let view = crate::runtime::view::PassView::listing(&self.runtime, &self.image_refs, true);
+        let Some(found) = pass::discover_in(&view, &config, &self.discovered).await else {
+            return Vec::new();
+        };
+        self.refresh_in_force();
+        found
+            .found
+            .iter()
+            .filter(|f| !before.contains(&f.name))
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
     /// One check-and-update pass.
     pub async fn pass(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
         let config = self.configured();

@@ -241,35 +241,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     /// What discovery finds in the pass's container list (stored for the commands and the
     /// API); `None` when the list cannot be made, and the configured services go on alone.
     async fn discover(&self, view: &PassView<'_, R>) -> Option<Discovery> {
-        let listed = match view.containers().await {
-            Ok(listed) => listed,
-            Err(e) => {
-                tracing::warn!(error = %e, "discovery cannot list the containers; checking the configured services only");
-                return None;
-            }
-        };
-        let grouped = discovery::groups(&listed, self.config.discovery.include_stopped);
-        let mut refs = HashMap::new();
-        for group in &grouped.groups {
-            match view.image_ref(&group.container.id).await {
-                Ok(Some(r)) => {
-                    refs.insert(group.container.id.clone(), r);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(container = %group.container.name, error = %e, "discovery cannot inspect a container");
-                }
-            }
-        }
-        let found = discovery::resolve(grouped, &refs, self.config, &|p| {
-            std::fs::canonicalize(p).ok()
-        });
-        *self
-            .discovered
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            std::sync::Arc::new(found.clone());
-        Some(found)
+        discover_in(view, self.config, self.discovered).await
     }
 
     /// Finds what runs, asks the registry and decides; an update is returned, not started.
@@ -661,6 +633,40 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             tracing::warn!(error = %e, "cannot record the check in the state file");
         }
     }
+}
+
+/// What discovery finds in `view`'s container list, also left in `store`; `None` when the
+/// list cannot be made.
+pub(crate) async fn discover_in<R: ContainerRuntime>(
+    view: &PassView<'_, R>,
+    config: &Config,
+    store: &std::sync::RwLock<std::sync::Arc<Discovery>>,
+) -> Option<Discovery> {
+    let listed = match view.containers().await {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::warn!(error = %e, "discovery cannot list the containers; checking the configured services only");
+            return None;
+        }
+    };
+    let grouped = discovery::groups(&listed, config.discovery.include_stopped);
+    let mut refs = HashMap::new();
+    for group in &grouped.groups {
+        match view.image_ref(&group.container.id).await {
+            Ok(Some(r)) => {
+                refs.insert(group.container.id.clone(), r);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(container = %group.container.name, error = %e, "discovery cannot inspect a container");
+            }
+        }
+    }
+    let found = discovery::resolve(grouped, &refs, config, &|p| std::fs::canonicalize(p).ok());
+    *store
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(found.clone());
+    Some(found)
 }
 
 /// What becomes of an update a check decided on for a standalone container (`container =`):
