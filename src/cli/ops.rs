@@ -84,6 +84,8 @@ pub(super) fn update(
             Ok(started) => started,
             Err(e) => return Ok(not_started(&e)),
         };
+        // Discovered services are known once discovery has looked.
+        engine.rediscover().await;
         let config = engine.config();
         if let Some(name) = services.iter().find(|n| engine.service(n).is_none()) {
             let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
@@ -214,17 +216,27 @@ pub(super) fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> any
         return Ok(EXIT_OK);
     }
     writeln!(out, "state: {}", path.display())?;
-    for spec in &config.services {
-        let s = state.services.get(&spec.name);
+    // Configured services first, then those the daemon discovered (known from the state).
+    let mut names: Vec<(&str, &str)> = config
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), if s.enabled { "" } else { " [disabled]" }))
+        .collect();
+    if config.discovery.enabled {
+        names.extend(
+            state
+                .services
+                .keys()
+                .filter(|n| !config.services.iter().any(|s| &s.name == *n))
+                .map(|n| (n.as_str(), " [discovered]")),
+        );
+    }
+    for (name, tag) in names {
+        let s = state.services.get(name);
         let running = s
             .and_then(|s| s.running.as_ref())
             .map_or_else(|| "(not checked yet)".to_owned(), ToString::to_string);
-        writeln!(
-            out,
-            "{}: {running}{}",
-            spec.name,
-            if spec.enabled { "" } else { " [disabled]" }
-        )?;
+        writeln!(out, "{name}: {running}{tag}")?;
         if let Some(s) = s {
             if let Some(t) = s.last_check {
                 writeln!(out, "    last check:  {t}")?;

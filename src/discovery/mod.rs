@@ -23,8 +23,9 @@ use crate::config::labels::{self, Action, LabelSettings, Layer};
 use crate::config::{Config, ServiceSpec};
 use crate::policy::Policy;
 use crate::runtime::compose_labels;
+use crate::runtime::view::{ImageRefs, PassView};
 use crate::runtime::{
-    ContainerState, ContainerSummary, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE,
+    ContainerRuntime, ContainerState, ContainerSummary, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE,
 };
 
 /// What a discovered service is on the host.
@@ -190,6 +191,78 @@ impl Discovery {
         );
         out
     }
+}
+
+/// Discovery over `view`'s one container list: each group's container inspected once (when the
+/// view has not seen it before). Fails only when the list cannot be made.
+pub(crate) async fn from_view<R: ContainerRuntime>(
+    view: &PassView<'_, R>,
+    config: &Config,
+) -> Result<Discovery, String> {
+    let listed = view.containers().await?;
+    let mut grouped = groups(&listed, config.discovery.include_stopped);
+    let mut refs = HashMap::new();
+    for group in &mut grouped.groups {
+        // A container shows its image's `LABEL`s among its own; those are not trusted for
+        // policy, so only labels the container was given (compose's `labels:`, `--label`) stay.
+        match view.image(&group.container.image_id).await {
+            Ok(Some(image)) => {
+                group.container.labels = own_labels(&group.container.labels, &image.labels);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(container = %group.container.name, error = %e, "discovery cannot inspect a container's image");
+            }
+        }
+        match view.image_ref(&group.container.id).await {
+            Ok(Some(r)) => {
+                refs.insert(group.container.id.clone(), r);
+            }
+            // Removed since the list.
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(container = %group.container.name, error = %e, "discovery cannot inspect a container");
+            }
+        }
+    }
+    Ok(resolve(grouped, &refs, config, &|p| {
+        std::fs::canonicalize(p).ok()
+    }))
+}
+
+/// The labels of a container that its image does not carry with the same value.
+pub fn own_labels(
+    container: &HashMap<String, String>,
+    image: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    container
+        .iter()
+        .filter(|(k, v)| image.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Discovery once, outside the engine (`lookout discover`, `check`, `doctor`).
+pub async fn scan<R: ContainerRuntime>(runtime: &R, config: &Config) -> Result<Discovery, String> {
+    let refs = ImageRefs::default();
+    from_view(&PassView::listing(runtime, &refs, true), config).await
+}
+
+/// The TOML of a `[[services]]` entry that configures `found` as discovery does: what a user
+/// pastes into the configuration file to keep it whatever its labels become.
+pub fn toml_entry(found: &Found) -> String {
+    let mut entry = toml::Table::new();
+    for (key, value) in &found.values {
+        if let Some(s) = value.as_str() {
+            entry.insert(key.clone(), toml::Value::String(s.to_owned()));
+        }
+    }
+    let mut doc = toml::Table::new();
+    doc.insert(
+        "services".into(),
+        toml::Value::Array(vec![toml::Value::Table(entry)]),
+    );
+    toml::to_string(&doc).unwrap_or_default()
 }
 
 /// The name of a discovered compose service: `project-service`.

@@ -642,27 +642,13 @@ pub(crate) async fn discover_in<R: ContainerRuntime>(
     config: &Config,
     store: &std::sync::RwLock<std::sync::Arc<Discovery>>,
 ) -> Option<Discovery> {
-    let listed = match view.containers().await {
-        Ok(listed) => listed,
+    let found = match discovery::from_view(view, config).await {
+        Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "discovery cannot list the containers; checking the configured services only");
             return None;
         }
     };
-    let grouped = discovery::groups(&listed, config.discovery.include_stopped);
-    let mut refs = HashMap::new();
-    for group in &grouped.groups {
-        match view.image_ref(&group.container.id).await {
-            Ok(Some(r)) => {
-                refs.insert(group.container.id.clone(), r);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(container = %group.container.name, error = %e, "discovery cannot inspect a container");
-            }
-        }
-    }
-    let found = discovery::resolve(grouped, &refs, config, &|p| std::fs::canonicalize(p).ok());
     *store
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(found.clone());

@@ -106,9 +106,10 @@ impl ContainerRuntime for Docker {
                 repo_digests: image.repo_digests.unwrap_or_default(),
                 has_healthcheck: image
                     .config
-                    .and_then(|c| c.healthcheck)
                     .as_ref()
+                    .and_then(|c| c.healthcheck.as_ref())
                     .is_some_and(healthcheck_enabled),
+                labels: image.config.and_then(|c| c.labels).unwrap_or_default(),
             })),
             Err(e) => {
                 let error = api_error(&format!("inspect image {reference}"), e);

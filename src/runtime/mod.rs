@@ -128,6 +128,9 @@ pub struct ImageInfo {
     pub repo_digests: Vec<String>,
     /// The image defines a `HEALTHCHECK` (and does not disable it with `NONE`).
     pub has_healthcheck: bool,
+    /// The image's own `LABEL`s, which a container shows among its labels too (discovery does
+    /// not take them for policy).
+    pub labels: std::collections::HashMap<String, String>,
 }
 
 /// What happened to an image reference lookout asked to remove.

@@ -271,6 +271,7 @@ impl ContainerRuntime for FakeRuntime {
             repo_tags: i.repo_tags.clone(),
             repo_digests: i.repo_digests.clone(),
             has_healthcheck: i.health.is_some(),
+            labels: Default::default(),
         }))
     }
 
