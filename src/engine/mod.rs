@@ -249,7 +249,10 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         let base = self.configured();
         let in_force = if base.discovery.enabled {
             let mut in_force = (*base).clone();
-            in_force.services = self.discovered().services(&base);
+            let discovered = self.discovered();
+            self.telemetry
+                .add_services(discovered.found.iter().map(|f| f.name.as_str()));
+            in_force.services = discovered.services(&base);
             Arc::new(in_force)
         } else {
             base

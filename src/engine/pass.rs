@@ -197,6 +197,11 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             }
             None => &self.config.services,
         };
+        if let Some(d) = &discovery {
+            // Their metric series, before the first event about them.
+            self.telemetry
+                .add_services(d.found.iter().map(|f| f.name.as_str()));
+        }
         let found: HashMap<&str, &Found> = discovery
             .iter()
             .flat_map(|d| d.found.iter())
