@@ -495,6 +495,11 @@ fn validate_with_secrets(
             overridden.push((*key, name));
         }
     }
+    let taken: Vec<&str> = overridden.iter().map(|(k, _)| *k).collect();
+    let watchtower = discovery::watchtower_env(env, &mut map, &taken, &mut |name, message| {
+        ctx.warn(name, message);
+    });
+    overridden.extend(watchtower);
     let config = read_config(&ctx, &map);
     let secrets = ctx.secrets.into_inner();
     let masks: Vec<&str> = secrets.iter().map(String::as_str).collect();
