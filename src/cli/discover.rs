@@ -87,6 +87,12 @@ fn write_text(d: &Discovery, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "{}: {}", f.name, what(&f.kind))?;
         writeln!(out, "  containers: {}", f.containers.join(", "))?;
         writeln!(out, "  image:      {}", f.spec.image.familiar())?;
+        if let Some(display) = &f.display_name {
+            writeln!(out, "  shown as:   {display}")?;
+        }
+        if !f.depends_on.is_empty() {
+            writeln!(out, "  depends on: {}", f.depends_on.join(", "))?;
+        }
         if let Some(entry) = &f.configured {
             writeln!(
                 out,
