@@ -291,3 +291,129 @@ fn the_shipped_configuration_watches_the_host_by_labels_and_updates_only_the_lab
     drop((labelled, plain, late));
     remove_labelled(&scratch.id);
 }
+
+/// `lookout --config CONFIG ARGS…`: (exit code, stdout, stderr).
+fn lookout_with(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = crate::util::lookout()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn discover_shows_each_settings_source_the_toml_and_doctor_what_lookout_cannot_manage() {
+    let scratch = Scratch::new("discovery-cli");
+    let _cleanup = crate::util::compose::Labelled(scratch.id.clone());
+    let image = format!("lookout-disc-cli-{}:1.2.0", std::process::id());
+    let _image = TestImage::build(&scratch, &image, "1.2.0", "");
+    let prefix = format!("lk{}", scratch.id.to_ascii_lowercase());
+    let labelled = format!("{prefix}-web");
+    let oneoff = format!("{prefix}-run");
+    let clash = format!("{prefix}-clash");
+    standalone(
+        &labelled,
+        &[
+            "lookout.action=update",
+            "lookout.policy=semver",
+            r"wud.tag.include=^\d+\.\d+\.\d+$",
+            "wud.display.name=Web",
+        ],
+        &image,
+    );
+    standalone(
+        &oneoff,
+        &[
+            &format!("com.docker.compose.project={prefix}p"),
+            "com.docker.compose.service=app",
+            "com.docker.compose.oneoff=True",
+        ],
+        &image,
+    );
+    standalone(
+        &clash,
+        &["lookout.policy=semver", "wud.watch.digest=true"],
+        &image,
+    );
+    let config = scratch.write(
+        "lookout.toml",
+        format!(
+            "state_file = \"{}\"\n[discovery]\nenabled = true\n\n[[services]]\nname = \"pinned\"\n\
+             container = \"{clash}\"\nimage = \"{image}\"\nupdate_level = \"patch\"\n",
+            scratch.join("state.json").display()
+        ),
+    );
+
+    let (code, stdout, stderr) = lookout_with(&config, &["discover", "--json"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let find = |name: &str| {
+        v["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not discovered: {v:#}"))
+    };
+    let web = find(&labelled);
+    assert_eq!(web["what"]["kind"], "standalone");
+    assert_eq!(web["action"], "update");
+    assert_eq!(web["display_name"], "Web");
+    let settings = &web["settings"];
+    assert_eq!(settings["action"]["source"], "label lookout.action");
+    assert_eq!(settings["policy"]["source"], "label lookout.policy");
+    assert_eq!(settings["tag_regex"]["source"], "label wud.tag.include");
+    let toml = web["toml"].as_str().unwrap();
+    assert!(
+        toml.contains("[[services]]")
+            && toml.contains(&format!("container = \"{labelled}\""))
+            && toml.contains("policy = \"semver\""),
+        "{toml}"
+    );
+    // The pasted entry is a valid configuration.
+    let pasted = scratch.write("pasted.toml", toml);
+    let (code, out, err) = lookout_with(&pasted, &["config", "validate"]);
+    assert_eq!(code, 0, "{out}\n{err}\n{toml}");
+    // The explicit entry names the container: its name, its update_level, the label's policy.
+    let pinned = find("pinned");
+    assert_eq!(pinned["configured"], "pinned");
+    assert_eq!(pinned["settings"]["update_level"]["source"], "config");
+    assert_eq!(
+        pinned["settings"]["policy"]["source"],
+        "label lookout.policy"
+    );
+    assert!(
+        pinned["conflicts"][0]
+            .as_str()
+            .unwrap()
+            .contains("disagrees with lookout.policy"),
+        "{pinned:#}"
+    );
+    let unmanaged = v["unmanaged"].as_array().unwrap();
+    assert!(
+        unmanaged.iter().any(|l| l["container"] == oneoff.as_str()
+            && l["reason"].as_str().unwrap().contains("compose run")),
+        "{v:#}"
+    );
+
+    let (_, stdout, _) = lookout_with(&config, &["doctor"]);
+    let line = |what: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no line for {what}:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(
+        line(&format!("container {oneoff}")).contains("WARN"),
+        "{stdout}"
+    );
+    assert!(line("labels of pinned").contains("WARN"), "{stdout}");
+}

@@ -299,6 +299,8 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
 
     /// Finishes every update an earlier lookout left in the journal (holding the update lock).
     pub async fn recover(&self) -> Vec<Recovered> {
+        // An interrupted update of a discovered service is finished too: discovery looks first.
+        self.rediscover().await;
         let _guard = self.gate.exclusive().await;
         let in_flight = lock(&self.store).in_flight();
         let mut known = HashMap::new();
