@@ -403,6 +403,21 @@ fn discover_shows_each_settings_source_the_toml_and_doctor_what_lookout_cannot_m
         "{v:#}"
     );
 
+    // status lists the discovered services beside the configured one, with the sources.
+    let (code, stdout, stderr) = lookout_with(&config, &["status"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("{labelled}: (not checked yet) [discovered]")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "standalone container {labelled}: action = update (label lookout.action)"
+        )) && stdout.contains("policy = semver (label lookout.policy)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pinned: (not checked yet)\n"), "{stdout}");
+
     let (_, stdout, _) = lookout_with(&config, &["doctor"]);
     let line = |what: &str| {
         stdout
