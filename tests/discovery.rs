@@ -432,3 +432,42 @@ fn discover_shows_each_settings_source_the_toml_and_doctor_what_lookout_cannot_m
     );
     assert!(line("labels of pinned").contains("WARN"), "{stdout}");
 }
+
+#[test]
+fn a_configured_standalone_container_is_checked_and_its_update_held_as_checked_only() {
+    let scratch = Scratch::new("discovery-standalone");
+    let _cleanup = crate::util::compose::Labelled(scratch.id.clone());
+    let registry = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
+    let repo = registry.image("solo/app");
+    let old = TestImage::build(&scratch, &format!("{repo}:1.0.0"), "1.0.0", "");
+    let new = TestImage::build(&scratch, &format!("{repo}:1.1.0"), "1.1.0", "");
+    old.push(&format!("{repo}:1.0.0"));
+    let candidate = new.push(&format!("{repo}:1.1.0"));
+    let name = format!("lk{}-solo", scratch.id.to_ascii_lowercase());
+    standalone(&name, &[], &format!("{repo}:1.0.0"));
+    // Discovery off: the entry alone makes lookout look at every container.
+    let config = scratch.write(
+        "lookout.toml",
+        format!(
+            "state_file = \"{}\"\n\n[[services]]\nname = \"solo\"\ncontainer = \"{name}\"\n\
+             image = \"{repo}:1.0.0\"\npolicy = \"semver\"\n",
+            scratch.join("state.json").display()
+        ),
+    );
+    let (code, stdout, stderr) = lookout_with(&config, &["update", "--json"]);
+    let reports: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}), exit {code}:\n{stdout}\n{stderr}"));
+    let report = &reports[0];
+    assert_eq!(report["service"], "solo");
+    assert_eq!(report["result"], "update_available", "{report:#}\n{stderr}");
+    assert_eq!(report["from"], format!("{repo}:1.0.0"));
+    assert_eq!(report["to"], format!("{repo}:1.1.0"));
+    assert_eq!(report["digest"], candidate.as_str());
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("standalone container {name:?} is checked only")),
+        "{reason}"
+    );
+    let running = run(Command::new("docker").args(["inspect", "-f", "{{.Image}}", &name]));
+    assert_eq!(running.trim(), old.id, "nothing was changed");
+}

@@ -182,9 +182,12 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     /// (see [`super::pipeline`]).
     pub async fn run(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
         let cycle = CheckCycle::new(self.registries.clone());
-        let every = self.config.discovery.enabled;
+        // Every container when discovery is on or a configured service is a standalone one;
+        // else compose's only.
+        let every = self.config.discovery.enabled
+            || self.config.services.iter().any(|s| s.container.is_some());
         let view = PassView::listing(self.runtime, self.image_refs, every);
-        let discovery = if every {
+        let discovery = if self.config.discovery.enabled {
             self.discover(&view).await
         } else {
             None
