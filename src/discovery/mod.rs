@@ -11,6 +11,18 @@
 //!
 //! Pure: the container list and image references come in, services and reasons go out.
 
+// Container lists and labels come from the engine: no panic on what they hold.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod events;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
