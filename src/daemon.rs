@@ -235,6 +235,12 @@ where
         });
     }
     let reload = tokio::spawn(reload_on_request(daemon.clone(), reload, stop_rx.clone()));
+    let events = {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            crate::discovery::events::follow(&d.engine.runtime, || d.rediscovered()).await;
+        })
+    };
     let installs =
         installs.map(|rx| tokio::spawn(install_on_request(daemon.clone(), rx, stop_rx.clone())));
 
@@ -290,6 +296,7 @@ where
         api_task.abort();
     }
     reload.abort();
+    events.abort();
     if let Some(installs) = installs {
         installs.abort();
     }
@@ -422,6 +429,35 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
             respect_windows: true,
         };
         self.pass(&opts).await;
+    }
+
+    /// Container events came (a `compose up`, a container removed or renamed): discovery
+    /// again, and a check of the services that are new.
+    async fn rediscovered(&self) {
+        if self.engine.is_stopping() {
+            return;
+        }
+        let work = async {
+            let new = self.engine.rediscover().await;
+            if new.is_empty() {
+                self.changed(Vec::new());
+                return;
+            }
+            tracing::info!(services = ?new, "new containers: checking their services");
+            let config = self.engine.config();
+            let opts = PassOptions {
+                only: new,
+                dry_run: false,
+                actor: "discovery".into(),
+                paused: self.paused(&config),
+                held: self.held(),
+                respect_windows: true,
+            };
+            self.pass(&opts).await;
+        };
+        if let Err(panic) = AssertUnwindSafe(work).catch_unwind().await {
+            tracing::error!(panic = %panic_message(&*panic), "looking at new containers hit a bug; the next check looks again");
+        }
     }
 
     /// The check a push hook asked for, of one service.

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub(crate) mod doctor;
 pub(crate) mod durable;
 pub mod engine;

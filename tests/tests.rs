@@ -9,6 +9,7 @@ mod compose_run;
 mod daemon;
 mod daemon_fakes;
 mod deploy;
+mod discovery;
 mod doctor;
 mod engine;
 mod engine_fakes;

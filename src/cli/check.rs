@@ -1,4 +1,6 @@
-//! `lookout check`: ask the registries about every enabled service once, and show the result.
+//! `lookout check`: ask the registries about every enabled service once, and show the result:
+//! the configured ones, and with `[discovery]` the host's containers beside them, each with where
+//! its settings came from.
 //!
 //! Until the runtime module reads what runs from Docker, the running reference is the
 //! configured image; the candidate's digests are shown, not yet compared with a local image.
@@ -10,7 +12,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::discovery::{self, Found};
+use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Registries, RegistryOptions, ServiceCheck, check_service};
+use crate::runtime::Docker;
 
 pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     let config = match super::load_config(config_path) {
@@ -27,21 +32,65 @@ pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow
         .context("cannot start the async runtime")?;
     let registries = Arc::new(Registries::new(RegistryOptions::default()));
     let cycle = CheckCycle::new(registries.clone());
-    let services: Vec<_> = config.services.iter().filter(|s| s.enabled).collect();
-    let results = runtime.block_on(futures_util::future::join_all(
-        services.iter().map(|s| check_service(&cycle, s, &s.image)),
-    ));
+    // With discovery on, the host's containers too, each at the image it runs.
+    let discovery = if config.discovery.enabled {
+        let scanned = runtime.block_on(async {
+            let docker = Docker::connect().await.map_err(|e| e.to_string())?;
+            discovery::scan(&docker, &config).await
+        });
+        match scanned {
+            Ok(d) => Some(d),
+            Err(e) => {
+                super::print_error(format_args!(
+                    "error: discovery: {e}; checking the configured services only"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let all = match &discovery {
+        Some(d) => d.services(&config),
+        None => config.services.clone(),
+    };
+    let found = |name: &str| discovery.as_ref().and_then(|d| d.get(name));
+    let services: Vec<_> = all.iter().filter(|s| s.enabled).collect();
+    let running: Vec<ImageRef> = services
+        .iter()
+        .map(|s| {
+            found(&s.name)
+                .and_then(|f| f.values.get("image"))
+                .and_then(|v| v.as_str())
+                .and_then(|r| ImageRef::parse(r).ok())
+                .unwrap_or_else(|| s.image.clone())
+        })
+        .collect();
+    let results: Vec<Result<ServiceCheck, String>> = runtime.block_on(
+        futures_util::future::join_all(services.iter().zip(&running).map(|(s, image)| async {
+            match found(&s.name).filter(|f| !f.problems.is_empty()) {
+                Some(f) => Err(f.problems.join("; ")),
+                None => check_service(&cycle, s, image)
+                    .await
+                    .map_err(|e| e.to_string()),
+            }
+        })),
+    );
     let failed = results.iter().filter(|r| r.is_err()).count();
     let stats = registries.stats();
     if json {
         let items: Vec<serde_json::Value> = services
             .iter()
             .zip(&results)
-            .map(|(s, r)| match r {
-                Ok(c) => check_json(c),
-                Err(e) => serde_json::json!({
-                    "service": s.name, "running": s.image.to_string(), "error": e.to_string(),
-                }),
+            .map(|(s, r)| {
+                let mut item = match r {
+                    Ok(c) => check_json(c),
+                    Err(e) => serde_json::json!({
+                        "service": s.name, "running": s.image.to_string(), "error": e,
+                    }),
+                };
+                item["settings"] = settings_json(found(&s.name));
+                item
             })
             .collect();
         let requests: u64 = stats.requests.values().sum();
@@ -51,9 +100,21 @@ pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow
             serde_json::json!({"services": items, "failed": failed, "requests": requests})
         )?;
     } else {
-        for (s, r) in services.iter().zip(&results) {
-            writeln!(out, "{}", s.name)?;
-            writeln!(out, "  running:   {}", s.image)?;
+        for ((s, r), image) in services.iter().zip(&results).zip(&running) {
+            match found(&s.name) {
+                Some(f) => writeln!(out, "{} ({})", s.name, super::discover::what(&f.kind))?,
+                None => writeln!(out, "{} (configured)", s.name)?,
+            }
+            writeln!(out, "  running:   {image}")?;
+            if let Some(f) = found(&s.name) {
+                let settings: Vec<String> = super::discover::settings(f)
+                    .into_iter()
+                    .map(|(k, v, source)| format!("{k} = {v} ({source})"))
+                    .collect();
+                writeln!(out, "  settings:  {}; else default", settings.join(", "))?;
+            } else {
+                writeln!(out, "  settings:  config; else default")?;
+            }
             match r {
                 Ok(c) => {
                     match &c.candidate {
@@ -85,6 +146,18 @@ pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow
     } else {
         super::EXIT_OK
     })
+}
+
+/// Where each setting of a service came from: `config` for a configured one.
+fn settings_json(found: Option<&Found>) -> serde_json::Value {
+    match found {
+        None => serde_json::json!({"source": "config"}),
+        Some(f) => super::discover::settings(f)
+            .into_iter()
+            .map(|(k, v, source)| (k, serde_json::json!({"value": v, "source": source})))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
 }
 
 fn check_json(c: &ServiceCheck) -> serde_json::Value {

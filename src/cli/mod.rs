@@ -8,6 +8,7 @@
 
 mod check;
 mod compose;
+mod discover;
 mod ops;
 mod run;
 mod tags;
@@ -89,6 +90,9 @@ pub enum Command {
     },
     /// Check the environment: Docker, compose, files, registries, state folder.
     Doctor(JsonFlag),
+    /// Show what discovery finds on this host, where each setting comes from, and the
+    /// configuration to paste.
+    Discover(JsonFlag),
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +152,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Status(JsonFlag { json }) => ops::status(&cli.config, json, out),
         Command::Rollback { service } => ops::rollback(&cli.config, &service, out),
         Command::Doctor(JsonFlag { json }) => crate::doctor::command(&cli.config, json, out),
+        Command::Discover(JsonFlag { json }) => discover::run(&cli.config, json, out),
     }
 }
 

@@ -84,6 +84,8 @@ pub(super) fn update(
             Ok(started) => started,
             Err(e) => return Ok(not_started(&e)),
         };
+        // Discovered services are known once discovery has looked.
+        engine.rediscover().await;
         let config = engine.config();
         if let Some(name) = services.iter().find(|n| engine.service(n).is_none()) {
             let known: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
@@ -214,17 +216,67 @@ pub(super) fn status(config_path: &Path, json: bool, out: &mut dyn Write) -> any
         return Ok(EXIT_OK);
     }
     writeln!(out, "state: {}", path.display())?;
-    for spec in &config.services {
-        let s = state.services.get(&spec.name);
+    // What discovery finds now (read-only: one container list and inspections), for the
+    // discovered services and the sources of their settings; without Docker, the state's.
+    let discovered = if config.discovery.enabled {
+        runtime()?
+            .block_on(async {
+                let docker = Docker::connect().await.map_err(|e| e.to_string())?;
+                crate::discovery::scan(&docker, &config).await
+            })
+            .map_err(|e| super::print_error(format_args!("discovery: {e}")))
+            .ok()
+    } else {
+        None
+    };
+    let found = |name: &str| discovered.as_ref().and_then(|d| d.get(name));
+    // Configured services first, then the discovered ones (found now, or known from the state).
+    let mut names: Vec<(String, &str)> = config
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), if s.enabled { "" } else { " [disabled]" }))
+        .collect();
+    if config.discovery.enabled {
+        let mut others: std::collections::BTreeSet<String> = state
+            .services
+            .keys()
+            .filter(|n| !config.services.iter().any(|s| &s.name == *n))
+            .cloned()
+            .collect();
+        if let Some(d) = &discovered {
+            others.extend(
+                d.found
+                    .iter()
+                    .filter(|f| f.configured.is_none())
+                    .map(|f| f.name.clone()),
+            );
+        }
+        names.extend(others.into_iter().map(|n| (n, " [discovered]")));
+    }
+    for (name, tag) in &names {
+        let name = name.as_str();
+        let s = state.services.get(name);
         let running = s
             .and_then(|s| s.running.as_ref())
             .map_or_else(|| "(not checked yet)".to_owned(), ToString::to_string);
-        writeln!(
-            out,
-            "{}: {running}{}",
-            spec.name,
-            if spec.enabled { "" } else { " [disabled]" }
-        )?;
+        writeln!(out, "{name}: {running}{tag}")?;
+        if let Some(f) = found(name) {
+            let settings: Vec<String> = super::discover::settings(f)
+                .into_iter()
+                .map(|(k, v, source)| format!("{k} = {v} ({source})"))
+                .collect();
+            writeln!(
+                out,
+                "    {}: {}; else default",
+                super::discover::what(&f.kind),
+                settings.join(", ")
+            )?;
+            for p in &f.problems {
+                writeln!(out, "    PROBLEM:     {p}")?;
+            }
+        } else if config.services.iter().any(|c| c.name == name) {
+            writeln!(out, "    settings:    config; else default")?;
+        }
         if let Some(s) = s {
             if let Some(t) = s.last_check {
                 writeln!(out, "    last check:  {t}")?;

@@ -61,7 +61,7 @@ impl<'e> Ctx<'e> {
         });
     }
 
-    fn warn(&self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn warn(&self, path: impl Into<String>, message: impl Into<String>) {
         self.warnings.borrow_mut().push(Problem {
             path: path.into(),
             message: message.into(),

@@ -11,6 +11,7 @@
 //! quoted, webhook URLs are shown as scheme and host, syntax errors give the line and column
 //! without the line's text, and every problem passes through [`redact`] with the secrets read.
 
+pub mod discovery;
 mod fields;
 mod files;
 pub mod labels;
@@ -36,6 +37,7 @@ use crate::reference::ImageRef;
 use crate::schedule::{CronExpr, TimeRange, WeekdaySet, parse_windows};
 use crate::secret::Secret;
 use crate::telemetry::{LogFormat, LogLevel, NotifySpec, WebhookFormat, WebhookSpec};
+pub use discovery::DiscoverySettings;
 pub use notify::WATCHTOWER_URLS;
 pub use web::WebSettings;
 
@@ -166,6 +168,9 @@ pub struct ServiceSpec {
     pub compose_file: Option<PathBuf>,
     /// The compose project's name (`com.docker.compose.project`, what `-p` or `name:` gave).
     pub compose_project: Option<String>,
+    /// A standalone container (started by `docker run`, not compose), by name: the service
+    /// is this container instead of a compose service.
+    pub container: Option<String>,
     /// The service's name inside the compose file (defaults to `name`).
     pub compose_service: String,
     /// Update every service whose image the same value decides (a shared variable or anchor)
@@ -241,6 +246,11 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     /// The web page (`[web]`).
     pub web: WebSettings,
+    /// Watching the host's containers by their labels (`[discovery]`).
+    pub discovery: DiscoverySettings,
+    /// The keys each `[[services]]` entry sets, by service name: where an entry and a
+    /// discovered service's labels both set something, the entry wins field by field.
+    pub service_keys: std::collections::HashMap<String, Vec<String>>,
     /// Things worth knowing that are not errors (an unset `${VAR}`).
     pub warnings: Vec<Problem>,
 }
@@ -485,6 +495,11 @@ fn validate_with_secrets(
             overridden.push((*key, name));
         }
     }
+    let taken: Vec<&str> = overridden.iter().map(|(k, _)| *k).collect();
+    let watchtower = discovery::watchtower_env(env, &mut map, &taken, &mut |name, message| {
+        ctx.warn(name, message);
+    });
+    overridden.extend(watchtower);
     let config = read_config(&ctx, &map);
     let secrets = ctx.secrets.into_inner();
     let masks: Vec<&str> = secrets.iter().map(String::as_str).collect();
@@ -543,8 +558,10 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         cleanup,
         pin_digest,
     };
+    let service_keys = service_keys(map);
     let services = read_services(&mut top, &defaults);
     let web = web::read_web(&mut top);
+    let discovery = discovery::read_discovery(&mut top);
     top.finish();
     Some(Config {
         check_interval: timing.check_interval,
@@ -575,8 +592,19 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         log_format,
         cleanup,
         pin_digest,
+        service_keys: services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    s.name.clone(),
+                    service_keys.get(i).cloned().unwrap_or_default(),
+                )
+            })
+            .collect(),
         services,
         web,
+        discovery,
         warnings: Vec::new(),
     })
 }
@@ -774,6 +802,24 @@ fn read_webhooks(top: &mut Obj<'_, '_>, webhook_url: Option<&str>) -> Vec<Webhoo
     webhooks
 }
 
+/// The keys of each `[[services]]` entry, in file order.
+fn service_keys(map: &Map<String, Value>) -> Vec<Vec<String>> {
+    let Some(Value::Array(items)) = map.get("services") else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Object(o) => o
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k.clone())
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
 /// Every service that reads cleanly, and a problem for each name used twice.
 fn read_services(top: &mut Obj<'_, '_>, defaults: &ServiceDefaults) -> Vec<ServiceSpec> {
     let ctx = top.ctx;
@@ -948,6 +994,33 @@ impl ServiceSpec {
                 "must be the compose project's name, as `docker compose ls` shows it",
             );
         }
+        let container = o.string("container");
+        if container
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty() || c.contains(char::is_control))
+        {
+            o.ctx.problem(
+                o.at("container"),
+                "must be the container's name, as `docker ps` shows it",
+            );
+        }
+        if container.is_some() {
+            for (key, set) in [
+                ("compose_file", compose_file.is_some()),
+                ("compose_project", compose_project.is_some()),
+                ("compose_service", o.get("compose_service").is_some()),
+            ] {
+                if set {
+                    o.ctx.problem(
+                        o.at("container"),
+                        format!(
+                            "a standalone container is not a compose service: set container or \
+                             {key}, not both"
+                        ),
+                    );
+                }
+            }
+        }
         let compose_service = o.string("compose_service");
         let group = o.bool("group").unwrap_or(false);
         let registry_type = o.choice("registry_type", RegistryKind::NAMES, RegistryKind::parse);
@@ -1002,10 +1075,11 @@ impl ServiceSpec {
                 o.ctx.problem(o.at(key), "is required");
             }
         }
-        if compose_file.is_none() && compose_project.is_none() {
+        if compose_file.is_none() && compose_project.is_none() && container.is_none() {
             o.ctx.problem(
                 o.at("compose_file"),
-                "is required unless compose_project names the service's compose project",
+                "is required unless compose_project names the service's compose project, or \
+                 container a standalone container",
             );
         }
         if let Some(img) = &image
@@ -1023,6 +1097,7 @@ impl ServiceSpec {
             image,
             compose_file,
             compose_project,
+            container,
             group,
             registry,
             enabled,

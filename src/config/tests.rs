@@ -114,7 +114,7 @@ fn required_fields() {
         got,
         [
             "services[0].image: is required",
-            "services[0].compose_file: is required unless compose_project names the service's compose project"
+            "services[0].compose_file: is required unless compose_project names the service's compose project, or container a standalone container"
         ]
     );
 }
@@ -460,6 +460,10 @@ fn the_documented_default_covers_every_key_of_the_schema() {
         (
             "[[webhooks]]\nurl = \"http://x\"\nzz_unknown = 1\n".to_owned(),
             "webhooks[0].zz_unknown",
+        ),
+        (
+            "[discovery]\nzz_unknown = 1\n".to_owned(),
+            "discovery.zz_unknown",
         ),
         (
             "[[notify]]\nurl = \"ntfy://ntfy.example.org/t\"\nzz_unknown = 1\n".to_owned(),

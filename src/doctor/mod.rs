@@ -17,6 +17,7 @@
 
 mod compose;
 mod config;
+mod discovery;
 mod docker;
 mod registry;
 mod report;
@@ -98,6 +99,16 @@ pub(crate) async fn run(config_path: &Path, options: &Options) -> Vec<Check> {
     let services: Vec<&ServiceSpec> = config.services.iter().filter(|s| s.enabled).collect();
     let docker = docker.as_ref().ok().map(|(d, _)| d);
     checks.extend(service::service_checks(&services, docker, compose.as_ref(), &registries).await);
+    if let (true, Some(docker)) = (config.discovery.enabled, docker) {
+        match crate::discovery::scan(docker, &config).await {
+            Ok(found) => checks.extend(discovery::discovery_checks(&found)),
+            Err(e) => checks.push(Check::fail(
+                "discovery",
+                e,
+                "lookout lists the engine's containers to discover services; check Docker above",
+            )),
+        }
+    }
     checks
 }
 

@@ -106,6 +106,11 @@ pub struct Engine<R: ContainerRuntime, C: Compose = LazyCompose> {
     image_refs: ImageRefs,
     /// Where every timestamp of the engine, its events and its state file comes from.
     clock: Arc<dyn Clock>,
+    /// What discovery found in the last pass (`[discovery]`).
+    discovered: RwLock<Arc<crate::discovery::Discovery>>,
+    /// The configuration with the discovered services beside the configured ones: what
+    /// [`Engine::config`] answers.
+    in_force: RwLock<Arc<Config>>,
 }
 
 /// Locks `mutex` even when a panic poisoned it. A panic is caught per service (see
@@ -185,6 +190,8 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         }
         Self {
             registries: Arc::new(Registries::new(RegistryOptions::default())),
+            in_force: RwLock::new(Arc::new(config.clone())),
+            discovered: RwLock::new(Arc::default()),
             config: RwLock::new(Arc::new(config)),
             runtime,
             compose,
@@ -204,9 +211,27 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         self.clock.now()
     }
 
-    /// The configuration in force.
+    /// The configuration in force, its services the configured ones and those discovery found
+    /// in the last pass.
     pub fn config(&self) -> Arc<Config> {
+        self.in_force
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The configuration as loaded, without discovered services.
+    pub fn configured(&self) -> Arc<Config> {
         self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// What discovery found in the last pass (empty before the first, or without
+    /// `[discovery]`).
+    pub fn discovered(&self) -> Arc<crate::discovery::Discovery> {
+        self.discovered
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -216,6 +241,26 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
     /// endpoints stay as they were at start.
     pub fn reload(&self, config: Config) {
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+        self.refresh_in_force();
+    }
+
+    /// [`Engine::config`] again from the configuration and the last discovery.
+    fn refresh_in_force(&self) {
+        let base = self.configured();
+        let in_force = if base.discovery.enabled {
+            let mut in_force = (*base).clone();
+            let discovered = self.discovered();
+            self.telemetry
+                .add_services(discovered.found.iter().map(|f| f.name.as_str()));
+            in_force.services = discovered.services(&base);
+            Arc::new(in_force)
+        } else {
+            base
+        };
+        *self
+            .in_force
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = in_force;
     }
 
     /// lookout is stopping: checks in flight are cancelled and no update or rollback starts
@@ -254,6 +299,8 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
 
     /// Finishes every update an earlier lookout left in the journal (holding the update lock).
     pub async fn recover(&self) -> Vec<Recovered> {
+        // An interrupted update of a discovered service is finished too: discovery looks first.
+        self.rediscover().await;
         let _guard = self.gate.exclusive().await;
         let in_flight = lock(&self.store).in_flight();
         let mut known = HashMap::new();
@@ -281,9 +328,36 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         recovery::recover(&self.runtime, &self.compose, &self.store, &now, &find).await
     }
 
+    /// Discovery again, without a check (the daemon, on container events): the services found
+    /// that the last discovery did not have. Costs one container list and an inspection of
+    /// each container not seen before.
+    pub async fn rediscover(&self) -> Vec<String> {
+        let config = self.configured();
+        if !config.discovery.enabled {
+            return Vec::new();
+        }
+        let before: std::collections::HashSet<String> = self
+            .discovered()
+            .found
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let view = crate::runtime::view::PassView::listing(&self.runtime, &self.image_refs, true);
+        let Some(found) = pass::discover_in(&view, &config, &self.discovered).await else {
+            return Vec::new();
+        };
+        self.refresh_in_force();
+        found
+            .found
+            .iter()
+            .filter(|f| !before.contains(&f.name))
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
     /// One check-and-update pass.
     pub async fn pass(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
-        let config = self.config();
+        let config = self.configured();
         let now = || self.clock.now();
         let pass = Pass {
             config: &config,
@@ -297,9 +371,11 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             gate: &self.gate,
             stop: &self.stop,
             image_refs: &self.image_refs,
+            discovered: &self.discovered,
         };
         self.telemetry.emit(crate::telemetry::Event::PassStarted);
         let outcomes = pass.run(opts).await;
+        self.refresh_in_force();
         self.telemetry.emit(pass::finished(&outcomes));
         outcomes
     }

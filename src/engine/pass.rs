@@ -16,7 +16,9 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::compose;
+use crate::config::labels::Action;
 use crate::config::{Config, ServiceSpec};
+use crate::discovery::{self, Discovery, Found};
 use crate::engine::decide::{Candidate, Decision, Facts, Hold, Running, decide};
 use crate::engine::pipeline::{Checked, Pipeline, Stop, UpdateGate, panic_message};
 use crate::engine::update::{ImageSource, UpdateRequest, UpdateResult, Updater};
@@ -168,6 +170,8 @@ pub struct Pass<'a, R: ContainerRuntime, C: Compose> {
     pub stop: &'a Stop,
     /// The image references of containers seen in earlier passes (see [`PassView`]).
     pub(crate) image_refs: &'a ImageRefs,
+    /// Where the pass leaves what discovery found (`[discovery]`), for the commands and the API.
+    pub(crate) discovered: &'a std::sync::RwLock<std::sync::Arc<Discovery>>,
 }
 
 impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
@@ -178,12 +182,35 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     /// (see [`super::pipeline`]).
     pub async fn run(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
         let cycle = CheckCycle::new(self.registries.clone());
-        let specs: Vec<&ServiceSpec> = self
-            .config
-            .services
+        // Every container when discovery is on or a configured service is a standalone one;
+        // else compose's only.
+        let every = self.config.discovery.enabled
+            || self.config.services.iter().any(|s| s.container.is_some());
+        let view = PassView::listing(self.runtime, self.image_refs, every);
+        let discovery = if self.config.discovery.enabled {
+            self.discover(&view).await
+        } else {
+            None
+        };
+        let discovered_services;
+        let all: &[ServiceSpec] = match &discovery {
+            Some(d) => {
+                discovered_services = d.services(self.config);
+                &discovered_services
+            }
+            None => &self.config.services,
+        };
+        if let Some(d) = &discovery {
+            // Their metric series, before the first event about them.
+            self.telemetry
+                .add_services(d.found.iter().map(|f| f.name.as_str()));
+        }
+        let found: HashMap<&str, &Found> = discovery
             .iter()
-            .filter(|spec| selected(spec, opts))
+            .flat_map(|d| d.found.iter())
+            .map(|f| (f.name.as_str(), f))
             .collect();
+        let specs: Vec<&ServiceSpec> = all.iter().filter(|spec| selected(spec, opts)).collect();
         let services: Vec<(PathBuf, String)> = specs
             .iter()
             .map(|s| (dependency_key(s), s.compose_service.clone()))
@@ -200,14 +227,15 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             gate: self.gate,
             stop: self.stop,
         };
-        let (cycle, view) = (&cycle, &PassView::new(self.runtime, self.image_refs));
+        let (cycle, view, found) = (&cycle, &view, &found);
         pipeline
             .run(
                 &specs,
                 |spec: &&ServiceSpec| {
                     let spec: &ServiceSpec = spec;
                     let span = tracing::info_span!("check", service = %spec.name);
-                    self.check(cycle, view, spec, opts).instrument(span)
+                    let found = found.get(spec.name.as_str()).copied();
+                    self.check(cycle, view, spec, found, opts).instrument(span)
                 },
                 |spec, report, (request, reason): Work| {
                     let span = tracing::info_span!("check", service = %spec.name);
@@ -218,15 +246,26 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             .await
     }
 
+    /// What discovery finds in the pass's container list (stored for the commands and the
+    /// API); `None` when the list cannot be made, and the configured services go on alone.
+    async fn discover(&self, view: &PassView<'_, R>) -> Option<Discovery> {
+        discover_in(view, self.config, self.discovered).await
+    }
+
     /// Finds what runs, asks the registry and decides; an update is returned, not started.
     async fn check(
         &self,
         cycle: &CheckCycle,
         view: &PassView<'_, R>,
         spec: &ServiceSpec,
+        found: Option<&Found>,
         opts: &PassOptions,
     ) -> Checked<Work> {
-        match self.check_inner(cycle, view, spec, opts).await {
+        if let Some(f) = found.filter(|f| !f.problems.is_empty()) {
+            let report = ServiceOutcome::new(&spec.name, ServiceResult::CheckFailed);
+            return Checked::Done(report.with_reason(f.problems.join("; ")));
+        }
+        match self.check_inner(cycle, view, spec, found, opts).await {
             Ok(checked) => checked,
             Err(report) => Checked::Done(report),
         }
@@ -237,6 +276,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
         cycle: &CheckCycle,
         view: &PassView<'_, R>,
         spec: &ServiceSpec,
+        found: Option<&Found>,
         opts: &PassOptions,
     ) -> Result<Checked<Work>, ServiceOutcome> {
         let mut report = ServiceOutcome::new(&spec.name, ServiceResult::CheckFailed);
@@ -272,7 +312,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                 ))))
             }
             Decision::Hold { candidate, hold } => {
-                self.announce(spec, &project, &report, &candidate);
+                self.announce(spec, project.as_ref(), &report, &candidate);
                 Ok(Checked::Done(held(report, candidate, hold)))
             }
             Decision::Update {
@@ -280,9 +320,20 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                 tag_changes,
                 reason,
             } => {
-                self.announce(spec, &project, &report, &candidate);
+                self.announce(spec, project.as_ref(), &report, &candidate);
                 report.to = Some(candidate.reference.familiar());
                 report.digest = Some(candidate.manifest_digest.clone());
+                if let Some(f) = found.filter(|f| f.action == Action::Notify) {
+                    report.result = ServiceResult::UpdateAvailable;
+                    return Ok(Checked::Done(report.with_reason(format!(
+                        "notify only ({} = notify): would update: {reason}; the label \
+                         lookout.action=update lets lookout update it",
+                        f.action_source
+                    ))));
+                }
+                let Some(project) = project else {
+                    return Ok(standalone_update(report, spec, &reason));
+                };
                 if opts.dry_run {
                     report.result = ServiceResult::UpdateAvailable;
                     return Ok(Checked::Done(
@@ -312,20 +363,33 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
         }
     }
 
-    /// The service's compose project and the container it runs now, or the result and reason
-    /// the check ends with (a service that does not run is skipped, not failed).
+    /// The service's compose project (none for a standalone container) and the container it
+    /// runs now, or the result and reason the check ends with (a service that does not run is
+    /// skipped, not failed).
     async fn running_service(
         &self,
         view: &PassView<'_, R>,
         spec: &ServiceSpec,
-    ) -> Result<(ComposeProject, Running, String), (ServiceResult, String)> {
+    ) -> Result<(Option<ComposeProject>, Running, String), (ServiceResult, String)> {
         let failed = |e: String| (ServiceResult::CheckFailed, e);
+        if let Some(name) = &spec.container {
+            return match view_standalone(view, name).await {
+                Ok(Some((running, text))) => Ok((None, running, text)),
+                Ok(None) => Err((
+                    ServiceResult::Skipped,
+                    format!(
+                        "container {name:?} does not run; lookout checks running containers only"
+                    ),
+                )),
+                Err(e) => Err(failed(e)),
+            };
+        }
         let listed = view.containers().await.map_err(failed)?;
         let project = locate_project_in(&listed, self.compose, spec)
             .await
             .map_err(|e| failed(e.to_string()))?;
         match view_running(view, spec, &project).await {
-            Ok(Some((running, text))) => Ok((project, running, text)),
+            Ok(Some((running, text))) => Ok((Some(project), running, text)),
             Ok(None) => Err((
                 ServiceResult::Skipped,
                 format!(
@@ -546,7 +610,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
     fn announce(
         &self,
         spec: &ServiceSpec,
-        project: &ComposeProject,
+        project: Option<&ComposeProject>,
         report: &ServiceOutcome,
         candidate: &Candidate,
     ) {
@@ -558,7 +622,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
         let from = report.from.clone().unwrap_or_default();
         let info = update_info(
             spec,
-            event_file(project),
+            project.map(event_file).unwrap_or_default(),
             &from,
             "",
             candidate,
@@ -577,6 +641,41 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             tracing::warn!(error = %e, "cannot record the check in the state file");
         }
     }
+}
+
+/// What discovery finds in `view`'s container list, also left in `store`; `None` when the
+/// list cannot be made.
+pub(crate) async fn discover_in<R: ContainerRuntime>(
+    view: &PassView<'_, R>,
+    config: &Config,
+    store: &std::sync::RwLock<std::sync::Arc<Discovery>>,
+) -> Option<Discovery> {
+    let found = match discovery::from_view(view, config).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "discovery cannot list the containers; checking the configured services only");
+            return None;
+        }
+    };
+    *store
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(found.clone());
+    Some(found)
+}
+
+/// What becomes of an update a check decided on for a standalone container (`container =`):
+/// reported with its candidate and held, because lookout checks such containers only.
+fn standalone_update(
+    mut report: ServiceOutcome,
+    spec: &ServiceSpec,
+    reason: &str,
+) -> Checked<Work> {
+    report.result = ServiceResult::UpdateAvailable;
+    Checked::Done(report.with_reason(format!(
+        "would update: {reason}; held: standalone container {:?} is checked only (lookout \
+         does not recreate containers started by `docker run` yet)",
+        spec.container.as_deref().unwrap_or(&spec.name)
+    )))
 }
 
 /// The report of a candidate that is held back, saying why.
@@ -732,6 +831,25 @@ async fn view_running<R: ContainerRuntime>(
     Ok(Some((running, container.image_ref)))
 }
 
+/// The running standalone container `name` from the pass's shared view of Docker.
+async fn view_standalone<R: ContainerRuntime>(
+    view: &PassView<'_, R>,
+    name: &str,
+) -> Result<Option<(Running, String)>, String> {
+    let Some(container) = view.running_container(name).await? else {
+        return Ok(None);
+    };
+    let reference = ImageRef::parse(&container.image_ref)
+        .map_err(|e| format!("container {}: {e}", container.name))?;
+    let image = view.image(&container.image_id).await?;
+    let running = Running {
+        reference,
+        image_id: container.image_id,
+        repo_digests: image.map(|i| i.repo_digests).unwrap_or_default(),
+    };
+    Ok(Some((running, container.image_ref)))
+}
+
 /// The order to go through services, given as (compose file, compose service) in configuration
 /// order: a service comes after the services of the same compose file it `depends_on`;
 /// otherwise configuration order is kept. A dependency cycle falls back to configuration order.
@@ -801,6 +919,9 @@ fn plan_updates(
 /// `compose_project` alone has none lookout reads before the pass: its key names the project,
 /// which no file has, so it waits for nothing.
 fn dependency_key(spec: &ServiceSpec) -> PathBuf {
+    if let Some(container) = &spec.container {
+        return PathBuf::from(format!("<container {container}>"));
+    }
     spec.compose_file.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "<compose project {}>",

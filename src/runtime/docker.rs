@@ -7,14 +7,15 @@ use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, HealthConfig, HealthStatusEnum,
 };
 use bollard::query_parameters::{
-    CreateImageOptionsBuilder, ListContainersOptionsBuilder, RemoveImageOptionsBuilder,
-    TagImageOptionsBuilder,
+    CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use futures_util::StreamExt;
 
 use super::{
-    ContainerInfo, ContainerRuntime, ContainerState, ContainerSummary, Health, ImageInfo,
-    ImageRemoval, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, RegistryLogin, RuntimeError,
+    ContainerEvent, ContainerInfo, ContainerRuntime, ContainerState, ContainerSummary, Health,
+    ImageInfo, ImageRemoval, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, RegistryLogin,
+    RuntimeError,
 };
 
 /// The Docker engine, reached through `DOCKER_HOST` or the local socket.
@@ -105,9 +106,10 @@ impl ContainerRuntime for Docker {
                 repo_digests: image.repo_digests.unwrap_or_default(),
                 has_healthcheck: image
                     .config
-                    .and_then(|c| c.healthcheck)
                     .as_ref()
+                    .and_then(|c| c.healthcheck.as_ref())
                     .is_some_and(healthcheck_enabled),
+                labels: image.config.and_then(|c| c.labels).unwrap_or_default(),
             })),
             Err(e) => {
                 let error = api_error(&format!("inspect image {reference}"), e);
@@ -214,25 +216,55 @@ impl ContainerRuntime for Docker {
             .list_containers(Some(options))
             .await
             .map_err(|e| api_error("list the containers compose created", e))?;
-        Ok(summaries
-            .into_iter()
-            .filter_map(|s| {
-                Some(ContainerSummary {
-                    id: s.id?,
-                    name: s
-                        .names
-                        .and_then(|n| n.into_iter().next())
-                        .unwrap_or_default()
-                        .trim_start_matches('/')
-                        .to_owned(),
-                    labels: s.labels.unwrap_or_default(),
-                    image_id: s.image_id.unwrap_or_default(),
-                    state: s.state.map_or(ContainerState::Unknown, |st| {
-                        ContainerState::parse(st.as_ref())
-                    }),
-                })
-            })
-            .collect())
+        Ok(summaries.into_iter().filter_map(summary).collect())
+    }
+
+    async fn containers(&self) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let options = ListContainersOptionsBuilder::new().all(true).build();
+        let summaries = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| api_error("list the containers", e))?;
+        Ok(summaries.into_iter().filter_map(summary).collect())
+    }
+
+    async fn container_events(
+        &self,
+        sink: tokio::sync::mpsc::Sender<ContainerEvent>,
+    ) -> Result<(), RuntimeError> {
+        let filters = HashMap::from([
+            ("type", vec!["container".to_owned()]),
+            (
+                "event",
+                super::WATCHED_EVENTS
+                    .iter()
+                    .map(|e| (*e).to_owned())
+                    .collect(),
+            ),
+        ]);
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        let mut stream = std::pin::pin!(self.client.events(Some(options)));
+        while let Some(message) = stream.next().await {
+            let message = message.map_err(|e| api_error("follow the container events", e))?;
+            let actor = message.actor.unwrap_or_default();
+            let name = actor
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get("name"))
+                .cloned()
+                .unwrap_or_default();
+            let event = ContainerEvent {
+                action: message.action.unwrap_or_default(),
+                id: actor.id.unwrap_or_default(),
+                name,
+            };
+            if sink.send(event).await.is_err() {
+                // Nobody listens any more.
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     async fn container(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
@@ -247,6 +279,24 @@ impl ContainerRuntime for Docker {
     async fn version(&self) -> Result<String, RuntimeError> {
         Docker::version(self).await
     }
+}
+
+/// A container of the engine's container list; `None` without an id.
+fn summary(s: bollard::models::ContainerSummary) -> Option<ContainerSummary> {
+    Some(ContainerSummary {
+        id: s.id?,
+        name: s
+            .names
+            .and_then(|n| n.into_iter().next())
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        labels: s.labels.unwrap_or_default(),
+        image_id: s.image_id.unwrap_or_default(),
+        state: s.state.map_or(ContainerState::Unknown, |st| {
+            ContainerState::parse(st.as_ref())
+        }),
+    })
 }
 
 /// Maps bollard's answer to the container facts the health gate and the engine use.

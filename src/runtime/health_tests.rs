@@ -421,6 +421,15 @@ impl ContainerRuntime for Scripted {
     ) -> Result<Vec<crate::runtime::ContainerSummary>, RuntimeError> {
         unreachable!("the gate does not list every container")
     }
+    async fn containers(&self) -> Result<Vec<crate::runtime::ContainerSummary>, RuntimeError> {
+        unreachable!("the gate does not list every container")
+    }
+    async fn container_events(
+        &self,
+        _: tokio::sync::mpsc::Sender<crate::runtime::ContainerEvent>,
+    ) -> Result<(), RuntimeError> {
+        unreachable!("the gate does not follow events")
+    }
     async fn version(&self) -> Result<String, RuntimeError> {
         unreachable!("the gate does not ask the engine's version")
     }

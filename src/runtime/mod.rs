@@ -85,6 +85,20 @@ pub trait ContainerRuntime: Send + Sync {
         &self,
     ) -> impl Future<Output = Result<Vec<ContainerSummary>, RuntimeError>> + Send;
 
+    /// Every container on this host, compose's or not, in any state, from one container list
+    /// (what discovery watches).
+    fn containers(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ContainerSummary>, RuntimeError>> + Send;
+
+    /// Follows the engine's container events that change what runs (`start`, `destroy`,
+    /// `rename`), sending each to `sink`, until the stream ends (`Ok`) or fails; the caller
+    /// reconnects.
+    fn container_events(
+        &self,
+        sink: tokio::sync::mpsc::Sender<ContainerEvent>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
     /// One container by id or name.
     fn container(
         &self,
@@ -114,6 +128,9 @@ pub struct ImageInfo {
     pub repo_digests: Vec<String>,
     /// The image defines a `HEALTHCHECK` (and does not disable it with `NONE`).
     pub has_healthcheck: bool,
+    /// The image's own `LABEL`s, which a container shows among its labels too (discovery does
+    /// not take them for policy).
+    pub labels: std::collections::HashMap<String, String>,
 }
 
 /// What happened to an image reference lookout asked to remove.
@@ -212,6 +229,19 @@ pub struct ContainerSummary {
     pub image_id: String,
     pub state: ContainerState,
 }
+
+/// A container event of the engine's event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// `start`, `destroy` or `rename`.
+    pub action: String,
+    pub id: String,
+    /// The container's name (its new name after a rename).
+    pub name: String,
+}
+
+/// The container events discovery re-lists on.
+pub const WATCHED_EVENTS: &[&str] = &["start", "destroy", "rename"];
 
 /// A container as inspected at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]

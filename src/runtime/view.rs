@@ -39,6 +39,8 @@ impl ImageRefs {
 /// One pass's view of Docker.
 pub(crate) struct PassView<'a, R> {
     runtime: &'a R,
+    /// List every container (discovery), not only compose's.
+    every: bool,
     refs: &'a ImageRefs,
     listed: OnceCell<Result<Arc<[ContainerSummary]>, String>>,
     images: Mutex<HashMap<String, Shared<Option<ImageInfo>>>>,
@@ -53,25 +55,27 @@ pub(crate) struct RunningContainer {
 }
 
 impl<'a, R: ContainerRuntime> PassView<'a, R> {
-    pub(crate) fn new(runtime: &'a R, refs: &'a ImageRefs) -> Self {
+    /// A view whose one list has every container on the host (`every`), or compose's only.
+    pub(crate) fn listing(runtime: &'a R, refs: &'a ImageRefs, every: bool) -> Self {
         Self {
             runtime,
+            every,
             refs,
             listed: OnceCell::new(),
             images: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Every compose container, listed once per pass.
+    /// Every compose container (every container, for discovery), listed once per pass.
     pub(crate) async fn containers(&self) -> Result<Arc<[ContainerSummary]>, String> {
         self.listed
             .get_or_init(|| async {
-                let listed: Arc<[ContainerSummary]> = self
-                    .runtime
-                    .compose_containers()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into();
+                let listed = if self.every {
+                    self.runtime.containers().await
+                } else {
+                    self.runtime.compose_containers().await
+                };
+                let listed: Arc<[ContainerSummary]> = listed.map_err(|e| e.to_string())?.into();
                 self.refs.keep_only(&listed);
                 Ok(listed)
             })
@@ -90,17 +94,46 @@ impl<'a, R: ContainerRuntime> PassView<'a, R> {
         let Some(found) = first_running(&listed, project, service) else {
             return Ok(None);
         };
-        let image_ref = match self.refs.get(&found.id) {
-            Some(known) => known,
-            None => match self.runtime.container(&found.id).await {
-                Ok(info) => {
-                    self.refs.insert(&found.id, &info.image_ref);
-                    info.image_ref
-                }
-                // Removed since the list (compose replacing it): not running any more.
-                Err(e) if e.is_not_found() => return Ok(None),
-                Err(e) => return Err(e.to_string()),
-            },
+        let Some(image_ref) = self.image_ref(&found.id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(RunningContainer {
+            name: found.name.clone(),
+            image_id: found.image_id.clone(),
+            image_ref,
+        }))
+    }
+
+    /// The image reference container `id` was created with (`Config.Image`), inspected once
+    /// per container; `None` when it was removed since the list.
+    pub(crate) async fn image_ref(&self, id: &str) -> Result<Option<String>, String> {
+        if let Some(known) = self.refs.get(id) {
+            return Ok(Some(known));
+        }
+        match self.runtime.container(id).await {
+            Ok(info) => {
+                self.refs.insert(id, &info.image_ref);
+                Ok(Some(info.image_ref))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The standalone container `name` when it runs, with its image reference.
+    pub(crate) async fn running_container(
+        &self,
+        name: &str,
+    ) -> Result<Option<RunningContainer>, String> {
+        let listed = self.containers().await?;
+        let Some(found) = listed
+            .iter()
+            .find(|c| c.name == name && c.state == ContainerState::Running)
+        else {
+            return Ok(None);
+        };
+        let Some(image_ref) = self.image_ref(&found.id).await? else {
+            return Ok(None);
         };
         Ok(Some(RunningContainer {
             name: found.name.clone(),

@@ -160,13 +160,18 @@ impl Metrics {
             m.checks.with_label_values(&[*result]);
         }
         for service in services {
-            m.update_available.with_label_values(&[service]).set(0);
-            m.rollbacks.with_label_values(&[service]);
-            for result in UPDATE_RESULTS {
-                m.updates.with_label_values(&[service.as_str(), result]);
-            }
+            m.add_service(service);
         }
         m
+    }
+
+    /// A service's series, at zero.
+    pub(crate) fn add_service(&self, service: &str) {
+        self.update_available.with_label_values(&[service]).set(0);
+        self.rollbacks.with_label_values(&[service]);
+        for result in UPDATE_RESULTS {
+            self.updates.with_label_values(&[service, result]);
+        }
     }
 
     /// All metrics in the Prometheus text format, for `/metrics`.

@@ -41,6 +41,8 @@ const INSTALL_QUEUE: usize = 16;
 
 /// The label value for names that were not configured.
 pub const OTHER: &str = "other";
+/// How many discovered services get metric series of their own beside the configured ones.
+pub const MAX_DISCOVERED_SERVICES: usize = 5_000;
 
 /// What [`Telemetry::new`] needs.
 #[derive(Debug, Clone)]
@@ -78,8 +80,11 @@ pub struct Telemetry {
 #[derive(Debug)]
 struct Inner {
     metrics: Metrics,
-    services: HashSet<String>,
+    /// The configured services, and those discovery found since (at most
+    /// [`MAX_DISCOVERED_SERVICES`] more).
+    services: std::sync::RwLock<HashSet<String>>,
     registries: HashSet<String>,
+    configured_services: usize,
     host: String,
     clock: Arc<dyn Clock>,
     endpoints: Vec<Endpoint>,
@@ -136,7 +141,8 @@ impl Telemetry {
         );
         let inner = Inner {
             metrics,
-            services: settings.services.into_iter().collect(),
+            configured_services: settings.services.len(),
+            services: std::sync::RwLock::new(settings.services.into_iter().collect()),
             registries: settings.registries.into_iter().collect(),
             host: settings.host,
             clock,
@@ -183,12 +189,32 @@ impl Telemetry {
         self.inner.live.subscribe()
     }
 
-    fn service_label<'a>(&self, name: &'a str) -> &'a str {
-        if self.inner.services.contains(name) {
-            name
-        } else {
-            OTHER
+    /// Services discovery found get metric series of their own, like configured ones (the
+    /// host's containers bound them; beyond [`MAX_DISCOVERED_SERVICES`] more they count as
+    /// `other`).
+    pub fn add_services<'n>(&self, names: impl IntoIterator<Item = &'n str>) {
+        let mut known = self
+            .inner
+            .services
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for name in names {
+            if known.len() >= self.inner.configured_services + MAX_DISCOVERED_SERVICES {
+                break;
+            }
+            if known.insert(name.to_owned()) {
+                self.inner.metrics.add_service(name);
+            }
         }
+    }
+
+    fn service_label<'a>(&self, name: &'a str) -> &'a str {
+        let known = self
+            .inner
+            .services
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.contains(name) { name } else { OTHER }
     }
 
     fn registry_label<'a>(&self, name: &'a str) -> &'a str {

@@ -193,6 +193,26 @@ impl FakeRuntime {
     }
 }
 
+impl FakeRuntime {
+    fn summaries(&self) -> Vec<ContainerSummary> {
+        let w = self.world();
+        w.containers
+            .iter()
+            .map(|c| ContainerSummary {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                labels: std::collections::HashMap::from([
+                    ("com.docker.compose.project".to_owned(), c.project.clone()),
+                    ("com.docker.compose.service".to_owned(), c.service.clone()),
+                    ("com.docker.compose.oneoff".to_owned(), "False".to_owned()),
+                ]),
+                image_id: c.image_id.clone(),
+                state: c.state,
+            })
+            .collect()
+    }
+}
+
 fn recreate(w: &mut World, project: &str, service: &str, image_id: String, image_ref: &str) {
     w.containers
         .retain(|c| !(c.project == project && c.service == service));
@@ -251,6 +271,7 @@ impl ContainerRuntime for FakeRuntime {
             repo_tags: i.repo_tags.clone(),
             repo_digests: i.repo_digests.clone(),
             has_healthcheck: i.health.is_some(),
+            labels: Default::default(),
         }))
     }
 
@@ -306,21 +327,21 @@ impl ContainerRuntime for FakeRuntime {
     /// them, so the engine finds their project from the configured compose file.
     async fn compose_containers(&self) -> Result<Vec<ContainerSummary>, RuntimeError> {
         self.read("compose_containers");
-        let w = self.world();
-        Ok(w.containers
-            .iter()
-            .map(|c| ContainerSummary {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                labels: std::collections::HashMap::from([
-                    ("com.docker.compose.project".to_owned(), c.project.clone()),
-                    ("com.docker.compose.service".to_owned(), c.service.clone()),
-                    ("com.docker.compose.oneoff".to_owned(), "False".to_owned()),
-                ]),
-                image_id: c.image_id.clone(),
-                state: c.state,
-            })
-            .collect())
+        Ok(self.summaries())
+    }
+
+    /// The fake has compose containers only: every container is the compose list.
+    async fn containers(&self) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        self.read("containers");
+        Ok(self.summaries())
+    }
+
+    /// The fake's engine sends no events: the stream stays open until the daemon stops.
+    async fn container_events(
+        &self,
+        _sink: tokio::sync::mpsc::Sender<lookout::runtime::ContainerEvent>,
+    ) -> Result<(), RuntimeError> {
+        std::future::pending().await
     }
 
     async fn container(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
