@@ -79,7 +79,9 @@ fn main() {
         futures_util::stream::iter(pushes)
             .for_each_concurrent(16, |(repo, tag)| {
                 let (client, host) = (&client, &registry.host);
-                async move { push(client, host, &repo, tag).await }
+                async move {
+                    push(client, host, &repo, tag).await;
+                }
             })
             .await;
     });

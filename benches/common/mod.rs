@@ -88,8 +88,9 @@ async fn blob(client: &reqwest::Client, host: &str, repo: &str, bytes: &[u8]) ->
     digest
 }
 
-/// Pushes `repo:tag`, a one-layer image (not runnable: its layer is a line of text).
-pub(crate) async fn push(client: &reqwest::Client, host: &str, repo: &str, tag: &str) {
+/// Pushes `repo:tag`, a one-layer image (not runnable: its layer is a line of text); returns
+/// its manifest's digest.
+pub(crate) async fn push(client: &reqwest::Client, host: &str, repo: &str, tag: &str) -> String {
     let content = format!("{repo}:{tag}");
     let config = serde_json::json!({"architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [digest_of(content.as_bytes())]}})
@@ -101,6 +102,7 @@ pub(crate) async fn push(client: &reqwest::Client, host: &str, repo: &str, tag: 
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": config.len(), "digest": config_digest},
         "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": content.len(), "digest": layer_digest}]})
     .to_string();
+    let digest = digest_of(manifest.as_bytes());
     let r = client
         .put(format!("http://{host}/v2/{repo}/manifests/{tag}"))
         .header("Content-Type", media)
@@ -109,6 +111,7 @@ pub(crate) async fn push(client: &reqwest::Client, host: &str, repo: &str, tag: 
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    digest
 }
 
 /// A TCP port free on loopback now.
