@@ -1,0 +1,558 @@
+//! Standalone containers (`docker run`, no compose file) on the real Docker engine: an update
+//! keeps every setting (compared field by field in `docker inspect`), a bad image is rolled back
+//! to the very same container, `rollback` returns to the image before, and a `kill -9` at each
+//! step leaves the container running under its own name exactly once.
+//!
+//! The networks: at most two user networks for the whole file, made once and removed when the
+//! last test using them is done.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use lookout::config;
+use lookout::engine::{Candidate, ContainerUpdate, Engine, ImageSource, UpdateResult};
+use lookout::reference::ImageRef;
+use lookout::runtime::GateOptions;
+use lookout::state::ChangeKind;
+use serde_json::Value;
+
+use crate::util::{LocalRegistry, RegistryAuth, Scratch, TestImage, run};
+
+/// Passes at once, with the image's own settings that the update must take from the new image.
+fn image_lines(version: &str, health: &str) -> String {
+    format!(
+        "ENV IMAGE_VAR={version} PATH=/bin\nLABEL org.example.version={version}\nWORKDIR /srv{version}\n\
+         VOLUME /anon\nEXPOSE 8080\nHEALTHCHECK --interval=1s --timeout=2s --retries=1 CMD [\"/bin/{health}\"]\n"
+    )
+}
+
+/// The two user networks of this file, shared by its tests.
+struct Networks {
+    first: String,
+    second: String,
+    /// The first network's subnet prefix: `172.31.N`.
+    prefix: String,
+}
+
+impl Networks {
+    fn shared() -> Arc<Networks> {
+        static SHARED: Mutex<Weak<Networks>> = Mutex::new(Weak::new());
+        let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = slot.upgrade() {
+            return n;
+        }
+        let id = std::process::id();
+        let first = format!("lookout-sa1-{id}");
+        let second = format!("lookout-sa2-{id}");
+        let mut prefix = None;
+        for n in 0..40 {
+            let third = 100 + (id as usize + n * 7) % 150;
+            let p = format!("172.31.{third}");
+            let ok = Command::new("docker")
+                .args(["network", "create", "--label", "lookout.test=standalone"])
+                .args(["--subnet", &format!("{p}.0/24"), &first])
+                .output()
+                .unwrap()
+                .status
+                .success();
+            if ok {
+                prefix = Some(p);
+                break;
+            }
+        }
+        let prefix = prefix.expect("no free 172.31.N.0/24 subnet for the test network");
+        run(Command::new("docker").args([
+            "network",
+            "create",
+            "--label",
+            "lookout.test=standalone",
+            &second,
+        ]));
+        let n = Arc::new(Networks {
+            first,
+            second,
+            prefix,
+        });
+        *slot = Arc::downgrade(&n);
+        n
+    }
+}
+
+impl Drop for Networks {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.first, &self.second])
+            .output();
+    }
+}
+
+/// One test's images, registry, volume and containers; everything goes on drop (containers
+/// with their anonymous volumes).
+struct Host {
+    // Dropped in order: containers before the networks they use.
+    containers: Vec<String>,
+    volume: String,
+    images: Vec<TestImage>,
+    networks: Arc<Networks>,
+    /// Serves the images; kept running for the test.
+    _registry: LocalRegistry,
+    scratch: Scratch,
+    repo: String,
+    /// tag → pushed digest
+    digests: BTreeMap<String, String>,
+}
+
+impl Host {
+    fn new(test: &str) -> Self {
+        let scratch = Scratch::new(test);
+        let registry = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
+        let repo = registry.image("sa/app");
+        let mut images = Vec::new();
+        let mut digests = BTreeMap::new();
+        for (tag, lines) in [
+            ("1", image_lines("1", "true")),
+            ("2", image_lines("2", "true")),
+            ("bad", image_lines("bad", "false")),
+        ] {
+            let reference = format!("{repo}:{tag}");
+            let image = TestImage::build(&scratch, &reference, tag, &lines);
+            digests.insert(tag.to_owned(), image.push(&reference));
+            images.push(image);
+        }
+        let volume = format!("lookout-sa-{}", scratch.id);
+        run(Command::new("docker").args([
+            "volume",
+            "create",
+            "--label",
+            &format!("lookout.test={}", scratch.id),
+            &volume,
+        ]));
+        Self {
+            containers: Vec::new(),
+            volume,
+            images,
+            networks: Networks::shared(),
+            _registry: registry,
+            scratch,
+            repo,
+            digests,
+        }
+    }
+
+    /// `docker run` of the container with everything the issue lists, its network namespace
+    /// shared by `NAME-side`; data in its anonymous volume.
+    fn run_full(&mut self, name: &str, ip_last: u8) {
+        let bind = self.scratch.join("bind");
+        std::fs::create_dir_all(&bind).unwrap();
+        std::fs::write(bind.join("file"), "bound").unwrap();
+        self.containers.push(name.to_owned());
+        let label = format!("lookout.test={}", self.scratch.id);
+        run(Command::new("docker")
+            .args(["run", "-d", "--name", name, "--label", &label])
+            .args(["--label", "user.label=x", "-p", "127.0.0.1::8080"])
+            .args(["--network", &self.networks.first, "--network-alias", "web"])
+            .args(["--ip", &format!("{}.{ip_last}", self.networks.prefix)])
+            .args(["-v", &format!("{}:/named", self.volume)])
+            .args(["-v", &format!("{}:/bind:ro", bind.display())])
+            .args(["-e", "USER_VAR=u", "--restart", "unless-stopped", "--memory", "64m"])
+            .arg(format!("{}:1", self.repo))
+            .args([
+                "sh",
+                "-c",
+                "[ -f /anon/data ] || echo kept > /anon/data; trap 'exit 0' TERM; while true; do sleep 1; done",
+            ]));
+        run(Command::new("docker").args([
+            "network",
+            "connect",
+            "--alias",
+            "second",
+            &self.networks.second,
+            name,
+        ]));
+        let side = format!("{name}-side");
+        self.containers.push(side.clone());
+        self.containers.push(format!("{name}-lookout-old"));
+        self.containers.push(format!("{side}-lookout-old"));
+        run(Command::new("docker")
+            .args(["run", "-d", "--name", &side, "--label", &label])
+            .args(["--network", &format!("container:{name}")])
+            .arg(format!("{}:1", self.repo)));
+        wait_healthy(name);
+    }
+
+    fn config(&self) -> config::Config {
+        let path = self.scratch.write(
+            "lookout.toml",
+            format!(
+                "state_file = \"{}\"\nhealth_timeout = \"20s\"\nhealth_stable = \"0s\"\n",
+                self.scratch.join("state/state.json").display()
+            ),
+        );
+        config::load(&path).expect("the test configuration is valid")
+    }
+
+    async fn engine(&self) -> Engine<lookout::runtime::Docker> {
+        let (engine, _deliveries) = Engine::start(self.config()).await.expect("engine");
+        engine
+    }
+
+    fn update(&self, name: &str, tag: &str) -> ContainerUpdate {
+        ContainerUpdate {
+            service: name.to_owned(),
+            container: name.to_owned(),
+            candidate: Candidate {
+                reference: ImageRef::parse(&format!("{}:{tag}", self.repo)).unwrap(),
+                manifest_digest: self.digests[tag].clone(),
+                platform_digest: None,
+            },
+            source: ImageSource::Registry { login: None },
+            gate: gate(),
+            include_stopped: false,
+            kind: ChangeKind::Update,
+            actor: "test".into(),
+        }
+    }
+
+    fn image_id(&self, tag: &str) -> String {
+        let i = self
+            .images
+            .iter()
+            .find(|i| i.tags.iter().any(|t| t.ends_with(&format!(":{tag}"))));
+        i.unwrap().id.clone()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-fv"])
+            .args(&self.containers)
+            .output();
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.volume])
+            .output();
+        crate::util::docker::remove_labelled(&self.scratch.id);
+    }
+}
+
+fn gate() -> GateOptions {
+    GateOptions {
+        timeout: Duration::from_secs(20),
+        stable: Duration::from_secs(0),
+        probe_url: None,
+        poll: Duration::from_millis(250),
+    }
+}
+
+fn inspect(name: &str) -> Value {
+    let out = run(Command::new("docker").args(["inspect", name]));
+    let mut all: Vec<Value> = serde_json::from_str(&out).unwrap();
+    all.remove(0)
+}
+
+/// Whether a container of this name exists.
+fn exists(name: &str) -> bool {
+    Command::new("docker")
+        .args(["inspect", "--format", "{{.Id}}", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+fn wait_healthy(name: &str) {
+    crate::util::wait_for(&format!("{name} healthy"), Duration::from_secs(30), || {
+        let v = inspect(name);
+        (v["State"]["Health"]["Status"] == "healthy").then_some(())
+    });
+}
+
+fn exec(name: &str, cmd: &str) -> String {
+    run(Command::new("docker").args(["exec", name, "sh", "-c", cmd]))
+}
+
+/// `docker inspect` flattened to `path → value`, without what differs between any two
+/// containers (ids, timestamps, state, files named after the id, the id-derived hostname and
+/// alias, the port Docker picked this time), so that what is left must be equal.
+fn comparable(v: &Value) -> BTreeMap<String, Value> {
+    let id = v["Id"].as_str().unwrap().to_owned();
+    let short = &id[..12];
+    let mut out = BTreeMap::new();
+    flatten("", v, &mut out);
+    out.retain(|path, value| {
+        let ignored = [
+            "/Id",
+            "/Created",
+            "/State/",
+            "/Image",
+            "/ResolvConfPath",
+            "/HostnamePath",
+            "/HostsPath",
+            "/LogPath",
+            "/RestartCount",
+            "/GraphDriver/",
+            "/Config/Hostname",
+            "/NetworkSettings/SandboxID",
+            "/NetworkSettings/SandboxKey",
+            "/NetworkSettings/Ports/",
+        ];
+        let endpoint_ids =
+            path.starts_with("/NetworkSettings/Networks/") && path.ends_with("/EndpointID");
+        !(ignored.iter().any(|p| path.starts_with(p)) || endpoint_ids || value == short)
+    });
+    out
+}
+
+fn flatten(path: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        // `{}` and `null` say the same: nothing set.
+        Value::Null => {}
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&format!("{path}/{k}"), v, out);
+            }
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+            // Mounts come in no fixed order: by destination.
+            let mut items: Vec<&Value> = items.iter().collect();
+            items.sort_by_key(|i| i["Destination"].as_str().unwrap_or("").to_owned());
+            for (n, item) in items.into_iter().enumerate() {
+                flatten(&format!("{path}/{n}"), item, out);
+            }
+        }
+        Value::Array(items) => {
+            // Env, Cmd, Aliases: compared as sets of strings.
+            let mut items: Vec<Value> = items.clone();
+            items.sort_by_key(|i| i.to_string());
+            for (n, item) in items.into_iter().enumerate() {
+                out.insert(format!("{path}/{n}"), item);
+            }
+        }
+        other => {
+            out.insert(path.to_owned(), other.clone());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_keeps_every_setting_and_takes_image_defaults_from_the_new_image() {
+    let mut host = Host::new("standalone-fields");
+    let name = format!("lookout-sa-{}", host.scratch.id);
+    host.run_full(&name, 10);
+    let before = inspect(&name);
+    let side_before = inspect(&format!("{name}-side"));
+    let engine = host.engine().await;
+
+    let report = engine.update_container(&host.update(&name, "2")).await;
+    assert_eq!(report.result, UpdateResult::Updated, "{report:?}");
+
+    let after = inspect(&name);
+    assert_ne!(after["Id"], before["Id"], "a new container");
+    assert_eq!(after["Image"], host.image_id("2"));
+    assert!(
+        !exists(&format!("{name}-lookout-old")),
+        "the old container is removed"
+    );
+
+    // Field by field: what the old image set takes the new image's value; the rest is equal.
+    let (mut b, mut a) = (comparable(&before), comparable(&after));
+    let image_set = [
+        (
+            "/Config/Image",
+            format!("{}:1", host.repo),
+            format!("{}:2", host.repo),
+        ),
+        ("/Config/WorkingDir", "/srv1".into(), "/srv2".into()),
+        ("/Config/Labels/org.example.version", "1".into(), "2".into()),
+    ];
+    for (path, old, new) in &image_set {
+        assert_eq!(
+            b.remove(*path),
+            Some(Value::from(old.as_str())),
+            "{path} before"
+        );
+        assert_eq!(
+            a.remove(*path),
+            Some(Value::from(new.as_str())),
+            "{path} after"
+        );
+    }
+    let env = |m: &BTreeMap<String, Value>| -> Vec<String> {
+        m.iter()
+            .filter(|(k, _)| k.starts_with("/Config/Env/"))
+            .map(|(_, v)| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(env(&b), ["IMAGE_VAR=1", "PATH=/bin", "USER_VAR=u"]);
+    assert_eq!(env(&a), ["IMAGE_VAR=2", "PATH=/bin", "USER_VAR=u"]);
+    b.retain(|k, _| !k.starts_with("/Config/Env/"));
+    a.retain(|k, _| !k.starts_with("/Config/Env/"));
+    // The anonymous volume is mounted by its name now (that is how its data is kept): it is
+    // in the binds, and Docker gives a volume named in the binds its default mode `z`.
+    let anon = before["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/anon")
+        .unwrap();
+    let anon_name = anon["Name"].as_str().unwrap();
+    let binds = |m: &BTreeMap<String, Value>| -> Vec<String> {
+        m.iter()
+            .filter(|(k, _)| k.starts_with("/HostConfig/Binds/"))
+            .map(|(_, v)| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut want_binds = binds(&b);
+    want_binds.push(format!("{anon_name}:/anon"));
+    want_binds.sort();
+    assert_eq!(binds(&a), want_binds);
+    b.retain(|k, _| !k.starts_with("/HostConfig/Binds/"));
+    a.retain(|k, _| !k.starts_with("/HostConfig/Binds/"));
+    assert_eq!(b.remove("/Mounts/0/Name"), Some(Value::from(anon_name)));
+    assert_eq!(
+        a.remove("/Mounts/0/Name"),
+        Some(Value::from(anon_name)),
+        "the same volume"
+    );
+    assert_eq!(b.remove("/Mounts/0/Mode"), Some(Value::from("")));
+    assert_eq!(a.remove("/Mounts/0/Mode"), Some(Value::from("z")));
+    let mut differences = Vec::new();
+    for key in b
+        .keys()
+        .chain(a.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        if b.get(key) != a.get(key) {
+            differences.push(format!("{key}: {:?} → {:?}", b.get(key), a.get(key)));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "changed:\n{}",
+        differences.join("\n")
+    );
+    // What the comparison covers, spelled out.
+    for (path, want) in [
+        (
+            "/HostConfig/PortBindings/8080/tcp/0/HostIp",
+            Value::from("127.0.0.1"),
+        ),
+        ("/HostConfig/Memory", Value::from(64 * 1024 * 1024)),
+        (
+            "/HostConfig/RestartPolicy/Name",
+            Value::from("unless-stopped"),
+        ),
+        ("/Config/Labels/user.label", Value::from("x")),
+        (
+            &format!(
+                "/NetworkSettings/Networks/{}/IPAMConfig/IPv4Address",
+                host.networks.first
+            ),
+            Value::from(format!("{}.10", host.networks.prefix)),
+        ),
+    ] {
+        assert_eq!(a.get(path), Some(&want), "{path}");
+    }
+    for (network, alias) in [
+        (&host.networks.first, "web"),
+        (&host.networks.second, "second"),
+    ] {
+        let aliases = &after["NetworkSettings"]["Networks"][network]["Aliases"];
+        assert!(
+            aliases.as_array().unwrap().contains(&Value::from(alias)),
+            "{network}: {aliases}"
+        );
+    }
+    let published = after["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!published.is_empty(), "the port is published again");
+
+    // The data of the anonymous volume survived; the bind and the named volume are there.
+    assert_eq!(exec(&name, "cat /anon/data").trim(), "kept");
+    assert_eq!(exec(&name, "cat /bind/file").trim(), "bound");
+
+    // The container in its network namespace was recreated against the new container.
+    let side = inspect(&format!("{name}-side"));
+    assert_ne!(side["Id"], side_before["Id"]);
+    assert_eq!(
+        side["HostConfig"]["NetworkMode"],
+        format!("container:{}", after["Id"].as_str().unwrap())
+    );
+    assert_eq!(side["State"]["Status"], "running");
+
+    // `lookout rollback NAME`: back on the image before, data intact.
+    let back = engine
+        .rollback_container(&name, &name, gate(), "cli")
+        .await
+        .unwrap();
+    assert_eq!(back.result, UpdateResult::Updated, "{back:?}");
+    let rolled = inspect(&name);
+    assert_eq!(rolled["Image"], host.image_id("1"));
+    assert_eq!(rolled["Config"]["WorkingDir"], "/srv1");
+    assert_eq!(exec(&name, "cat /anon/data").trim(), "kept");
+    let history = lookout::engine::lock(&engine.store).state().services[&name]
+        .history
+        .clone();
+    assert_eq!(history.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_image_is_rolled_back_to_the_same_container() {
+    let mut host = Host::new("standalone-bad");
+    let name = format!("lookout-sa-{}", host.scratch.id);
+    host.run_full(&name, 11);
+    let before = inspect(&name);
+    let engine = host.engine().await;
+
+    let report = engine.update_container(&host.update(&name, "bad")).await;
+    assert!(
+        matches!(report.result, UpdateResult::RolledBack { .. }),
+        "{report:?}"
+    );
+    let after = inspect(&name);
+    assert_eq!(
+        after["Id"], before["Id"],
+        "the very same container runs again"
+    );
+    assert_eq!(after["Image"], host.image_id("1"));
+    assert_eq!(after["State"]["Health"]["Status"], "healthy");
+    assert_eq!(exec(&name, "cat /anon/data").trim(), "kept");
+    assert!(!exists(&format!("{name}-lookout-old")));
+    let side = inspect(&format!("{name}-side"));
+    assert_eq!(
+        side["State"]["Status"], "running",
+        "its dependent runs again"
+    );
+    let state = lookout::engine::lock(&engine.store);
+    let svc = &state.state().services[&name];
+    assert!(
+        svc.failed_candidate.is_some(),
+        "the bad candidate is blocked"
+    );
+    assert!(state.standalone_in_flight().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_remove_containers_are_refused_and_left_alone() {
+    let mut host = Host::new("standalone-rm");
+    let name = format!("lookout-sa-{}", host.scratch.id);
+    host.containers.push(name.clone());
+    run(Command::new("docker")
+        .args(["run", "-d", "--rm", "--network", "none", "--name", &name])
+        .args(["--label", &format!("lookout.test={}", host.scratch.id)])
+        .arg(format!("{}:1", host.repo)));
+    let before = inspect(&name);
+    let engine = host.engine().await;
+    let report = engine.update_container(&host.update(&name, "2")).await;
+    match &report.result {
+        UpdateResult::Failed { reason, .. } => assert!(reason.contains("--rm"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let after = inspect(&name);
+    assert_eq!(after["Id"], before["Id"]);
+    assert_eq!(after["State"]["Status"], "running");
+}
