@@ -556,3 +556,201 @@ async fn auto_remove_containers_are_refused_and_left_alone() {
     assert_eq!(after["Id"], before["Id"]);
     assert_eq!(after["State"]["Status"], "running");
 }
+
+/// The environment variable that makes [`killed_update_child`] run: what to update, as JSON.
+#[cfg(feature = "failpoints")]
+const CHILD_ENV: &str = "LOOKOUT_STANDALONE_CHILD";
+
+/// The process a kill -9 case kills: this test binary, running only [`killed_update_child`],
+/// which updates the container through the engine until it stops at `LOOKOUT_FAILPOINT`.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the kill -9 tests, which run it with LOOKOUT_STANDALONE_CHILD"]
+async fn killed_update_child() {
+    let spec: Value = serde_json::from_str(
+        &std::env::var(CHILD_ENV).expect("run by the kill -9 tests with LOOKOUT_STANDALONE_CHILD"),
+    )
+    .unwrap();
+    let text = |k: &str| spec[k].as_str().unwrap().to_owned();
+    let config = config::load(std::path::Path::new(&text("config"))).unwrap();
+    let (engine, _deliveries) = Engine::start(config).await.expect("engine");
+    let req = ContainerUpdate {
+        service: text("name"),
+        container: text("name"),
+        candidate: Candidate {
+            reference: ImageRef::parse(&text("reference")).unwrap(),
+            manifest_digest: text("digest"),
+            platform_digest: None,
+        },
+        source: ImageSource::Registry { login: None },
+        gate: gate(),
+        include_stopped: false,
+        kind: ChangeKind::Update,
+        actor: "test".into(),
+    };
+    let report = engine.update_container(&req).await;
+    panic!("the update ended without reaching its failpoint: {report:?}");
+}
+
+/// Updates `NAME` to `tag` in a child process stopped with kill -9 at `failpoint`, then runs
+/// recovery as a fresh lookout does at start. The container must then run healthy under its
+/// own name exactly once, on the image `end` says, with its dependent and its data.
+#[cfg(feature = "failpoints")]
+async fn kill_at(failpoint: &str, tag: &str, ip_last: u8, end: &str) {
+    use std::io::{BufRead, BufReader};
+    let mut host = Host::new(&format!("standalone-kill-{failpoint}"));
+    let name = format!("lookout-sa-{}", host.scratch.id);
+    host.run_full(&name, ip_last);
+    let before = inspect(&name);
+    let config = host.scratch.join("lookout.toml");
+    drop(host.config()); // writes lookout.toml
+    let spec = serde_json::json!({
+        "config": config.display().to_string(),
+        "name": name,
+        "reference": format!("{}:{tag}", host.repo),
+        "digest": host.digests[tag],
+    });
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "standalone::killed_update_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, spec.to_string())
+        .env("LOOKOUT_FAILPOINT", failpoint)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let mut child = Reap(child);
+    let marker = format!("{} {failpoint}", lookout::engine::failpoint::REACHED);
+    let mut seen = String::new();
+    let reached = tokio::task::spawn_blocking(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.trim_end() == marker {
+                return Ok(seen);
+            }
+        }
+        Err(seen)
+    });
+    let seen = tokio::time::timeout(Duration::from_secs(120), reached)
+        .await
+        .expect("the child reached its failpoint within 120 s")
+        .unwrap()
+        .unwrap_or_else(|seen| panic!("the child ended before {failpoint}:\n{seen}"));
+    child.0.kill().unwrap();
+    let status = child.0.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "killed by SIGKILL: {status}\n{seen}"
+    );
+
+    let engine = host.engine().await;
+    let recovered = engine.recover().await;
+    assert!(recovered.iter().all(|r| r.closed), "{recovered:?}");
+    let state = lookout::engine::lock(&engine.store).standalone_in_flight();
+    assert!(state.is_empty(), "the journal is closed: {state:?}");
+
+    // Exactly once, under its own name, healthy, on the image `end` says.
+    let named: Vec<String> = run(Command::new("docker").args([
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=lookout.test={}", host.scratch.id),
+        "--format",
+        "{{.Names}}",
+    ]))
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    let mut named_sorted = named.clone();
+    named_sorted.sort();
+    assert_eq!(
+        named_sorted,
+        [name.clone(), format!("{name}-side")],
+        "no copy left over: {named:?}"
+    );
+    wait_healthy(&name);
+    let after = inspect(&name);
+    let want_image = host.image_id(if end == "old" { "1" } else { tag });
+    assert_eq!(after["Image"], want_image, "ends on the {end} image");
+    if end == "old" {
+        assert_eq!(after["Id"], before["Id"], "the very same container");
+    }
+    assert_eq!(exec(&name, "cat /anon/data").trim(), "kept");
+    let side = inspect(&format!("{name}-side"));
+    assert_eq!(side["State"]["Status"], "running", "its dependent runs");
+    assert_eq!(
+        side["HostConfig"]["NetworkMode"],
+        format!("container:{}", after["Id"].as_str().unwrap()),
+        "in the namespace of the container that runs now"
+    );
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_pull_leaves_the_old_container() {
+    kill_at("standalone_after_pull", "2", 20, "old").await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_journal_leaves_the_old_container() {
+    kill_at("standalone_after_journal", "2", 21, "old").await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_rename_puts_the_old_container_back() {
+    kill_at("standalone_after_rename", "2", 22, "old").await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_stop_puts_the_old_container_back() {
+    kill_at("standalone_after_stop", "2", 23, "old").await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_create_gates_and_keeps_the_new_container() {
+    kill_at("standalone_after_create", "2", 24, "new").await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_the_health_gate_gates_and_keeps_the_new_container() {
+    kill_at("standalone_during_health_gate", "2", 25, "new").await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_after_the_gate_finishes_the_commit() {
+    kill_at("standalone_after_gate", "2", 26, "new").await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_the_rollback_of_a_bad_image_finishes_it() {
+    kill_at("standalone_during_rollback", "bad", 27, "old").await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_the_gate_of_a_bad_image_rolls_back() {
+    kill_at("standalone_during_health_gate", "bad", 28, "old").await;
+}
