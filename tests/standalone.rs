@@ -557,6 +557,49 @@ async fn auto_remove_containers_are_refused_and_left_alone() {
     assert_eq!(after["State"]["Status"], "running");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_container_is_recreated_stopped_only_when_asked() {
+    let mut host = Host::new("standalone-stopped");
+    let name = format!("lookout-sa-{}", host.scratch.id);
+    host.containers.push(name.clone());
+    host.containers.push(format!("{name}-lookout-old"));
+    run(Command::new("docker")
+        .args(["create", "--network", "none", "--name", &name])
+        .args(["--label", &format!("lookout.test={}", host.scratch.id)])
+        .args(["-e", "USER_VAR=u"])
+        .arg(format!("{}:1", host.repo)));
+    let before = inspect(&name);
+    let engine = host.engine().await;
+
+    let refused = engine.update_container(&host.update(&name, "2")).await;
+    match &refused.result {
+        UpdateResult::Failed { reason, .. } => {
+            assert!(reason.contains("include_stopped"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(inspect(&name)["Id"], before["Id"], "left alone");
+
+    let mut asked = host.update(&name, "2");
+    asked.include_stopped = true;
+    let report = engine.update_container(&asked).await;
+    assert_eq!(report.result, UpdateResult::Updated, "{report:?}");
+    let after = inspect(&name);
+    assert_ne!(after["Id"], before["Id"]);
+    assert_eq!(after["Image"], host.image_id("2"));
+    assert_eq!(
+        after["State"]["Status"], "created",
+        "recreated, not started"
+    );
+    assert!(
+        after["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("USER_VAR=u"))
+    );
+    assert!(!exists(&format!("{name}-lookout-old")));
+}
+
 /// The environment variable that makes [`killed_update_child`] run: what to update, as JSON.
 #[cfg(feature = "failpoints")]
 const CHILD_ENV: &str = "LOOKOUT_STANDALONE_CHILD";

@@ -83,6 +83,8 @@ struct Prepared {
     old_text: String,
     was_running: bool,
     plan: Recreate,
+    /// `Config.Image` of the new container.
+    new_text: String,
     new_image_id: String,
     dependents: Vec<String>,
     entry: StandaloneEntry,
@@ -213,26 +215,7 @@ impl<R: ContainerRuntime> StandaloneUpdater<'_, R> {
             .filter(|d| running_names.contains(d))
             .collect();
 
-        // Keep the old image (it may lose its tag to the new one) and give the new image the
-        // tag the new container names.
-        let tag_err = |e: RuntimeError| (Stage::Tag, e.to_string());
         let old_ref = ImageRef::parse(&old_text).ok();
-        let rollback_repo = old_ref
-            .as_ref()
-            .map_or_else(|| req.candidate.reference.name(), ImageRef::name);
-        self.runtime
-            .tag(&old_image_id, &rollback_repo, &rollback_tag(&req.service))
-            .await
-            .map_err(tag_err)?;
-        if let Ok(new_ref) = ImageRef::parse(&new_text)
-            && let Some(tag) = new_ref.tag()
-        {
-            self.runtime
-                .tag(&new_image.id, &new_ref.name(), tag)
-                .await
-                .map_err(tag_err)?;
-        }
-
         let now = (self.now)();
         let entry = StandaloneEntry {
             service: req.service.clone(),
@@ -256,6 +239,7 @@ impl<R: ContainerRuntime> StandaloneUpdater<'_, R> {
             },
             container: name.clone(),
             old_id: old_id.clone(),
+            old_image_id: old_image_id.clone(),
             new_id: None,
             was_running,
             dependents: dependents.clone(),
@@ -269,6 +253,7 @@ impl<R: ContainerRuntime> StandaloneUpdater<'_, R> {
             old_text,
             was_running,
             plan,
+            new_text,
             new_image_id: new_image.id,
             dependents,
             entry,
@@ -324,6 +309,24 @@ impl<R: ContainerRuntime> StandaloneUpdater<'_, R> {
         let name = &req.container;
         let old_name = standalone_old_name(name);
         let up = |e: RuntimeError| (Stage::Up, e.to_string());
+
+        // Keep the old image (it may lose its tag to the new one) and give the new image the
+        // tag the new container names.
+        let tag_err = |e: RuntimeError| (Stage::Tag, e.to_string());
+        let rollback_repo = ImageRef::parse(&p.old_text)
+            .map_or_else(|_| req.candidate.reference.name(), |r| r.name());
+        self.runtime
+            .tag(&p.old_image_id, &rollback_repo, &rollback_tag(&req.service))
+            .await
+            .map_err(tag_err)?;
+        if let Ok(new_ref) = ImageRef::parse(&p.new_text)
+            && let Some(tag) = new_ref.tag()
+        {
+            self.runtime
+                .tag(&p.new_image_id, &new_ref.name(), tag)
+                .await
+                .map_err(tag_err)?;
+        }
 
         self.runtime
             .rename_container(&p.old_id, &old_name)
@@ -706,6 +709,16 @@ async fn recover_one<R: ContainerRuntime>(
         StandaloneRecovery::NothingToDo | StandaloneRecovery::RollBack => {
             let rolling_back = decision == StandaloneRecovery::RollBack;
             let done = async {
+                if let Some(tag) = &entry.from.tag
+                    && !entry.old_image_id.is_empty()
+                {
+                    restore_old_tag(
+                        runtime,
+                        &format!("{}:{tag}", entry.from.image),
+                        &entry.old_image_id,
+                    )
+                    .await;
+                }
                 if rolling_back {
                     if let Some(new_id) = &new_there {
                         runtime

@@ -698,6 +698,26 @@ mod tests {
     }
 
     #[test]
+    fn privileged_and_capabilities_are_kept() {
+        let mut old = inspect(FULL);
+        let host = old.host_config.as_mut().unwrap();
+        host.privileged = Some(true);
+        host.cap_add = Some(vec!["NET_ADMIN".into()]);
+        host.security_opt = Some(vec!["no-new-privileges".into()]);
+        let host = plan(&old, &image(), "x:2")
+            .unwrap()
+            .body
+            .host_config
+            .unwrap();
+        assert_eq!(host.privileged, Some(true));
+        assert_eq!(host.cap_add, Some(vec!["NET_ADMIN".to_owned()]));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_owned()])
+        );
+    }
+
+    #[test]
     fn a_namespace_sharer_keeps_no_hostname_and_is_repointed() {
         let side = inspect(NETNS);
         let mut p = plan(&side, &image(), "h16cap:v1").unwrap();

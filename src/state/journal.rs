@@ -464,6 +464,9 @@ pub struct StandaloneEntry {
     /// The container's name (what the new container is called too).
     pub container: String,
     pub old_id: String,
+    /// The image the old container runs (`sha256:…`), whose tag a rollback gives back.
+    #[serde(default)]
+    pub old_image_id: String,
     /// Set from [`StandaloneStep::NewCreated`] on.
     #[serde(default)]
     pub new_id: Option<String>,
@@ -1020,6 +1023,7 @@ mod tests {
             },
             container: "web".into(),
             old_id: "old".into(),
+            old_image_id: "sha256:oldimage".into(),
             new_id: new_id.map(str::to_owned),
             was_running: true,
             dependents: Vec::new(),
