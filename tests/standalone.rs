@@ -600,6 +600,64 @@ async fn a_stopped_container_is_recreated_stopped_only_when_asked() {
     assert!(!exists(&format!("{name}-lookout-old")));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_and_labelled_dependents_are_recreated_after_it() {
+    let mut host = Host::new("standalone-deps");
+    let name = format!("lookout-sa-{}", host.scratch.id);
+    let label = format!("lookout.test={}", host.scratch.id);
+    let linker = format!("{name}-linker");
+    let labelled = format!("{name}-labelled");
+    for n in [&name, &linker, &labelled] {
+        host.containers.push(n.clone());
+        host.containers.push(format!("{n}-lookout-old"));
+    }
+    let image = format!("{}:1", host.repo);
+    run(Command::new("docker").args(["run", "-d", "--name", &name, "--label", &label, &image]));
+    run(Command::new("docker")
+        .args(["run", "-d", "--name", &linker, "--label", &label])
+        .args(["--link", &format!("{name}:db"), &image]));
+    run(Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &labelled,
+            "--label",
+            &label,
+            "--network",
+            "none",
+        ])
+        .args(["--label", &format!("lookout.depends_on={name}"), &image]));
+    wait_healthy(&name);
+    let (linker_before, labelled_before) = (inspect(&linker), inspect(&labelled));
+    let engine = host.engine().await;
+
+    let report = engine.update_container(&host.update(&name, "2")).await;
+    assert_eq!(report.result, UpdateResult::Updated, "{report:?}");
+    for (dep, before) in [(&linker, &linker_before), (&labelled, &labelled_before)] {
+        let after = inspect(dep);
+        assert_ne!(after["Id"], before["Id"], "{dep} recreated");
+        assert_eq!(after["State"]["Status"], "running", "{dep} runs");
+        assert_eq!(after["Image"], before["Image"], "{dep} keeps its own image");
+        assert!(!exists(&format!("{dep}-lookout-old")));
+    }
+    let links = &inspect(&linker)["HostConfig"]["Links"];
+    assert_eq!(links, &serde_json::json!([format!("/{name}:/{linker}/db")]));
+    // The link resolves to the new container.
+    let hosts = exec(&linker, "cat /etc/hosts");
+    let ip = inspect(&name)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        hosts.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.first() == Some(&ip.as_str()) && words.contains(&"db")
+        }),
+        "{hosts}"
+    );
+}
+
 /// The environment variable that makes [`killed_update_child`] run: what to update, as JSON.
 #[cfg(feature = "failpoints")]
 const CHILD_ENV: &str = "LOOKOUT_STANDALONE_CHILD";

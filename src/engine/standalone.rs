@@ -87,6 +87,9 @@ struct Prepared {
     new_text: String,
     new_image_id: String,
     dependents: Vec<String>,
+    /// The dependents' inspect data before anything changed: what they are recreated from
+    /// (renaming and removing the old container changes their links).
+    snapshots: Vec<ContainerInspectResponse>,
     entry: StandaloneEntry,
 }
 
@@ -214,6 +217,10 @@ impl<R: ContainerRuntime> StandaloneUpdater<'_, R> {
             .into_iter()
             .filter(|d| running_names.contains(d))
             .collect();
+        let snapshots: Vec<ContainerInspectResponse> = all
+            .into_iter()
+            .filter(|c| dependents.contains(&recreate::container_name(c)))
+            .collect();
 
         let old_ref = ImageRef::parse(&old_text).ok();
         let now = (self.now)();
@@ -256,6 +263,7 @@ impl<R: ContainerRuntime> StandaloneUpdater<'_, R> {
             new_text,
             new_image_id: new_image.id,
             dependents,
+            snapshots,
             entry,
         })
     }
@@ -393,6 +401,7 @@ impl<R: ContainerRuntime> StandaloneUpdater<'_, R> {
             &p.old_id,
             &new_id,
             &p.dependents,
+            &p.snapshots,
         )
         .await;
         self.finish(&req.service, ChangeOutcome::Committed);
@@ -525,15 +534,21 @@ async fn start_all<R: ContainerRuntime>(runtime: &R, names: &[String]) -> Result
 /// network namespace at the new container: the old dependent is renamed, the new one created
 /// and started, then the old one removed. A dependent that fails is left as it was, started,
 /// and reported in the log.
+/// `snapshots` are their inspect data from before the update; one without is inspected now.
 async fn recreate_dependents<R: ContainerRuntime>(
     runtime: &R,
     target: &str,
     old_id: &str,
     new_id: &str,
     dependents: &[String],
+    snapshots: &[ContainerInspectResponse],
 ) {
     for name in dependents {
-        if let Err(e) = recreate_dependent(runtime, target, old_id, new_id, name).await {
+        let snapshot = snapshots
+            .iter()
+            .find(|c| recreate::container_name(c) == *name)
+            .cloned();
+        if let Err(e) = recreate_dependent(runtime, target, old_id, new_id, name, snapshot).await {
             tracing::warn!(container = %name, error = %e, "cannot recreate a dependent; starting it as it was");
             let _ = runtime.start_container(name).await;
         }
@@ -546,13 +561,17 @@ async fn recreate_dependent<R: ContainerRuntime>(
     old_id: &str,
     new_id: &str,
     name: &str,
+    snapshot: Option<ContainerInspectResponse>,
 ) -> Result<(), String> {
     let err = |e: RuntimeError| e.to_string();
-    let dep = runtime
-        .inspect_container(name)
-        .await
-        .map_err(err)?
-        .ok_or_else(|| format!("container {name} is gone"))?;
+    let dep = match snapshot {
+        Some(dep) => dep,
+        None => runtime
+            .inspect_container(name)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| format!("container {name} is gone"))?,
+    };
     let image_id = dep.image.clone().unwrap_or_default();
     let config: ImageConfig = runtime
         .image_config(&image_id)
@@ -566,6 +585,7 @@ async fn recreate_dependent<R: ContainerRuntime>(
         .unwrap_or_else(|| image_id.clone());
     let mut plan = recreate::plan(&dep, &config, &text).map_err(|e| e.to_string())?;
     recreate::repoint_namespace(&mut plan.body, &[old_id, target], new_id);
+    recreate::relink(&mut plan.body, &standalone_old_name(target), target);
     let dep_id = dep.id.clone().unwrap_or_default();
     let aside = standalone_old_name(name);
     runtime
@@ -699,7 +719,15 @@ async fn recover_one<R: ContainerRuntime>(
                 tracing::warn!(container = %old_name, error = %e, "cannot remove the old container; remove it by hand");
             }
             let new_id = new_there.unwrap_or_default();
-            recreate_dependents(runtime, name, &entry.old_id, &new_id, &entry.dependents).await;
+            recreate_dependents(
+                runtime,
+                name,
+                &entry.old_id,
+                &new_id,
+                &entry.dependents,
+                &[],
+            )
+            .await;
             (
                 Recovery::Commit,
                 "the new container is healthy on the expected image".into(),

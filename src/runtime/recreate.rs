@@ -399,6 +399,33 @@ pub fn repoint_namespace(body: &mut ContainerCreateBody, old: &[&str], new_id: &
     }
 }
 
+/// Points the links of a dependent that name `from` (e.g. the old container under its aside
+/// name) at `to` instead, keeping their aliases.
+pub fn relink(body: &mut ContainerCreateBody, from: &str, to: &str) {
+    let swap = |links: &mut Vec<String>| {
+        for l in links.iter_mut() {
+            if let Some((target, alias)) = l.split_once(':')
+                && target == from
+            {
+                *l = format!("{to}:{alias}");
+            }
+        }
+    };
+    if let Some(links) = body.host_config.as_mut().and_then(|h| h.links.as_mut()) {
+        swap(links);
+    }
+    for endpoint in body
+        .networking_config
+        .iter_mut()
+        .flat_map(|n| n.endpoints_config.iter_mut())
+        .flat_map(|e| e.values_mut())
+    {
+        if let Some(links) = endpoint.links.as_mut() {
+            swap(links);
+        }
+    }
+}
+
 /// The containers that depend on `target` — sharing its network namespace
 /// (`--network container:…`), linking to it, or naming it in `lookout.depends_on` or
 /// Watchtower's `depends-on` — and, in turn, those that depend on them. In the order to
@@ -764,6 +791,22 @@ mod tests {
         assert_eq!(
             dependents(&target, &others),
             vec!["by-label", "h16cap-rm", "h16cap-side", "after-side"]
+        );
+    }
+
+    #[test]
+    fn links_to_the_old_container_are_pointed_at_its_name_again() {
+        let mut old = inspect(AUTOREMOVE);
+        old.host_config.as_mut().unwrap().auto_remove = Some(false);
+        old.host_config.as_mut().unwrap().links = Some(vec![
+            "/h16cap-db-lookout-old:/h16cap-rm/db".into(),
+            "/other:/h16cap-rm/other".into(),
+        ]);
+        let mut body = plan(&old, &image(), "x:2").unwrap().body;
+        relink(&mut body, "h16cap-db-lookout-old", "h16cap-db");
+        assert_eq!(
+            body.host_config.unwrap().links,
+            Some(vec!["h16cap-db:db".to_owned(), "other:other".to_owned()])
         );
     }
 
