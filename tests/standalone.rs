@@ -846,6 +846,12 @@ async fn kill_after_the_gate_finishes_the_commit() {
 
 #[cfg(feature = "failpoints")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_a_dependent_is_recreated_finishes_it() {
+    kill_at("standalone_during_dependents", "2", 29, "new").await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_the_rollback_of_a_bad_image_finishes_it() {
     kill_at("standalone_during_rollback", "bad", 27, "old").await;
 }

@@ -7,7 +7,8 @@
 //! check ([`super::pass`]). A standalone container's update ([`super::standalone`]) has its own:
 //! `standalone_after_pull`, `standalone_after_journal`, `standalone_after_rename`,
 //! `standalone_after_stop`, `standalone_after_create`, `standalone_during_health_gate`,
-//! `standalone_after_gate`, `standalone_during_rollback`. With
+//! `standalone_after_gate`, `standalone_during_dependents` (a dependent renamed aside),
+//! `standalone_during_rollback`. With
 //! `LOOKOUT_FAILPOINT=panic:<name>`, lookout panics there instead, for the tests that prove a
 //! panic fails one service and nothing else. Without the feature, [`hit`] is empty.
 

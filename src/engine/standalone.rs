@@ -564,13 +564,32 @@ async fn recreate_dependent<R: ContainerRuntime>(
     snapshot: Option<ContainerInspectResponse>,
 ) -> Result<(), String> {
     let err = |e: RuntimeError| e.to_string();
+    let aside = standalone_old_name(name);
     let dep = match snapshot {
         Some(dep) => dep,
-        None => runtime
-            .inspect_container(name)
-            .await
-            .map_err(err)?
-            .ok_or_else(|| format!("container {name} is gone"))?,
+        None => {
+            // After a crash halfway through this dependent: its old container is aside, and a
+            // replacement may stand under its name. Put the old one back and start over.
+            if let Some(old) = runtime.inspect_container(&aside).await.map_err(err)? {
+                if let Some(half) = runtime.inspect_container(name).await.map_err(err)?
+                    && half.id != old.id
+                {
+                    runtime
+                        .remove_container(half.id.as_deref().unwrap_or(name))
+                        .await
+                        .map_err(err)?;
+                }
+                runtime
+                    .rename_container(old.id.as_deref().unwrap_or(&aside), name)
+                    .await
+                    .map_err(err)?;
+            }
+            runtime
+                .inspect_container(name)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| format!("container {name} is gone"))?
+        }
     };
     let image_id = dep.image.clone().unwrap_or_default();
     let config: ImageConfig = runtime
@@ -587,11 +606,11 @@ async fn recreate_dependent<R: ContainerRuntime>(
     recreate::repoint_namespace(&mut plan.body, &[old_id, target], new_id);
     recreate::relink(&mut plan.body, &standalone_old_name(target), target);
     let dep_id = dep.id.clone().unwrap_or_default();
-    let aside = standalone_old_name(name);
     runtime
         .rename_container(&dep_id, &aside)
         .await
         .map_err(err)?;
+    failpoint::hit("standalone_during_dependents");
     let created = create_and_connect(runtime, name, plan.body, &plan.connect).await;
     match created {
         Ok(id) => {
