@@ -861,3 +861,98 @@ async fn kill_during_the_rollback_of_a_bad_image_finishes_it() {
 async fn kill_during_the_gate_of_a_bad_image_rolls_back() {
     kill_at("standalone_during_health_gate", "bad", 28, "old").await;
 }
+
+/// The same steps on the in-memory runtime: what the engine asks of the seam, in order.
+#[tokio::test]
+async fn on_the_fake_runtime_an_update_and_a_failed_one_take_the_journaled_steps() {
+    use crate::util::fakes::{FakeHost, WEB, digest};
+    use lookout::runtime::Health;
+    let host = FakeHost::new("standalone-fake", "");
+    let old_id = host.runtime.run_standalone("solo", &format!("{WEB}:1.0.0"));
+    let (engine, _deliveries) = host.engine();
+    let fast = GateOptions {
+        timeout: Duration::from_secs(2),
+        stable: Duration::from_secs(0),
+        probe_url: None,
+        poll: Duration::from_millis(20),
+    };
+    let request = |tag: &str, d: &str| ContainerUpdate {
+        service: "solo".into(),
+        container: "solo".into(),
+        candidate: Candidate {
+            reference: ImageRef::parse(&format!("{WEB}:{tag}")).unwrap(),
+            manifest_digest: d.to_owned(),
+            platform_digest: None,
+        },
+        source: ImageSource::Registry { login: None },
+        gate: fast.clone(),
+        include_stopped: false,
+        kind: ChangeKind::Update,
+        actor: "test".into(),
+    };
+
+    let bad = digest("web bad");
+    host.runtime.publish(WEB, &bad, Some(Health::Unhealthy));
+    let report = engine.update_container(&request("bad", &bad)).await;
+    assert!(
+        matches!(report.result, UpdateResult::RolledBack { .. }),
+        "{report:?}"
+    );
+    let old_image = host.runtime.image_id(&format!("{WEB}:1.0.0")).unwrap();
+    assert_eq!(
+        host.runtime.standalone(),
+        [(
+            "solo".to_owned(),
+            old_id.clone(),
+            old_image.clone(),
+            "running".to_owned()
+        )]
+    );
+
+    let good = digest("web 1.1.0");
+    host.runtime.publish(WEB, &good, Some(Health::Healthy));
+    let report = engine.update_container(&request("1.1.0", &good)).await;
+    assert_eq!(report.result, UpdateResult::Updated, "{report:?}");
+    let now = host.runtime.standalone();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0].0, "solo");
+    assert_ne!(now[0].1, old_id);
+    assert_eq!(
+        Some(now[0].2.clone()),
+        host.runtime.image_id(&format!("{WEB}@{good}"))
+    );
+    let calls: Vec<String> = host
+        .runtime
+        .calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("tag ") && !c.starts_with("pull "))
+        .collect();
+    let new_id = &now[0].1;
+    // The bad candidate: renamed, stopped, created, started, then undone; the good one kept.
+    let bad_id = calls
+        .iter()
+        .find_map(|c| c.strip_prefix("start ").filter(|id| *id != old_id))
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        calls,
+        [
+            format!("rename {old_id} solo-lookout-old"),
+            format!("stop {old_id}"),
+            "create solo".to_owned(),
+            format!("start {bad_id}"),
+            format!("remove container {bad_id}"),
+            format!("rename {old_id} solo"),
+            format!("start {old_id}"),
+            format!("rename {old_id} solo-lookout-old"),
+            format!("stop {old_id}"),
+            "create solo".to_owned(),
+            format!("start {new_id}"),
+            format!("remove container {old_id}"),
+        ]
+    );
+    let state = lookout::engine::lock(&engine.store);
+    let history = &state.state().services["solo"].history;
+    assert_eq!(history.len(), 2);
+    assert!(state.standalone_in_flight().is_empty());
+}
