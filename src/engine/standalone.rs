@@ -1,8 +1,8 @@
 //! The update of one standalone container (`docker run`, no compose file), step by step, with
 //! the old container kept until the new one is proven.
 //!
-//! pull by digest → keep the old image under the rollback tag → journal the intent → rename the
-//! old container to `NAME-lookout-old` → stop its dependents, then it → create the new container
+//! pull by digest → journal the intent → keep the old image under the rollback tag (and tag the
+//! new one) → rename the old container to `NAME-lookout-old` → stop its dependents, then it → create the new container
 //! under `NAME` from the old one's settings ([`crate::runtime::recreate`]) and connect its
 //! networks → start it → health gate (the same gate as compose services) → remove the old
 //! container (its volumes stay: the new one mounts them) → recreate the dependents.
@@ -146,8 +146,8 @@ impl<R: ContainerRuntime> StandaloneUpdater<'_, R> {
         }
     }
 
-    /// Reads the old container and both images, pulls the new one and plans the create
-    /// request; keeps the old image under the rollback tag. Nothing that runs changes.
+    /// Reads the old container and its image, plans the create request, pulls the new image and
+    /// finds the dependents. Nothing changes but the pulled image.
     async fn prepare(&self, req: &ContainerUpdate) -> Result<Prepared, (Stage, String)> {
         let plan_err = |reason: String| (Stage::Plan, reason);
         let name = &req.container;
@@ -307,7 +307,7 @@ impl<R: ContainerRuntime> StandaloneUpdater<'_, R> {
         }
     }
 
-    /// Rename, stop, create, start, gate; `applied` records what changed.
+    /// Tag, rename, stop, create, start, gate; `applied` records what changed.
     async fn apply(
         &self,
         req: &ContainerUpdate,
