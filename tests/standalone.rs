@@ -32,7 +32,8 @@ fn image_lines(version: &str, health: &str) -> String {
 struct Networks {
     first: String,
     second: String,
-    /// The first network's subnet prefix: `172.31.N`.
+    /// The first network's subnet prefix: `10.231.N` (outside Docker's default address pools,
+    /// so networks other tests create cannot have taken it).
     prefix: String,
 }
 
@@ -49,7 +50,7 @@ impl Networks {
         let mut prefix = None;
         for n in 0..40 {
             let third = 100 + (id as usize + n * 7) % 150;
-            let p = format!("172.31.{third}");
+            let p = format!("10.231.{third}");
             let ok = Command::new("docker")
                 .args(["network", "create", "--label", "lookout.test=standalone"])
                 .args(["--subnet", &format!("{p}.0/24"), &first])
@@ -62,7 +63,7 @@ impl Networks {
                 break;
             }
         }
-        let prefix = prefix.expect("no free 172.31.N.0/24 subnet for the test network");
+        let prefix = prefix.expect("no free 10.231.N.0/24 subnet for the test network");
         run(Command::new("docker").args([
             "network",
             "create",
