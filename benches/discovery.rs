@@ -15,6 +15,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageConfig,
+};
 use futures_util::StreamExt as _;
 use lookout::engine::{Engine, PassOptions, ServiceResult, open_store};
 use lookout::runtime::{
@@ -111,6 +114,46 @@ impl ContainerRuntime for Host {
     }
     async fn version(&self) -> Result<String, RuntimeError> {
         Ok("1.41".into())
+    }
+    // An idle host: nothing is recreated, so none of these may be asked.
+    async fn inspect_container(
+        &self,
+        _: &str,
+    ) -> Result<Option<ContainerInspectResponse>, RuntimeError> {
+        Err(unexpected("inspect a container in full"))
+    }
+    async fn image_config(&self, _: &str) -> Result<Option<ImageConfig>, RuntimeError> {
+        Err(unexpected("read an image's config"))
+    }
+    async fn all_containers(&self) -> Result<Vec<ContainerInspectResponse>, RuntimeError> {
+        Err(unexpected("inspect every container"))
+    }
+    async fn create_container(
+        &self,
+        _: &str,
+        _: ContainerCreateBody,
+    ) -> Result<String, RuntimeError> {
+        Err(unexpected("create a container"))
+    }
+    async fn start_container(&self, _: &str) -> Result<(), RuntimeError> {
+        Err(unexpected("start a container"))
+    }
+    async fn stop_container(&self, _: &str) -> Result<(), RuntimeError> {
+        Err(unexpected("stop a container"))
+    }
+    async fn rename_container(&self, _: &str, _: &str) -> Result<(), RuntimeError> {
+        Err(unexpected("rename a container"))
+    }
+    async fn remove_container(&self, _: &str) -> Result<(), RuntimeError> {
+        Err(unexpected("remove a container"))
+    }
+    async fn connect_network(
+        &self,
+        _: &str,
+        _: &str,
+        _: EndpointSettings,
+    ) -> Result<(), RuntimeError> {
+        Err(unexpected("connect a network"))
     }
 }
 

@@ -24,6 +24,7 @@ mod registry;
 mod resilience;
 mod runtime;
 mod secrets;
+mod standalone;
 mod systemd;
 mod telemetry;
 mod web;

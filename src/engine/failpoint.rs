@@ -4,9 +4,13 @@
 //! stderr and waits, and the test kills it with `kill -9`. The names are the points of
 //! [`super::update`]: `after_pull`, `after_journal`, `after_file_write`, `after_up`,
 //! `during_health_gate`, `during_rollback`, and `during_check` at the start of each service's
-//! check ([`super::pass`]). With `LOOKOUT_FAILPOINT=panic:<name>`, lookout panics there instead,
-//! for the tests that prove a panic fails one service and nothing else. Without the feature,
-//! [`hit`] is empty.
+//! check ([`super::pass`]). A standalone container's update ([`super::standalone`]) has its own:
+//! `standalone_after_pull`, `standalone_after_journal`, `standalone_after_rename`,
+//! `standalone_after_stop`, `standalone_after_create`, `standalone_during_health_gate`,
+//! `standalone_after_gate`, `standalone_during_dependents` (a dependent renamed aside),
+//! `standalone_during_rollback`. With
+//! `LOOKOUT_FAILPOINT=panic:<name>`, lookout panics there instead, for the tests that prove a
+//! panic fails one service and nothing else. Without the feature, [`hit`] is empty.
 
 /// The line a test waits for before it kills the process.
 pub const REACHED: &str = "lookout failpoint reached:";

@@ -28,6 +28,7 @@ pub mod failpoint;
 pub mod pass;
 pub mod pipeline;
 pub mod recovery;
+pub mod standalone;
 pub mod update;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub use decide::{Candidate, Decision, Facts, Hold, Running, decide};
 pub use pass::{Pass, PassOptions, ServiceOutcome, ServiceResult};
 pub use pipeline::Stop;
 pub use recovery::Recovered;
+pub use standalone::ContainerUpdate;
 pub use update::{ImageSource, UpdateReport, UpdateRequest, UpdateResult, Updater};
 
 use crate::config::{Config, ServiceSpec};
@@ -325,7 +327,119 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         }
         let find = |name: &str| known.get(name).cloned();
         let now = || self.clock.now();
-        recovery::recover(&self.runtime, &self.compose, &self.store, &now, &find).await
+        let mut recovered =
+            recovery::recover(&self.runtime, &self.compose, &self.store, &now, &find).await;
+        let gate_for = |name: &str| {
+            self.service(name)
+                .map(|spec| update::gate_options(&spec))
+                .unwrap_or_default()
+        };
+        recovered.extend(standalone::recover(&self.runtime, &self.store, &now, &gate_for).await);
+        recovered
+    }
+
+    /// Updates one standalone container (`docker run`, no compose file) to `req.candidate`,
+    /// keeping the old container until the new one passes the health gate (see [`standalone`]),
+    /// with the same events as a compose update. Waits for a rollback or recovery in progress.
+    pub async fn update_container(&self, req: &ContainerUpdate) -> UpdateReport {
+        let key = std::path::PathBuf::from(format!("container:{}", req.container));
+        let _guard = self.gate.change(&key).await;
+        let old_image = self
+            .runtime
+            .container(&req.container)
+            .await
+            .map(|c| c.image_ref)
+            .unwrap_or_default();
+        let mut info = crate::telemetry::UpdateInfo {
+            service: req.service.clone(),
+            compose_service: req.container.clone(),
+            compose_file: std::path::PathBuf::new(),
+            old_image,
+            new_image: req.candidate.reference.familiar(),
+            old_digest: None,
+            new_digest: Some(req.candidate.manifest_digest.clone()),
+            started_at: self.clock.now(),
+            duration: None,
+        };
+        self.telemetry.emit(Event::UpdateStarted(info.clone()));
+        let now = || self.clock.now();
+        let updater = standalone::StandaloneUpdater {
+            runtime: &self.runtime,
+            store: &self.store,
+            now: &now,
+            stop: &self.stop,
+        };
+        let done = updater.update(req).await;
+        info.duration = Some(done.duration);
+        self.telemetry.emit(match &done.result {
+            UpdateResult::Updated => Event::Updated(info),
+            UpdateResult::RolledBack { reason, .. } => Event::RolledBack {
+                update: info,
+                reason: reason.clone(),
+            },
+            UpdateResult::Failed { stage, reason }
+            | UpdateResult::RollbackFailed { stage, reason } => Event::UpdateFailed {
+                update: info,
+                stage: *stage,
+                reason: reason.clone(),
+            },
+        });
+        done
+    }
+
+    /// `lookout rollback NAME` for a standalone service: recreates `container` on the image it
+    /// ran before the service's last committed update, kept under the rollback tag, through the
+    /// same steps and health gate as an update.
+    pub async fn rollback_container(
+        &self,
+        service: &str,
+        container: &str,
+        gate: crate::runtime::GateOptions,
+        actor: &str,
+    ) -> Result<UpdateReport, RollbackError> {
+        if self.stop.is_stopping() {
+            return Err(RollbackError::Stopping(service.to_owned()));
+        }
+        let last = lock(&self.store)
+            .state()
+            .services
+            .get(service)
+            .and_then(|s| {
+                s.history
+                    .iter()
+                    .rev()
+                    .find(|h| h.outcome == ChangeOutcome::Committed)
+                    .cloned()
+            })
+            .ok_or_else(|| RollbackError::NothingToRollBack(service.to_owned()))?;
+        let target = ImageRef::parse(&format!(
+            "{}:{}",
+            last.from.image,
+            last.from.tag.as_deref().unwrap_or("latest")
+        ))?;
+        let running = self
+            .runtime
+            .container(container)
+            .await
+            .map_err(|e| RollbackError::Runtime(e.to_string()))?;
+        let running_repo =
+            ImageRef::parse(&running.image_ref).map_or_else(|_| target.name(), |r| r.name());
+        let kept = format!("{running_repo}:{}", update::rollback_tag(service));
+        let req = ContainerUpdate {
+            service: service.to_owned(),
+            container: container.to_owned(),
+            candidate: Candidate {
+                reference: target,
+                manifest_digest: last.from.digest.clone(),
+                platform_digest: None,
+            },
+            source: ImageSource::Local { reference: kept },
+            gate,
+            include_stopped: true,
+            kind: ChangeKind::Rollback,
+            actor: actor.to_owned(),
+        };
+        Ok(self.update_container(&req).await)
     }
 
     /// Discovery again, without a check (the daemon, on container events): the services found

@@ -4,11 +4,13 @@ use std::collections::HashMap;
 
 use bollard::auth::DockerCredentials;
 use bollard::models::{
-    ContainerInspectResponse, ContainerStateStatusEnum, HealthConfig, HealthStatusEnum,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings,
+    HealthConfig, HealthStatusEnum, ImageConfig, NetworkConnectRequest,
 };
 use bollard::query_parameters::{
-    CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RenameContainerOptionsBuilder, TagImageOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -279,6 +281,115 @@ impl ContainerRuntime for Docker {
     async fn version(&self) -> Result<String, RuntimeError> {
         Docker::version(self).await
     }
+
+    // Standalone containers.
+
+    async fn inspect_container(
+        &self,
+        id: &str,
+    ) -> Result<Option<ContainerInspectResponse>, RuntimeError> {
+        match self.client.inspect_container(id, None).await {
+            Ok(inspect) => Ok(Some(inspect)),
+            Err(e) => absent_on_404(api_error(&format!("inspect container {id}"), e)),
+        }
+    }
+
+    async fn image_config(&self, reference: &str) -> Result<Option<ImageConfig>, RuntimeError> {
+        match self.client.inspect_image(reference).await {
+            Ok(image) => Ok(Some(image.config.unwrap_or_default())),
+            Err(e) => absent_on_404(api_error(&format!("inspect image {reference}"), e)),
+        }
+    }
+
+    async fn all_containers(&self) -> Result<Vec<ContainerInspectResponse>, RuntimeError> {
+        let options = ListContainersOptionsBuilder::new().all(true).build();
+        let summaries = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| api_error("list the containers", e))?;
+        let mut out = Vec::new();
+        for id in summaries.into_iter().filter_map(|s| s.id) {
+            // Removed between the list and the inspect: skip it.
+            if let Some(inspect) = self.inspect_container(&id).await? {
+                out.push(inspect);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_container(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, RuntimeError> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        let created = self
+            .client
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| api_error(&format!("create container {name}"), e))?;
+        for warning in &created.warnings {
+            tracing::warn!(container = %name, %warning, "Docker warned when creating the container");
+        }
+        Ok(created.id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        // Docker answers 304 for a container already running, which bollard takes as success.
+        self.client
+            .start_container(id, None)
+            .await
+            .map_err(|e| api_error(&format!("start container {id}"), e))
+    }
+
+    async fn stop_container(&self, id: &str) -> Result<(), RuntimeError> {
+        // 304 for a container already stopped, success too.
+        self.client
+            .stop_container(id, None)
+            .await
+            .map_err(|e| api_error(&format!("stop container {id}"), e))
+    }
+
+    async fn rename_container(&self, id: &str, new_name: &str) -> Result<(), RuntimeError> {
+        let options = RenameContainerOptionsBuilder::new().name(new_name).build();
+        self.client
+            .rename_container(id, options)
+            .await
+            .map_err(|e| api_error(&format!("rename container {id} to {new_name}"), e))
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(false)
+            .build();
+        self.client
+            .remove_container(id, Some(options))
+            .await
+            .map_err(|e| api_error(&format!("remove container {id}"), e))
+    }
+
+    async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: EndpointSettings,
+    ) -> Result<(), RuntimeError> {
+        let request = NetworkConnectRequest {
+            container: container.to_owned(),
+            endpoint_config: Some(endpoint),
+        };
+        self.client
+            .connect_network(network, request)
+            .await
+            .map_err(|e| {
+                api_error(
+                    &format!("connect container {container} to network {network}"),
+                    e,
+                )
+            })
+    }
 }
 
 /// A container of the engine's container list; `None` without an id.
@@ -364,6 +475,15 @@ fn healthcheck_enabled(check: &HealthConfig) -> bool {
         .as_ref()
         .and_then(|t| t.first())
         .is_some_and(|first| first != "NONE")
+}
+
+/// `Ok(None)` for Docker's 404 (no such object), the error otherwise.
+fn absent_on_404<T>(error: RuntimeError) -> Result<Option<T>, RuntimeError> {
+    if error.is_not_found() {
+        Ok(None)
+    } else {
+        Err(error)
+    }
 }
 
 fn api_error(action: &str, error: bollard::errors::Error) -> RuntimeError {

@@ -436,6 +436,50 @@ impl ContainerRuntime for Scripted {
     async fn container(&self, _: &str) -> Result<ContainerInfo, RuntimeError> {
         unreachable!("the gate lists the service's containers")
     }
+    async fn inspect_container(
+        &self,
+        _: &str,
+    ) -> Result<Option<bollard::models::ContainerInspectResponse>, RuntimeError> {
+        unreachable!("the gate does not inspect containers whole")
+    }
+    async fn image_config(
+        &self,
+        _: &str,
+    ) -> Result<Option<bollard::models::ImageConfig>, RuntimeError> {
+        unreachable!("the gate does not inspect images")
+    }
+    async fn all_containers(
+        &self,
+    ) -> Result<Vec<bollard::models::ContainerInspectResponse>, RuntimeError> {
+        unreachable!("the gate does not list every container")
+    }
+    async fn create_container(
+        &self,
+        _: &str,
+        _: bollard::models::ContainerCreateBody,
+    ) -> Result<String, RuntimeError> {
+        unreachable!("the gate does not create containers")
+    }
+    async fn start_container(&self, _: &str) -> Result<(), RuntimeError> {
+        unreachable!("the gate does not start containers")
+    }
+    async fn stop_container(&self, _: &str) -> Result<(), RuntimeError> {
+        unreachable!("the gate does not stop containers")
+    }
+    async fn rename_container(&self, _: &str, _: &str) -> Result<(), RuntimeError> {
+        unreachable!("the gate does not rename containers")
+    }
+    async fn remove_container(&self, _: &str) -> Result<(), RuntimeError> {
+        unreachable!("the gate does not remove containers")
+    }
+    async fn connect_network(
+        &self,
+        _: &str,
+        _: &str,
+        _: bollard::models::EndpointSettings,
+    ) -> Result<(), RuntimeError> {
+        unreachable!("the gate does not connect networks")
+    }
 }
 
 #[tokio::test(start_paused = true)]

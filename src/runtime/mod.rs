@@ -17,6 +17,7 @@ pub mod compose_cli;
 pub mod compose_labels;
 mod docker;
 pub mod health;
+pub mod recreate;
 pub(crate) mod view;
 
 use std::fmt;
@@ -31,6 +32,9 @@ pub use health::{
 };
 
 use crate::secret::Secret;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageConfig,
+};
 
 /// Compose's label holding the project name on every container it creates.
 pub(crate) const LABEL_PROJECT: &str = "com.docker.compose.project";
@@ -107,6 +111,57 @@ pub trait ContainerRuntime: Send + Sync {
 
     /// The engine's API version: whether the engine answers at all (the daemon's `/readyz`).
     fn version(&self) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+
+    // Standalone containers (`docker run`): what recreating one takes (see [`recreate`]).
+
+    /// The whole inspect answer of a container by id or name; `None` when there is none.
+    fn inspect_container(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ContainerInspectResponse>, RuntimeError>> + Send;
+
+    /// The `Config` of a local image by reference or id; `None` when there is no such image.
+    fn image_config(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<ImageConfig>, RuntimeError>> + Send;
+
+    /// Every container on the host in any state, inspected: where dependents are found.
+    fn all_containers(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ContainerInspectResponse>, RuntimeError>> + Send;
+
+    /// Creates a container named `name`; returns its id.
+    fn create_container(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+
+    /// Starts a container; one already running is left as it is.
+    fn start_container(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Stops a container (its stop signal, then SIGKILL after its stop timeout); one already
+    /// stopped is left as it is.
+    fn stop_container(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Renames a container.
+    fn rename_container(
+        &self,
+        id: &str,
+        new_name: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Removes a container, stopping it first when it runs; its volumes stay.
+    fn remove_container(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Connects a container to one more network with these endpoint settings.
+    fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: EndpointSettings,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 }
 
 /// Credentials for one registry, sent with a pull (lookout never runs `docker login`).

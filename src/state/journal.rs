@@ -187,6 +187,15 @@ pub enum JournalError {
         to: Step,
     },
     #[error(
+        "service {service}: the recreation of its container cannot go back from step {from:?} \
+         to step {to:?}"
+    )]
+    StandaloneStepBackwards {
+        service: String,
+        from: StandaloneStep,
+        to: StandaloneStep,
+    },
+    #[error(
         "service {service}: the saved old bytes of {path} do not hash to old_sha256 {expected}; refusing to journal a rollback that could not restore them"
     )]
     OldBytesMismatch {
@@ -282,49 +291,60 @@ impl State {
             })?;
         let entry = self.journal.remove(index);
         let intent = entry.intent;
-        let duration_ms = now
-            .duration_since(entry.started_at)
-            .as_millis()
-            .try_into()
-            .unwrap_or(0);
         let record = HistoryEntry {
             kind: intent.kind,
             actor: intent.actor,
-            from: intent.from.clone(),
-            to: intent.to.clone(),
+            from: intent.from,
+            to: intent.to,
             started_at: entry.started_at,
             finished_at: now,
-            duration_ms,
-            outcome: outcome.clone(),
+            duration_ms: 0,
+            outcome,
         };
+        Ok(self.record_finished(service, record, now))
+    }
 
+    /// Records a finished change in the history of `service` and sets what runs, the last
+    /// update and the failed candidate according to its outcome (for compose and standalone
+    /// updates alike).
+    fn record_finished(
+        &mut self,
+        service: &str,
+        mut record: HistoryEntry,
+        now: Timestamp,
+    ) -> HistoryEntry {
+        record.duration_ms = now
+            .duration_since(record.started_at)
+            .as_millis()
+            .try_into()
+            .unwrap_or(0);
         let svc = self.services.entry(service.to_owned()).or_default();
-        match outcome {
+        match record.outcome.clone() {
             ChangeOutcome::Committed => {
                 if svc
                     .failed_candidate
                     .as_ref()
-                    .is_some_and(|f| f.version == intent.to)
+                    .is_some_and(|f| f.version == record.to)
                 {
                     svc.failed_candidate = None;
                 }
-                svc.running = Some(intent.to);
+                svc.running = Some(record.to.clone());
                 svc.last_update = Some(now);
             }
             ChangeOutcome::RolledBack { reason } | ChangeOutcome::RollbackFailed { reason } => {
                 svc.failed_candidate = Some(FailedCandidate {
-                    version: intent.to,
+                    version: record.to.clone(),
                     reason,
                     at: now,
                 });
-                svc.running = Some(intent.from);
+                svc.running = Some(record.from.clone());
             }
-            ChangeOutcome::Abandoned { .. } => svc.running = Some(intent.from),
+            ChangeOutcome::Abandoned { .. } => svc.running = Some(record.from.clone()),
         }
         svc.history.push(record.clone());
         let excess = svc.history.len().saturating_sub(HISTORY_LIMIT);
         svc.history.drain(..excess);
-        Ok(record)
+        record
     }
 }
 
@@ -406,6 +426,225 @@ pub fn decide_recovery(entry: &JournalEntry, seen: &Observed) -> Recovery {
         (true, false) => Recovery::NothingToDo,
         _ if runs_new && seen.healthy => Recovery::Commit,
         _ => Recovery::RollBack,
+    }
+}
+
+// Standalone containers (`docker run`): the journal of their recreation.
+
+/// How far the recreation of a standalone container got. Each step is recorded *after* it is
+/// done, except [`StandaloneStep::RollingBack`], recorded before the rollback starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StandaloneStep {
+    /// The intent is recorded; nothing has changed.
+    Planned,
+    /// The old container is named `NAME-lookout-old`.
+    OldRenamed,
+    /// Its dependents and the old container are stopped.
+    OldStopped,
+    /// The new container exists under `NAME` (its id is recorded).
+    NewCreated,
+    /// The new container was started and is being health gated.
+    HealthGate,
+    /// The new container is proven; the old one is being removed and the dependents recreated.
+    Committing,
+    /// Being undone: the new container goes, the old one gets its name back and starts.
+    RollingBack,
+}
+
+/// A standalone container's recreation in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandaloneEntry {
+    /// The service's configured name.
+    pub service: String,
+    pub kind: ChangeKind,
+    pub actor: String,
+    pub from: ImageVersion,
+    pub to: ImageVersion,
+    /// The container's name (what the new container is called too).
+    pub container: String,
+    pub old_id: String,
+    /// The image the old container runs (`sha256:…`), whose tag a rollback gives back.
+    #[serde(default)]
+    pub old_image_id: String,
+    /// Set from [`StandaloneStep::NewCreated`] on.
+    #[serde(default)]
+    pub new_id: Option<String>,
+    /// The old container ran (a stopped one is recreated stopped, and not started again).
+    #[serde(default = "yes")]
+    pub was_running: bool,
+    /// The containers stopped before and recreated after it, in recreation order.
+    #[serde(default)]
+    pub dependents: Vec<String>,
+    pub step: StandaloneStep,
+    pub started_at: Timestamp,
+    pub step_at: Timestamp,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The name the old container has while its replacement is proven.
+pub fn standalone_old_name(container: &str) -> String {
+    format!("{container}-lookout-old")
+}
+
+impl State {
+    /// Records the intent of a standalone recreation at [`StandaloneStep::Planned`].
+    pub(crate) fn begin_standalone(&mut self, entry: StandaloneEntry) -> Result<(), JournalError> {
+        let busy = self
+            .journal_entry(&entry.service)
+            .map(|e| e.step)
+            .or_else(|| {
+                self.standalone_journal
+                    .iter()
+                    .find(|e| e.service == entry.service)
+                    .map(|_| Step::Planned)
+            });
+        if let Some(step) = busy {
+            return Err(JournalError::AlreadyInFlight {
+                service: entry.service,
+                step,
+            });
+        }
+        self.standalone_journal.push(StandaloneEntry {
+            step: StandaloneStep::Planned,
+            ..entry
+        });
+        Ok(())
+    }
+
+    /// Records that the standalone recreation of `service` reached `step` (and, once created,
+    /// the new container's id). Steps only move forward.
+    pub(crate) fn advance_standalone(
+        &mut self,
+        service: &str,
+        step: StandaloneStep,
+        new_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), JournalError> {
+        let entry = self
+            .standalone_journal
+            .iter_mut()
+            .find(|e| e.service == service)
+            .ok_or_else(|| JournalError::NotInFlight {
+                service: service.to_owned(),
+            })?;
+        if step < entry.step {
+            return Err(JournalError::StandaloneStepBackwards {
+                service: service.to_owned(),
+                from: entry.step,
+                to: step,
+            });
+        }
+        entry.step = step;
+        entry.step_at = now;
+        if let Some(id) = new_id {
+            entry.new_id = Some(id.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Ends the standalone recreation of `service`, recording it in the history as
+    /// [`State::finish`] does for compose updates.
+    pub fn finish_standalone(
+        &mut self,
+        service: &str,
+        outcome: ChangeOutcome,
+        now: Timestamp,
+    ) -> Result<HistoryEntry, JournalError> {
+        let index = self
+            .standalone_journal
+            .iter()
+            .position(|e| e.service == service)
+            .ok_or_else(|| JournalError::NotInFlight {
+                service: service.to_owned(),
+            })?;
+        let entry = self.standalone_journal.remove(index);
+        let record = HistoryEntry {
+            kind: entry.kind,
+            actor: entry.actor,
+            from: entry.from,
+            to: entry.to,
+            started_at: entry.started_at,
+            finished_at: now,
+            duration_ms: 0,
+            outcome,
+        };
+        Ok(self.record_finished(service, record, now))
+    }
+}
+
+/// What a starting lookout sees of a standalone container whose recreation was in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandaloneObserved {
+    /// The id of the container that holds the name `NAME` now, if any.
+    pub under_name: Option<String>,
+    /// The id of the container named `NAME-lookout-old` now, if any.
+    pub under_old_name: Option<String>,
+    /// The container under `NAME` passed the health gate just now.
+    pub healthy: bool,
+}
+
+/// What to do about a standalone recreation found in the journal at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandaloneRecovery {
+    /// The new container is proven (or the old one is already gone): remove the old container
+    /// if it is still there, recreate the dependents.
+    Commit,
+    /// Remove the new container if there is one, give the old one its name back, start it.
+    RollBack,
+    /// The old container still has its name: start it (and its dependents) if it ran.
+    NothingToDo,
+    /// Neither container is where the journal says: an operator decides.
+    Conflict,
+}
+
+/// Decides how to recover an interrupted standalone recreation. Pure.
+///
+/// ```text
+/// under NAME \ under NAME-lookout-old   the old one            nothing
+/// the old one                           (impossible) Conflict  NothingToDo
+/// another (the new) one                 Commit if healthy and  Commit (the old one was
+///                                       not rolling back,      removed: only a proven new
+///                                       else RollBack          container is kept)
+/// nothing                               RollBack               Conflict
+/// ```
+///
+/// Before [`StandaloneStep::NewCreated`] the new container's id is not known; a container under
+/// `NAME` while the old one is renamed is lookout's own (it holds the update lock). When the
+/// new id is known, a container under `NAME` with another id is someone else's: Conflict.
+pub fn decide_standalone_recovery(
+    entry: &StandaloneEntry,
+    seen: &StandaloneObserved,
+) -> StandaloneRecovery {
+    let old = Some(entry.old_id.as_str());
+    let under_name = seen.under_name.as_deref();
+    let under_old = seen.under_old_name.as_deref();
+    if under_name.is_some() && under_name == old {
+        return if under_old.is_none() {
+            StandaloneRecovery::NothingToDo
+        } else {
+            StandaloneRecovery::Conflict
+        };
+    }
+    let new_known = entry.new_id.as_deref();
+    let is_new = |id: &str| new_known.is_none_or(|n| n == id);
+    match (under_name, under_old == old && under_old.is_some()) {
+        (Some(id), _) if !is_new(id) => StandaloneRecovery::Conflict,
+        (Some(_), true) => {
+            if seen.healthy && entry.step != StandaloneStep::RollingBack {
+                StandaloneRecovery::Commit
+            } else {
+                StandaloneRecovery::RollBack
+            }
+        }
+        (Some(_), false) if under_old.is_none() && new_known.is_some() => {
+            StandaloneRecovery::Commit
+        }
+        (None, true) => StandaloneRecovery::RollBack,
+        _ => StandaloneRecovery::Conflict,
     }
 }
 
@@ -765,5 +1004,119 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    fn standalone_entry(step: StandaloneStep, new_id: Option<&str>) -> StandaloneEntry {
+        StandaloneEntry {
+            service: "web".into(),
+            kind: ChangeKind::Update,
+            actor: "schedule".into(),
+            from: ImageVersion {
+                image: "app".into(),
+                tag: Some("1".into()),
+                digest: "sha256:old".into(),
+            },
+            to: ImageVersion {
+                image: "app".into(),
+                tag: Some("2".into()),
+                digest: "sha256:new".into(),
+            },
+            container: "web".into(),
+            old_id: "old".into(),
+            old_image_id: "sha256:oldimage".into(),
+            new_id: new_id.map(str::to_owned),
+            was_running: true,
+            dependents: Vec::new(),
+            step,
+            started_at: ts("2025-03-01T10:00:00Z"),
+            step_at: ts("2025-03-01T10:00:05Z"),
+        }
+    }
+
+    #[test]
+    fn standalone_recovery_table() {
+        use StandaloneRecovery::*;
+        use StandaloneStep::*;
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        // (step, journaled new id, under NAME, under NAME-lookout-old, healthy, decision)
+        let cases = [
+            // Crashed before the rename, or a rollback got the name back already.
+            (Planned, "", "old", "", false, NothingToDo),
+            (RollingBack, "new", "old", "", false, NothingToDo),
+            // Renamed (and maybe stopped), nothing under NAME yet: undo.
+            (OldRenamed, "", "", "old", false, RollBack),
+            (OldStopped, "", "", "old", false, RollBack),
+            (RollingBack, "new", "", "old", false, RollBack),
+            // Created but the id not journaled yet: the container under NAME is lookout's.
+            (OldStopped, "", "new", "old", false, RollBack),
+            (OldStopped, "", "new", "old", true, Commit),
+            // The new one is proven healthy now: keep it; not healthy: undo.
+            (NewCreated, "new", "new", "old", true, Commit),
+            (HealthGate, "new", "new", "old", true, Commit),
+            (HealthGate, "new", "new", "old", false, RollBack),
+            // A rollback under way goes on even if the new one looks healthy now.
+            (RollingBack, "new", "new", "old", true, RollBack),
+            // The old one was removed: that happens only after the gate passed.
+            (Committing, "new", "new", "", false, Commit),
+            (Committing, "new", "new", "", true, Commit),
+            // Someone else's container under NAME, or nothing anywhere: an operator decides.
+            (HealthGate, "new", "other", "old", true, Conflict),
+            (HealthGate, "new", "", "", false, Conflict),
+            (OldRenamed, "", "", "", false, Conflict),
+            (Planned, "", "old", "old", false, Conflict),
+            (HealthGate, "new", "new", "other", true, Conflict),
+        ];
+        for (step, new_id, name, old_name, healthy, want) in cases {
+            let entry = standalone_entry(step, some(new_id).as_deref());
+            let seen = StandaloneObserved {
+                under_name: some(name),
+                under_old_name: some(old_name),
+                healthy,
+            };
+            assert_eq!(
+                decide_standalone_recovery(&entry, &seen),
+                want,
+                "step={step:?} new_id={new_id} NAME={name} old={old_name} healthy={healthy}"
+            );
+        }
+    }
+
+    #[test]
+    fn standalone_journal_records_history_like_compose_updates() {
+        let mut state = State::default();
+        let now = ts("2025-03-01T10:00:00Z");
+        state
+            .begin_standalone(standalone_entry(StandaloneStep::HealthGate, None))
+            .unwrap();
+        assert_eq!(state.standalone_journal[0].step, StandaloneStep::Planned);
+        assert!(matches!(
+            state.begin_standalone(standalone_entry(StandaloneStep::Planned, None)),
+            Err(JournalError::AlreadyInFlight { .. })
+        ));
+        state
+            .advance_standalone("web", StandaloneStep::NewCreated, Some("new"), now)
+            .unwrap();
+        assert_eq!(state.standalone_journal[0].new_id.as_deref(), Some("new"));
+        assert!(matches!(
+            state.advance_standalone("web", StandaloneStep::OldRenamed, None, now),
+            Err(JournalError::StandaloneStepBackwards { .. })
+        ));
+        let later = ts("2025-03-01T10:00:30Z");
+        let record = state
+            .finish_standalone("web", ChangeOutcome::Committed, later)
+            .unwrap();
+        assert_eq!(record.duration_ms, 30_000);
+        assert!(state.standalone_journal.is_empty());
+        let svc = &state.services["web"];
+        assert_eq!(svc.running.as_ref().unwrap().digest, "sha256:new");
+        assert_eq!(svc.history.len(), 1);
+    }
+
+    #[test]
+    fn state_files_without_a_standalone_journal_load() {
+        let state: State = serde_json::from_str(r#"{"format_version": 1}"#).unwrap();
+        assert!(state.standalone_journal.is_empty());
+        let text = serde_json::to_string(&State::default()).unwrap();
+        assert!(!text.contains("standalone_journal"), "{text}");
     }
 }

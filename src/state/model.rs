@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::journal::JournalEntry;
+use super::journal::{JournalEntry, StandaloneEntry};
 
 /// The format version this lookout writes and the highest one it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -30,6 +30,10 @@ pub struct State {
     /// At most one entry per service.
     #[serde(default)]
     pub journal: Vec<JournalEntry>,
+    /// Recreations of standalone containers in flight, at most one per service. Absent in
+    /// state files written before standalone containers were updated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standalone_journal: Vec<StandaloneEntry>,
     /// Updates paused through the API (`POST /api/v1/pause`); kept across restarts.
     #[serde(default)]
     pub paused: bool,
@@ -41,6 +45,7 @@ impl Default for State {
             format_version: FORMAT_VERSION,
             services: BTreeMap::new(),
             journal: Vec::new(),
+            standalone_journal: Vec::new(),
             paused: false,
         }
     }

@@ -422,6 +422,44 @@ impl StateStore {
         self.change(now, |state| state.finish(service, outcome, now))
     }
 
+    /// Standalone recreations in flight, e.g. left by a crash.
+    pub fn standalone_in_flight(&self) -> Vec<super::journal::StandaloneEntry> {
+        self.state.standalone_journal.clone()
+    }
+
+    /// Journals the intent of a standalone recreation before it touches anything. Durable on
+    /// return.
+    pub(crate) fn begin_standalone(
+        &mut self,
+        entry: super::journal::StandaloneEntry,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        self.change(now, |state| state.begin_standalone(entry))
+    }
+
+    /// Journals that a standalone recreation reached `step`. Durable on return.
+    pub(crate) fn advance_standalone(
+        &mut self,
+        service: &str,
+        step: super::journal::StandaloneStep,
+        new_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        self.change(now, |state| {
+            state.advance_standalone(service, step, new_id, now)
+        })
+    }
+
+    /// Ends a standalone recreation with `outcome`. Durable on return.
+    pub fn finish_standalone(
+        &mut self,
+        service: &str,
+        outcome: ChangeOutcome,
+        now: Timestamp,
+    ) -> Result<HistoryEntry, StateError> {
+        self.change(now, |state| state.finish_standalone(service, outcome, now))
+    }
+
     /// Applies `f` to a copy of the state and writes it; adopts the copy only once it is on disk.
     fn change<T>(
         &mut self,

@@ -30,6 +30,11 @@ use lookout::runtime::{
 use lookout::schedule::{Clock, SystemClock};
 use lookout::telemetry::{Deliveries, Telemetry, TelemetrySettings};
 
+use bollard::models::{
+    ContainerConfig, ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
+    EndpointSettings, ImageConfig, NetworkSettings,
+};
+
 use super::Scratch;
 
 /// The registry host every fake image lives on.
@@ -72,6 +77,8 @@ struct World {
     /// `compose_containers`, `container`.
     reads: BTreeMap<&'static str, usize>,
     next: u64,
+    /// Standalone containers (`docker run`), as the engine's inspect shows them.
+    standalone: Vec<ContainerInspectResponse>,
 }
 
 impl World {
@@ -190,6 +197,60 @@ impl FakeRuntime {
 
     fn read(&self, method: &'static str) {
         *self.world().reads.entry(method).or_default() += 1;
+    }
+
+    /// A running standalone container `name` on the local image `reference`; returns its id.
+    pub(crate) fn run_standalone(&self, name: &str, reference: &str) -> String {
+        let mut w = self.world();
+        let image_id = w.find(reference).expect("local image").id.clone();
+        w.next += 1;
+        let id = format!("{:064x}", w.next);
+        w.standalone.push(ContainerInspectResponse {
+            id: Some(id.clone()),
+            name: Some(format!("/{name}")),
+            image: Some(image_id),
+            state: Some(bollard::models::ContainerState {
+                status: Some(ContainerStateStatusEnum::RUNNING),
+                ..Default::default()
+            }),
+            config: Some(ContainerConfig {
+                image: Some(reference.to_owned()),
+                ..Default::default()
+            }),
+            host_config: Some(Default::default()),
+            ..Default::default()
+        });
+        id
+    }
+
+    /// The standalone containers: `(name, id, image id, state)`, sorted by name.
+    pub(crate) fn standalone(&self) -> Vec<(String, String, String, String)> {
+        let w = self.world();
+        let mut out: Vec<_> = w
+            .standalone
+            .iter()
+            .map(|c| {
+                let info = w.standalone_info(c);
+                (info.name, info.id, info.image_id, info.state.to_string())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn set_standalone_state(
+        &self,
+        id: &str,
+        verb: &str,
+        status: ContainerStateStatusEnum,
+    ) -> Result<(), RuntimeError> {
+        let mut w = self.world();
+        w.calls.push(format!("{verb} {id}"));
+        let c = w
+            .standalone_mut(id)
+            .ok_or_else(|| not_found(format!("{verb} container {id}")))?;
+        c.state.get_or_insert_with(Default::default).status = Some(status);
+        Ok(())
     }
 }
 
@@ -351,11 +412,187 @@ impl ContainerRuntime for FakeRuntime {
             .iter()
             .find(|c| c.id == id || c.name == id)
             .map(|c| w.info(c))
+            .or_else(|| w.standalone(id).map(|c| w.standalone_info(c)))
             .ok_or_else(|| not_found(format!("inspect container {id}")))
     }
 
     async fn version(&self) -> Result<String, RuntimeError> {
         Ok("1.45".into())
+    }
+
+    // Standalone containers.
+
+    async fn inspect_container(
+        &self,
+        id: &str,
+    ) -> Result<Option<ContainerInspectResponse>, RuntimeError> {
+        self.read("inspect_container");
+        Ok(self.world().standalone(id).cloned())
+    }
+
+    async fn image_config(&self, reference: &str) -> Result<Option<ImageConfig>, RuntimeError> {
+        self.read("image_config");
+        Ok(self.world().find(reference).map(|_| ImageConfig::default()))
+    }
+
+    async fn all_containers(&self) -> Result<Vec<ContainerInspectResponse>, RuntimeError> {
+        self.read("all_containers");
+        Ok(self.world().standalone.clone())
+    }
+
+    async fn create_container(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, RuntimeError> {
+        let mut w = self.world();
+        w.calls.push(format!("create {name}"));
+        if w.standalone(name).is_some() {
+            return Err(conflict(format!("create container {name}")));
+        }
+        let reference = body.image.clone().unwrap_or_default();
+        let image_id = w
+            .find(&reference)
+            .map(|i| i.id.clone())
+            .ok_or_else(|| not_found(format!("create container {name} on {reference}")))?;
+        w.next += 1;
+        let id = format!("{:064x}", w.next);
+        let networks = body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.clone());
+        w.standalone.push(ContainerInspectResponse {
+            id: Some(id.clone()),
+            name: Some(format!("/{name}")),
+            image: Some(image_id),
+            state: Some(bollard::models::ContainerState {
+                status: Some(ContainerStateStatusEnum::CREATED),
+                ..Default::default()
+            }),
+            config: Some(ContainerConfig {
+                image: Some(reference),
+                env: body.env,
+                cmd: body.cmd,
+                labels: body.labels,
+                ..Default::default()
+            }),
+            host_config: body.host_config,
+            network_settings: Some(NetworkSettings {
+                networks,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        self.set_standalone_state(id, "start", ContainerStateStatusEnum::RUNNING)
+    }
+
+    async fn stop_container(&self, id: &str) -> Result<(), RuntimeError> {
+        self.set_standalone_state(id, "stop", ContainerStateStatusEnum::EXITED)
+    }
+
+    async fn rename_container(&self, id: &str, new_name: &str) -> Result<(), RuntimeError> {
+        let mut w = self.world();
+        w.calls.push(format!("rename {id} {new_name}"));
+        if w.standalone(new_name).is_some() {
+            return Err(conflict(format!("rename container {id} to {new_name}")));
+        }
+        let c = w
+            .standalone_mut(id)
+            .ok_or_else(|| not_found(format!("rename container {id}")))?;
+        c.name = Some(format!("/{new_name}"));
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut w = self.world();
+        w.calls.push(format!("remove container {id}"));
+        let before = w.standalone.len();
+        w.standalone.retain(|c| !is(c, id));
+        if w.standalone.len() == before {
+            return Err(not_found(format!("remove container {id}")));
+        }
+        Ok(())
+    }
+
+    async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: EndpointSettings,
+    ) -> Result<(), RuntimeError> {
+        let mut w = self.world();
+        w.calls.push(format!("connect {container} {network}"));
+        let c = w
+            .standalone_mut(container)
+            .ok_or_else(|| not_found(format!("connect container {container}")))?;
+        c.network_settings
+            .get_or_insert_with(Default::default)
+            .networks
+            .get_or_insert_with(Default::default)
+            .insert(network.to_owned(), endpoint);
+        Ok(())
+    }
+}
+
+impl World {
+    /// A standalone container by id or name.
+    fn standalone(&self, id: &str) -> Option<&ContainerInspectResponse> {
+        self.standalone.iter().find(|c| is(c, id))
+    }
+
+    fn standalone_mut(&mut self, id: &str) -> Option<&mut ContainerInspectResponse> {
+        self.standalone.iter_mut().find(|c| is(c, id))
+    }
+
+    fn standalone_info(&self, c: &ContainerInspectResponse) -> ContainerInfo {
+        let image_id = c.image.clone().unwrap_or_default();
+        let health = self
+            .images
+            .iter()
+            .find(|i| i.id == image_id)
+            .and_then(|i| i.health);
+        let status = c.state.as_ref().and_then(|s| s.status);
+        ContainerInfo {
+            id: c.id.clone().unwrap_or_default(),
+            name: c
+                .name
+                .clone()
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned(),
+            image_id,
+            image_ref: c
+                .config
+                .as_ref()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default(),
+            state: status.map_or(ContainerState::Unknown, |s| {
+                ContainerState::parse(s.as_ref())
+            }),
+            health,
+            health_log: (health == Some(Health::Unhealthy)).then(|| "fake: unhealthy".into()),
+            restart_count: 0,
+            exit_code: None,
+            oom_killed: false,
+            started_at: None,
+            has_healthcheck: health.is_some(),
+        }
+    }
+}
+
+fn is(c: &ContainerInspectResponse, id: &str) -> bool {
+    c.id.as_deref() == Some(id) || c.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(id)
+}
+
+fn conflict(action: String) -> RuntimeError {
+    RuntimeError::Api {
+        action,
+        status: Some(409),
+        message: "name already in use".into(),
     }
 }
 
