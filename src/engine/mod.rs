@@ -342,49 +342,20 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
     /// keeping the old container until the new one passes the health gate (see [`standalone`]),
     /// with the same events as a compose update. Waits for a rollback or recovery in progress.
     pub async fn update_container(&self, req: &ContainerUpdate) -> UpdateReport {
-        let key = std::path::PathBuf::from(format!("container:{}", req.container));
-        let _guard = self.gate.change(&key).await;
-        let old_image = self
-            .runtime
-            .container(&req.container)
-            .await
-            .map(|c| c.image_ref)
-            .unwrap_or_default();
-        let mut info = crate::telemetry::UpdateInfo {
-            service: req.service.clone(),
-            compose_service: req.container.clone(),
-            compose_file: std::path::PathBuf::new(),
-            old_image,
-            new_image: req.candidate.reference.familiar(),
-            old_digest: None,
-            new_digest: Some(req.candidate.manifest_digest.clone()),
-            started_at: self.clock.now(),
-            duration: None,
-        };
-        self.telemetry.emit(Event::UpdateStarted(info.clone()));
+        let _guard = self
+            .gate
+            .change(&standalone::gate_key(&req.container))
+            .await;
         let now = || self.clock.now();
-        let updater = standalone::StandaloneUpdater {
-            runtime: &self.runtime,
-            store: &self.store,
-            now: &now,
-            stop: &self.stop,
-        };
-        let done = updater.update(req).await;
-        info.duration = Some(done.duration);
-        self.telemetry.emit(match &done.result {
-            UpdateResult::Updated => Event::Updated(info),
-            UpdateResult::RolledBack { reason, .. } => Event::RolledBack {
-                update: info,
-                reason: reason.clone(),
-            },
-            UpdateResult::Failed { stage, reason }
-            | UpdateResult::RollbackFailed { stage, reason } => Event::UpdateFailed {
-                update: info,
-                stage: *stage,
-                reason: reason.clone(),
-            },
-        });
-        done
+        standalone::update_reported(
+            &self.runtime,
+            &self.store,
+            &now,
+            &self.stop,
+            &self.telemetry,
+            req,
+        )
+        .await
     }
 
     /// `lookout rollback NAME` for a standalone service: recreates `container` on the image it

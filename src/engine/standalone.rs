@@ -59,6 +59,65 @@ pub struct ContainerUpdate {
     pub actor: String,
 }
 
+/// The key a standalone container's changes hold the update gate under: its own, so a
+/// container is changed by one update or rollback at a time, beside other services' changes.
+pub(crate) fn gate_key(container: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("<container {container}>"))
+}
+
+/// One update of a standalone container with the events of any update (`UpdateStarted`, then
+/// `Updated`, `RolledBack` or `UpdateFailed`); the caller holds the update gate.
+pub(crate) async fn update_reported<R: ContainerRuntime>(
+    runtime: &R,
+    store: &Mutex<StateStore>,
+    now: &(dyn Fn() -> Timestamp + Send + Sync),
+    stop: &Stop,
+    telemetry: &crate::telemetry::Telemetry,
+    req: &ContainerUpdate,
+) -> UpdateReport {
+    use crate::telemetry::Event;
+    let old_image = runtime
+        .container(&req.container)
+        .await
+        .map(|c| c.image_ref)
+        .unwrap_or_default();
+    let mut info = crate::telemetry::UpdateInfo {
+        service: req.service.clone(),
+        compose_service: req.container.clone(),
+        compose_file: std::path::PathBuf::new(),
+        old_image,
+        new_image: req.candidate.reference.familiar(),
+        old_digest: None,
+        new_digest: Some(req.candidate.manifest_digest.clone()),
+        started_at: now(),
+        duration: None,
+    };
+    telemetry.emit(Event::UpdateStarted(info.clone()));
+    let updater = StandaloneUpdater {
+        runtime,
+        store,
+        now,
+        stop,
+    };
+    let done = updater.update(req).await;
+    info.duration = Some(done.duration);
+    telemetry.emit(match &done.result {
+        UpdateResult::Updated => Event::Updated(info),
+        UpdateResult::RolledBack { reason, .. } => Event::RolledBack {
+            update: info,
+            reason: reason.clone(),
+        },
+        UpdateResult::Failed { stage, reason } | UpdateResult::RollbackFailed { stage, reason } => {
+            Event::UpdateFailed {
+                update: info,
+                stage: *stage,
+                reason: reason.clone(),
+            }
+        }
+    });
+    done
+}
+
 /// The seams a standalone update goes through.
 pub struct StandaloneUpdater<'a, R: ContainerRuntime> {
     pub runtime: &'a R,
