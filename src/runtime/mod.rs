@@ -17,6 +17,7 @@ pub mod compose_cli;
 pub mod compose_labels;
 mod docker;
 pub mod health;
+pub mod swarm;
 pub(crate) mod view;
 
 use std::fmt;
