@@ -168,6 +168,10 @@ pub struct ServiceSpec {
     pub compose_project: Option<String>,
     /// The service's name inside the compose file (defaults to `name`).
     pub compose_service: String,
+    /// The Docker Swarm service this is (`swarm_service`): checked from the service spec's
+    /// image and updated through Swarm's rolling update (`engine::swarm`). Exclusive with
+    /// `compose_file` and `compose_project`.
+    pub swarm_service: Option<String>,
     /// Update every service whose image the same value decides (a shared variable or anchor)
     /// together, rolling all back when one fails.
     pub group: bool,
@@ -241,6 +245,8 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     /// The web page (`[web]`).
     pub web: WebSettings,
+    /// `[swarm] enabled`: add every Swarm service of a manager engine.
+    pub swarm: SwarmMode,
     /// Things worth knowing that are not errors (an unset `${VAR}`).
     pub warnings: Vec<Problem>,
 }
@@ -545,6 +551,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
     };
     let services = read_services(&mut top, &defaults);
     let web = web::read_web(&mut top);
+    let swarm = read_swarm(&mut top);
     top.finish();
     Some(Config {
         check_interval: timing.check_interval,
@@ -577,6 +584,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         pin_digest,
         services,
         web,
+        swarm,
         warnings: Vec::new(),
     })
 }
@@ -946,6 +954,23 @@ impl ServiceSpec {
             );
         }
         let compose_service = o.string("compose_service");
+        let swarm_service = o.string("swarm_service");
+        if swarm_service
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty() || p.contains(char::is_control))
+        {
+            o.ctx.problem(
+                o.at("swarm_service"),
+                "must be the Swarm service's name, as `docker service ls` shows it",
+            );
+        }
+        if swarm_service.is_some() && (compose_file.is_some() || compose_project.is_some()) {
+            o.ctx.problem(
+                o.at("swarm_service"),
+                "a Swarm service has no compose file or project: set swarm_service, or \
+                 compose_file/compose_project, not both",
+            );
+        }
         let group = o.bool("group").unwrap_or(false);
         let registry_type = o.choice("registry_type", RegistryKind::NAMES, RegistryKind::parse);
         let enabled = o.bool("enabled").unwrap_or(true);
@@ -999,7 +1024,7 @@ impl ServiceSpec {
                 o.ctx.problem(o.at(key), "is required");
             }
         }
-        if compose_file.is_none() && compose_project.is_none() {
+        if compose_file.is_none() && compose_project.is_none() && swarm_service.is_none() {
             o.ctx.problem(
                 o.at("compose_file"),
                 "is required unless compose_project names the service's compose project",
@@ -1015,6 +1040,7 @@ impl ServiceSpec {
         let name = name?;
         Some(Self {
             compose_service: compose_service.unwrap_or_else(|| name.clone()),
+            swarm_service,
             name,
             registry_type: registry_type.unwrap_or_else(|| RegistryKind::infer(image.registry())),
             image,
@@ -1035,6 +1061,34 @@ impl ServiceSpec {
             timezone,
         })
     }
+}
+
+/// `[swarm] enabled`: `"auto"` (every Swarm service, when the engine is a manager), `true`
+/// (the same, and a warning when it is not one), `false` (the default: only `[[services]]`
+/// with `swarm_service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SwarmMode {
+    Auto,
+    On,
+    #[default]
+    Off,
+}
+
+fn read_swarm(top: &mut Obj<'_, '_>) -> SwarmMode {
+    let Some(mut o) = top.object("swarm") else {
+        return SwarmMode::Off;
+    };
+    let auto = matches!(o.get("enabled"), Some(Value::String(s)) if s.trim() == "auto");
+    let mode = if auto {
+        SwarmMode::Auto
+    } else {
+        match o.bool("enabled") {
+            Some(true) => SwarmMode::On,
+            Some(false) | None => SwarmMode::Off,
+        }
+    };
+    o.finish();
+    mode
 }
 
 fn read_registry_settings(mut o: Obj<'_, '_>) -> RegistrySettings {

@@ -28,6 +28,7 @@ pub mod failpoint;
 pub mod pass;
 pub mod pipeline;
 pub mod recovery;
+pub mod swarm;
 pub mod update;
 
 use std::collections::HashMap;
@@ -106,6 +107,8 @@ pub struct Engine<R: ContainerRuntime, C: Compose = LazyCompose> {
     image_refs: ImageRefs,
     /// Where every timestamp of the engine, its events and its state file comes from.
     clock: Arc<dyn Clock>,
+    /// The Swarm manager this engine is, if it is one (see [`Engine::with_swarm`]).
+    swarm: Option<Arc<dyn crate::runtime::swarm::SwarmApi>>,
 }
 
 /// Locks `mutex` even when a panic poisoned it. A panic is caught per service (see
@@ -148,7 +151,11 @@ impl Engine<Docker> {
         );
         let settings = TelemetrySettings::from_config(&config);
         let (telemetry, deliveries) = Telemetry::new(settings, clock.clone());
-        let engine = Self::with(config, runtime, compose, store, opened, telemetry, clock);
+        let swarm = swarm::connect(&config).await;
+        let mut engine = Self::with(config, runtime, compose, store, opened, telemetry, clock);
+        if let Some(swarm) = swarm {
+            engine = engine.with_swarm(swarm);
+        }
         Ok((engine, deliveries))
     }
 }
@@ -196,7 +203,19 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             stop: Stop::default(),
             image_refs: ImageRefs::default(),
             clock,
+            swarm: None,
         }
+    }
+
+    /// Drives Swarm services (`swarm_service`, `[swarm]`) through `swarm`.
+    pub fn with_swarm(mut self, swarm: Arc<dyn crate::runtime::swarm::SwarmApi>) -> Self {
+        self.swarm = Some(swarm);
+        self
+    }
+
+    /// The Swarm manager the engine drives, if any.
+    pub fn swarm(&self) -> Option<&dyn crate::runtime::swarm::SwarmApi> {
+        self.swarm.as_deref()
     }
 
     /// The time now, by the engine's clock.
@@ -256,6 +275,18 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
     pub async fn recover(&self) -> Vec<Recovered> {
         let _guard = self.gate.exclusive().await;
         let in_flight = lock(&self.store).in_flight();
+        let mut swarm_done = Vec::new();
+        if let Some(api) = self.swarm() {
+            swarm_done = swarm::recover_all(
+                api,
+                &self.store,
+                &|| self.clock.now(),
+                &in_flight,
+                &|name| self.service(name),
+                self.config().compose_timeout,
+            )
+            .await;
+        }
         let mut known = HashMap::new();
         for entry in in_flight {
             let name = entry.intent.service;
@@ -278,12 +309,15 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         }
         let find = |name: &str| known.get(name).cloned();
         let now = || self.clock.now();
-        recovery::recover(&self.runtime, &self.compose, &self.store, &now, &find).await
+        let mut recovered =
+            recovery::recover(&self.runtime, &self.compose, &self.store, &now, &find).await;
+        recovered.extend(swarm_done);
+        recovered
     }
 
     /// One check-and-update pass.
     pub async fn pass(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
-        let config = self.config();
+        let config = swarm::with_discovered(self.swarm(), self.config()).await;
         let now = || self.clock.now();
         let pass = Pass {
             config: &config,
@@ -297,6 +331,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             gate: &self.gate,
             stop: &self.stop,
             image_refs: &self.image_refs,
+            swarm: self.swarm.as_deref(),
         };
         self.telemetry.emit(crate::telemetry::Event::PassStarted);
         let outcomes = pass.run(opts).await;
@@ -340,6 +375,17 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
                 })
                 .ok_or_else(|| RollbackError::NothingToRollBack(service.to_owned()))?
         };
+        if let Some(name) = &spec.swarm_service {
+            let api = self.swarm().ok_or_else(|| {
+                RollbackError::Runtime(format!(
+                    "Swarm service {name:?}: this Docker engine is not a Swarm manager"
+                ))
+            })?;
+            let now = || self.clock.now();
+            return swarm::rollback_service(api, &self.store, &now, &spec, name, &last, actor)
+                .await
+                .map_err(RollbackError::Runtime);
+        }
         let project = self
             .project(&spec)
             .await

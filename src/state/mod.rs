@@ -13,7 +13,7 @@ pub mod store;
 
 pub use journal::{
     ComposeRun, FileChange, JournalEntry, JournalError, Observed, Recovery, SavedBytes, Step,
-    UpdateIntent, decide_recovery, sha256_hex,
+    SwarmRun, UpdateIntent, decide_recovery, sha256_hex,
 };
 pub use lock::{LockError, StateLock};
 pub use model::{
