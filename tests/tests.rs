@@ -23,6 +23,7 @@ mod registry;
 mod resilience;
 mod runtime;
 mod secrets;
+mod swarm;
 mod systemd;
 mod telemetry;
 mod web;

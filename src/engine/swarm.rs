@@ -130,6 +130,8 @@ pub struct Look<'a> {
     pub candidate_digest: &'a str,
     pub elapsed: Duration,
     pub deadline: Duration,
+    /// Swarm's message when it began rolling back or paused, if lookout saw it.
+    pub why: Option<&'a str>,
 }
 
 /// Decides from `UpdateStatus`, the spec's image and the tasks whether an update is done and
@@ -232,7 +234,26 @@ fn failure_reason(look: &Look<'_>) -> Option<String> {
             errors.push(e);
         }
     }
-    (!errors.is_empty()).then(|| format!("task failed: {}", errors.join("; ")))
+    if !errors.is_empty() {
+        return Some(format!("task failed: {}", errors.join("; ")));
+    }
+    let why = look.why?;
+    let named = look
+        .tasks
+        .iter()
+        .find(|t| why.contains(t.id.as_str()))
+        .map(|t| {
+            let mut s = format!("; task {} ended {}", t.id, t.state_text);
+            if !t.message.is_empty() {
+                s.push_str(&format!(" ({})", t.message));
+            }
+            if let Some(code) = t.exit_code.filter(|c| *c != 0) {
+                s.push_str(&format!(", exit code {code}"));
+            }
+            s
+        })
+        .unwrap_or_default();
+    Some(format!("Swarm: {why}{named}"))
 }
 
 /// What a starting lookout does about a Swarm update the journal holds.
@@ -307,17 +328,36 @@ pub async fn follow(
 ) -> Judged {
     let start = Instant::now();
     let mut last_error = None;
+    // Swarm's message when the rollback or pause began (it names the task that failed); the
+    // status says only `rollback completed` once it is done.
+    let mut why: Option<String> = None;
     loop {
         let elapsed = start.elapsed();
         let looked = match api.service(name).await {
             Ok(Some(service)) => match api.tasks(&service.id).await {
-                Ok(tasks) => Some(judge(&Look {
-                    service: &service,
-                    tasks: &tasks,
-                    candidate_digest,
-                    elapsed,
-                    deadline,
-                })),
+                Ok(tasks) => Some({
+                    let status = service.update_status.as_ref();
+                    if why.is_none()
+                        && status.and_then(|u| u.state).is_some_and(|s| {
+                            matches!(
+                                s,
+                                UpdateState::RollbackStarted
+                                    | UpdateState::RollbackPaused
+                                    | UpdateState::Paused
+                            )
+                        })
+                    {
+                        why = status.map(|u| u.message.clone()).filter(|m| !m.is_empty());
+                    }
+                    judge(&Look {
+                        service: &service,
+                        tasks: &tasks,
+                        candidate_digest,
+                        elapsed,
+                        deadline,
+                        why: why.as_deref(),
+                    })
+                }),
                 Err(e) => {
                     last_error = Some(e.to_string());
                     None
@@ -602,6 +642,7 @@ pub async fn rollback(
             candidate_digest: target_digest,
             elapsed: start.elapsed(),
             deadline,
+            why: None,
         };
         match state {
             Some(UpdateState::RollbackCompleted) if converged(&look) => return Ok(()),
@@ -1068,6 +1109,8 @@ mod tests {
             desired_running: desired,
             image: format!("reg:5000/app:1.1.0@{digest}"),
             error: (state == SwarmTaskState::Failed).then(|| format!("{id}: unhealthy container")),
+            message: String::new(),
+            exit_code: None,
             version: 1,
         }
     }
@@ -1085,6 +1128,7 @@ mod tests {
             candidate_digest: NEW,
             elapsed: Duration::from_secs(elapsed),
             deadline: Duration::from_secs(60),
+            why: None,
         })
     }
 
@@ -1223,6 +1267,29 @@ mod tests {
         assert_eq!(
             reason,
             "Swarm rolled the update back (rollback_completed: msg)"
+        );
+
+        // A task stopped before it could fail: Swarm's own words, with what the task did.
+        let mut tasks = running3(OLD);
+        let mut stopped = task("early", NEW, SwarmTaskState::Ended, false);
+        stopped.state_text = "complete".into();
+        stopped.message = "finished".into();
+        stopped.exit_code = Some(3);
+        tasks.push(stopped);
+        let why = "update rolled back due to failure or early termination of task early";
+        let Judged::RolledBack { reason } = judge(&Look {
+            service: &service(OLD, Some(UpdateState::RollbackCompleted)),
+            tasks: &tasks,
+            candidate_digest: NEW,
+            elapsed: Duration::from_secs(5),
+            deadline: Duration::from_secs(60),
+            why: Some(why),
+        }) else {
+            panic!("not rolled back")
+        };
+        assert_eq!(
+            reason,
+            format!("Swarm: {why}; task early ended complete (finished), exit code 3")
         );
     }
 

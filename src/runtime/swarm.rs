@@ -138,6 +138,10 @@ pub struct SwarmTask {
     pub image: String,
     /// `Status.Err`, else `Status.Message` when the task failed.
     pub error: Option<String>,
+    /// `Status.Message` (`started`, `finished`, …).
+    pub message: String,
+    /// The container's exit code, once it exited.
+    pub exit_code: Option<i64>,
     /// `Version.Index`: the newer task has the larger one.
     pub version: u64,
 }
@@ -436,6 +440,8 @@ fn task_of(task: Task) -> Option<SwarmTask> {
         ) => SwarmTaskState::Ended,
         _ => SwarmTaskState::Pending,
     };
+    let message = bounded(status.message.as_deref().unwrap_or(""));
+    let exit_code = status.container_status.as_ref().and_then(|c| c.exit_code);
     let error = status
         .err
         .filter(|e| !e.is_empty())
@@ -453,6 +459,8 @@ fn task_of(task: Task) -> Option<SwarmTask> {
             .map(|i| bounded(&i))
             .unwrap_or_default(),
         error,
+        message,
+        exit_code,
         version: task.version.and_then(|v| v.index).unwrap_or(0),
     })
 }
