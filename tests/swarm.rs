@@ -513,6 +513,14 @@ async fn a_private_image_is_pulled_by_swarm_with_the_credentials_lookout_forward
         digests.push(image.push(&format!("{pushed}:{tag}")));
         images.push(image);
     }
+    // The new image leaves this host: a digest the engine knows under any name would do.
+    let new_id = images[1].id.clone();
+    images.pop();
+    let gone = Command::new("docker")
+        .args(["image", "inspect", &new_id])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the new image is still on the host");
     // The engine pulls the first one from the served name, logged in only for that pull; the
     // service is created without stored credentials (no `--with-registry-auth`), so its task
     // runs the local image. Pulling the new one needs the credentials lookout forwards.
