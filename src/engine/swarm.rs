@@ -1357,6 +1357,50 @@ mod tests {
     }
 
     #[test]
+    fn discovered_services_take_their_policy_from_labels_and_update_only_when_told() {
+        let config = crate::config::validate(
+            &serde_json::json!({"services": [{"name": "own", "image": "reg:5000/app:1.0.0",
+                "swarm_service": "configured"}]}),
+            &|_| None,
+        )
+        .unwrap();
+        let with = |name: &str, labels: &[(&str, &str)]| {
+            let mut s = service(OLD, None);
+            s.name = name.into();
+            s.labels = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            s
+        };
+        let services = [
+            with("watched", &[("lookout.policy", "semver")]),
+            with(
+                "updated",
+                &[("lookout.action", "update"), (PARALLELISM_LABEL, "2")],
+            ),
+            with("ignored", &[("lookout.action", "ignore")]),
+            with("disabled", &[("lookout.enable", "false")]),
+            with("configured", &[]),
+            with("wrong", &[("lookout.policy", "newest")]),
+        ];
+        let (specs, problems) = discovered(&services, &config);
+        let names: Vec<(&str, bool)> = specs.iter().map(|s| (s.name.as_str(), s.enabled)).collect();
+        assert_eq!(names, [("watched", false), ("updated", true)]);
+        assert_eq!(specs[0].swarm_service.as_deref(), Some("watched"));
+        assert_eq!(specs[0].image.tag(), Some("1.0.0"));
+        assert_eq!(
+            specs[0].policy_spec.policy.map(|p| p.as_str()),
+            Some("semver")
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("\"wrong\"") && problems[0].contains("lookout.policy"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn the_running_reference_is_the_pinned_spec_image() {
         let r = running_of(&service(OLD, None)).unwrap();
         assert_eq!(r.reference.tag(), Some("1.0.0"));
