@@ -25,6 +25,7 @@ mod resilience;
 mod runtime;
 mod secrets;
 mod standalone;
+mod swarm;
 mod systemd;
 mod telemetry;
 mod web;

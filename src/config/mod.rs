@@ -173,6 +173,10 @@ pub struct ServiceSpec {
     pub container: Option<String>,
     /// The service's name inside the compose file (defaults to `name`).
     pub compose_service: String,
+    /// The Docker Swarm service this is (`swarm_service`): checked from the service spec's
+    /// image and updated through Swarm's rolling update (`engine::swarm`). Exclusive with
+    /// `compose_file` and `compose_project`.
+    pub swarm_service: Option<String>,
     /// Update every service whose image the same value decides (a shared variable or anchor)
     /// together, rolling all back when one fails.
     pub group: bool,
@@ -251,6 +255,8 @@ pub struct Config {
     /// The keys each `[[services]]` entry sets, by service name: where an entry and a
     /// discovered service's labels both set something, the entry wins field by field.
     pub service_keys: std::collections::HashMap<String, Vec<String>>,
+    /// `[swarm] enabled`: add every Swarm service of a manager engine.
+    pub swarm: SwarmMode,
     /// Things worth knowing that are not errors (an unset `${VAR}`).
     pub warnings: Vec<Problem>,
 }
@@ -562,6 +568,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
     let services = read_services(&mut top, &defaults);
     let web = web::read_web(&mut top);
     let discovery = discovery::read_discovery(&mut top);
+    let swarm = read_swarm(&mut top);
     top.finish();
     Some(Config {
         check_interval: timing.check_interval,
@@ -605,6 +612,7 @@ fn read_config(ctx: &Ctx<'_>, map: &Map<String, Value>) -> Option<Config> {
         services,
         web,
         discovery,
+        swarm,
         warnings: Vec::new(),
     })
 }
@@ -1022,6 +1030,30 @@ impl ServiceSpec {
             }
         }
         let compose_service = o.string("compose_service");
+        let swarm_service = o.string("swarm_service");
+        if swarm_service
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty() || p.contains(char::is_control))
+        {
+            o.ctx.problem(
+                o.at("swarm_service"),
+                "must be the Swarm service's name, as `docker service ls` shows it",
+            );
+        }
+        if swarm_service.is_some() && (compose_file.is_some() || compose_project.is_some()) {
+            o.ctx.problem(
+                o.at("swarm_service"),
+                "a Swarm service has no compose file or project: set swarm_service, or \
+                 compose_file/compose_project, not both",
+            );
+        }
+        if swarm_service.is_some() && container.is_some() {
+            o.ctx.problem(
+                o.at("swarm_service"),
+                "a Swarm service is not a standalone container: set swarm_service or \
+                 container, not both",
+            );
+        }
         let group = o.bool("group").unwrap_or(false);
         let registry_type = o.choice("registry_type", RegistryKind::NAMES, RegistryKind::parse);
         let enabled = o.bool("enabled").unwrap_or(true);
@@ -1075,7 +1107,11 @@ impl ServiceSpec {
                 o.ctx.problem(o.at(key), "is required");
             }
         }
-        if compose_file.is_none() && compose_project.is_none() && container.is_none() {
+        if compose_file.is_none()
+            && compose_project.is_none()
+            && container.is_none()
+            && swarm_service.is_none()
+        {
             o.ctx.problem(
                 o.at("compose_file"),
                 "is required unless compose_project names the service's compose project, or \
@@ -1092,6 +1128,7 @@ impl ServiceSpec {
         let name = name?;
         Some(Self {
             compose_service: compose_service.unwrap_or_else(|| name.clone()),
+            swarm_service,
             name,
             registry_type: registry_type.unwrap_or_else(|| RegistryKind::infer(image.registry())),
             image,
@@ -1113,6 +1150,34 @@ impl ServiceSpec {
             timezone,
         })
     }
+}
+
+/// `[swarm] enabled`: `"auto"` (every Swarm service, when the engine is a manager), `true`
+/// (the same, and a warning when it is not one), `false` (the default: only `[[services]]`
+/// with `swarm_service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SwarmMode {
+    Auto,
+    On,
+    #[default]
+    Off,
+}
+
+fn read_swarm(top: &mut Obj<'_, '_>) -> SwarmMode {
+    let Some(mut o) = top.object("swarm") else {
+        return SwarmMode::Off;
+    };
+    let auto = matches!(o.get("enabled"), Some(Value::String(s)) if s.trim() == "auto");
+    let mode = if auto {
+        SwarmMode::Auto
+    } else {
+        match o.bool("enabled") {
+            Some(true) => SwarmMode::On,
+            Some(false) | None => SwarmMode::Off,
+        }
+    };
+    o.finish();
+    mode
 }
 
 fn read_registry_settings(mut o: Obj<'_, '_>) -> RegistrySettings {

@@ -29,6 +29,7 @@ pub mod pass;
 pub mod pipeline;
 pub mod recovery;
 pub mod standalone;
+pub mod swarm;
 pub mod update;
 
 use std::collections::HashMap;
@@ -113,6 +114,8 @@ pub struct Engine<R: ContainerRuntime, C: Compose = LazyCompose> {
     /// The configuration with the discovered services beside the configured ones: what
     /// [`Engine::config`] answers.
     in_force: RwLock<Arc<Config>>,
+    /// The Swarm manager this engine is, if it is one (see [`Engine::with_swarm`]).
+    swarm: Option<Arc<dyn crate::runtime::swarm::SwarmApi>>,
 }
 
 /// Locks `mutex` even when a panic poisoned it. A panic is caught per service (see
@@ -155,7 +158,11 @@ impl Engine<Docker> {
         );
         let settings = TelemetrySettings::from_config(&config);
         let (telemetry, deliveries) = Telemetry::new(settings, clock.clone());
-        let engine = Self::with(config, runtime, compose, store, opened, telemetry, clock);
+        let swarm = swarm::connect(&config).await;
+        let mut engine = Self::with(config, runtime, compose, store, opened, telemetry, clock);
+        if let Some(swarm) = swarm {
+            engine = engine.with_swarm(swarm);
+        }
         Ok((engine, deliveries))
     }
 }
@@ -205,7 +212,19 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             stop: Stop::default(),
             image_refs: ImageRefs::default(),
             clock,
+            swarm: None,
         }
+    }
+
+    /// Drives Swarm services (`swarm_service`, `[swarm]`) through `swarm`.
+    pub fn with_swarm(mut self, swarm: Arc<dyn crate::runtime::swarm::SwarmApi>) -> Self {
+        self.swarm = Some(swarm);
+        self
+    }
+
+    /// The Swarm manager the engine drives, if any.
+    pub fn swarm(&self) -> Option<&dyn crate::runtime::swarm::SwarmApi> {
+        self.swarm.as_deref()
     }
 
     /// The time now, by the engine's clock.
@@ -305,6 +324,18 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         self.rediscover().await;
         let _guard = self.gate.exclusive().await;
         let in_flight = lock(&self.store).in_flight();
+        let mut swarm_done = Vec::new();
+        if let Some(api) = self.swarm() {
+            swarm_done = swarm::recover_all(
+                api,
+                &self.store,
+                &|| self.clock.now(),
+                &in_flight,
+                &|name| self.service(name),
+                self.config().compose_timeout,
+            )
+            .await;
+        }
         let mut known = HashMap::new();
         for entry in in_flight {
             let name = entry.intent.service;
@@ -335,6 +366,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
                 .unwrap_or_default()
         };
         recovered.extend(standalone::recover(&self.runtime, &self.store, &now, &gate_for).await);
+        recovered.extend(swarm_done);
         recovered
     }
 
@@ -442,7 +474,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
 
     /// One check-and-update pass.
     pub async fn pass(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
-        let config = self.configured();
+        let config = swarm::with_discovered(self.swarm(), self.configured()).await;
         let now = || self.clock.now();
         let pass = Pass {
             config: &config,
@@ -457,6 +489,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             stop: &self.stop,
             image_refs: &self.image_refs,
             discovered: &self.discovered,
+            swarm: self.swarm.as_deref(),
         };
         self.telemetry.emit(crate::telemetry::Event::PassStarted);
         let outcomes = pass.run(opts).await;
@@ -501,6 +534,17 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
                 })
                 .ok_or_else(|| RollbackError::NothingToRollBack(service.to_owned()))?
         };
+        if let Some(name) = &spec.swarm_service {
+            let api = self.swarm().ok_or_else(|| {
+                RollbackError::Runtime(format!(
+                    "Swarm service {name:?}: this Docker engine is not a Swarm manager"
+                ))
+            })?;
+            let now = || self.clock.now();
+            return swarm::rollback_service(api, &self.store, &now, &spec, name, &last, actor)
+                .await
+                .map_err(RollbackError::Runtime);
+        }
         let project = self
             .project(&spec)
             .await

@@ -132,7 +132,10 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 pub(crate) const PARALLEL_CHECKS: usize = 8;
 
 /// A change a check decided on: the request and why.
-type Work = (Box<UpdateRequest>, String);
+pub(crate) enum Work {
+    Compose(Box<UpdateRequest>, String),
+    Swarm(Box<crate::engine::swarm::SwarmRequest>, String),
+}
 
 /// What one pass is allowed to do.
 #[derive(Debug, Clone, Default)]
@@ -172,6 +175,8 @@ pub struct Pass<'a, R: ContainerRuntime, C: Compose> {
     pub(crate) image_refs: &'a ImageRefs,
     /// Where the pass leaves what discovery found (`[discovery]`), for the commands and the API.
     pub(crate) discovered: &'a std::sync::RwLock<std::sync::Arc<Discovery>>,
+    /// The Swarm manager, when the engine is one (`swarm_service` services).
+    pub(crate) swarm: Option<&'a dyn crate::runtime::swarm::SwarmApi>,
 }
 
 impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
@@ -237,9 +242,19 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                     let found = found.get(spec.name.as_str()).copied();
                     self.check(cycle, view, spec, found, opts).instrument(span)
                 },
-                |spec, report, (request, reason): Work| {
+                |spec, report, work: Work| {
                     let span = tracing::info_span!("check", service = %spec.name);
-                    self.apply(*request, report, reason).instrument(span)
+                    async move {
+                        match work {
+                            Work::Compose(request, reason) => {
+                                self.apply(*request, report, reason).await
+                            }
+                            Work::Swarm(request, reason) => {
+                                self.apply_swarm(*request, report, reason).await
+                            }
+                        }
+                    }
+                    .instrument(span)
                 },
                 |spec, outcome| self.telemetry.emit(check_finished(spec, outcome)),
             )
@@ -279,8 +294,11 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
         found: Option<&Found>,
         opts: &PassOptions,
     ) -> Result<Checked<Work>, ServiceOutcome> {
-        let mut report = ServiceOutcome::new(&spec.name, ServiceResult::CheckFailed);
         failpoint::hit("during_check");
+        if let Some(name) = &spec.swarm_service {
+            return self.check_swarm(cycle, spec, name, opts).await;
+        }
+        let mut report = ServiceOutcome::new(&spec.name, ServiceResult::CheckFailed);
         let (project, running, running_text) = match self.running_service(view, spec).await {
             Ok(found) => found,
             Err((result, reason)) => {
@@ -357,7 +375,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                 };
                 Ok(Checked::Apply {
                     report,
-                    work: (Box::new(request), reason),
+                    work: Work::Compose(Box::new(request), reason),
                 })
             }
         }
@@ -404,7 +422,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
 
     /// The pure decision over what runs, the candidate, what failed before, and the pass's
     /// pause and windows.
-    fn decision(
+    pub(super) fn decision(
         &self,
         spec: &ServiceSpec,
         opts: &PassOptions,
@@ -631,7 +649,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
         self.telemetry.emit(Event::UpdateAvailable(info));
     }
 
-    fn record_check(&self, spec: &ServiceSpec, running: &Running) {
+    pub(super) fn record_check(&self, spec: &ServiceSpec, running: &Running) {
         let version = ImageVersion {
             image: running.reference.name(),
             tag: running.reference.tag().map(str::to_owned),
@@ -679,7 +697,7 @@ fn standalone_update(
 }
 
 /// The report of a candidate that is held back, saying why.
-fn held(mut report: ServiceOutcome, candidate: Candidate, hold: Hold) -> ServiceOutcome {
+pub(super) fn held(mut report: ServiceOutcome, candidate: Candidate, hold: Hold) -> ServiceOutcome {
     report.result = ServiceResult::UpdateAvailable;
     report.to = Some(candidate.reference.familiar());
     report.digest = Some(candidate.manifest_digest);
@@ -695,7 +713,7 @@ fn held(mut report: ServiceOutcome, candidate: Candidate, hold: Hold) -> Service
 
 /// What the Docker engine must present to pull `image`, from the registry layer (lookout never
 /// runs `docker login`).
-async fn pull_login(
+pub(super) async fn pull_login(
     cycle: &CheckCycle,
     spec: &ServiceSpec,
     image: &ImageRef,
@@ -921,6 +939,9 @@ fn plan_updates(
 fn dependency_key(spec: &ServiceSpec) -> PathBuf {
     if let Some(container) = &spec.container {
         return PathBuf::from(format!("<container {container}>"));
+    }
+    if let Some(name) = &spec.swarm_service {
+        return PathBuf::from(format!("<swarm service {name}>"));
     }
     spec.compose_file.clone().unwrap_or_else(|| {
         PathBuf::from(format!(

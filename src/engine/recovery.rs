@@ -42,6 +42,9 @@ pub async fn recover<R: ContainerRuntime, C: Compose>(
     let entries = lock(store).in_flight();
     let mut out = Vec::new();
     for entry in entries {
+        if entry.intent.swarm.is_some() {
+            continue; // A Swarm update: `swarm::recover_one`.
+        }
         let service = entry.intent.service.clone();
         let Some((spec, project)) = find(&service) else {
             out.push(Recovered {

@@ -254,6 +254,7 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
             },
             file,
             compose: Some(compose_run(&req.project, &targets)),
+            swarm: None,
         };
         if let Err(e) = lock(self.store).begin_update(intent, (self.now)()) {
             return UpdateResult::Failed {

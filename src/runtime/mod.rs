@@ -18,6 +18,7 @@ pub mod compose_labels;
 mod docker;
 pub mod health;
 pub mod recreate;
+pub mod swarm;
 pub(crate) mod view;
 
 use std::fmt;

@@ -136,6 +136,23 @@ pub struct UpdateIntent {
     /// interruption left no container whose labels could say. Absent in older state files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose: Option<ComposeRun>,
+    /// The Swarm service a Swarm update changes (then `file` names no file and `compose` is
+    /// absent). Absent in older state files and for compose updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<SwarmRun>,
+}
+
+/// What a Swarm update asked of Swarm, so that a starting lookout can tell whether Swarm was
+/// ever asked and what it did (`engine::swarm::resume`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwarmRun {
+    /// The Swarm service's name.
+    pub service: String,
+    /// The service's `Version.Index` before the update was sent.
+    pub version_before: u64,
+    /// The spec's image before, and the one sent (`repo:tag@digest`).
+    pub image_before: String,
+    pub image_after: String,
 }
 
 /// The compose invocation an update used: every `-f` file, the folder, the project name, the
@@ -685,6 +702,7 @@ mod tests {
                 created: false,
             },
             compose: None,
+            swarm: None,
         }
     }
 

@@ -13,8 +13,8 @@ pub mod store;
 
 pub use journal::{
     ComposeRun, FileChange, JournalEntry, JournalError, Observed, Recovery, SavedBytes,
-    StandaloneEntry, StandaloneObserved, StandaloneRecovery, StandaloneStep, Step, UpdateIntent,
-    decide_recovery, decide_standalone_recovery, sha256_hex, standalone_old_name,
+    StandaloneEntry, StandaloneObserved, StandaloneRecovery, StandaloneStep, Step, SwarmRun,
+    UpdateIntent, decide_recovery, decide_standalone_recovery, sha256_hex, standalone_old_name,
 };
 pub use lock::{LockError, StateLock};
 pub use model::{

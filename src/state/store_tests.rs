@@ -48,6 +48,7 @@ fn intent(service: &str) -> UpdateIntent {
             created: false,
         },
         compose: None,
+        swarm: None,
     }
 }
 
