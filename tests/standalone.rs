@@ -957,3 +957,157 @@ async fn on_the_fake_runtime_an_update_and_a_failed_one_take_the_journaled_steps
     assert_eq!(history.len(), 2);
     assert!(state.standalone_in_flight().is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Through the pass and the command line, as operators run it
+
+/// A standalone container for the command-line tests: images 1.0.0 and 1.1.0 pushed to a
+/// loopback registry, and `docker run -d --name NAME` of 1.0.0 with `labels`. The container
+/// (and what an update left) is removed by name, the images by the build's label.
+struct Cli {
+    name: String,
+    image: String,
+    scratch: Scratch,
+    _registry: LocalRegistry,
+    _images: Vec<TestImage>,
+}
+
+impl Cli {
+    fn start(test: &str, labels: &[String]) -> Self {
+        let scratch = Scratch::new(test);
+        let registry = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
+        let image = registry.image("sa/cli");
+        let images = ["1.0.0", "1.1.0"]
+            .into_iter()
+            .map(|v| {
+                let tag = format!("{image}:{v}");
+                let built = TestImage::build(&scratch, &tag, v, crate::engine::HEALTHY);
+                built.push(&tag);
+                built
+            })
+            .collect();
+        let name = format!("lookout-sa-{}", scratch.id);
+        let mut cmd = Command::new("docker");
+        cmd.args(["run", "-d", "--name", &name, "--network", "none"]);
+        for l in labels {
+            cmd.args(["--label", l]);
+        }
+        run(cmd.arg(format!("{image}:1.0.0")));
+        Self {
+            name,
+            image,
+            scratch,
+            _registry: registry,
+            _images: images,
+        }
+    }
+
+    fn config(&self, body: &str) -> std::path::PathBuf {
+        let path = self.scratch.join("lookout.toml");
+        let text = format!(
+            "state_file = \"{}\"\nhealth_stable = \"1s\"\nhealth_timeout = \"60s\"\n{body}",
+            self.scratch.join("state.json").display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `lookout ARGS…`: exit code and stdout.
+    fn lookout(&self, config: &std::path::Path, args: &[&str]) -> (i32, String) {
+        let out = crate::util::lookout()
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .output()
+            .unwrap();
+        eprintln!(
+            "lookout {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// The image the container named NAME runs, as `Config.Image`, and its state.
+    fn running(&self) -> (String, String) {
+        let out = run(Command::new("docker").args([
+            "inspect",
+            "-f",
+            "{{.Config.Image}} {{.State.Status}}",
+            &self.name,
+        ]));
+        let (image, state) = out.trim().split_once(' ').unwrap();
+        (image.to_owned(), state.to_owned())
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let old = format!("{}-lookout-old", self.name);
+        let _ = Command::new("docker")
+            .args(["rm", "-fv", &self.name, &old])
+            .output();
+        crate::util::docker::remove_labelled(&self.scratch.id);
+    }
+}
+
+#[test]
+fn a_configured_container_is_updated_by_lookout_update_and_rolled_back_by_lookout_rollback() {
+    let host = Cli::start(
+        "standalone-cli",
+        &["lookout.test.kind=standalone-cli".to_owned()],
+    );
+    let config = host.config(&format!(
+        "[[services]]\nname = \"web\"\ncontainer = \"{}\"\nimage = \"{}:1.0.0\"\npolicy = \"semver\"\n",
+        host.name, host.image
+    ));
+    let (code, out) = host.lookout(&config, &["update", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let reports: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(reports[0]["result"], "updated", "{reports}");
+    assert_eq!(
+        host.running(),
+        (format!("{}:1.1.0", host.image), "running".to_owned())
+    );
+    let (code, out) = host.lookout(&config, &["rollback", "web"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        host.running(),
+        (format!("{}:1.0.0", host.image), "running".to_owned())
+    );
+}
+
+#[test]
+fn a_discovered_container_labelled_for_updates_is_updated_by_the_pass() {
+    let scope = format!("standalone-discovered-{}", std::process::id());
+    let host = Cli::start(
+        "standalone-discovered",
+        &[
+            "lookout.action=update".to_owned(),
+            "lookout.policy=semver".to_owned(),
+            format!("com.centurylinklabs.watchtower.scope={scope}"),
+        ],
+    );
+    // Only this test's container is in scope; every other container on the host is excluded.
+    let config = host.config(&format!(
+        "[discovery]\nenabled = true\ndefault_action = \"notify\"\nscope = \"{scope}\"\n"
+    ));
+    let (code, out) = host.lookout(&config, &["update", "--json"]);
+    let reports: Value = serde_json::from_str(&out).unwrap();
+    let mine: Vec<&Value> = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["service"] == host.name.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{reports}");
+    assert_eq!(mine[0]["result"], "updated", "{reports}");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        host.running(),
+        (format!("{}:1.1.0", host.image), "running".to_owned())
+    );
+}

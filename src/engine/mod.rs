@@ -400,8 +400,15 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         gate: crate::runtime::GateOptions,
         actor: &str,
     ) -> Result<UpdateReport, RollbackError> {
+        let stopping = || RollbackError::Stopping(service.to_owned());
+        // Alone, as every rollback runs.
+        let _guard = tokio::select! {
+            biased;
+            () = self.stop.stopped() => return Err(stopping()),
+            guard = self.gate.exclusive() => guard,
+        };
         if self.stop.is_stopping() {
-            return Err(RollbackError::Stopping(service.to_owned()));
+            return Err(stopping());
         }
         let last = lock(&self.store)
             .state()
@@ -442,7 +449,16 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             kind: ChangeKind::Rollback,
             actor: actor.to_owned(),
         };
-        Ok(self.update_container(&req).await)
+        let now = || self.clock.now();
+        Ok(standalone::update_reported(
+            &self.runtime,
+            &self.store,
+            &now,
+            &self.stop,
+            &self.telemetry,
+            &req,
+        )
+        .await)
     }
 
     /// Discovery again, without a check (the daemon, on container events): the services found
@@ -506,6 +522,14 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         service: &str,
         actor: &str,
     ) -> Result<UpdateReport, RollbackError> {
+        if let Some(spec) = self.service(service)
+            && let Some(container) = &spec.container
+        {
+            let gate = update::gate_options(&spec);
+            return self
+                .rollback_container(service, container, gate, actor)
+                .await;
+        }
         let stopping = || RollbackError::Stopping(service.to_owned());
         let _guard = tokio::select! {
             biased;

@@ -21,7 +21,8 @@ use crate::config::{Config, ServiceSpec};
 use crate::discovery::{self, Discovery, Found};
 use crate::engine::decide::{Candidate, Decision, Facts, Hold, Running, decide};
 use crate::engine::pipeline::{Checked, Pipeline, Stop, UpdateGate, panic_message};
-use crate::engine::update::{ImageSource, UpdateRequest, UpdateResult, Updater};
+use crate::engine::standalone::{self, ContainerUpdate};
+use crate::engine::update::{self, ImageSource, UpdateRequest, UpdateResult, Updater};
 use crate::engine::{failpoint, lock, recovery};
 use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Credential, Registries, RegistryError, check_service};
@@ -134,6 +135,8 @@ pub(crate) const PARALLEL_CHECKS: usize = 8;
 /// A change a check decided on: the request and why.
 pub(crate) enum Work {
     Compose(Box<UpdateRequest>, String),
+    /// A standalone container's update, and the image id it ran when checked.
+    Container(Box<ContainerUpdate>, String, String),
     Swarm(Box<crate::engine::swarm::SwarmRequest>, String),
 }
 
@@ -249,6 +252,10 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                             Work::Compose(request, reason) => {
                                 self.apply(*request, report, reason).await
                             }
+                            Work::Container(request, running, reason) => {
+                                self.apply_container(*request, &running, report, reason)
+                                    .await
+                            }
                             Work::Swarm(request, reason) => {
                                 self.apply_swarm(*request, report, reason).await
                             }
@@ -349,9 +356,6 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                         f.action_source
                     ))));
                 }
-                let Some(project) = project else {
-                    return Ok(standalone_update(report, spec, &reason));
-                };
                 if opts.dry_run {
                     report.result = ServiceResult::UpdateAvailable;
                     return Ok(Checked::Done(
@@ -361,6 +365,13 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
                 let login = match pull_login(cycle, spec, &candidate.reference).await {
                     Ok(login) => login,
                     Err(e) => return Err(report.with_reason(e.to_string())),
+                };
+                let Some(project) = project else {
+                    let work = self.container_update(spec, candidate, login, &running, opts);
+                    return Ok(Checked::Apply {
+                        report,
+                        work: Work::Container(Box::new(work.0), work.1, reason),
+                    });
                 };
                 let request = UpdateRequest {
                     spec: spec.clone(),
@@ -469,6 +480,80 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             Err(panic) => {
                 self.after_update_panic(&kept, report, &panic_message(&*panic))
                     .await
+            }
+        }
+    }
+
+    /// The update of a standalone container (`container =`, or one discovery found) a check
+    /// decided on, and the image id it runs now.
+    fn container_update(
+        &self,
+        spec: &ServiceSpec,
+        candidate: Candidate,
+        login: Option<RegistryLogin>,
+        running: &Running,
+        opts: &PassOptions,
+    ) -> (ContainerUpdate, String) {
+        let update = ContainerUpdate {
+            service: spec.name.clone(),
+            container: spec.container.clone().unwrap_or_else(|| spec.name.clone()),
+            candidate,
+            source: ImageSource::Registry { login },
+            gate: update::gate_options(spec),
+            include_stopped: self.config.discovery.include_stopped,
+            kind: ChangeKind::Update,
+            actor: opts.actor.clone(),
+        };
+        (update, running.image_id.clone())
+    }
+
+    /// Recreates a standalone container on the candidate (see [`standalone`]), under the
+    /// update gate the pipeline holds: unless it changed since its check; a panic becomes
+    /// this service's failure, and what it left is finished by the journal at the next start.
+    async fn apply_container(
+        &self,
+        request: ContainerUpdate,
+        checked_image: &str,
+        mut report: ServiceOutcome,
+        reason: String,
+    ) -> ServiceOutcome {
+        match self.runtime.container(&request.container).await {
+            Ok(now) if now.image_id == checked_image => {}
+            Ok(_) => {
+                report.result = ServiceResult::Skipped;
+                return report.with_reason("the container changed while this update waited for its turn (another update or a rollback ran); the next check decides again".into());
+            }
+            Err(e) => {
+                report.result = ServiceResult::Skipped;
+                return report
+                    .with_reason(format!("cannot look at the container before updating: {e}"));
+            }
+        }
+        let run = standalone::update_reported(
+            self.runtime,
+            self.store,
+            self.now,
+            self.stop,
+            self.telemetry,
+            &request,
+        );
+        match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(done) => {
+                report.result = ServiceResult::from(&done.result);
+                report.stage = done.result.stage().map(|s| s.as_str().to_owned());
+                report.reason = Some(match &done.result {
+                    UpdateResult::Updated => reason,
+                    other => other.reason().unwrap_or_default().to_owned(),
+                });
+                report
+            }
+            Err(panic) => {
+                report.result = ServiceResult::Failed;
+                report.with_reason(format!(
+                    "lookout hit a bug while updating this container (panic: {}); the journal \
+                     lets the next start finish or undo what it left — please report it",
+                    panic_message(&*panic)
+                ))
             }
         }
     }
@@ -679,21 +764,6 @@ pub(crate) async fn discover_in<R: ContainerRuntime>(
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(found.clone());
     Some(found)
-}
-
-/// What becomes of an update a check decided on for a standalone container (`container =`):
-/// reported with its candidate and held, because lookout checks such containers only.
-fn standalone_update(
-    mut report: ServiceOutcome,
-    spec: &ServiceSpec,
-    reason: &str,
-) -> Checked<Work> {
-    report.result = ServiceResult::UpdateAvailable;
-    Checked::Done(report.with_reason(format!(
-        "would update: {reason}; held: standalone container {:?} is checked only (lookout \
-         does not recreate containers started by `docker run` yet)",
-        spec.container.as_deref().unwrap_or(&spec.name)
-    )))
 }
 
 /// The report of a candidate that is held back, saying why.
@@ -938,7 +1008,7 @@ fn plan_updates(
 /// which no file has, so it waits for nothing.
 fn dependency_key(spec: &ServiceSpec) -> PathBuf {
     if let Some(container) = &spec.container {
-        return PathBuf::from(format!("<container {container}>"));
+        return standalone::gate_key(container);
     }
     if let Some(name) = &spec.swarm_service {
         return PathBuf::from(format!("<swarm service {name}>"));
