@@ -382,5 +382,27 @@ async fn an_idle_pass_lists_containers_once_and_inspects_only_new_ones() {
     engine.pass(&opts()).await;
     assert_eq!(reads("compose_containers"), 2);
     assert_eq!(reads("container"), 2, "no container is new");
-    assert_eq!(reads("image"), 4);
+    assert_eq!(
+        reads("image"),
+        2,
+        "images with a registry digest are kept from the last pass"
+    );
+
+    // A new version of web: the pass that updates it forgets the kept images (its pull adds
+    // digests), so the next pass asks for each image in use again, once.
+    host.publish("1.1.0", Some(Health::Healthy));
+    let outcomes = engine.pass(&opts()).await;
+    assert!(
+        outcomes.iter().any(|o| o.result == ServiceResult::Updated),
+        "{outcomes:?}"
+    );
+    let before = reads("image");
+    engine.pass(&opts()).await;
+    assert_eq!(
+        reads("image"),
+        before + 2,
+        "each image in use asked again once"
+    );
+    engine.pass(&opts()).await;
+    assert_eq!(reads("image"), before + 2, "then kept again");
 }

@@ -186,6 +186,24 @@ impl Service {
     }
 
     /// The digests of the images the service's running containers run.
+    /// Waits (up to 30 s) until the service's containers run exactly `want`: with
+    /// `start-first`, the tasks Swarm replaced can still be stopping when it reports the update
+    /// complete.
+    fn assert_containers_on(&self, want: &[String]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = self.container_digests();
+            if now == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the containers run {now:?}, not {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn container_digests(&self) -> Vec<String> {
         let ids = run(Command::new("docker").args([
             "ps",
@@ -367,12 +385,7 @@ async fn three_replicas_are_updated_by_semver_through_swarm_s_rolling_update() {
             .all(|(image, state)| image.ends_with(":1.1.0") && state.starts_with("Running")),
         "{tasks:?}"
     );
-    let digests = service.container_digests();
-    assert_eq!(
-        digests,
-        [new.clone(), new.clone(), new.clone()],
-        "every container on the new digest"
-    );
+    service.assert_containers_on(&[new.clone(), new.clone(), new.clone()]);
 
     // Metrics and webhooks as for a compose update.
     assert_eq!(
@@ -454,6 +467,7 @@ async fn a_failing_healthcheck_is_rolled_back_by_swarm_and_reported_with_the_tas
         spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
         format!("{}:1.0.0@{old}", setup.repo)
     );
+    service.assert_containers_on(&[old.clone(), old.clone()]);
     let digests = service.container_digests();
     assert_eq!(
         digests,
@@ -554,7 +568,7 @@ async fn a_private_image_is_pulled_by_swarm_with_the_credentials_lookout_forward
     let outcome = pass(&engine).await;
     eprintln!("{outcome:?}");
     assert_eq!(outcome.result, ServiceResult::Updated, "{outcome:?}");
-    assert_eq!(service.container_digests(), [digests[1].clone()]);
+    service.assert_containers_on(&[digests[1].clone()]);
     let spec = service.inspect();
     assert_eq!(
         spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
@@ -689,10 +703,7 @@ fn a_lookout_killed_while_swarm_updates_is_followed_by_one_that_records_the_outc
         version_before,
         "the service was not touched"
     );
-    assert_eq!(
-        service.container_digests(),
-        [new.clone(), new.clone(), new.clone()]
-    );
+    service.assert_containers_on(&[new.clone(), new.clone(), new.clone()]);
     let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reports[0]["result"], "up_to_date", "{reports:?}");
 }

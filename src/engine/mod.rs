@@ -320,6 +320,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
 
     /// Finishes every update an earlier lookout left in the journal (holding the update lock).
     pub async fn recover(&self) -> Vec<Recovered> {
+        let _forget = ForgetImages::now_and_after(&self.image_refs);
         // An interrupted update of a discovered service is finished too: discovery looks first.
         self.rediscover().await;
         let _guard = self.gate.exclusive().await;
@@ -374,6 +375,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
     /// keeping the old container until the new one passes the health gate (see [`standalone`]),
     /// with the same events as a compose update. Waits for a rollback or recovery in progress.
     pub async fn update_container(&self, req: &ContainerUpdate) -> UpdateReport {
+        let _forget = ForgetImages::now_and_after(&self.image_refs);
         let _guard = self
             .gate
             .change(&standalone::gate_key(&req.container))
@@ -400,6 +402,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         gate: crate::runtime::GateOptions,
         actor: &str,
     ) -> Result<UpdateReport, RollbackError> {
+        let _forget = ForgetImages::now_and_after(&self.image_refs);
         let stopping = || RollbackError::Stopping(service.to_owned());
         // Alone, as every rollback runs.
         let _guard = tokio::select! {
@@ -509,6 +512,14 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         };
         self.telemetry.emit(crate::telemetry::Event::PassStarted);
         let outcomes = pass.run(opts).await;
+        // The pass's checks, in the state file once.
+        if let Err(e) = lock(&self.store).save_checks(self.clock.now()) {
+            tracing::warn!(error = %e, "cannot record the pass's checks in the state file");
+        }
+        if outcomes.iter().any(|o| o.result.changed_something()) {
+            // Its pulls added registry digests to images the next pass must see.
+            self.image_refs.forget_images();
+        }
         self.refresh_in_force();
         self.telemetry.emit(pass::finished(&outcomes));
         outcomes
@@ -522,6 +533,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         service: &str,
         actor: &str,
     ) -> Result<UpdateReport, RollbackError> {
+        let _forget = ForgetImages::now_and_after(&self.image_refs);
         if let Some(spec) = self.service(service)
             && let Some(container) = &spec.container
         {
@@ -611,5 +623,22 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             stop: &self.stop,
         };
         Ok(updater.update(&request).await)
+    }
+}
+
+/// Forgets the images kept across passes now and when dropped: around a change made outside a
+/// pass (a rollback, a recovery), whose pulls and tags a pass running meanwhile must not keep.
+struct ForgetImages<'a>(&'a ImageRefs);
+
+impl<'a> ForgetImages<'a> {
+    fn now_and_after(refs: &'a ImageRefs) -> Self {
+        refs.forget_images();
+        Self(refs)
+    }
+}
+
+impl Drop for ForgetImages<'_> {
+    fn drop(&mut self) {
+        self.0.forget_images();
     }
 }

@@ -85,6 +85,14 @@ pub enum ServiceResult {
 }
 
 impl ServiceResult {
+    /// Whether an update or rollback ran (whatever its end): images were pulled or tagged.
+    pub(crate) fn changed_something(self) -> bool {
+        matches!(
+            self,
+            Self::Updated | Self::RolledBack | Self::Failed | Self::RollbackFailed
+        )
+    }
+
     /// The snake_case name, as serialised.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -740,9 +748,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             tag: running.reference.tag().map(str::to_owned),
             digest: running.digest(),
         };
-        if let Err(e) = lock(self.store).record_check(&spec.name, Some(version), (self.now)()) {
-            tracing::warn!(error = %e, "cannot record the check in the state file");
-        }
+        lock(self.store).record_check(&spec.name, Some(version), (self.now)());
     }
 }
 
@@ -969,33 +975,85 @@ fn plan_updates(
             .entry(file.as_path())
             .or_insert_with(|| dependencies(file));
     }
-    // Whether service `i` depends on service `j` (same compose file, named in its depends_on).
-    let waits_for = |i: usize, j: usize| match (services.get(i), services.get(j)) {
-        (Some((file, service)), Some((other_file, other))) => {
-            file == other_file
-                && deps_by_file
-                    .get(file.as_path())
-                    .and_then(|deps| deps.get(service))
-                    .is_some_and(|d| d.contains(other))
-        }
-        _ => false,
-    };
-    let all = 0..services.len();
-    let mut order: Vec<usize> = Vec::with_capacity(services.len());
-    while order.len() < services.len() {
-        let unplaced = || all.clone().filter(|i| !order.contains(i));
-        let ready = unplaced().find(|&i| unplaced().all(|j| j == i || !waits_for(i, j)));
-        // A cycle: the first one left, in configuration order.
-        let Some(next) = ready.or_else(|| unplaced().next()) else {
-            break;
-        };
-        order.push(next);
+    let mut by_name: HashMap<(&Path, &str), Vec<usize>> = HashMap::new();
+    for (i, (file, service)) in services.iter().enumerate() {
+        by_name
+            .entry((file.as_path(), service.as_str()))
+            .or_default()
+            .push(i);
     }
-    let after = all
-        .clone()
-        .map(|i| {
-            let earlier = order.iter().take_while(|&&k| k != i);
-            earlier.copied().filter(|&j| waits_for(i, j)).collect()
+    // For each service, the services it waits for: of the same compose file, named in its
+    // depends_on (never itself); and the reverse.
+    let waits_for: Vec<Vec<usize>> = services
+        .iter()
+        .enumerate()
+        .map(|(i, (file, service))| {
+            let named = deps_by_file
+                .get(file.as_path())
+                .and_then(|deps| deps.get(service))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut on: Vec<usize> = named
+                .iter()
+                .flat_map(|other| {
+                    by_name
+                        .get(&(file.as_path(), other.as_str()))
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                })
+                .copied()
+                .filter(|&j| j != i)
+                .collect();
+            on.sort_unstable();
+            on.dedup();
+            on
+        })
+        .collect();
+    let mut waited_by: Vec<Vec<usize>> = vec![Vec::new(); services.len()];
+    for (i, on) in waits_for.iter().enumerate() {
+        for &j in on {
+            if let Some(w) = waited_by.get_mut(j) {
+                w.push(i);
+            }
+        }
+    }
+    // Kahn's order, the first ready service in configuration order first; in a cycle, the
+    // first one left.
+    let mut missing: Vec<usize> = waits_for.iter().map(Vec::len).collect();
+    let mut ready: std::collections::BTreeSet<usize> = (0..services.len())
+        .filter(|&i| missing.get(i) == Some(&0))
+        .collect();
+    let mut unplaced: std::collections::BTreeSet<usize> = (0..services.len()).collect();
+    let mut order: Vec<usize> = Vec::with_capacity(services.len());
+    while let Some(next) = ready.pop_first().or_else(|| unplaced.first().copied()) {
+        if !unplaced.remove(&next) {
+            continue;
+        }
+        ready.remove(&next);
+        order.push(next);
+        for &k in waited_by.get(next).map(Vec::as_slice).unwrap_or_default() {
+            if let Some(m) = missing.get_mut(k) {
+                *m = m.saturating_sub(1);
+                if *m == 0 && unplaced.contains(&k) {
+                    ready.insert(k);
+                }
+            }
+        }
+    }
+    let mut position = vec![usize::MAX; services.len()];
+    for (at, &i) in order.iter().enumerate() {
+        if let Some(p) = position.get_mut(i) {
+            *p = at;
+        }
+    }
+    let at = |i: usize| position.get(i).copied().unwrap_or(usize::MAX);
+    let after = waits_for
+        .iter()
+        .enumerate()
+        .map(|(i, on)| {
+            let mut earlier: Vec<usize> = on.iter().copied().filter(|&j| at(j) < at(i)).collect();
+            earlier.sort_by_key(|&j| at(j));
+            earlier
         })
         .collect();
     (order, after)

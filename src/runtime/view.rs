@@ -1,13 +1,17 @@
 //! What one pass asks Docker, asked once and shared by the pass's services: one list of every
 //! compose container (labels, state and image ids), each local image once, and each container's
 //! image reference (`Config.Image`, fixed for a container's life) once per container, kept
-//! across passes. An idle pass thus costs one container list, one image inspection per image
-//! in use, and one container inspection per container not seen before.
+//! across passes. An image's inspection is kept across passes too, once Docker knows a registry
+//! digest for it (an image id's content never changes; what can change is the digests Docker
+//! records for it, when someone pushes or pulls it under another name, so an image with none
+//! yet is asked again each pass, and the engine forgets every kept image after a pass that
+//! changed something, since its pulls add digests). An idle daemon pass thus costs one container
+//! list, and one inspection per container and per image not seen before.
 //!
 //! What an update acts on is read afresh (under the update lock, see `engine::pass`), never
 //! from here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -17,22 +21,46 @@ use super::{LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE};
 
 type Shared<T> = Arc<OnceCell<Result<T, String>>>;
 
-/// Container ids to the image reference they were created with, kept by the engine from pass
-/// to pass. Each pass forgets the containers that are gone.
+/// What the engine keeps from pass to pass: container ids to the image reference they were
+/// created with, and image ids to their inspection (once it has a registry digest). Each pass
+/// forgets the containers that are gone and the images no listed container uses.
 #[derive(Debug, Default)]
-pub(crate) struct ImageRefs(Mutex<HashMap<String, String>>);
+pub(crate) struct ImageRefs {
+    refs: Mutex<HashMap<String, String>>,
+    images: Mutex<HashMap<String, ImageInfo>>,
+}
 
 impl ImageRefs {
     fn get(&self, id: &str) -> Option<String> {
-        lock(&self.0).get(id).cloned()
+        lock(&self.refs).get(id).cloned()
     }
 
     fn insert(&self, id: &str, image_ref: &str) {
-        lock(&self.0).insert(id.to_owned(), image_ref.to_owned());
+        lock(&self.refs).insert(id.to_owned(), image_ref.to_owned());
+    }
+
+    fn image(&self, id: &str) -> Option<ImageInfo> {
+        lock(&self.images).get(id).cloned()
+    }
+
+    /// Keeps `info` for the next passes, unless Docker knows no registry digest for it yet
+    /// (a local build not pushed yet gets one when it is pushed).
+    fn keep_image(&self, id: &str, info: &ImageInfo) {
+        if !info.repo_digests.is_empty() {
+            lock(&self.images).insert(id.to_owned(), info.clone());
+        }
+    }
+
+    /// Forgets every kept image inspection: after a pass that pulled or changed something.
+    pub(crate) fn forget_images(&self) {
+        lock(&self.images).clear();
     }
 
     fn keep_only(&self, listed: &[ContainerSummary]) {
-        lock(&self.0).retain(|id, _| listed.iter().any(|c| &c.id == id));
+        let containers: HashSet<&str> = listed.iter().map(|c| c.id.as_str()).collect();
+        let images: HashSet<&str> = listed.iter().map(|c| c.image_id.as_str()).collect();
+        lock(&self.refs).retain(|id, _| containers.contains(id.as_str()));
+        lock(&self.images).retain(|id, _| images.contains(id.as_str()));
     }
 }
 
@@ -142,12 +170,20 @@ impl<'a, R: ContainerRuntime> PassView<'a, R> {
         }))
     }
 
-    /// The local image `id`, inspected once per pass.
+    /// The local image `id`: kept from an earlier pass, else inspected once in this pass.
     pub(crate) async fn image(&self, id: &str) -> Result<Option<ImageInfo>, String> {
+        if let Some(kept) = self.refs.image(id) {
+            return Ok(Some(kept));
+        }
         let cell = lock(&self.images).entry(id.to_owned()).or_default().clone();
-        cell.get_or_init(|| async { self.runtime.image(id).await.map_err(|e| e.to_string()) })
+        let info = cell
+            .get_or_init(|| async { self.runtime.image(id).await.map_err(|e| e.to_string()) })
             .await
-            .clone()
+            .clone();
+        if let Ok(Some(found)) = &info {
+            self.refs.keep_image(id, found);
+        }
+        info
     }
 }
 
@@ -194,6 +230,34 @@ mod tests {
             image_id: format!("sha256:{name}"),
             state,
         }
+    }
+
+    #[test]
+    fn an_image_is_kept_across_passes_once_it_has_a_registry_digest_and_while_it_is_used() {
+        let refs = ImageRefs::default();
+        let image = |id: &str, digests: &[&str]| ImageInfo {
+            id: id.to_owned(),
+            repo_tags: Vec::new(),
+            repo_digests: digests.iter().map(|d| (*d).to_owned()).collect(),
+            has_healthcheck: false,
+            labels: HashMap::new(),
+        };
+        // A local build not pushed yet: asked again next pass, when a push may have named it.
+        refs.keep_image("sha256:local", &image("sha256:local", &[]));
+        assert_eq!(refs.image("sha256:local"), None);
+        let pulled = image("sha256:web", &["registry.test/web@sha256:1"]);
+        refs.keep_image("sha256:web", &pulled);
+        assert_eq!(refs.image("sha256:web"), Some(pulled.clone()));
+        // Forgotten when no listed container uses it any more, or after a change.
+        refs.keep_only(&[summary("p-web-1", "p", "web", ContainerState::Running)]);
+        assert_eq!(
+            refs.image("sha256:web"),
+            None,
+            "p-web-1 runs sha256:p-web-1"
+        );
+        refs.keep_image("sha256:web", &pulled);
+        refs.forget_images();
+        assert_eq!(refs.image("sha256:web"), None);
     }
 
     #[test]

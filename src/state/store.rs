@@ -212,6 +212,9 @@ pub struct StateStore {
     next_backup_seq: u64,
     lock: StateLock,
     state: State,
+    /// Checks recorded in memory since the file was last written (see
+    /// [`StateStore::record_check`]).
+    unsaved_checks: bool,
 }
 
 impl StateStore {
@@ -315,6 +318,7 @@ impl StateStore {
             next_backup_seq,
             lock,
             state,
+            unsaved_checks: false,
         };
         let report = OpenReport {
             path: path.to_owned(),
@@ -349,17 +353,27 @@ impl StateStore {
         self.state.journal.clone()
     }
 
-    /// Records a registry check of `service` and, when known, what it runs.
+    /// Records a registry check of `service` and, when known, what it runs, in memory: the
+    /// file gets it with the next write, or at [`StateStore::save_checks`] (the end of a pass).
+    /// A pass of 10,000 services thus writes the file once, not 10,000 times; what a crash can
+    /// lose is when each service was last checked and what it ran then, which the next check
+    /// finds again (updates are journaled, never only in memory).
     pub(crate) fn record_check(
         &mut self,
         service: &str,
         running: Option<ImageVersion>,
         now: Timestamp,
-    ) -> Result<(), StateError> {
-        self.change(now, |state| {
-            state.record_check(service, running, now);
-            Ok(())
-        })
+    ) {
+        self.state.record_check(service, running, now);
+        self.unsaved_checks = true;
+    }
+
+    /// Writes the checks recorded since the last write, if there are any.
+    pub(crate) fn save_checks(&mut self, now: Timestamp) -> Result<(), StateError> {
+        if !self.unsaved_checks {
+            return Ok(());
+        }
+        self.change(now, |_| Ok(()))
     }
 
     /// Pauses or resumes updates (the API's pause and resume); persists across restarts.
@@ -479,6 +493,7 @@ impl StateStore {
             }
         })?;
         self.state = next;
+        self.unsaved_checks = false;
         self.write_backup(text.as_bytes(), now);
         Ok(out)
     }

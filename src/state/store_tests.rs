@@ -74,9 +74,8 @@ fn fresh_start_writes_a_private_file_and_reopens_it() {
     assert_eq!(report.path, path);
     assert!(!path.exists(), "opening alone writes nothing");
 
-    store
-        .record_check("web", Some(version("1.27.3")), at(1))
-        .unwrap();
+    store.record_check("web", Some(version("1.27.3")), at(1));
+    store.save_checks(at(1)).unwrap();
     assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
     let lock_text = fs::read_to_string(dir.path().join("state.json.lock")).unwrap();
     assert_eq!(lock_text.trim(), std::process::id().to_string());
@@ -169,12 +168,10 @@ fn check_restores_from_backup(damaged: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     let (mut store, _) = open(&path);
-    store
-        .record_check("web", Some(version("1")), at(1))
-        .unwrap();
-    store
-        .record_check("web", Some(version("2")), at(2))
-        .unwrap();
+    store.record_check("web", Some(version("1")), at(1));
+    store.save_checks(at(1)).unwrap();
+    store.record_check("web", Some(version("2")), at(2));
+    store.save_checks(at(2)).unwrap();
     let good = store.state().clone();
     let backup_dir = store.backup_dir().to_owned();
     drop(store);
@@ -320,9 +317,8 @@ fn backups_are_unique_within_one_instant_and_rotate() {
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..20 {
         // The same instant every time: names must still differ.
-        store
-            .record_check("web", Some(version(&i.to_string())), at(5))
-            .unwrap();
+        store.record_check("web", Some(version(&i.to_string())), at(5));
+        store.save_checks(at(5)).unwrap();
         let names = backup_names(&backup_dir);
         assert!(names.len() <= DEFAULT_BACKUPS + 1, "{names:?}");
         seen.extend(names.into_iter().filter(|n| n.starts_with("state.json.")));
@@ -350,7 +346,8 @@ fn backups_are_unique_within_one_instant_and_rotate() {
     // After a restart the sequence goes on, so the next backup is the newest, not pruned.
     drop(store);
     let (mut store, _) = open(&path);
-    store.record_check("web", None, at(0)).unwrap();
+    store.record_check("web", None, at(0));
+    store.save_checks(at(0)).unwrap();
     let names = backup_names(&backup_dir);
     assert!(names[5].starts_with("state.json.0000000021."), "{names:?}");
     assert!(names[1].starts_with("state.json.0000000017."), "{names:?}");
@@ -367,13 +364,15 @@ fn backups_go_where_configured_and_can_be_turned_off() {
     };
     let (mut store, _) = StateStore::open(&path, &opts, at(0)).unwrap();
     for i in 0..4 {
-        store.record_check("web", None, at(i)).unwrap();
+        store.record_check("web", None, at(i));
+        store.save_checks(at(i)).unwrap();
     }
     assert_eq!(backup_names(&elsewhere).len(), 2);
     drop(store);
 
     let (mut store, _) = StateStore::open(&path, &options(0), at(0)).unwrap();
-    store.record_check("web", None, at(9)).unwrap();
+    store.record_check("web", None, at(9));
+    store.save_checks(at(9)).unwrap();
     assert_eq!(
         backup_names(&dir.path().join("backups")),
         Vec::<String>::new()
@@ -481,7 +480,8 @@ fn unwritable_location_is_explained_and_falls_back_only_when_allowed() {
     assert_eq!(store.path(), fallback);
     let fell_back = report.fell_back.unwrap();
     assert_eq!(fell_back.configured, path);
-    store.record_check("web", None, at(1)).unwrap();
+    store.record_check("web", None, at(1));
+    store.save_checks(at(1)).unwrap();
     assert!(fallback.exists());
 
     let opts = StoreOptions {
@@ -552,9 +552,8 @@ fn write_into_a_vanished_folder_fails_and_changes_nothing() {
     let folder = dir.path().join("state");
     let path = folder.join("state.json");
     let (mut store, _) = open(&path);
-    store
-        .record_check("web", Some(version("1")), at(1))
-        .unwrap();
+    store.record_check("web", Some(version("1")), at(1));
+    store.save_checks(at(1)).unwrap();
     let old = fs::read(&path).unwrap();
     // The folder is moved away and a file takes its place.
     let moved = dir.path().join("moved");
@@ -595,9 +594,8 @@ fn write_in_a_read_only_folder_fails_and_keeps_the_old_file() {
     let folder = dir.path().join("state");
     let path = folder.join("state.json");
     let (mut store, _) = open(&path);
-    store
-        .record_check("web", Some(version("1")), at(1))
-        .unwrap();
+    store.record_check("web", Some(version("1")), at(1));
+    store.save_checks(at(1)).unwrap();
     let old = fs::read(&path).unwrap();
 
     // A file we created belongs to our effective user.
@@ -615,7 +613,7 @@ fn write_in_a_read_only_folder_fails_and_keeps_the_old_file() {
         fs::set_permissions(&folder, fs::Permissions::from_mode(0o500)).unwrap();
         None
     };
-    let result = store.record_check("web", Some(version("2")), at(2));
+    let result = store.set_paused(true, at(2));
     if !is_root {
         fs::set_permissions(&folder, fs::Permissions::from_mode(0o700)).unwrap();
     }
@@ -658,19 +656,29 @@ fn write_on_a_full_disk_fails_and_keeps_the_old_file() {
     });
     let path = mount.join("state.json");
     let (mut store, _) = open(&path);
-    store
-        .record_check("web", Some(version("1")), at(1))
-        .unwrap();
+    store.record_check("web", Some(version("1")), at(1));
+    store.save_checks(at(1)).unwrap();
     let old = fs::read(&path).unwrap();
 
     // Fill the file system to the last block.
     let mut filler = fs::File::create(mount.join("filler")).unwrap();
     let block = vec![b'x'; 4096];
     while io::Write::write_all(&mut filler, &block).is_ok() {}
-    let result = (0..200).try_for_each(|i| {
-        store.record_check(&format!("service-{i:03}"), Some(version("1")), at(2))
-    });
-    assert_write_failed_cleanly(&mut store, &old, &path, result);
+    // Checks are kept in memory and written once: the write of 200 fails whole.
+    for i in 0..200 {
+        store.record_check(&format!("service-{i:03}"), Some(version("1")), at(2));
+    }
+    let result = store.save_checks(at(2));
+    let err = result.unwrap_err();
+    assert!(matches!(err, StateError::Write { .. }), "{err}");
+    assert!(err.to_string().contains("unchanged"), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), old, "the file is its old bytes");
+    // What a write can change: a durable one fails cleanly too, and leaves the state as it was.
+    let before = store.state().clone();
+    let err = store.set_paused(true, at(3)).unwrap_err();
+    assert!(matches!(err, StateError::Write { .. }), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), old);
+    assert_eq!(store.state(), &before);
     let leftovers: Vec<String> = backup_names(&mount)
         .into_iter()
         .filter(|n| n.contains("lookout-tmp"))
