@@ -438,9 +438,21 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
             return;
         }
         let work = async {
+            let names = |d: &crate::discovery::Discovery| -> std::collections::BTreeSet<String> {
+                d.found.iter().map(|f| f.name.clone()).collect()
+            };
+            let before = names(&self.engine.discovered());
             let new = self.engine.rediscover().await;
             if new.is_empty() {
-                self.changed(Vec::new());
+                // Most events (a container an update recreates) change no service: the page
+                // is told only of services that are gone, never "everything changed".
+                let gone: Vec<String> = before
+                    .difference(&names(&self.engine.discovered()))
+                    .cloned()
+                    .collect();
+                if !gone.is_empty() {
+                    self.changed(gone);
+                }
                 return;
             }
             tracing::info!(services = ?new, "new containers: checking their services");
