@@ -11,11 +11,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures_util::StreamExt as _;
 
 use crate::discovery::{self, Found};
 use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, Registries, RegistryOptions, ServiceCheck, check_service};
 use crate::runtime::Docker;
+
+/// How many services' checks run at once (their registry requests are limited per host too).
+const CHECKS_AT_ONCE: usize = 64;
 
 pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     let config = match super::load_config(config_path) {
@@ -50,9 +54,9 @@ pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow
     } else {
         None
     };
-    let all = match &discovery {
-        Some(d) => d.services(&config),
-        None => config.services.clone(),
+    let all: std::borrow::Cow<'_, [_]> = match &discovery {
+        Some(d) => d.services(&config).into(),
+        None => config.services.as_slice().into(),
     };
     let found = |name: &str| discovery.as_ref().and_then(|d| d.get(name));
     let services: Vec<_> = all.iter().filter(|s| s.enabled).collect();
@@ -67,14 +71,18 @@ pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow
         })
         .collect();
     let results: Vec<Result<ServiceCheck, String>> = runtime.block_on(
-        futures_util::future::join_all(services.iter().zip(&running).map(|(s, image)| async {
+        futures_util::stream::iter(services.iter().zip(&running).map(|(s, image)| async {
             match found(&s.name).filter(|f| !f.problems.is_empty()) {
                 Some(f) => Err(f.problems.join("; ")),
                 None => check_service(&cycle, s, image)
                     .await
                     .map_err(|e| e.to_string()),
             }
-        })),
+        }))
+        // In order, CHECKS_AT_ONCE at a time: the registries' own per-host limits pace the
+        // requests, and 10,000 services do not hold 10,000 checks in memory at once.
+        .buffered(CHECKS_AT_ONCE)
+        .collect::<Vec<_>>(),
     );
     let failed = results.iter().filter(|r| r.is_err()).count();
     let stats = registries.stats();
