@@ -153,3 +153,19 @@ fn a_compose_file_libyaml_safer_panics_on_is_refused_as_invalid_yaml() {
         "{e}"
     );
 }
+
+#[test]
+fn an_anchored_empty_image_is_refused_not_edited_in_an_empty_span() {
+    // Found by the `compose_edit` target: `image: &nextcloud:apache` is an anchor on an empty
+    // value; the locator returned an empty span for it, into which an edit would have
+    // inserted the new reference. It is refused, naming the empty `image:`.
+    let data = include_bytes!("fixtures/fuzz/compose_edit-anchored-empty-image");
+    fuzzing::compose_edit(data);
+    let text = String::from_utf8_lossy(data);
+    let compose = text.split_once('\n').map_or("", |(_, rest)| rest);
+    let e = lookout::compose::locate(compose, "nc").unwrap_err();
+    assert!(e.to_string().contains("`image:` is empty"), "{e}");
+    let plain = "services:\n  web:\n    image:\n";
+    let e = lookout::compose::locate(plain, "web").unwrap_err();
+    assert!(e.to_string().contains("`image:` is empty"), "{e}");
+}

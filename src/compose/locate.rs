@@ -174,6 +174,14 @@ pub(crate) fn locate_in(project: &Project<'_>, service: &str) -> Result<ImageSit
         readers: sharing,
         anchor,
     } = image_scalar(project, service)?;
+    if token.is_empty() || value.trim().is_empty() {
+        // `image:` with nothing after it (or only an anchor, `image: &name`): there is no
+        // reference to change, and no bytes to change it in.
+        return Err(ComposeError::Unsupported {
+            service: service.to_string(),
+            reason: "its `image:` is empty; write the image reference it runs".into(),
+        });
+    }
     if value.contains('$') {
         let variables = interp::variables(&value);
         if variables.len() > 1 {
