@@ -227,15 +227,43 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        // An update mounts the old container's anonymous volumes into the new one by name, so
+        // `rm -v` no longer takes them: they are listed first and removed after.
+        let volumes = mounted_volumes(&self.containers);
         let _ = Command::new("docker")
             .args(["rm", "-fv"])
             .args(&self.containers)
             .output();
+        if !volumes.is_empty() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f"])
+                .args(&volumes)
+                .output();
+        }
         let _ = Command::new("docker")
             .args(["volume", "rm", "-f", &self.volume])
             .output();
         crate::util::docker::remove_labelled(&self.scratch.id);
     }
+}
+
+/// The volumes mounted into `containers` (those that exist), by name.
+fn mounted_volumes(containers: &[String]) -> Vec<String> {
+    let Ok(out) = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{if .Name}}{{.Name}} {{end}}{{end}}",
+        ])
+        .args(containers)
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn gate() -> GateOptions {

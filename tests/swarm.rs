@@ -69,6 +69,10 @@ impl Drop for SwarmUse {
             let _ = Command::new("docker")
                 .args(["swarm", "leave", "--force"])
                 .output();
+            // `swarm init` made this bridge network; leaving the swarm keeps it.
+            let _ = Command::new("docker")
+                .args(["network", "rm", "docker_gwbridge"])
+                .output();
             shared.lock = None;
         }
     }
