@@ -98,13 +98,17 @@ fn main() {
         (body.matches("\"last_check\":\"").count() == services).then_some(())
     });
     std::thread::sleep(Duration::from_secs(3));
-    let (rss, hwm) = (
+    let (rss, hwm, anon, file) = (
         status_kib(daemon.pid(), "VmRSS"),
         status_kib(daemon.pid(), "VmHWM"),
+        status_kib(daemon.pid(), "RssAnon"),
+        status_kib(daemon.pid(), "RssFile"),
     );
     eprintln!(
-        "host_costs: `lookout run` idle after its first pass over {services} services: RSS {:.1} MiB (peak so far {:.1} MiB)",
+        "host_costs: `lookout run` idle after its first pass over {services} services: RSS {:.1} MiB ({:.1} MiB heap and stacks, {:.1} MiB of the binary's pages; peak so far {:.1} MiB)",
         mib(rss),
+        mib(anon),
+        mib(file),
         mib(hwm)
     );
 

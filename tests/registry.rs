@@ -548,7 +548,7 @@ async fn a_check_behind_a_token_service_asks_one_token_per_repository_per_expiry
     let registry = TokenRegistry::start(&scratch, &storage, "robot", "cycle-pass-468");
     let mut config = many_services(&registry.host, 40, 5);
     for s in &mut config.services {
-        s.registry = basic("robot", "cycle-pass-468");
+        s.registry = basic("robot", "cycle-pass-468").into();
     }
     let registries = Arc::new(Registries::new(options()));
     for round in 1..=2 {

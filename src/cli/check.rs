@@ -87,26 +87,27 @@ pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow
     let failed = results.iter().filter(|r| r.is_err()).count();
     let stats = registries.stats();
     if json {
-        let items: Vec<serde_json::Value> = services
-            .iter()
-            .zip(&results)
-            .map(|(s, r)| {
-                let mut item = match r {
-                    Ok(c) => check_json(c),
-                    Err(e) => serde_json::json!({
-                        "service": s.name, "running": s.image.to_string(), "error": e,
-                    }),
-                };
-                item["settings"] = settings_json(found(&s.name));
-                item
-            })
-            .collect();
+        // One document, written a service at a time (one per line, so the redacting writer
+        // holds a line, not the whole answer): the same keys, in serde_json's order, as a
+        // `{"failed", "requests", "services"}` object would print.
         let requests: u64 = stats.requests.values().sum();
-        writeln!(
+        write!(
             out,
-            "{}",
-            serde_json::json!({"services": items, "failed": failed, "requests": requests})
+            "{{\"failed\":{failed},\"requests\":{requests},\"services\":["
         )?;
+        for (i, (s, r)) in services.iter().zip(&results).enumerate() {
+            let mut item = match r {
+                Ok(c) => check_json(c),
+                Err(e) => serde_json::json!({
+                    "service": s.name, "running": s.image.to_string(), "error": e,
+                }),
+            };
+            item["settings"] = settings_json(found(&s.name));
+            let sep = if i == 0 { "" } else { "," };
+            writeln!(out, "{sep}")?;
+            serde_json::to_writer(&mut *out, &item)?;
+        }
+        writeln!(out, "]}}")?;
     } else {
         for ((s, r), image) in services.iter().zip(&results).zip(&running) {
             match found(&s.name) {

@@ -7,10 +7,12 @@
 
 use std::cell::RefCell;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::policy::{Policy, PolicyProblem, PolicySpec};
 use crate::secret::Secret;
 
 /// One thing wrong with the configuration.
@@ -35,6 +37,8 @@ pub(super) struct Ctx<'e> {
     /// Every secret value read so far (as written and as substituted): masked in every problem
     /// and remembered for [`crate::redact`].
     pub secrets: RefCell<Vec<String>>,
+    /// Each distinct policy compiled once: 10,000 services on `semver` share one.
+    pub policies: RefCell<std::collections::HashMap<Arc<PolicySpec>, Arc<Policy>>>,
 }
 
 impl<'e> Ctx<'e> {
@@ -44,7 +48,24 @@ impl<'e> Ctx<'e> {
             problems: RefCell::default(),
             warnings: RefCell::default(),
             secrets: RefCell::default(),
+            policies: RefCell::default(),
         }
+    }
+
+    /// `spec` compiled, or the spec and policy of an equal spec compiled before.
+    pub(super) fn policy(
+        &self,
+        spec: PolicySpec,
+    ) -> Result<(Arc<PolicySpec>, Arc<Policy>), Vec<PolicyProblem>> {
+        if let Some((s, p)) = self.policies.borrow().get_key_value(&spec) {
+            return Ok((s.clone(), p.clone()));
+        }
+        let policy = Arc::new(Policy::compile(&spec)?);
+        let spec = Arc::new(spec);
+        self.policies
+            .borrow_mut()
+            .insert(spec.clone(), policy.clone());
+        Ok((spec, policy))
     }
 
     /// Marks `value` as a secret: it is masked wherever it would appear in a message.

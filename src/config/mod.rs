@@ -22,6 +22,7 @@ mod web;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -181,10 +182,13 @@ pub struct ServiceSpec {
     /// together, rolling all back when one fails.
     pub group: bool,
     pub registry_type: RegistryKind,
-    pub registry: RegistrySettings,
+    /// Shared, like the policy: most services have no registry settings of their own.
+    pub registry: Arc<RegistrySettings>,
     pub enabled: bool,
-    pub policy_spec: PolicySpec,
-    pub policy: Policy,
+    /// The policy as configured, and compiled: each distinct one once per configuration, shared
+    /// by every service that has it (see `fields::Ctx::policy`).
+    pub policy_spec: Arc<PolicySpec>,
+    pub policy: Arc<Policy>,
     pub health_timeout: Duration,
     pub health_stable: Duration,
     /// An HTTP URL that must answer 2xx before the update counts as healthy.
@@ -363,7 +367,7 @@ fn from_text_with_secrets(
             return (Err(error), secrets_in_text(text));
         }
     };
-    let (config, secrets) = validate_with_secrets(&doc, env);
+    let (config, secrets) = validate_with_secrets(doc, env);
     let config = config.map_err(|problems| ConfigError::Invalid {
         path: path.to_owned(),
         problems,
@@ -468,13 +472,13 @@ pub(crate) const ENV_OVERRIDES: &[(&str, Option<&str>)] = &[
 
 /// Validates a parsed document into a [`Config`], or lists every problem.
 pub fn validate(doc: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
-    validate_with_secrets(doc, env).0
+    validate_with_secrets(doc.clone(), env).0
 }
 
 /// [`validate`], and every secret value the document holds. Each problem and warning is passed
 /// through [`redact::redact_with`] with those values.
 fn validate_with_secrets(
-    doc: &Value,
+    doc: Value,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> (Result<Config, Vec<Problem>>, Vec<String>) {
     let ctx = Ctx::new(env);
@@ -486,7 +490,8 @@ fn validate_with_secrets(
         return (Err(vec![problem]), Vec::new());
     };
     // Environment overrides become ordinary string values, so they are checked like the file's.
-    let mut map = file_map.clone();
+    // The document is taken, not copied: for 10,000 services its tree is several megabytes.
+    let mut map = file_map;
     let mut overridden = Vec::new();
     for (key, seed) in ENV_OVERRIDES {
         let lookout_name = format!("LOOKOUT_{}", key.to_ascii_uppercase());
@@ -1067,7 +1072,9 @@ impl ServiceSpec {
             update_level: o.choice("update_level", UpdateLevel::NAMES, UpdateLevel::parse),
             prerelease: o.bool("prerelease"),
         };
-        let policy = Policy::compile(&policy_spec)
+        let compiled = o
+            .ctx
+            .policy(policy_spec)
             .map_err(|problems| {
                 for p in problems {
                     o.ctx.problem(o.at(p.field), p.message);
@@ -1076,8 +1083,9 @@ impl ServiceSpec {
             .ok();
         let registry = o
             .object("registry_config")
-            .map(read_registry_settings)
-            .unwrap_or_default();
+            .map_or_else(no_registry_settings, |r| {
+                Arc::new(read_registry_settings(r))
+            });
         let health_timeout = o
             .duration_in("health_timeout", limits::HEALTH_TIMEOUT, "")
             .unwrap_or(defaults.health_timeout);
@@ -1126,6 +1134,7 @@ impl ServiceSpec {
         o.finish();
         let image = image?;
         let name = name?;
+        let (policy_spec, policy) = compiled?;
         Some(Self {
             compose_service: compose_service.unwrap_or_else(|| name.clone()),
             swarm_service,
@@ -1139,7 +1148,7 @@ impl ServiceSpec {
             registry,
             enabled,
             policy_spec,
-            policy: policy?,
+            policy,
             health_timeout,
             health_stable,
             probe_url,
@@ -1178,6 +1187,13 @@ fn read_swarm(top: &mut Obj<'_, '_>) -> SwarmMode {
     };
     o.finish();
     mode
+}
+
+/// The registry settings of every service without a `registry_config`, shared.
+pub(crate) fn no_registry_settings() -> Arc<RegistrySettings> {
+    static NONE: std::sync::LazyLock<Arc<RegistrySettings>> =
+        std::sync::LazyLock::new(Arc::default);
+    NONE.clone()
 }
 
 fn read_registry_settings(mut o: Obj<'_, '_>) -> RegistrySettings {

@@ -1016,3 +1016,43 @@ body_template = "{{ nope }}"
         assert!(!all.contains(secret), "{secret} in\n{all}");
     }
 }
+
+/// A service's settings stay small: 10,000 of them are held while a check runs, and a
+/// `lookout check` of that many must stay within 40 MB. The policy and the registry settings
+/// are shared (`Arc`), so they count a pointer each.
+#[test]
+fn a_service_spec_stays_small() {
+    let size = std::mem::size_of::<ServiceSpec>();
+    assert!(size <= 480, "ServiceSpec grew to {size} bytes");
+}
+
+#[test]
+fn services_with_one_policy_share_its_compiled_form_and_the_empty_registry_settings() {
+    let text = r#"
+[[services]]
+name = "a"
+image = "nginx:1.27"
+compose_file = "/srv/a.yml"
+policy = "semver"
+
+[[services]]
+name = "b"
+image = "nginx:1.27"
+compose_file = "/srv/b.yml"
+policy = "semver"
+
+[[services]]
+name = "c"
+image = "nginx:1.27"
+compose_file = "/srv/c.yml"
+policy = "semver"
+update_level = "minor"
+"#;
+    let c = from_text(Path::new("lookout.toml"), text, &|_| None).unwrap();
+    let [a, b, third] = &c.services[..] else {
+        panic!("three services")
+    };
+    assert!(std::sync::Arc::ptr_eq(&a.policy, &b.policy));
+    assert!(!std::sync::Arc::ptr_eq(&a.policy, &third.policy));
+    assert!(std::sync::Arc::ptr_eq(&a.registry, &b.registry));
+}

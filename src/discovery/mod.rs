@@ -27,6 +27,7 @@ pub mod events;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -564,7 +565,7 @@ fn overlay(
 ) -> Result<ServiceSpec, Vec<String>> {
     let mut out = entry.clone();
     for key in layer.values.keys() {
-        let p = &mut out.policy_spec;
+        let p = Arc::make_mut(&mut out.policy_spec);
         let l = &labelled.policy_spec;
         match key.as_str() {
             "policy" => p.policy = l.policy,
@@ -589,17 +590,19 @@ fn overlay(
             _ => {}
         }
     }
-    out.policy = Policy::compile(&out.policy_spec).map_err(|ps| {
-        ps.into_iter()
-            .map(|p| {
-                let source = layer
-                    .sources
-                    .get(p.field)
-                    .map_or_else(|| "config".to_owned(), Clone::clone);
-                format!("{source} with the configured entry: {}", p.message)
-            })
-            .collect::<Vec<_>>()
-    })?;
+    out.policy = Policy::compile(&out.policy_spec)
+        .map(Arc::new)
+        .map_err(|ps| {
+            ps.into_iter()
+                .map(|p| {
+                    let source = layer
+                        .sources
+                        .get(p.field)
+                        .map_or_else(|| "config".to_owned(), Clone::clone);
+                    format!("{source} with the configured entry: {}", p.message)
+                })
+                .collect::<Vec<_>>()
+        })?;
     Ok(out)
 }
 

@@ -45,7 +45,7 @@ pub(crate) fn is_artifact_tag(tag: &str) -> bool {
 }
 
 /// How a service chooses its tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PolicyKind {
     /// Stay on the same tag and follow its digest.
     Digest,
@@ -87,7 +87,7 @@ impl fmt::Display for PolicyKind {
 }
 
 /// How far a semver policy may move from the current version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum UpdateLevel {
     /// Any greater version.
     #[default]
@@ -121,7 +121,7 @@ impl UpdateLevel {
 }
 
 /// The policy settings as the configuration (or the command line) gives them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct PolicySpec {
     pub policy: Option<PolicyKind>,
     pub tag_pattern: Option<String>,
