@@ -23,6 +23,7 @@
     )
 )]
 
+pub mod depends;
 pub mod events;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -164,7 +165,9 @@ pub struct Found {
     pub conflicts: Vec<String>,
     /// Foreign labels read without an equivalent.
     pub ignored: Vec<String>,
-    pub depends_on: Vec<String>,
+    /// What its labels say to update first (`lookout.depends_on`, Watchtower's `…depends-on`),
+    /// each name with its label; matched against a pass's services by [`depends::waits`].
+    pub depends_on: Vec<labels::Sourced<String>>,
     /// `wud.display.name`.
     pub display_name: Option<String>,
 }
