@@ -44,7 +44,7 @@ pub(crate) fn web_view() -> ServiceView {
         compose_file: Some("/srv/app/compose.yaml".into()),
         compose_service: "web".into(),
         policy: "semver".into(),
-        policy_source: PolicySource::Configuration,
+        policy_source: "config".into(),
         origin: Origin::Configured,
         enabled: true,
         image: "nginx:1.27.3".into(),

@@ -98,6 +98,10 @@ pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow
                     }),
                 };
                 item["settings"] = settings_json(found(&s.name));
+                item["policy"] = serde_json::json!({
+                    "kind": s.policy.kind().as_str(),
+                    "source": discovery::policy_source(s, found(&s.name)),
+                });
                 item
             })
             .collect();
@@ -114,6 +118,12 @@ pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow
                 None => writeln!(out, "{} (configured)", s.name)?,
             }
             writeln!(out, "  running:   {image}")?;
+            writeln!(
+                out,
+                "  policy:    {} ({})",
+                s.policy.kind().as_str(),
+                discovery::policy_source(s, found(&s.name))
+            )?;
             if let Some(f) = found(&s.name) {
                 let settings: Vec<String> = super::discover::settings(f)
                     .into_iter()

@@ -208,6 +208,42 @@ impl Discovery {
     }
 }
 
+/// The keys that make a service's tag policy, in the order [`policy_source`] asks them: the
+/// policy itself first, then what implies or narrows it.
+const POLICY_KEYS: &[&str] = &[
+    "policy",
+    "tag_regex",
+    "tag_pattern",
+    "semver_pattern",
+    "semver_range",
+    "update_level",
+    "tag_exclude",
+    "prerelease",
+];
+
+/// Where a service's tag policy came from, as `lookout check`, `lookout discover` and the API
+/// (`policy_source`, the page) all say it: `label lookout.policy`, `label wud.tag.include`, …
+/// for a label, `config` for its `[[services]]` entry, `default` when nothing set one. `found`
+/// is what discovery found for the service, if it did.
+pub fn policy_source(spec: &ServiceSpec, found: Option<&Found>) -> String {
+    if let Some(f) = found {
+        return POLICY_KEYS
+            .iter()
+            .find_map(|k| f.sources.get(*k).cloned())
+            .unwrap_or_else(|| "default".to_owned());
+    }
+    let p = &spec.policy_spec;
+    let configured = p.policy.is_some()
+        || p.tag_regex.is_some()
+        || p.tag_pattern.is_some()
+        || p.semver_pattern.is_some()
+        || p.semver_range.is_some()
+        || p.update_level.is_some()
+        || p.tag_exclude.is_some()
+        || p.prerelease.is_some();
+    if configured { "config" } else { "default" }.to_owned()
+}
+
 /// Discovery over `view`'s one container list: each group's container inspected once (when the
 /// view has not seen it before). Fails only when the list cannot be made.
 pub(crate) async fn from_view<R: ContainerRuntime>(
