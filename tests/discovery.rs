@@ -23,6 +23,18 @@ struct ComposeProject {
 
 impl ComposeProject {
     fn up(scratch: &Scratch, suffix: &str, image: &str, labels: &str) -> Self {
+        Self::up_services(
+            scratch,
+            suffix,
+            &format!(
+                "  app:\n    image: {image}\n    network_mode: none\n    labels:\n      \
+                 com.example.role: app\n{labels}"
+            ),
+        )
+    }
+
+    /// A project of the given `services:` entries (YAML indented by two spaces).
+    fn up_services(scratch: &Scratch, suffix: &str, services: &str) -> Self {
         let name: String = format!("lk{}{suffix}", scratch.id)
             .chars()
             .filter(char::is_ascii_alphanumeric)
@@ -31,14 +43,7 @@ impl ComposeProject {
         let dir = scratch.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("compose.yaml");
-        std::fs::write(
-            &file,
-            format!(
-                "services:\n  app:\n    image: {image}\n    network_mode: none\n    labels:\n      \
-                 com.example.role: app\n{labels}"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&file, format!("services:\n{services}")).unwrap();
         let down = ComposeDown {
             command: vec!["docker".into(), "compose".into()],
             files: vec![file.clone()],
@@ -481,7 +486,8 @@ fn a_configured_standalone_container_is_checked_and_a_dry_run_changes_nothing() 
 }
 
 #[test]
-fn a_depends_on_label_updates_the_named_service_first_and_an_unknown_name_is_a_warning() {
+fn depends_on_labels_and_compose_depends_on_update_dependencies_first_and_an_unknown_name_is_a_warning()
+ {
     let scratch = Scratch::new("discovery-depends");
     let _cleanup = crate::util::compose::Labelled(scratch.id.clone());
     let registry = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
@@ -492,7 +498,22 @@ fn a_depends_on_label_updates_the_named_service_first_and_an_unknown_name_is_a_w
     new.push(&format!("{repo}:1.1.0"));
     let update = "      lookout.action: update\n      lookout.policy: semver\n      \
                   lookout.health_stable: 3s\n";
-    let db = ComposeProject::up(&scratch, "db", &format!("{repo}:1.0.0"), update);
+    // `api` comes before `app` in the pass (by name) and depends on it in the compose file:
+    // compose's own `depends_on` orders a discovered project too.
+    let service = |name: &str, extra: &str| {
+        format!(
+            "  {name}:\n    image: {repo}:1.0.0\n    network_mode: none\n{extra}    labels:\n{update}"
+        )
+    };
+    let db = ComposeProject::up_services(
+        &scratch,
+        "db",
+        &format!(
+            "{}{}",
+            service("api", "    depends_on: [app]\n"),
+            service("app", "")
+        ),
+    );
     // The standalone container comes first in the pass (discovery lists standalone containers
     // before compose services) and, with two changes allowed at once, would start beside the
     // project's update; its Watchtower label names the project's container, so it waits.
@@ -534,7 +555,9 @@ fn a_depends_on_label_updates_the_named_service_first_and_an_unknown_name_is_a_w
             .unwrap_or_else(|| panic!("no report for {name}: {reports:#}"))["result"]
             .clone()
     };
+    let api = format!("{}-api", db.name);
     assert_eq!(result(&db.service()), "updated", "{reports:#}\n{stderr}");
+    assert_eq!(result(&api), "updated", "{reports:#}\n{stderr}");
     assert_eq!(result(&app), "updated", "{reports:#}\n{stderr}");
     assert_eq!(db.image_id(), new.id);
 
@@ -557,6 +580,12 @@ fn a_depends_on_label_updates_the_named_service_first_and_an_unknown_name_is_a_w
     assert!(
         app_started >= db_finished,
         "{app} started at {app_started}, before {} finished at {db_finished}\n{stderr}",
+        db.service()
+    );
+    let (api_started, _) = times(&api);
+    assert!(
+        api_started >= db_finished,
+        "{api} started at {api_started}, before {} finished at {db_finished}\n{stderr}",
         db.service()
     );
 

@@ -33,6 +33,32 @@ use std::collections::HashSet;
 use crate::config::labels::Sourced;
 use crate::runtime::{ContainerSummary, LABEL_PROJECT, LABEL_SERVICE};
 
+/// The label compose (v2) gives each container with its service's `depends_on`:
+/// `db:service_started:false,cache:service_healthy:true`.
+pub const LABEL_COMPOSE_DEPENDS_ON: &str = "com.docker.compose.depends_on";
+
+/// The services a compose container's `com.docker.compose.depends_on` label names, so a
+/// discovered project's updates follow its own `depends_on` as a configured compose file's do.
+/// Those names mean a compose service of the same project only, and one that is not on the host
+/// is no warning (compose wrote it, not the operator).
+pub fn compose_depends_on(
+    labels: &std::collections::HashMap<String, String>,
+) -> Vec<Sourced<String>> {
+    let Some(value) = labels.get(LABEL_COMPOSE_DEPENDS_ON) else {
+        return Vec::new();
+    };
+    value
+        .split(',')
+        .filter_map(|part| part.split(':').next())
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| Sourced {
+            value: name.to_owned(),
+            label: LABEL_COMPOSE_DEPENDS_ON.to_owned(),
+        })
+        .collect()
+}
+
 /// One service of a pass, as a `depends_on` name can match it.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
@@ -94,13 +120,25 @@ pub fn waits(targets: &[Target<'_>], known: &Known<'_>) -> (Vec<Vec<usize>>, Vec
             let mut on: Vec<usize> = Vec::new();
             for dep in t.depends_on {
                 let name = dep.value.as_str();
+                let from_compose = dep.label == LABEL_COMPOSE_DEPENDS_ON;
+                let means = |other: &Target<'_>| {
+                    if from_compose {
+                        same_project(other, name, project)
+                    } else {
+                        matches(other, name, project)
+                    }
+                };
                 let matched: Vec<usize> = targets
                     .iter()
                     .enumerate()
-                    .filter(|&(j, other)| j != i && matches(other, name, project))
+                    .filter(|&(j, other)| j != i && means(other))
                     .map(|(j, _)| j)
                     .collect();
-                if matched.is_empty() && !known.has(name, project) && !matches(t, name, project) {
+                if matched.is_empty()
+                    && !from_compose
+                    && !known.has(name, project)
+                    && !matches(t, name, project)
+                {
                     warnings.push(format!(
                         "container {}, label {} names {name:?}, which is no container or service \
                          on this host; {}'s update does not wait for it (a name is a container's \
@@ -122,7 +160,12 @@ pub fn waits(targets: &[Target<'_>], known: &Known<'_>) -> (Vec<Vec<usize>>, Vec
 fn matches(target: &Target<'_>, name: &str, project: Option<&str>) -> bool {
     target.name == name
         || target.containers.iter().any(|c| c == name)
-        || matches!((target.compose, project), (Some((p, s)), Some(mine)) if p == mine && s == name)
+        || same_project(target, name, project)
+}
+
+/// Whether `target` is compose service `name` of `project`.
+fn same_project(target: &Target<'_>, name: &str, project: Option<&str>) -> bool {
+    matches!((target.compose, project), (Some((p, s)), Some(mine)) if p == mine && s == name)
 }
 
 #[cfg(test)]
@@ -288,6 +331,32 @@ mod tests {
         let known = Known::of(&listed, ["shop-web", "cache"]);
         let (on, warnings) = waits(&targets, &known);
         assert_eq!(on, vec![Vec::<usize>::new()]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn compose_s_own_depends_on_label_orders_within_the_project_only_and_never_warns() {
+        let labels: std::collections::HashMap<String, String> = [(
+            LABEL_COMPOSE_DEPENDS_ON.to_owned(),
+            "db:service_started:false,gone:service_healthy:true".to_owned(),
+        )]
+        .into_iter()
+        .collect();
+        let depends = compose_depends_on(&labels);
+        let names: Vec<&str> = depends.iter().map(|d| d.value.as_str()).collect();
+        assert_eq!(names, ["db", "gone"]);
+        let web = ["shop-web-1".to_owned()];
+        let db = ["shop-db-1".to_owned()];
+        // A standalone container called `db` is not the project's db.
+        let lone = ["db".to_owned()];
+        let none: Vec<Sourced<String>> = Vec::new();
+        let targets = [
+            target("shop-web", Some(("shop", "web")), &web, &depends),
+            target("db", None, &lone, &none),
+            target("shop-db", Some(("shop", "db")), &db, &none),
+        ];
+        let (on, warnings) = waits(&targets, &Known::default());
+        assert_eq!(on, vec![vec![2], vec![], vec![]]);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 }

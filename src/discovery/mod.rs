@@ -589,7 +589,15 @@ fn build(
         configured: explicit.map(|e| e.name.clone()),
         conflicts: read.conflicts,
         ignored: read.ignored,
-        depends_on: read.depends_on,
+        depends_on: match &group.kind {
+            // The labels' names, then compose's own `depends_on` for the project's order.
+            Kind::Compose { .. } => read
+                .depends_on
+                .into_iter()
+                .chain(depends::compose_depends_on(&group.container.labels))
+                .collect(),
+            Kind::Standalone { .. } => read.depends_on,
+        },
         display_name: read.display_name,
     })
 }
