@@ -586,6 +586,7 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
                 Some(f) if f.configured.is_none() => Origin::Discovered,
                 _ => Origin::Configured,
             },
+            display_name: found.and_then(|f| f.display_name.clone()),
             enabled: spec.enabled,
             image: spec.image.familiar(),
             registry: spec.image.registry().to_owned(),

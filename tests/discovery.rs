@@ -161,7 +161,7 @@ fn the_shipped_configuration_watches_the_host_by_labels_and_updates_only_the_lab
     );
     standalone(
         &wud,
-        &[r"wud.tag.include=^\d+\.\d+$"],
+        &[r"wud.tag.include=^\d+\.\d+$", "wud.display.name=Two-part"],
         &format!("{repo}:1.0"),
     );
     standalone(
@@ -248,6 +248,7 @@ fn the_shipped_configuration_watches_the_host_by_labels_and_updates_only_the_lab
         standalone_wud["policy_source"], "label wud.tag.include",
         "{standalone_wud:#}"
     );
+    assert_eq!(standalone_wud["display_name"], "Two-part");
 
     // The bad label fails that service alone, naming the container, the label and the choices.
     let (result, failed) = wait_for("the bad label's check", Duration::from_secs(60), || {

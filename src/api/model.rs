@@ -144,6 +144,9 @@ pub(crate) struct ServiceView {
     /// service's `[[services]]` entry, `default` when nothing set one.
     pub policy_source: String,
     pub origin: Origin,
+    /// How the page names the service, from a container's `wud.display.name` label; `null`
+    /// when none is set (the page shows `name`).
+    pub display_name: Option<String>,
     pub enabled: bool,
     /// The configured image reference.
     pub image: String,

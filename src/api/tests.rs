@@ -46,6 +46,7 @@ pub(crate) fn web_view() -> ServiceView {
         policy: "semver".into(),
         policy_source: "config".into(),
         origin: Origin::Configured,
+        display_name: None,
         enabled: true,
         image: "nginx:1.27.3".into(),
         registry: "docker.io".into(),
