@@ -210,7 +210,9 @@ mod tests {
         let by_container = dep(&["shop-db-2"], WATCHTOWER);
         let by_name = dep(&["shop-web"], OWN);
         let none: Vec<Sourced<String>> = Vec::new();
-        let cases: Vec<(&str, Vec<Target<'_>>, Vec<Vec<usize>>)> = vec![
+        // (what, the pass's services, what each waits for)
+        type Case<'a> = (&'a str, Vec<Target<'a>>, Vec<Vec<usize>>);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "a compose service of the same project, not another project's",
                 vec![

@@ -1301,7 +1301,14 @@ mod tests {
         let none = |_: &Path| BTreeMap::new();
         // (what, compose depends_on, label waits by index, expected order, expected waits)
         type Deps<'a> = &'a dyn Fn(&Path) -> BTreeMap<String, Vec<String>>;
-        let cases: Vec<(&str, Deps<'_>, Vec<Vec<usize>>, Vec<usize>, Vec<Vec<usize>>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            Deps<'a>,
+            Vec<Vec<usize>>,
+            Vec<usize>,
+            Vec<Vec<usize>>,
+        );
+        let cases: Vec<Case<'_>> = vec![
             (
                 "no label: configuration order, nobody waits",
                 &none,
