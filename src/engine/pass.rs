@@ -231,7 +231,8 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             .iter()
             .map(|s| (dependency_key(s), s.compose_service.clone()))
             .collect();
-        // `lookout.depends_on` labels, only discovered services have.
+        // What discovered services' labels say to update first: `lookout.depends_on`,
+        // Watchtower's `…depends-on`, compose's own `com.docker.compose.depends_on`.
         let labelled = match &discovery {
             Some(_) => match view.containers().await {
                 Ok(listed) => label_waits(&specs, all, &found, &listed),
