@@ -49,8 +49,8 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
 use crate::api::model::{
-    CheckBody, FailedCandidateView, HistoryOutcome, HistoryView, ImageOrigin, Origin, PolicySource,
-    RollbackView, ServiceDetails, ServiceView, WindowView,
+    CheckBody, FailedCandidateView, HistoryOutcome, HistoryView, ImageOrigin, Origin, RollbackView,
+    ServiceDetails, ServiceView, WindowView,
 };
 use crate::api::{self, ApiConfig, ApiError, Backend, PushedRepository};
 use crate::config::{Config, ServiceSpec};
@@ -534,6 +534,8 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
 
     fn service_view(&self, config: &Config, name: &str) -> Option<ServiceView> {
         let spec = config.services.iter().find(|s| s.name == name)?;
+        let discovered = self.engine.discovered();
+        let found = discovered.get(name);
         let last = lock(&self.last).get(name).cloned();
         let now = self.engine.now();
         let next_check = (*self.next_check.borrow()).map(|t| t.to_string());
@@ -579,8 +581,12 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
             compose_file: spec.compose_file.as_ref().map(|f| f.display().to_string()),
             compose_service: spec.compose_service.clone(),
             policy: spec.policy.kind().as_str().to_owned(),
-            policy_source: policy_source(spec),
-            origin: Origin::Configured,
+            policy_source: crate::discovery::policy_source(spec, found),
+            origin: match found {
+                Some(f) if f.configured.is_none() => Origin::Discovered,
+                _ => Origin::Configured,
+            },
+            display_name: found.and_then(|f| f.display_name.clone()),
             enabled: spec.enabled,
             image: spec.image.familiar(),
             registry: spec.image.registry().to_owned(),
@@ -647,22 +653,6 @@ impl<R: ContainerRuntime, C: Compose> Daemon<R, C> {
                 )),
             ),
         }
-    }
-}
-
-/// Where a service's policy came from: its own `policy`-shaped keys, or the default.
-fn policy_source(spec: &ServiceSpec) -> PolicySource {
-    let p = &spec.policy_spec;
-    if p.policy.is_some()
-        || p.tag_pattern.is_some()
-        || p.tag_regex.is_some()
-        || p.semver_pattern.is_some()
-        || p.semver_range.is_some()
-        || p.update_level.is_some()
-    {
-        PolicySource::Configuration
-    } else {
-        PolicySource::Default
     }
 }
 

@@ -23,6 +23,18 @@ struct ComposeProject {
 
 impl ComposeProject {
     fn up(scratch: &Scratch, suffix: &str, image: &str, labels: &str) -> Self {
+        Self::up_services(
+            scratch,
+            suffix,
+            &format!(
+                "  app:\n    image: {image}\n    network_mode: none\n    labels:\n      \
+                 com.example.role: app\n{labels}"
+            ),
+        )
+    }
+
+    /// A project of the given `services:` entries (YAML indented by two spaces).
+    fn up_services(scratch: &Scratch, suffix: &str, services: &str) -> Self {
         let name: String = format!("lk{}{suffix}", scratch.id)
             .chars()
             .filter(char::is_ascii_alphanumeric)
@@ -31,14 +43,7 @@ impl ComposeProject {
         let dir = scratch.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("compose.yaml");
-        std::fs::write(
-            &file,
-            format!(
-                "services:\n  app:\n    image: {image}\n    network_mode: none\n    labels:\n      \
-                 com.example.role: app\n{labels}"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&file, format!("services:\n{services}")).unwrap();
         let down = ComposeDown {
             command: vec!["docker".into(), "compose".into()],
             files: vec![file.clone()],
@@ -156,7 +161,7 @@ fn the_shipped_configuration_watches_the_host_by_labels_and_updates_only_the_lab
     );
     standalone(
         &wud,
-        &[r"wud.tag.include=^\d+\.\d+$"],
+        &[r"wud.tag.include=^\d+\.\d+$", "wud.display.name=Two-part"],
         &format!("{repo}:1.0"),
     );
     standalone(
@@ -203,6 +208,12 @@ fn the_shipped_configuration_watches_the_host_by_labels_and_updates_only_the_lab
         "the labelled project runs the new image"
     );
     assert_eq!(labelled.image_id(), new.id);
+    // The API says where the policy came from as `lookout check` does.
+    assert_eq!(
+        updated["policy_source"], "label lookout.policy",
+        "{updated:#}"
+    );
+    assert_eq!(updated["origin"], "discovered", "{updated:#}");
 
     // The unlabelled project and the WUD-labelled container are reported, not changed.
     let (result, reported) = wait_for("the plain project's check", Duration::from_secs(60), || {
@@ -211,6 +222,7 @@ fn the_shipped_configuration_watches_the_host_by_labels_and_updates_only_the_lab
     assert_eq!(result, "update_available", "{reported:#}");
     assert_eq!(reported["last_result"]["to"], format!("{repo}:1.0.0"));
     assert_eq!(reported["last_result"]["digest"], rebuilt_digest.as_str());
+    assert_eq!(reported["policy_source"], "default", "{reported:#}");
     let reason = reported["last_result"]["reason"].as_str().unwrap();
     assert!(
         reason.contains("notify only (discovery.default_action = notify)")
@@ -232,6 +244,11 @@ fn the_shipped_configuration_watches_the_host_by_labels_and_updates_only_the_lab
         format!("{repo}:1.1"),
         "wud.tag.include keeps to major.minor tags: {standalone_wud:#}"
     );
+    assert_eq!(
+        standalone_wud["policy_source"], "label wud.tag.include",
+        "{standalone_wud:#}"
+    );
+    assert_eq!(standalone_wud["display_name"], "Two-part");
 
     // The bad label fails that service alone, naming the container, the label and the choices.
     let (result, failed) = wait_for("the bad label's check", Duration::from_secs(60), || {
@@ -467,4 +484,119 @@ fn a_configured_standalone_container_is_checked_and_a_dry_run_changes_nothing() 
     assert!(reason.starts_with("would update"), "{reason}");
     let running = run(Command::new("docker").args(["inspect", "-f", "{{.Image}}", &name]));
     assert_eq!(running.trim(), old.id, "nothing was changed");
+}
+
+#[test]
+fn depends_on_labels_and_compose_depends_on_update_dependencies_first_and_an_unknown_name_is_a_warning()
+ {
+    let scratch = Scratch::new("discovery-depends");
+    let _cleanup = crate::util::compose::Labelled(scratch.id.clone());
+    let registry = LocalRegistry::start(&scratch, RegistryAuth::Anonymous);
+    let repo = registry.image("dep/app");
+    let old = TestImage::build(&scratch, &format!("{repo}:1.0.0"), "1.0.0", HEALTHY);
+    let new = TestImage::build(&scratch, &format!("{repo}:1.1.0"), "1.1.0", HEALTHY);
+    old.push(&format!("{repo}:1.0.0"));
+    new.push(&format!("{repo}:1.1.0"));
+    let update = "      lookout.action: update\n      lookout.policy: semver\n      \
+                  lookout.health_stable: 3s\n";
+    // `api` comes before `app` in the pass (by name) and depends on it in the compose file:
+    // compose's own `depends_on` orders a discovered project too.
+    let service = |name: &str, extra: &str| {
+        format!(
+            "  {name}:\n    image: {repo}:1.0.0\n    network_mode: none\n{extra}    labels:\n{update}"
+        )
+    };
+    let db = ComposeProject::up_services(
+        &scratch,
+        "db",
+        &format!(
+            "{}{}",
+            service("api", "    depends_on: [app]\n"),
+            service("app", "")
+        ),
+    );
+    // The standalone container comes first in the pass (discovery lists standalone containers
+    // before compose services) and, with two changes allowed at once, would start beside the
+    // project's update; its Watchtower label names the project's container, so it waits.
+    let prefix = format!("lk{}", scratch.id.to_ascii_lowercase());
+    let app = format!("{prefix}-app");
+    let unknown = format!("{prefix}-nosuch");
+    let depends = format!(
+        "com.centurylinklabs.watchtower.depends-on={}-app-1,{unknown}",
+        db.name
+    );
+    standalone(
+        &app,
+        &[
+            "lookout.action=update",
+            "lookout.policy=semver",
+            "lookout.health_stable=3s",
+            &depends,
+        ],
+        &format!("{repo}:1.0.0"),
+    );
+    let state = scratch.join("state.json");
+    let config = scratch.write(
+        "lookout.toml",
+        format!(
+            "state_file = \"{}\"\nupdate_concurrency = 2\n[discovery]\nenabled = true\n",
+            state.display()
+        ),
+    );
+
+    let (code, stdout, stderr) = lookout_with(&config, &["update", "--json"]);
+    let reports: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}), exit {code}:\n{stdout}\n{stderr}"));
+    let result = |name: &str| {
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service"] == name)
+            .unwrap_or_else(|| panic!("no report for {name}: {reports:#}"))["result"]
+            .clone()
+    };
+    let api = format!("{}-api", db.name);
+    assert_eq!(result(&db.service()), "updated", "{reports:#}\n{stderr}");
+    assert_eq!(result(&api), "updated", "{reports:#}\n{stderr}");
+    assert_eq!(result(&app), "updated", "{reports:#}\n{stderr}");
+    assert_eq!(db.image_id(), new.id);
+
+    // The history's times: the dependent's update started after the project's had finished.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let times = |name: &str| {
+        let h = &state["services"][name]["history"][0];
+        let at = |key: &str| {
+            h[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {key} in {name}'s history: {state:#}"))
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+        };
+        (at("started_at"), at("finished_at"))
+    };
+    let (_, db_finished) = times(&db.service());
+    let (app_started, _) = times(&app);
+    assert!(
+        app_started >= db_finished,
+        "{app} started at {app_started}, before {} finished at {db_finished}\n{stderr}",
+        db.service()
+    );
+    let (api_started, _) = times(&api);
+    assert!(
+        api_started >= db_finished,
+        "{api} started at {api_started}, before {} finished at {db_finished}\n{stderr}",
+        db.service()
+    );
+
+    // The name that matches nothing is a warning naming the container, the label and the value.
+    assert!(
+        stderr.lines().any(|l| l.contains(&format!(
+            "container {app}, label com.centurylinklabs.watchtower.depends-on names \"{unknown}\""
+        ))),
+        "{stderr}"
+    );
+    drop(db);
+    remove_labelled(&scratch.id);
 }

@@ -20,24 +20,15 @@ pub(crate) struct ErrorBody {
     pub kind: String,
 }
 
-/// Where lookout learned about a service. Services come from the configuration file today;
-/// discovered containers will say `discovered` and show the same way.
+/// Where lookout learned about a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Origin {
-    /// A `[[services]]` entry of the configuration file.
+    /// A `[[services]]` entry of the configuration file (merged with its containers' labels
+    /// when discovery found them).
     Configured,
-}
-
-/// Where a service's tag policy came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum PolicySource {
-    /// `policy = …` (or a `tag_regex`/`semver_range`/… that implies it) in the service's
-    /// configuration.
-    Configuration,
-    /// Nothing said: the default policy.
-    Default,
+    /// Found by `[discovery]` on the host, configured by its containers' labels alone.
+    Discovered,
 }
 
 /// The one word the page's badge shows for a service; see [`crate::web::status`] for the order
@@ -148,8 +139,14 @@ pub(crate) struct ServiceView {
     pub compose_service: String,
     /// `digest`, `semver`, `glob` or `regex`.
     pub policy: String,
-    pub policy_source: PolicySource,
+    /// Where the policy came from, as `lookout check` says it (`crate::discovery::policy_source`):
+    /// `label lookout.policy`, `label wud.tag.include`, … for a container label, `config` for the
+    /// service's `[[services]]` entry, `default` when nothing set one.
+    pub policy_source: String,
     pub origin: Origin,
+    /// How the page names the service, from a container's `wud.display.name` label; `null`
+    /// when none is set (the page shows `name`).
+    pub display_name: Option<String>,
     pub enabled: bool,
     /// The configured image reference.
     pub image: String,

@@ -103,6 +103,10 @@ pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow
                 }),
             };
             item["settings"] = settings_json(found(&s.name));
+            item["policy"] = serde_json::json!({
+                "kind": s.policy.kind().as_str(),
+                "source": discovery::policy_source(s, found(&s.name)),
+            });
             let sep = if i == 0 { "" } else { "," };
             writeln!(out, "{sep}")?;
             serde_json::to_writer(&mut *out, &item)?;
@@ -115,6 +119,12 @@ pub(super) fn run(config_path: &Path, json: bool, out: &mut dyn Write) -> anyhow
                 None => writeln!(out, "{} (configured)", s.name)?,
             }
             writeln!(out, "  running:   {image}")?;
+            writeln!(
+                out,
+                "  policy:    {} ({})",
+                s.policy.kind().as_str(),
+                discovery::policy_source(s, found(&s.name))
+            )?;
             if let Some(f) = found(&s.name) {
                 let settings: Vec<String> = super::discover::settings(f)
                     .into_iter()

@@ -91,7 +91,12 @@ fn write_text(d: &Discovery, out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(out, "  shown as:   {display}")?;
         }
         if !f.depends_on.is_empty() {
-            writeln!(out, "  depends on: {}", f.depends_on.join(", "))?;
+            let names: Vec<String> = f
+                .depends_on
+                .iter()
+                .map(|d| format!("{} ({})", d.value, d.label))
+                .collect();
+            writeln!(out, "  depends on: {}", names.join(", "))?;
         }
         if let Some(entry) = &f.configured {
             writeln!(
@@ -164,7 +169,7 @@ fn as_json(d: &Discovery) -> serde_json::Value {
                 "problems": f.problems,
                 "conflicts": f.conflicts,
                 "ignored": f.ignored,
-                "depends_on": f.depends_on,
+                "depends_on": f.depends_on.iter().map(|d| &d.value).collect::<Vec<_>>(),
                 "display_name": f.display_name,
                 "toml": (f.configured.is_none() && f.problems.is_empty())
                     .then(|| discovery::toml_entry(f)),

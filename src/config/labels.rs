@@ -121,8 +121,9 @@ pub struct LabelSettings {
     pub enable: Option<Sourced<bool>>,
     /// Watchtower's `…scope`: which lookout (`discovery.scope`) watches the container.
     pub scope: Option<Sourced<String>>,
-    /// Containers or services to update before this one.
-    pub depends_on: Vec<String>,
+    /// Containers or services to update before this one, each with the label that named it
+    /// (`lookout.depends_on`, Watchtower's `…depends-on`); see [`crate::discovery::depends`].
+    pub depends_on: Vec<Sourced<String>>,
     /// `wud.display.name`: how pages and messages name the service.
     pub display_name: Option<String>,
     /// Labels of two tools that disagree: `lookout.policy = semver` beside
@@ -189,7 +190,7 @@ fn read_own(out: &mut LabelSettings, label: &str, key: &str, value: &str) {
                 format!("{value:?} is not one of {}", Action::NAMES.join(", ")),
             ),
         },
-        "depends_on" => out.depends_on.extend(list(value)),
+        "depends_on" => depends_on(out, label, value),
         _ => {
             let mut valid: Vec<&str> = SERVICE_KEYS.iter().chain(OTHER_KEYS).copied().collect();
             valid.sort_unstable();
@@ -218,7 +219,7 @@ fn read_watchtower(out: &mut LabelSettings, label: &str, key: &str, value: &str)
                 foreign_action(out, label, Action::Notify);
             }
         }
-        "depends-on" => out.depends_on.extend(list(value)),
+        "depends-on" => depends_on(out, label, value),
         "scope" => {
             if out.scope.is_none() {
                 out.scope = Some(Sourced {
@@ -349,6 +350,20 @@ fn truth(value: &str) -> Option<bool> {
 }
 
 /// A comma-separated list, trimmed, empty parts dropped.
+/// Each name of a `depends_on` label, with the label; a leading `/` (Docker's container name
+/// form, which Watchtower accepts) is dropped.
+fn depends_on(out: &mut LabelSettings, label: &str, value: &str) {
+    for name in list(value) {
+        let name = name.trim_start_matches('/').to_owned();
+        if !name.is_empty() && !out.depends_on.iter().any(|d| d.value == name) {
+            out.depends_on.push(Sourced {
+                value: name,
+                label: label.to_owned(),
+            });
+        }
+    }
+}
+
 fn list(value: &str) -> Vec<String> {
     value
         .split(',')
@@ -479,7 +494,9 @@ mod tests {
         assert!(s.problems.is_empty(), "{:?}", s.problems);
         assert_eq!(s.action.as_ref().map(|a| a.value), Some(Action::Update));
         assert_eq!(s.own.sources["policy"], "label lookout.policy");
-        assert_eq!(s.depends_on, ["db", "cache"]);
+        let names: Vec<&str> = s.depends_on.iter().map(|d| d.value.as_str()).collect();
+        assert_eq!(names, ["db", "cache"]);
+        assert!(s.depends_on.iter().all(|d| d.label == "lookout.depends_on"));
         let spec = service_from_labels("site-web-1", &base(), &s.own, &defaults()).unwrap();
         assert_eq!(spec.policy_spec.policy.map(|p| p.as_str()), Some("semver"));
         assert_eq!(spec.health_timeout, std::time::Duration::from_secs(90));
@@ -599,7 +616,7 @@ mod tests {
         let s = read(&labels(&[
             ("com.centurylinklabs.watchtower.enable", "false"),
             ("com.centurylinklabs.watchtower.monitor-only", "true"),
-            ("com.centurylinklabs.watchtower.depends-on", "db,proxy"),
+            ("com.centurylinklabs.watchtower.depends-on", "db,/proxy"),
             ("com.centurylinklabs.watchtower.scope", "prod"),
             (
                 "com.centurylinklabs.watchtower.lifecycle.pre-update",
@@ -608,7 +625,12 @@ mod tests {
         ]));
         assert_eq!(s.enable.map(|e| e.value), Some(false));
         assert_eq!(s.action.map(|a| a.value), Some(Action::Notify));
-        assert_eq!(s.depends_on, ["db", "proxy"]);
+        let names: Vec<&str> = s.depends_on.iter().map(|d| d.value.as_str()).collect();
+        assert_eq!(names, ["db", "proxy"]);
+        assert_eq!(
+            s.depends_on[0].label,
+            "com.centurylinklabs.watchtower.depends-on"
+        );
         assert_eq!(s.scope.map(|x| x.value).as_deref(), Some("prod"));
         assert_eq!(
             s.ignored,

@@ -23,6 +23,7 @@
     )
 )]
 
+pub mod depends;
 pub mod events;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -165,7 +166,9 @@ pub struct Found {
     pub conflicts: Vec<String>,
     /// Foreign labels read without an equivalent.
     pub ignored: Vec<String>,
-    pub depends_on: Vec<String>,
+    /// What its labels say to update first (`lookout.depends_on`, Watchtower's `…depends-on`),
+    /// each name with its label; matched against a pass's services by [`depends::waits`].
+    pub depends_on: Vec<labels::Sourced<String>>,
     /// `wud.display.name`.
     pub display_name: Option<String>,
 }
@@ -204,6 +207,42 @@ impl Discovery {
         );
         out
     }
+}
+
+/// The keys that make a service's tag policy, in the order [`policy_source`] asks them: the
+/// policy itself first, then what implies or narrows it.
+const POLICY_KEYS: &[&str] = &[
+    "policy",
+    "tag_regex",
+    "tag_pattern",
+    "semver_pattern",
+    "semver_range",
+    "update_level",
+    "tag_exclude",
+    "prerelease",
+];
+
+/// Where a service's tag policy came from, as `lookout check`, `lookout discover` and the API
+/// (`policy_source`, the page) all say it: `label lookout.policy`, `label wud.tag.include`, …
+/// for a label, `config` for its `[[services]]` entry, `default` when nothing set one. `found`
+/// is what discovery found for the service, if it did.
+pub fn policy_source(spec: &ServiceSpec, found: Option<&Found>) -> String {
+    if let Some(f) = found {
+        return POLICY_KEYS
+            .iter()
+            .find_map(|k| f.sources.get(*k).cloned())
+            .unwrap_or_else(|| "default".to_owned());
+    }
+    let p = &spec.policy_spec;
+    let configured = p.policy.is_some()
+        || p.tag_regex.is_some()
+        || p.tag_pattern.is_some()
+        || p.semver_pattern.is_some()
+        || p.semver_range.is_some()
+        || p.update_level.is_some()
+        || p.tag_exclude.is_some()
+        || p.prerelease.is_some();
+    if configured { "config" } else { "default" }.to_owned()
 }
 
 /// Discovery over `view`'s one container list: each group's container inspected once (when the
@@ -551,7 +590,15 @@ fn build(
         configured: explicit.map(|e| e.name.clone()),
         conflicts: read.conflicts,
         ignored: read.ignored,
-        depends_on: read.depends_on,
+        depends_on: match &group.kind {
+            // The labels' names, then compose's own `depends_on` for the project's order.
+            Kind::Compose { .. } => read
+                .depends_on
+                .into_iter()
+                .chain(depends::compose_depends_on(&group.container.labels))
+                .collect(),
+            Kind::Standalone { .. } => read.depends_on,
+        },
         display_name: read.display_name,
     })
 }

@@ -315,3 +315,59 @@ fn a_name_used_twice_leaves_the_second_out() {
             .all(|l| l.reason.contains("is already used"))
     );
 }
+
+#[test]
+fn the_policy_source_is_the_label_the_entry_or_the_default_for_check_and_the_api_alike() {
+    let listed = [
+        container(
+            "own",
+            ContainerState::Running,
+            &[("lookout.policy", "semver")],
+        ),
+        container(
+            "wud",
+            ContainerState::Running,
+            &[("wud.tag.include", r"^\d+\.\d+$")],
+        ),
+        container(
+            "both",
+            ContainerState::Running,
+            &[("lookout.policy", "semver"), ("wud.tag.include", r"^\d+$")],
+        ),
+        container("plain", ContainerState::Running, &[]),
+        container(
+            "pinned",
+            ContainerState::Running,
+            &[("wud.tag.include", "^1$")],
+        ),
+    ];
+    let config = config(serde_json::json!({
+        "discovery": {},
+        "services": [
+            {"name": "entry", "container": "pinned", "image": "nginx:1.27.0", "policy": "semver"},
+            {"name": "alone", "compose_file": "/srv/x/compose.yaml", "compose_service": "x",
+             "image": "nginx:1.27.0", "semver_range": "^1"},
+            {"name": "bare", "compose_file": "/srv/y/compose.yaml", "compose_service": "y",
+             "image": "nginx:1.27.0"},
+        ],
+    }));
+    let d = run(&listed, "nginx:1.27.0", &config);
+    let services = d.services(&config);
+    let source = |name: &str| {
+        let spec = services.iter().find(|s| s.name == name).unwrap();
+        policy_source(spec, d.get(name))
+    };
+    assert_eq!(source("own"), "label lookout.policy");
+    assert_eq!(source("wud"), "label wud.tag.include");
+    assert_eq!(
+        source("both"),
+        "label lookout.policy",
+        "the policy key first"
+    );
+    assert_eq!(source("plain"), "default");
+    // The entry's policy key wins over the container's label.
+    assert_eq!(source("entry"), "config");
+    // Configured services discovery did not find.
+    assert_eq!(source("alone"), "config");
+    assert_eq!(source("bare"), "default");
+}

@@ -231,9 +231,20 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             .iter()
             .map(|s| (dependency_key(s), s.compose_service.clone()))
             .collect();
-        let after = update_after(&services, &|file| {
-            compose::dependencies(&read_compose_for_dependencies(file))
-        });
+        // What discovered services' labels say to update first: `lookout.depends_on`,
+        // Watchtower's `…depends-on`, compose's own `com.docker.compose.depends_on`.
+        let labelled = match &discovery {
+            Some(_) => match view.containers().await {
+                Ok(listed) => label_waits(&specs, all, &found, &listed),
+                Err(_) => label_waits(&specs, all, &found, &[]),
+            },
+            None => Vec::new(),
+        };
+        let after = update_after(
+            &services,
+            &|file| compose::dependencies(&read_compose_for_dependencies(file)),
+            &labelled,
+        );
         let files: Vec<PathBuf> = services.iter().map(|(file, _)| file.clone()).collect();
         let pipeline = Pipeline {
             after: &after,
@@ -944,30 +955,81 @@ async fn view_standalone<R: ContainerRuntime>(
     Ok(Some((running, container.image_ref)))
 }
 
+/// For each of a pass's services, the services its `lookout.depends_on` (or Watchtower's
+/// `…depends-on`) label names, by index into `specs` (see [`discovery::depends`]); each name
+/// that matches nothing lookout knows is logged as a warning naming the container, the label and
+/// the value, and orders nothing.
+fn label_waits(
+    specs: &[&ServiceSpec],
+    all: &[ServiceSpec],
+    found: &HashMap<&str, &Found>,
+    listed: &[crate::runtime::ContainerSummary],
+) -> Vec<Vec<usize>> {
+    let targets: Vec<discovery::depends::Target<'_>> = specs
+        .iter()
+        .map(|spec| {
+            let f = found.get(spec.name.as_str()).copied();
+            let compose = match f.map(|f| &f.kind) {
+                Some(discovery::Kind::Compose { project, service }) => {
+                    Some((project.as_str(), service.as_str()))
+                }
+                Some(discovery::Kind::Standalone { .. }) => None,
+                None if spec.container.is_some() || spec.swarm_service.is_some() => None,
+                None => spec
+                    .compose_project
+                    .as_deref()
+                    .map(|p| (p, spec.compose_service.as_str())),
+            };
+            discovery::depends::Target {
+                name: &spec.name,
+                compose,
+                containers: match (f, &spec.container) {
+                    (Some(f), _) => &f.containers,
+                    (None, Some(c)) => std::slice::from_ref(c),
+                    (None, None) => &[],
+                },
+                labelled: f.map_or(spec.name.as_str(), |f| f.container.as_str()),
+                depends_on: f.map(|f| f.depends_on.as_slice()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let known = discovery::depends::Known::of(listed, all.iter().map(|s| s.name.as_str()));
+    let (on, warnings) = discovery::depends::waits(&targets, &known);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    on
+}
+
 /// The order to go through services, given as (compose file, compose service) in configuration
-/// order: a service comes after the services of the same compose file it `depends_on`;
-/// otherwise configuration order is kept. A dependency cycle falls back to configuration order.
+/// order: a service comes after the services of the same compose file it `depends_on`, and
+/// after those `labelled` says (by index) it depends on; otherwise configuration order is kept.
+/// A dependency cycle falls back to configuration order.
 #[cfg(test)]
 pub fn update_order(
     services: &[(PathBuf, String)],
     dependencies: &dyn Fn(&Path) -> BTreeMap<String, Vec<String>>,
+    labelled: &[Vec<usize>],
 ) -> Vec<usize> {
-    plan_updates(services, dependencies).0
+    plan_updates(services, dependencies, labelled).0
 }
 
 /// For each service, the services whose update must be done before its own: those of the same
-/// compose file it `depends_on` that come earlier in [`update_order`] (so a dependency cycle
-/// cannot make two services wait for each other).
+/// compose file it `depends_on`, and those `labelled` names for it (its `lookout.depends_on`
+/// label, by index), that come earlier in [`update_order`] (so a dependency cycle cannot make
+/// two services wait for each other).
 pub(crate) fn update_after(
     services: &[(PathBuf, String)],
     dependencies: &dyn Fn(&Path) -> BTreeMap<String, Vec<String>>,
+    labelled: &[Vec<usize>],
 ) -> Vec<Vec<usize>> {
-    plan_updates(services, dependencies).1
+    plan_updates(services, dependencies, labelled).1
 }
 
 fn plan_updates(
     services: &[(PathBuf, String)],
     dependencies: &dyn Fn(&Path) -> BTreeMap<String, Vec<String>>,
+    labelled: &[Vec<usize>],
 ) -> (Vec<usize>, Vec<Vec<usize>>) {
     let mut deps_by_file: HashMap<&Path, BTreeMap<String, Vec<String>>> = HashMap::new();
     for (file, _) in services {
@@ -983,7 +1045,7 @@ fn plan_updates(
             .push(i);
     }
     // For each service, the services it waits for: of the same compose file, named in its
-    // depends_on (never itself); and the reverse.
+    // depends_on, and named by its depends_on label (never itself); and the reverse.
     let waits_for: Vec<Vec<usize>> = services
         .iter()
         .enumerate()
@@ -1002,7 +1064,8 @@ fn plan_updates(
                         .unwrap_or_default()
                 })
                 .copied()
-                .filter(|&j| j != i)
+                .chain(labelled.get(i).into_iter().flatten().copied())
+                .filter(|&j| j != i && j < services.len())
                 .collect();
             on.sort_unstable();
             on.dedup();
@@ -1134,7 +1197,11 @@ mod tests {
                 .map(|(_, s, d)| ((*s).to_owned(), d.iter().map(|x| (*x).to_owned()).collect()))
                 .collect()
         };
-        assert_eq!(update_order(&services, &lookup), expect, "{services:?}");
+        assert_eq!(
+            update_order(&services, &lookup, &[]),
+            expect,
+            "{services:?}"
+        );
     }
 
     #[test]
@@ -1157,7 +1224,7 @@ mod tests {
             m
         };
         assert_eq!(
-            update_after(&services, &deps),
+            update_after(&services, &deps, &[]),
             vec![vec![1], vec![3], vec![], vec![]]
         );
         // A cycle: the later one waits, the earlier one does not.
@@ -1171,7 +1238,7 @@ mod tests {
             (PathBuf::from("a.yml"), "x".into()),
             (PathBuf::from("a.yml"), "y".into()),
         ];
-        assert_eq!(update_after(&two, &cycle), vec![vec![], vec![0]]);
+        assert_eq!(update_after(&two, &cycle, &[]), vec![vec![], vec![0]]);
     }
 
     #[test]
@@ -1212,5 +1279,84 @@ mod tests {
         // A cycle does not hang: configuration order.
         let cycle: &[(&str, &str, &[&str])] = &[("a.yml", "x", &["y"]), ("a.yml", "y", &["x"])];
         check(&[("a.yml", "x"), ("a.yml", "y")], cycle, &[0, 1]);
+    }
+
+    #[test]
+    fn a_depends_on_label_orders_updates_across_projects_and_containers() {
+        let services: Vec<(PathBuf, String)> = [
+            ("<container app>", "app"),
+            ("/srv/shop/compose.yaml", "web"),
+            ("<compose project db>", "db"),
+            ("<container proxy>", "proxy"),
+        ]
+        .iter()
+        .map(|(f, s)| (PathBuf::from(f), (*s).to_owned()))
+        .collect();
+        let web_on_api = |file: &Path| {
+            let mut m = BTreeMap::new();
+            if file == Path::new("/srv/shop/compose.yaml") {
+                m.insert("web".to_owned(), vec!["api".to_owned()]);
+            }
+            m
+        };
+        let none = |_: &Path| BTreeMap::new();
+        // (what, compose depends_on, label waits by index, expected order, expected waits)
+        type Deps<'a> = &'a dyn Fn(&Path) -> BTreeMap<String, Vec<String>>;
+        type Case<'a> = (
+            &'a str,
+            Deps<'a>,
+            Vec<Vec<usize>>,
+            Vec<usize>,
+            Vec<Vec<usize>>,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "no label: configuration order, nobody waits",
+                &none,
+                vec![],
+                vec![0, 1, 2, 3],
+                vec![vec![], vec![], vec![], vec![]],
+            ),
+            (
+                "the container labelled to depend on the db project waits for it",
+                &none,
+                vec![vec![2], vec![], vec![], vec![]],
+                vec![1, 2, 0, 3],
+                vec![vec![2], vec![], vec![], vec![]],
+            ),
+            (
+                "a chain across kinds: app after web, web after proxy",
+                &web_on_api,
+                vec![vec![1], vec![3], vec![], vec![]],
+                vec![2, 3, 1, 0],
+                vec![vec![1], vec![3], vec![], vec![]],
+            ),
+            (
+                "two names: the proxy waits for both, in update order",
+                &none,
+                vec![vec![], vec![], vec![], vec![2, 0]],
+                vec![0, 1, 2, 3],
+                vec![vec![], vec![], vec![], vec![0, 2]],
+            ),
+            (
+                "a cycle of labels: the others first, then the cycle in configuration order; \
+                 the earlier one does not wait, so nothing hangs",
+                &none,
+                vec![vec![2], vec![], vec![0], vec![]],
+                vec![1, 3, 0, 2],
+                vec![vec![], vec![], vec![0], vec![]],
+            ),
+            (
+                "itself and an index that points nowhere are ignored",
+                &none,
+                vec![vec![0, 9], vec![], vec![], vec![]],
+                vec![0, 1, 2, 3],
+                vec![vec![], vec![], vec![], vec![]],
+            ),
+        ];
+        for (what, deps, labelled, order, after) in cases {
+            assert_eq!(update_order(&services, deps, &labelled), order, "{what}");
+            assert_eq!(update_after(&services, deps, &labelled), after, "{what}");
+        }
     }
 }

@@ -5,7 +5,8 @@
 //!   deadline (`check_timeout`); a check that panics, times out or is cancelled becomes that
 //!   service's failure, never the pass's or the process's.
 //! - A service whose check found a change applies it as soon as its own check is done and the
-//!   services it must follow (`depends_on` in the same compose file, see `after`) have finished:
+//!   services it must follow (`depends_on` in the same compose file, or named by its
+//!   `lookout.depends_on` label; see `after`) have finished:
 //!   it never waits for the check of an unrelated service.
 //! - Applying a change goes through the engine's [`UpdateGate`]: at most `update_concurrency`
 //!   changes at once on the host (1 unless configured), whichever pass (schedule, API, hook)

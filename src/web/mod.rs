@@ -250,13 +250,7 @@ fn row_view(view: &ServiceView) -> Value {
             "available_tag".into(),
             json!(view.available.clone().map(render::tag_of)),
         );
-        m.insert(
-            "policy_source_label".into(),
-            json!(match view.policy_source {
-                crate::api::model::PolicySource::Configuration => "configured",
-                crate::api::model::PolicySource::Default => "default",
-            }),
-        );
+        m.insert("policy_source_label".into(), json!(view.policy_source));
         m.insert(
             "last_result_label".into(),
             json!(

@@ -482,6 +482,7 @@ impl Backend for Hostile {
     fn services(&self) -> Vec<crate::api::model::ServiceView> {
         let mut v = web_view();
         v.name = "<script>alert(1)</script>\"'".into();
+        v.display_name = Some("<b>Shop</b> & <i>web</i>".into());
         v.available = Some("evil:\"><img src=x>".into());
         vec![v]
     }
@@ -553,6 +554,14 @@ async fn names_and_references_are_escaped() {
     );
     assert!(
         page.body.contains("/services/%3Cscript%3Ealert"),
+        "{}",
+        page.body
+    );
+    // The display name (`wud.display.name`) is the link's text, escaped too.
+    assert!(!page.body.contains("<b>Shop"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("&lt;b&gt;Shop&lt;&#x2f;b&gt; &amp; &lt;i&gt;web&lt;&#x2f;i&gt;</a>"),
         "{}",
         page.body
     );
