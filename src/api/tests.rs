@@ -83,6 +83,11 @@ pub(crate) fn updated() -> ServiceOutcome {
         stage: None,
         duration: Duration::ZERO,
         check_duration: Duration::ZERO,
+        phases: Some(crate::engine::update::Phases {
+            pull: Duration::from_millis(1500),
+            recreate: Duration::from_millis(700),
+            health_gate: Duration::from_secs(1),
+        }),
     }
 }
 

@@ -56,6 +56,10 @@ pub struct ServiceOutcome {
     #[serde(serialize_with = "seconds")]
     #[schema(value_type = f64)]
     pub check_duration: Duration,
+    /// Where a compose update's time went: the pull, `compose up` and the health gate, in
+    /// seconds; `duration` minus `check_duration` minus these is lookout's own time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<crate::engine::update::Phases>,
 }
 
 /// How a pass ended for one service; serialised as the snake_case name (`up_to_date`, …), which
@@ -133,7 +137,7 @@ impl std::fmt::Display for ServiceResult {
     }
 }
 
-fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
@@ -701,6 +705,7 @@ impl<R: ContainerRuntime, C: Compose> Pass<'_, R, C> {
             },
         });
         report.result = ServiceResult::from(&done.result);
+        report.phases = done.phases;
         report.stage = done.result.stage().map(|s| s.as_str().to_owned());
         report.reason = Some(match &done.result {
             UpdateResult::Updated => reason,
@@ -1173,6 +1178,7 @@ impl ServiceOutcome {
             stage: None,
             duration: Duration::ZERO,
             check_duration: Duration::ZERO,
+            phases: None,
         }
     }
 

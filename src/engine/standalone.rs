@@ -176,6 +176,7 @@ impl<R: ContainerRuntime> StandaloneUpdater<'_, R> {
             digest: req.candidate.manifest_digest.clone(),
             result,
             duration: started.elapsed(),
+            phases: None,
         }
     }
 

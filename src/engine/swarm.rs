@@ -477,6 +477,7 @@ pub async fn update(
         digest: req.candidate.manifest_digest.clone(),
         result: UpdateResult::Updated,
         duration: Duration::ZERO,
+        phases: None,
     };
     let from = match &running {
         Ok(r) => version_of(&r.reference, &r.image_id),
@@ -728,6 +729,7 @@ pub async fn rollback_service(
         digest: last.from.digest.clone(),
         result,
         duration: started.elapsed(),
+        phases: None,
     })
 }
 

@@ -114,6 +114,48 @@ pub struct UpdateReport {
     pub digest: String,
     pub result: UpdateResult,
     pub duration: Duration,
+    /// Where a compose update's time went (what is in no phase is lookout's own); `None` for
+    /// standalone containers and Swarm services.
+    pub phases: Option<Phases>,
+}
+
+/// The parts of an update that wait on others, each measured where it happens: the pull
+/// (Docker and the registry), the recreate (`compose up`), and the health gate (the
+/// container's own start and its stability wait). An update's `duration` minus these is
+/// lookout's own time (planning, journal, tags, the file write). A phase that did not run is
+/// zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Phases {
+    /// Seconds spent making sure the new image is here (a pull, or the look that found it).
+    #[serde(serialize_with = "crate::engine::pass::seconds")]
+    #[schema(value_type = f64)]
+    pub pull: Duration,
+    /// Seconds in `compose up` (or creating the new container).
+    #[serde(serialize_with = "crate::engine::pass::seconds")]
+    #[schema(value_type = f64)]
+    pub recreate: Duration,
+    /// Seconds at the health gate.
+    #[serde(serialize_with = "crate::engine::pass::seconds")]
+    #[schema(value_type = f64)]
+    pub health_gate: Duration,
+}
+
+impl Phases {
+    /// What of `total` is in no phase: lookout's own time.
+    pub fn own(&self, total: Duration) -> Duration {
+        total
+            .saturating_sub(self.pull)
+            .saturating_sub(self.recreate)
+            .saturating_sub(self.health_gate)
+    }
+}
+
+/// Runs `f`, adding its time to `into`.
+async fn timed<T>(into: &mut Duration, f: impl std::future::Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = f.await;
+    *into = into.saturating_add(started.elapsed());
+    out
 }
 
 /// Everything an update needs to know about its service.
@@ -170,9 +212,17 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
     pub async fn update(&self, req: &UpdateRequest) -> UpdateReport {
         let started = Instant::now();
         let span = tracing::info_span!("update", service = %req.spec.name, from = %req.running_text, to = %req.candidate.reference.familiar());
-        let result = self.run(req).instrument(span.clone()).await;
+        let mut phases = Phases::default();
+        let result = self.run(req, &mut phases).instrument(span.clone()).await;
+        let duration = started.elapsed();
         span.in_scope(|| match &result {
-            UpdateResult::Updated => tracing::info!("updated"),
+            UpdateResult::Updated => tracing::info!(
+                pull_ms = phases.pull.as_millis() as u64,
+                recreate_ms = phases.recreate.as_millis() as u64,
+                health_gate_ms = phases.health_gate.as_millis() as u64,
+                own_ms = phases.own(duration).as_millis() as u64,
+                "updated"
+            ),
             other => tracing::warn!(
                 result = other.as_str(),
                 reason = other.reason().unwrap_or(""),
@@ -185,18 +235,19 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
             to: req.candidate.reference.familiar(),
             digest: req.candidate.manifest_digest.clone(),
             result,
-            duration: started.elapsed(),
+            duration,
+            phases: Some(phases),
         }
     }
 
-    async fn run(&self, req: &UpdateRequest) -> UpdateResult {
+    async fn run(&self, req: &UpdateRequest, phases: &mut Phases) -> UpdateResult {
         let service = &req.spec.name;
         let repo = req.candidate.reference.name();
         let by_digest = format!("{repo}@{}", req.candidate.manifest_digest);
 
         // 1. Pull by digest, unless the image is already here. Nothing has changed yet: a
         //    failure here is just a failure.
-        let new_image = match self.fetch(req, &by_digest).await {
+        let new_image = match timed(&mut phases.pull, self.fetch(req, &by_digest)).await {
             Ok(image) => image,
             Err(reason) => {
                 return UpdateResult::Failed {
@@ -270,7 +321,15 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
             started: false,
         };
         match self
-            .apply(req, &targets, &repo, &new_image.id, edit, &mut applied)
+            .apply(
+                req,
+                &targets,
+                &repo,
+                &new_image.id,
+                edit,
+                &mut applied,
+                phases,
+            )
             .await
         {
             Ok(()) => {
@@ -293,6 +352,7 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
         new_id: &str,
         edit: Option<PlannedEdit>,
         applied: &mut Applied,
+        phases: &mut Phases,
     ) -> Result<(), (Stage, String)> {
         let service = &req.spec.name;
         let tag = req.candidate.reference.tag().unwrap_or("latest");
@@ -324,10 +384,12 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
 
         // 6. Recreate the service's containers (every service of a group).
         applied.started = true;
-        self.compose
-            .up(&req.project, &names(targets))
-            .await
-            .map_err(|e| (Stage::Up, e.to_string()))?;
+        timed(
+            &mut phases.recreate,
+            self.compose.up(&req.project, &names(targets)),
+        )
+        .await
+        .map_err(|e| (Stage::Up, e.to_string()))?;
         self.step(service, Step::ContainerStarted)
             .map_err(|e| (Stage::Up, e))?;
         failpoint::hit("after_up");
@@ -336,7 +398,7 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
         self.step(service, Step::HealthGate)
             .map_err(|e| (Stage::Health, e))?;
         failpoint::hit("during_health_gate");
-        self.gate_all(req, targets, new_id)
+        timed(&mut phases.health_gate, self.gate_all(req, targets, new_id))
             .await
             .map_err(|failure| (Stage::Health, failure))?;
         Ok(())
