@@ -398,8 +398,11 @@ pub fn resolve(
     out
 }
 
-/// Why labels or settings exclude a container, if they do.
-fn excluded(read: &LabelSettings, settings: &crate::config::DiscoverySettings) -> Option<String> {
+/// Why labels or settings exclude a container (or a Swarm service), if they do.
+pub(crate) fn excluded(
+    read: &LabelSettings,
+    settings: &crate::config::DiscoverySettings,
+) -> Option<String> {
     if let Some(e) = read.enable.as_ref().filter(|e| !e.value) {
         return Some(format!("label {} = false", e.label));
     }
