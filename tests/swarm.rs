@@ -710,6 +710,58 @@ fn a_lookout_killed_while_swarm_updates_is_followed_by_one_that_records_the_outc
     service.assert_containers_on(&[new.clone(), new.clone(), new.clone()]);
     let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reports[0]["result"], "up_to_date", "{reports:?}");
+
+    // `lookout rollback web` killed while Swarm rolls back: the next lookout follows Swarm's
+    // rollback to `rollback_completed` and records it, again without touching the service.
+    let mut rolling = crate::util::lookout()
+        .arg("--config")
+        .arg(&config)
+        .args(["rollback", "web"])
+        .env("LOOKOUT_FAILPOINT", "swarm_during_rollback")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = rolling.stderr.take().unwrap();
+    let mut rolling = Reap(rolling);
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("lookout failpoint reached: swarm_during_rollback") {
+            break;
+        }
+    }
+    assert!(seen.contains("failpoint reached"), "{seen}");
+    rolling.0.kill().unwrap();
+    assert_eq!(rolling.0.wait().unwrap().signal(), Some(9));
+    let out = crate::util::lookout()
+        .arg("--config")
+        .arg(&config)
+        .args(["update", "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("recovered web: Commit") && stderr.contains("rollback"),
+        "{stderr}"
+    );
+    let state = setup.state();
+    assert!(
+        state["journal"].as_array().is_none_or(Vec::is_empty),
+        "{state}"
+    );
+    let history = state["services"]["web"]["history"].as_array().unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last["kind"], "rollback", "{state}");
+    assert_eq!(last["outcome"]["result"], "committed", "{state}");
+    assert_eq!(service.inspect()["UpdateStatus"]["State"], "rollback_completed");
+    assert!(
+        service.spec_image().contains(":1.0.0@sha256:"),
+        "{}",
+        service.spec_image()
+    );
 }
 
 /// A stack deployed with `docker stack deploy`, removed on drop (`docker stack rm`, then its

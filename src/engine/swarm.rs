@@ -795,6 +795,23 @@ pub async fn recover_one(
             let why = "lookout stopped before Swarm was asked; the service was not changed";
             (ChangeOutcome::Abandoned { reason: why.into() }, why.into())
         }
+        // A `lookout rollback` Swarm was asked for: its end is `rollback_completed`.
+        Resume::Follow if entry.intent.kind == ChangeKind::Rollback => {
+            let replicas = seen.as_ref().and_then(|s| s.replicas);
+            let deadline = update_deadline(health_timeout, replicas, 1, grace);
+            match follow_rollback(api, &run.service, &entry.intent.to.digest, deadline).await {
+                Ok(()) => (
+                    ChangeOutcome::Committed,
+                    "Swarm's rollback, followed to its end: completed".to_owned(),
+                ),
+                Err(reason) => (
+                    ChangeOutcome::Abandoned {
+                        reason: reason.clone(),
+                    },
+                    reason,
+                ),
+            }
+        }
         Resume::Follow => {
             let replicas = seen.as_ref().and_then(|s| s.replicas);
             let deadline = update_deadline(health_timeout, replicas, 1, grace);
@@ -822,6 +839,18 @@ pub async fn rollback(
     deadline: Duration,
 ) -> Result<(), String> {
     api.rollback(name).await.map_err(|e| e.to_string())?;
+    failpoint::hit("swarm_during_rollback");
+    follow_rollback(api, name, target_digest, deadline).await
+}
+
+/// Follows a rollback Swarm was asked for until `rollback_completed` with every task on
+/// `target_digest`, `rollback_paused`, or the deadline.
+async fn follow_rollback(
+    api: &dyn SwarmApi,
+    name: &str,
+    target_digest: &str,
+    deadline: Duration,
+) -> Result<(), String> {
     let start = Instant::now();
     loop {
         let service = api
@@ -1294,7 +1323,7 @@ fn swarm_info(
     UpdateInfo {
         service: spec.name.clone(),
         compose_service: spec.swarm_service.clone().unwrap_or_default(),
-        compose_file: PathBuf::new(),
+        compose_file: spec.stack_file.clone().unwrap_or_default(),
         old_image: from.to_owned(),
         new_image: candidate.reference.familiar(),
         old_digest: digest_of(from).map(str::to_owned),
