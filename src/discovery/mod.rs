@@ -76,6 +76,9 @@ pub struct Grouped {
     pub unmanaged: Vec<Left>,
 }
 
+/// The label Swarm gives each task's container: the service it belongs to.
+pub const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
+
 /// Sorts the listed containers into compose services and standalone containers. Stopped
 /// containers count only with `include_stopped`.
 pub fn groups(listed: &[ContainerSummary], include_stopped: bool) -> Grouped {
@@ -98,6 +101,16 @@ pub fn groups(listed: &[ContainerSummary], include_stopped: bool) -> Grouped {
             out.unmanaged.push(Left {
                 container: c.name.clone(),
                 reason: "made by `compose run`: a one-off container, not a service's".into(),
+            });
+            continue;
+        }
+        if let Some(service) = label(SWARM_SERVICE_LABEL) {
+            out.unmanaged.push(Left {
+                container: c.name.clone(),
+                reason: format!(
+                    "a task of Swarm service {service:?}: lookout updates the Swarm service, \
+                     never its tasks (on a manager, see [swarm])"
+                ),
             });
             continue;
         }

@@ -1804,6 +1804,40 @@ mod tests {
     }
 
     #[test]
+    fn a_swarm_task_s_container_is_not_discovered_as_a_standalone_container() {
+        use crate::runtime::{ContainerState, ContainerSummary};
+        let container = |name: &str, labels: &[(&str, &str)]| ContainerSummary {
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            image_id: format!("sha256:{}", "ab".repeat(32)),
+            state: ContainerState::Running,
+        };
+        let listed = [
+            container(
+                "shop_web.1.x1",
+                &[
+                    (crate::discovery::SWARM_SERVICE_LABEL, "shop_web"),
+                    ("lookout.action", "update"),
+                ],
+            ),
+            container("plain", &[]),
+        ];
+        let grouped = crate::discovery::groups(&listed, false);
+        let names: Vec<&str> = grouped.groups.iter().map(|g| g.container.name.as_str()).collect();
+        assert_eq!(names, ["plain"]);
+        assert_eq!(grouped.unmanaged.len(), 1);
+        assert!(
+            grouped.unmanaged[0].reason.contains("Swarm service \"shop_web\""),
+            "{:?}",
+            grouped.unmanaged
+        );
+    }
+
+    #[test]
     fn the_running_reference_is_the_pinned_spec_image() {
         let r = running_of(&service(OLD, None)).unwrap();
         assert_eq!(r.reference.tag(), Some("1.0.0"));
