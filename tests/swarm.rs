@@ -1061,6 +1061,16 @@ async fn without_a_swarm_section_discovery_s_settings_decide_which_swarm_service
     let found = &outcomes[0];
     assert_eq!(found.result, ServiceResult::UpdateAvailable, "{found:?}");
     assert_eq!(found.digest.as_deref(), Some(new.as_str()), "{found:?}");
+    // A service like the others: in force (API, `lookout rollback`), with its own metrics.
+    assert!(engine.service(&ours.name).is_some());
+    assert!(engine.service(&theirs.name).is_none());
+    assert_eq!(
+        metric(
+            &engine.telemetry,
+            &format!(r#"lookout_update_available{{service="{}"}}"#, ours.name)
+        ),
+        1.0
+    );
     // Watched and reported, not updated: no lookout.action=update, default_action is notify.
     assert_eq!(ours.spec_image().split('@').next(), Some(image.as_str()));
     assert_eq!(theirs.spec_image().split('@').next(), Some(image.as_str()));
