@@ -756,7 +756,10 @@ fn a_lookout_killed_while_swarm_updates_is_followed_by_one_that_records_the_outc
     let last = history.last().unwrap();
     assert_eq!(last["kind"], "rollback", "{state}");
     assert_eq!(last["outcome"]["result"], "committed", "{state}");
-    assert_eq!(service.inspect()["UpdateStatus"]["State"], "rollback_completed");
+    assert_eq!(
+        service.inspect()["UpdateStatus"]["State"],
+        "rollback_completed"
+    );
     assert!(
         service.spec_image().contains(":1.0.0@sha256:"),
         "{}",
@@ -886,10 +889,7 @@ async fn a_stack_service_s_update_changes_the_stack_file_so_the_next_deploy_keep
     let outcome = pass(&engine).await;
     eprintln!("{outcome:?}");
     assert_eq!(outcome.result, ServiceResult::Updated, "{outcome:?}");
-    assert_eq!(
-        service.spec_image(),
-        format!("{}:1.1.0@{new}", setup.repo)
-    );
+    assert_eq!(service.spec_image(), format!("{}:1.1.0@{new}", setup.repo));
     // Exactly the image value changed: comments, spacing and quotes are the operator's.
     assert_eq!(
         stack.bytes(),
@@ -905,10 +905,7 @@ async fn a_stack_service_s_update_changes_the_stack_file_so_the_next_deploy_keep
     // The next `stack deploy` of the file keeps the service on the new image.
     stack.redeploy();
     wait_converged(&service, 2, ":1.1.0");
-    assert_eq!(
-        service.spec_image(),
-        format!("{}:1.1.0@{new}", setup.repo)
-    );
+    assert_eq!(service.spec_image(), format!("{}:1.1.0@{new}", setup.repo));
     service.assert_containers_on(&[new.clone(), new.clone()]);
     let again = pass(&engine).await;
     assert_eq!(again.result, ServiceResult::UpToDate, "{again:?}");
@@ -968,10 +965,18 @@ async fn a_stack_file_keeps_its_old_bytes_when_swarm_rolls_back_or_lookout_is_ki
     eprintln!("{outcome:?}");
     assert_eq!(outcome.result, ServiceResult::RolledBack, "{outcome:?}");
     assert!(
-        outcome.reason.as_deref().unwrap_or_default().contains("unhealthy"),
+        outcome
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("unhealthy"),
         "{outcome:?}"
     );
-    assert_eq!(stack.bytes(), before, "the stack file after Swarm's rollback");
+    assert_eq!(
+        stack.bytes(),
+        before,
+        "the stack file after Swarm's rollback"
+    );
     assert_eq!(
         service.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
         format!("{}:1.0.0@{old}", setup.repo)
@@ -982,7 +987,7 @@ async fn a_stack_file_keeps_its_old_bytes_when_swarm_rolls_back_or_lookout_is_ki
         bad.as_str(),
         "{state}"
     );
-    service.assert_containers_on(&[old.clone()]);
+    service.assert_containers_on(std::slice::from_ref(&old));
 }
 
 /// Runs `lookout update` with `LOOKOUT_FAILPOINT=point` and kills it with `kill -9` there;
@@ -1031,7 +1036,12 @@ async fn without_a_swarm_section_discovery_s_settings_decide_which_swarm_service
         "ours",
         1,
         &image,
-        &["--label", &scope_label(&scope), "--label", "lookout.policy=semver"],
+        &[
+            "--label",
+            &scope_label(&scope),
+            "--label",
+            "lookout.policy=semver",
+        ],
     );
     let theirs = Service::create(
         &setup.scratch,

@@ -13,7 +13,10 @@ pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 
 /// The stack file's name of Swarm service `swarm_service`, deployed in stack `namespace`
 /// (its [`NAMESPACE_LABEL`]): `web` for `shop_web` in stack `shop`. Pure.
-pub fn stack_service<'a>(swarm_service: &'a str, namespace: Option<&str>) -> Result<&'a str, String> {
+pub fn stack_service<'a>(
+    swarm_service: &'a str,
+    namespace: Option<&str>,
+) -> Result<&'a str, String> {
     let Some(namespace) = namespace.filter(|n| !n.is_empty()) else {
         return Err(format!(
             "Swarm service {swarm_service:?} has no label {NAMESPACE_LABEL}: it was not \
@@ -90,8 +93,16 @@ mod tests {
             ("shop_web_1", Some("shop"), Ok("web_1")),
             ("my_shop_web", Some("my_shop"), Ok("web")),
             ("shop_web", None, Err("no label com.docker.stack.namespace")),
-            ("shop_web", Some(""), Err("no label com.docker.stack.namespace")),
-            ("shop_web", Some("other"), Err("does not start with \"other_\"")),
+            (
+                "shop_web",
+                Some(""),
+                Err("no label com.docker.stack.namespace"),
+            ),
+            (
+                "shop_web",
+                Some("other"),
+                Err("does not start with \"other_\""),
+            ),
             ("shop_", Some("shop"), Err("does not start with")),
             ("shopweb", Some("shop"), Err("does not start with")),
         ];

@@ -1086,7 +1086,10 @@ impl ServiceSpec {
                  set swarm_service too (as `docker service ls` names it: STACK_SERVICE)",
             );
         }
-        if stack_file.as_deref().is_some_and(|p| p.as_os_str().is_empty()) {
+        if stack_file
+            .as_deref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
             o.ctx
                 .problem(o.at("stack_file"), "is empty; give the stack file's path");
         }

@@ -1048,7 +1048,11 @@ fn a_stack_file_is_checked_at_load_and_its_errors_name_the_file_and_the_service(
     let ok = config("shop_web", &stack).unwrap();
     assert_eq!(ok.services[0].stack_file.as_deref(), Some(stack.as_path()));
     for (swarm, file, want) in [
-        ("shop_db", stack.clone(), "defines no service that Swarm service \"shop_db\""),
+        (
+            "shop_db",
+            stack.clone(),
+            "defines no service that Swarm service \"shop_db\"",
+        ),
         ("shop_web", dir.path().join("gone.yml"), "gone.yml"),
         ("shop_web", dir.path().to_path_buf(), "not a regular file"),
     ] {

@@ -554,12 +554,20 @@ pub enum StackFile {
 
 /// Pure: the file as journaled, its hash now, and whether the update was committed. The edit
 /// is written before Swarm is asked, so a committed update's file holds the new bytes.
-pub fn stack_file_after(change: &FileChange, now_sha256: Option<&str>, committed: bool) -> StackFile {
+pub fn stack_file_after(
+    change: &FileChange,
+    now_sha256: Option<&str>,
+    committed: bool,
+) -> StackFile {
     if change.old_sha256 == change.new_sha256 {
         return StackFile::Keep; // No stack file edit (`no_file`).
     }
     let now = now_sha256.unwrap_or_default();
-    match (committed, now == change.new_sha256, now == change.old_sha256) {
+    match (
+        committed,
+        now == change.new_sha256,
+        now == change.old_sha256,
+    ) {
         (true, true, _) | (false, _, true) => StackFile::Keep,
         (false, true, _) => StackFile::Restore,
         _ => StackFile::Conflict,
@@ -570,7 +578,11 @@ pub fn stack_file_after(change: &FileChange, now_sha256: Option<&str>, committed
 fn settle_stack_file(change: &FileChange, committed: bool) -> Option<String> {
     let bytes = crate::config::read_file(&change.path, crate::config::MAX_FILE_BYTES).ok();
     let path = change.path.display();
-    match stack_file_after(change, bytes.as_deref().map(sha256_hex).as_deref(), committed) {
+    match stack_file_after(
+        change,
+        bytes.as_deref().map(sha256_hex).as_deref(),
+        committed,
+    ) {
         StackFile::Keep => None,
         StackFile::Conflict => Some(format!(
             "the stack file {path} does not hold the bytes this outcome wants (changed by \
@@ -583,10 +595,12 @@ fn settle_stack_file(change: &FileChange, committed: bool) -> Option<String> {
                 ));
             };
             let current = bytes.unwrap_or_default();
-            Some(match crate::compose::restore(&change.path, &old, &current) {
-                Ok(()) => format!("restored the old bytes of the stack file {path}"),
-                Err(e) => format!("cannot restore the old bytes of the stack file {path}: {e}"),
-            })
+            Some(
+                match crate::compose::restore(&change.path, &old, &current) {
+                    Ok(()) => format!("restored the old bytes of the stack file {path}"),
+                    Err(e) => format!("cannot restore the old bytes of the stack file {path}: {e}"),
+                },
+            )
         }
     }
 }
@@ -821,9 +835,7 @@ pub async fn recover_one(
         }
     };
     let mut detail = detail;
-    if let Some(note) =
-        settle_stack_file(&entry.intent.file, outcome == ChangeOutcome::Committed)
-    {
+    if let Some(note) = settle_stack_file(&entry.intent.file, outcome == ChangeOutcome::Committed) {
         tracing::warn!(%service, %note, "the stack file of an interrupted Swarm update");
         detail = format!("{detail}; {note}");
     }
@@ -1097,7 +1109,9 @@ pub async fn with_discovered(api: Option<&dyn SwarmApi>, config: Arc<Config>) ->
         match crate::compose::stack::check(file, name) {
             Ok(()) => true,
             Err(e) => {
-                problems.push(format!("Swarm service {name:?}, label lookout.stack_file: {e}"));
+                problems.push(format!(
+                    "Swarm service {name:?}, label lookout.stack_file: {e}"
+                ));
                 false
             }
         }
@@ -1766,8 +1780,15 @@ mod tests {
         let mut unlabelled = stacked();
         unlabelled.labels.clear();
         let e = plan_stack_edit(&stack_spec(&file, false), &unlabelled, "1.1.0", NEW).unwrap_err();
-        assert!(e.contains("stack.yml") && e.contains(NAMESPACE_LABEL), "{e}");
-        std::fs::write(&file, text.replace("reg:5000/app:1.0.0\"", "other/app:1.0.0\"")).unwrap();
+        assert!(
+            e.contains("stack.yml") && e.contains(NAMESPACE_LABEL),
+            "{e}"
+        );
+        std::fs::write(
+            &file,
+            text.replace("reg:5000/app:1.0.0\"", "other/app:1.0.0\""),
+        )
+        .unwrap();
         let e = plan_stack_edit(&stack_spec(&file, false), &stacked(), "1.1.0", NEW).unwrap_err();
         assert!(e.contains("other/app") && e.contains("\"shop_web\""), "{e}");
     }
@@ -1827,11 +1848,17 @@ mod tests {
             container("plain", &[]),
         ];
         let grouped = crate::discovery::groups(&listed, false);
-        let names: Vec<&str> = grouped.groups.iter().map(|g| g.container.name.as_str()).collect();
+        let names: Vec<&str> = grouped
+            .groups
+            .iter()
+            .map(|g| g.container.name.as_str())
+            .collect();
         assert_eq!(names, ["plain"]);
         assert_eq!(grouped.unmanaged.len(), 1);
         assert!(
-            grouped.unmanaged[0].reason.contains("Swarm service \"shop_web\""),
+            grouped.unmanaged[0]
+                .reason
+                .contains("Swarm service \"shop_web\""),
             "{:?}",
             grouped.unmanaged
         );
