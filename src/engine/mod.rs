@@ -291,11 +291,14 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             in_force
         } else {
             let mut with = (*in_force).clone();
-            for spec in swarm_found.iter() {
-                if !with.services.iter().any(|s| s.name == spec.name) {
-                    with.services.push(spec.clone());
-                }
-            }
+            let known: std::collections::HashSet<String> =
+                with.services.iter().map(|s| s.name.clone()).collect();
+            with.services.extend(
+                swarm_found
+                    .iter()
+                    .filter(|spec| !known.contains(&spec.name))
+                    .cloned(),
+            );
             Arc::new(with)
         };
         *self
