@@ -1101,7 +1101,21 @@ pub async fn with_discovered(api: Option<&dyn SwarmApi>, config: Arc<Config>) ->
         }
     };
     let (mut specs, mut problems) = discovered(&services, &config);
-    // A `lookout.stack_file` label gets the check a configured `stack_file` gets at load.
+    keep_valid_stack_files(&mut specs, &mut problems);
+    for problem in problems {
+        tracing::warn!(%problem, "Swarm service left out");
+    }
+    if specs.is_empty() {
+        return config;
+    }
+    let mut with = (*config).clone();
+    with.services.extend(specs);
+    Arc::new(with)
+}
+
+/// Leaves out the discovered services whose `lookout.stack_file` label fails the check a
+/// configured `stack_file` gets at load (reads each file), with the problem.
+fn keep_valid_stack_files(specs: &mut Vec<ServiceSpec>, problems: &mut Vec<String>) {
     specs.retain(|spec| {
         let (Some(file), Some(name)) = (&spec.stack_file, &spec.swarm_service) else {
             return true;
@@ -1116,15 +1130,6 @@ pub async fn with_discovered(api: Option<&dyn SwarmApi>, config: Arc<Config>) ->
             }
         }
     });
-    for problem in problems {
-        tracing::warn!(%problem, "Swarm service left out");
-    }
-    if specs.is_empty() {
-        return config;
-    }
-    let mut with = (*config).clone();
-    with.services.extend(specs);
-    Arc::new(with)
 }
 
 /// Finishes every Swarm update of the journal (see [`recover_one`]). `spec` finds a service's
@@ -1862,6 +1867,39 @@ mod tests {
             "{:?}",
             grouped.unmanaged
         );
+    }
+
+    #[test]
+    fn a_stack_file_label_is_checked_as_a_configured_stack_file_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stack.yml");
+        std::fs::write(&file, "services:\n  web:\n    image: reg:5000/app:1.0.0\n").unwrap();
+        let config = crate::config::validate(&serde_json::json!({}), &|_| None).unwrap();
+        let with = |name: &str, stack: &std::path::Path| {
+            let mut s = stacked();
+            s.name = name.into();
+            s.labels
+                .insert("lookout.stack_file".into(), stack.display().to_string());
+            s
+        };
+        let services = [
+            with("shop_web", &file),
+            with("shop_db", &file),
+            with("shop_api", &dir.path().join("gone.yml")),
+        ];
+        let (mut specs, mut problems) = discovered(&services, &config);
+        assert_eq!(specs.len(), 3, "{problems:?}");
+        assert_eq!(specs[0].stack_file.as_deref(), Some(file.as_path()));
+        keep_valid_stack_files(&mut specs, &mut problems);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["shop_web"]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("\"shop_db\", label lookout.stack_file")
+                && problems[0].contains("defines no service"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("gone.yml"), "{problems:?}");
     }
 
     #[test]
