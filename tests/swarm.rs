@@ -4,8 +4,11 @@
 //! rolls: semver to a healthy image across three replicas, a failing HEALTHCHECK that Swarm
 //! rolls back and lookout reports with the task's error, a private image on the token-auth
 //! registry pulled with the credentials lookout forwards, and a lookout killed with `kill -9`
-//! while Swarm updates, whose successor records what Swarm did. Metrics and webhooks are the
-//! same as for compose updates.
+//! while Swarm updates (or rolls back), whose successor records what Swarm did. Metrics and
+//! webhooks are the same as for compose updates. Stacks: a service deployed with `docker stack
+//! deploy` and `stack_file` configured, whose file keeps every byte but the image value and
+//! survives the next deploy, or keeps its old bytes when Swarm rolls back or lookout is
+//! killed. Without `[swarm]`, discovery's scope decides which services are watched.
 
 use std::process::Command;
 use std::sync::{Mutex, PoisonError};
@@ -353,12 +356,13 @@ async fn three_replicas_are_updated_by_semver_through_swarm_s_rolling_update() {
     setup.push("1.0.0", HEALTHY);
     let new = setup.push("1.1.0", HEALTHY);
     setup.push("2.0.0-rc.1", HEALTHY);
+    // Two tasks at a time, as the service's label asks.
     let service = Service::create(
         &setup.scratch,
         "web",
         3,
         &format!("{}:1.0.0", setup.repo),
-        &[],
+        &["--label", "lookout.swarm.parallelism=2"],
     );
     assert!(service.spec_image().contains(":1.0.0@sha256:"));
     let config = setup.config(&service, &format!("{}:1.0.0", setup.repo), "");
@@ -378,7 +382,7 @@ async fn three_replicas_are_updated_by_semver_through_swarm_s_rolling_update() {
     let update = &spec["Spec"]["UpdateConfig"];
     assert_eq!(update["FailureAction"], "rollback", "{update}");
     assert_eq!(update["Order"], "start-first", "{update}");
-    assert_eq!(update["Parallelism"], 1, "{update}");
+    assert_eq!(update["Parallelism"], 2, "{update}");
     assert_eq!(update["Monitor"], 2_000_000_000_u64, "{update}");
     assert_eq!(spec["UpdateStatus"]["State"], "completed", "{spec}");
     let tasks = service.running_tasks();
