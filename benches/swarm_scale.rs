@@ -1,6 +1,6 @@
 //! One check cycle of Swarm services at scale: 10,000 simulated services over 1,000
 //! repositories by default (`SWARM_SCALE_SERVICES`, `SWARM_SCALE_REPOS`), found by
-//! `[swarm] enabled = "auto"` in an in-memory service list (the engine's Swarm seam; 10,000
+//! `[swarm] enabled = "auto"` with `[discovery]` on (as shipped) in an in-memory service list (the engine's Swarm seam; 10,000
 //! services need not run), checked against a local registry (Debian's `docker-registry` on
 //! loopback, started here) through `Engine::pass`, as the daemon runs it. Each service runs
 //! `1.0.0@sha256:…` on the semver policy with `1.1.0` in its repository; none has
@@ -227,7 +227,7 @@ fn main() {
     });
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "state_file = \"{}\"\n[swarm]\nenabled = \"auto\"\n",
+        "state_file = \"{}\"\n[discovery]\nenabled = true\n[swarm]\nenabled = \"auto\"\n",
         dir.path().join("state.json").display()
     );
     let config =

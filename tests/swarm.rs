@@ -4,8 +4,11 @@
 //! rolls: semver to a healthy image across three replicas, a failing HEALTHCHECK that Swarm
 //! rolls back and lookout reports with the task's error, a private image on the token-auth
 //! registry pulled with the credentials lookout forwards, and a lookout killed with `kill -9`
-//! while Swarm updates, whose successor records what Swarm did. Metrics and webhooks are the
-//! same as for compose updates.
+//! while Swarm updates (or rolls back), whose successor records what Swarm did. Metrics and
+//! webhooks are the same as for compose updates. Stacks: a service deployed with `docker stack
+//! deploy` and `stack_file` configured, whose file keeps every byte but the image value and
+//! survives the next deploy, or keeps its old bytes when Swarm rolls back or lookout is
+//! killed. Without `[swarm]`, discovery's scope decides which services are watched.
 
 use std::process::Command;
 use std::sync::{Mutex, PoisonError};
@@ -353,12 +356,13 @@ async fn three_replicas_are_updated_by_semver_through_swarm_s_rolling_update() {
     setup.push("1.0.0", HEALTHY);
     let new = setup.push("1.1.0", HEALTHY);
     setup.push("2.0.0-rc.1", HEALTHY);
+    // Two tasks at a time, as the service's label asks.
     let service = Service::create(
         &setup.scratch,
         "web",
         3,
         &format!("{}:1.0.0", setup.repo),
-        &[],
+        &["--label", "lookout.swarm.parallelism=2"],
     );
     assert!(service.spec_image().contains(":1.0.0@sha256:"));
     let config = setup.config(&service, &format!("{}:1.0.0", setup.repo), "");
@@ -378,7 +382,7 @@ async fn three_replicas_are_updated_by_semver_through_swarm_s_rolling_update() {
     let update = &spec["Spec"]["UpdateConfig"];
     assert_eq!(update["FailureAction"], "rollback", "{update}");
     assert_eq!(update["Order"], "start-first", "{update}");
-    assert_eq!(update["Parallelism"], 1, "{update}");
+    assert_eq!(update["Parallelism"], 2, "{update}");
     assert_eq!(update["Monitor"], 2_000_000_000_u64, "{update}");
     assert_eq!(spec["UpdateStatus"]["State"], "completed", "{spec}");
     let tasks = service.running_tasks();
@@ -710,4 +714,378 @@ fn a_lookout_killed_while_swarm_updates_is_followed_by_one_that_records_the_outc
     service.assert_containers_on(&[new.clone(), new.clone(), new.clone()]);
     let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reports[0]["result"], "up_to_date", "{reports:?}");
+
+    // `lookout rollback web` killed while Swarm rolls back: the next lookout follows Swarm's
+    // rollback to `rollback_completed` and records it, again without touching the service.
+    let mut rolling = crate::util::lookout()
+        .arg("--config")
+        .arg(&config)
+        .args(["rollback", "web"])
+        .env("LOOKOUT_FAILPOINT", "swarm_during_rollback")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = rolling.stderr.take().unwrap();
+    let mut rolling = Reap(rolling);
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("lookout failpoint reached: swarm_during_rollback") {
+            break;
+        }
+    }
+    assert!(seen.contains("failpoint reached"), "{seen}");
+    rolling.0.kill().unwrap();
+    assert_eq!(rolling.0.wait().unwrap().signal(), Some(9));
+    let out = crate::util::lookout()
+        .arg("--config")
+        .arg(&config)
+        .args(["update", "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("recovered web: Commit") && stderr.contains("rollback"),
+        "{stderr}"
+    );
+    let state = setup.state();
+    assert!(
+        state["journal"].as_array().is_none_or(Vec::is_empty),
+        "{state}"
+    );
+    let history = state["services"]["web"]["history"].as_array().unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last["kind"], "rollback", "{state}");
+    assert_eq!(last["outcome"]["result"], "committed", "{state}");
+    assert_eq!(
+        service.inspect()["UpdateStatus"]["State"],
+        "rollback_completed"
+    );
+    assert!(
+        service.spec_image().contains(":1.0.0@sha256:"),
+        "{}",
+        service.spec_image()
+    );
+}
+
+/// A stack deployed with `docker stack deploy`, removed on drop (`docker stack rm`, then its
+/// containers are waited for). Its services join the `host` network, so the stack creates no
+/// network of its own.
+struct Stack {
+    name: String,
+    /// The test's label value, on its containers.
+    label: String,
+    file: std::path::PathBuf,
+}
+
+impl Stack {
+    /// Writes `text` (with `REPO` and `LABEL` filled in) as `stack.yml` and deploys it.
+    fn deploy(scratch: &Scratch, repo: &str, text: &str) -> Self {
+        let stack = Stack {
+            name: format!("st-{}", scratch.id),
+            label: scratch.id.clone(),
+            file: scratch.write(
+                "stack/stack.yml",
+                text.replace("REPO", repo).replace("LABEL", &scratch.id),
+            ),
+        };
+        stack.redeploy();
+        stack
+    }
+
+    /// `docker stack deploy -c stack.yml NAME` again.
+    fn redeploy(&self) {
+        run(Command::new("docker")
+            .args(["stack", "deploy", "-c"])
+            .arg(&self.file)
+            .arg(&self.name));
+    }
+
+    /// The stack's Swarm service `service` (`NAME_service`), to inspect.
+    fn service(&self, service: &str) -> Service {
+        Service {
+            name: format!("{}_{service}", self.name),
+            label: self.label.clone(),
+        }
+    }
+
+    fn bytes(&self) -> String {
+        std::fs::read_to_string(&self.file).unwrap()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["stack", "rm", &self.name])
+            .output();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let left = Command::new("docker")
+                .args(["ps", "-aq", "--filter"])
+                .arg(format!("label=com.docker.stack.namespace={}", self.name))
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default();
+            if left.iter().all(u8::is_ascii_whitespace) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        crate::util::docker::remove_labelled(&self.label);
+    }
+}
+
+/// A stack file as operators write them: comments, odd spacing, quotes and flow mappings.
+const STACK_FILE: &str = r#"# The shop, as `docker stack deploy -c stack.yml shop` runs it.
+version: "3.8"
+
+services:
+  web:      # the site
+    image:     "REPO:1.0.0"    # lookout keeps this current
+    stop_grace_period: 2s
+    labels: [ "lookout.test=LABEL" ]
+    deploy: { replicas: 2,
+              labels: { lookout.test: "LABEL" } }
+    networks: [ outside ]   # no network of the stack's own
+
+networks:
+  outside: { external: true, name: host }
+"#;
+
+/// Waits until `service` has `n` running tasks, all on an image ending with `tag`.
+fn wait_converged(service: &Service, n: usize, tag: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let tasks = service.running_tasks();
+        if tasks.len() == n
+            && tasks
+                .iter()
+                .all(|(i, s)| i.ends_with(tag) && s.starts_with("Running"))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{}: {tasks:?}", service.name);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_service_s_update_changes_the_stack_file_so_the_next_deploy_keeps_it() {
+    let _swarm = SwarmUse::join();
+    let mut setup = Setup::new("swarm-stack");
+    setup.push("1.0.0", HEALTHY);
+    let new = setup.push("1.1.0", HEALTHY);
+    let stack = Stack::deploy(&setup.scratch, &setup.repo, STACK_FILE);
+    let service = stack.service("web");
+    wait_converged(&service, 2, ":1.0.0");
+    let before = stack.bytes();
+    let config = setup.config(
+        &service,
+        &format!("{}:1.0.0", setup.repo),
+        &format!("stack_file = \"{}\"", stack.file.display()),
+    );
+    let engine = start(&config).await;
+
+    let outcome = pass(&engine).await;
+    eprintln!("{outcome:?}");
+    assert_eq!(outcome.result, ServiceResult::Updated, "{outcome:?}");
+    assert_eq!(service.spec_image(), format!("{}:1.1.0@{new}", setup.repo));
+    // Exactly the image value changed: comments, spacing and quotes are the operator's.
+    assert_eq!(
+        stack.bytes(),
+        before.replacen(":1.0.0\"", ":1.1.0\"", 1),
+        "the stack file"
+    );
+    let state = setup.state();
+    assert!(
+        state["journal"].as_array().is_none_or(Vec::is_empty),
+        "{state}"
+    );
+
+    // The next `stack deploy` of the file keeps the service on the new image.
+    stack.redeploy();
+    wait_converged(&service, 2, ":1.1.0");
+    assert_eq!(service.spec_image(), format!("{}:1.1.0@{new}", setup.repo));
+    service.assert_containers_on(&[new.clone(), new.clone()]);
+    let again = pass(&engine).await;
+    assert_eq!(again.result, ServiceResult::UpToDate, "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_file_keeps_its_old_bytes_when_swarm_rolls_back_or_lookout_is_killed() {
+    let _swarm = SwarmUse::join();
+    let mut setup = Setup::new("swarm-stack-bad");
+    let old = setup.push("1.0.0", HEALTHY);
+    let bad = setup.push("1.1.0", UNHEALTHY);
+    let stack = Stack::deploy(
+        &setup.scratch,
+        &setup.repo,
+        &STACK_FILE.replace("replicas: 2", "replicas: 1"),
+    );
+    let service = stack.service("web");
+    wait_converged(&service, 1, ":1.0.0");
+    let before = stack.bytes();
+    let old_spec = service.spec_image();
+    let config = setup.config(
+        &service,
+        &format!("{}:1.0.0", setup.repo),
+        &format!("stack_file = \"{}\"", stack.file.display()),
+    );
+
+    // Killed after the stack file was written, before Swarm was asked: the next lookout puts
+    // the old bytes back and leaves the service alone.
+    #[cfg(feature = "failpoints")]
+    {
+        let killed = killed_at(&config, "swarm_after_stack_edit");
+        assert!(stack.bytes().contains(":1.1.0\""), "{killed}");
+        assert_eq!(service.spec_image(), old_spec, "Swarm was not asked");
+        let out = crate::util::lookout()
+            .arg("--config")
+            .arg(&config)
+            .args(["update", "--dry-run", "--json"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("restored the old bytes of the stack file"),
+            "{stderr}"
+        );
+        assert_eq!(stack.bytes(), before, "the stack file after recovery");
+        assert_eq!(service.spec_image(), old_spec);
+        let state = setup.state();
+        assert!(
+            state["journal"].as_array().is_none_or(Vec::is_empty),
+            "{state}"
+        );
+    }
+
+    // Swarm rolls the failing candidate back: the file keeps its old bytes.
+    let engine = start(&config).await;
+    let outcome = pass(&engine).await;
+    eprintln!("{outcome:?}");
+    assert_eq!(outcome.result, ServiceResult::RolledBack, "{outcome:?}");
+    assert!(
+        outcome
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("unhealthy"),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        stack.bytes(),
+        before,
+        "the stack file after Swarm's rollback"
+    );
+    assert_eq!(
+        service.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+        format!("{}:1.0.0@{old}", setup.repo)
+    );
+    let state = setup.state();
+    assert_eq!(
+        state["services"]["web"]["failed_candidate"]["version"]["digest"],
+        bad.as_str(),
+        "{state}"
+    );
+    service.assert_containers_on(std::slice::from_ref(&old));
+}
+
+/// Runs `lookout update` with `LOOKOUT_FAILPOINT=point` and kills it with `kill -9` there;
+/// returns what it wrote on stderr.
+#[cfg(feature = "failpoints")]
+fn killed_at(config: &std::path::Path, point: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = crate::util::lookout()
+        .arg("--config")
+        .arg(config)
+        .args(["update", "--json"])
+        .env("LOOKOUT_FAILPOINT", point)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(&format!("lookout failpoint reached: {point}")) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    assert!(seen.contains("failpoint reached"), "{seen}");
+    assert_eq!(status.signal(), Some(9), "{status}");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_swarm_section_discovery_s_settings_decide_which_swarm_services_are_watched() {
+    let _swarm = SwarmUse::join();
+    let mut setup = Setup::new("swarm-auto");
+    setup.push("1.0.0", HEALTHY);
+    let new = setup.push("1.1.0", HEALTHY);
+    let scope = setup.scratch.id.clone();
+    let image = format!("{}:1.0.0", setup.repo);
+    let scope_label = |s: &str| format!("com.centurylinklabs.watchtower.scope={s}");
+    let ours = Service::create(
+        &setup.scratch,
+        "ours",
+        1,
+        &image,
+        &[
+            "--label",
+            &scope_label(&scope),
+            "--label",
+            "lookout.policy=semver",
+        ],
+    );
+    let theirs = Service::create(
+        &setup.scratch,
+        "theirs",
+        1,
+        &image,
+        &["--label", &scope_label(&format!("{scope}-other"))],
+    );
+    // No `[swarm]`: "auto". No `[[services]]`: every service is a discovered one.
+    let config = setup.scratch.write(
+        "lookout.toml",
+        format!(
+            "state_file = \"{}\"\n\n[discovery]\nenabled = true\nscope = \"{scope}\"\n",
+            setup.scratch.join("state/state.json").display()
+        ),
+    );
+    let engine = start(&config).await;
+    assert_eq!(engine.config().swarm, lookout::config::SwarmMode::Auto);
+    let outcomes = engine
+        .pass(&PassOptions {
+            actor: "test".into(),
+            ..Default::default()
+        })
+        .await;
+    let names: Vec<&str> = outcomes.iter().map(|o| o.service.as_str()).collect();
+    assert_eq!(names, [ours.name.as_str()], "{outcomes:?}");
+    let found = &outcomes[0];
+    assert_eq!(found.result, ServiceResult::UpdateAvailable, "{found:?}");
+    assert_eq!(found.digest.as_deref(), Some(new.as_str()), "{found:?}");
+    // A service like the others: in force (API, `lookout rollback`), with its own metrics.
+    assert!(engine.service(&ours.name).is_some());
+    assert!(engine.service(&theirs.name).is_none());
+    assert_eq!(
+        metric(
+            &engine.telemetry,
+            &format!(r#"lookout_update_available{{service="{}"}}"#, ours.name)
+        ),
+        1.0
+    );
+    // Watched and reported, not updated: no lookout.action=update, default_action is notify.
+    assert_eq!(ours.spec_image().split('@').next(), Some(image.as_str()));
+    assert_eq!(theirs.spec_image().split('@').next(), Some(image.as_str()));
 }

@@ -26,6 +26,7 @@ pub mod file;
 mod fileset;
 mod interp;
 mod locate;
+pub mod stack;
 mod yaml;
 
 use std::ops::Range;

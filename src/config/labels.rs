@@ -42,6 +42,7 @@ const SERVICE_KEYS: &[&str] = &[
     "pin_digest",
     "cleanup",
     "group",
+    "stack_file",
 ];
 
 /// lookout's own labels that are not service keys.

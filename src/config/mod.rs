@@ -178,6 +178,10 @@ pub struct ServiceSpec {
     /// image and updated through Swarm's rolling update (`engine::swarm`). Exclusive with
     /// `compose_file` and `compose_project`.
     pub swarm_service: Option<String>,
+    /// The stack file the Swarm service was deployed from (`stack_file`, `docker stack deploy
+    /// -c FILE`): an update changes the service's image there too, with the compose editor, so
+    /// the next `stack deploy` keeps it. Only with `swarm_service`.
+    pub stack_file: Option<PathBuf>,
     /// Update every service whose image the same value decides (a shared variable or anchor)
     /// together, rolling all back when one fails.
     pub group: bool,
@@ -337,7 +341,34 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     for secret in &secrets {
         redact::remember(secret);
     }
-    result
+    let config = result?;
+    let problems = check_stack_files(&config);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        });
+    }
+    Ok(config)
+}
+
+/// The files `stack_file` names, read when the configuration is loaded (`validate` reads no
+/// files): each is a regular compose file that defines the service its `swarm_service` is.
+fn check_stack_files(config: &Config) -> Vec<Problem> {
+    config
+        .services
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let (file, swarm) = (s.stack_file.as_deref()?, s.swarm_service.as_deref()?);
+            crate::compose::stack::check(file, swarm)
+                .err()
+                .map(|message| Problem {
+                    path: format!("services[{i}].stack_file"),
+                    message,
+                })
+        })
+        .collect()
 }
 
 /// Parses and validates `text` (named `path` in messages), with `env` as the environment.
@@ -1052,6 +1083,21 @@ impl ServiceSpec {
                  compose_file/compose_project, not both",
             );
         }
+        let stack_file = o.string("stack_file").map(PathBuf::from);
+        if stack_file.is_some() && swarm_service.is_none() {
+            o.ctx.problem(
+                o.at("stack_file"),
+                "is the file a Swarm service was deployed from with `docker stack deploy -c`; \
+                 set swarm_service too (as `docker service ls` names it: STACK_SERVICE)",
+            );
+        }
+        if stack_file
+            .as_deref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            o.ctx
+                .problem(o.at("stack_file"), "is empty; give the stack file's path");
+        }
         if swarm_service.is_some() && container.is_some() {
             o.ctx.problem(
                 o.at("swarm_service"),
@@ -1138,6 +1184,7 @@ impl ServiceSpec {
         Some(Self {
             compose_service: compose_service.unwrap_or_else(|| name.clone()),
             swarm_service,
+            stack_file,
             name,
             registry_type: registry_type.unwrap_or_else(|| RegistryKind::infer(image.registry())),
             image,
@@ -1161,20 +1208,39 @@ impl ServiceSpec {
     }
 }
 
-/// `[swarm] enabled`: `"auto"` (every Swarm service, when the engine is a manager), `true`
-/// (the same, and a warning when it is not one), `false` (the default: only `[[services]]`
-/// with `swarm_service`).
+/// `[swarm] enabled`: whether the services of a Swarm manager are discovered as lookout
+/// services. Swarm services are *discovered* services: whichever mode, they are admitted by
+/// `[discovery]`'s `scope` and `require_enable_label` and their labels (`lookout.enable`,
+/// `lookout.action=ignore`), and updated only with `lookout.action=update` or
+/// `discovery.default_action = "update"`, exactly as containers. A `[[services]]` entry with
+/// `swarm_service` is always checked, whatever the mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SwarmMode {
-    Auto,
-    On,
+    /// The default: discover Swarm services when `[discovery]` is enabled and the engine is a
+    /// manager (silently nothing on an engine that is not one).
     #[default]
+    Auto,
+    /// `true`: discover them even with `[discovery]` off, and warn when the engine is not a
+    /// manager.
+    On,
+    /// `false`: only `[[services]]` with `swarm_service`.
     Off,
+}
+
+impl SwarmMode {
+    /// Whether Swarm services are discovered under these discovery settings.
+    pub fn discovers(self, discovery: &DiscoverySettings) -> bool {
+        match self {
+            SwarmMode::Auto => discovery.enabled,
+            SwarmMode::On => true,
+            SwarmMode::Off => false,
+        }
+    }
 }
 
 fn read_swarm(top: &mut Obj<'_, '_>) -> SwarmMode {
     let Some(mut o) = top.object("swarm") else {
-        return SwarmMode::Off;
+        return SwarmMode::Auto;
     };
     let auto = matches!(o.get("enabled"), Some(Value::String(s)) if s.trim() == "auto");
     let mode = if auto {
@@ -1182,7 +1248,8 @@ fn read_swarm(top: &mut Obj<'_, '_>) -> SwarmMode {
     } else {
         match o.bool("enabled") {
             Some(true) => SwarmMode::On,
-            Some(false) | None => SwarmMode::Off,
+            Some(false) => SwarmMode::Off,
+            None => SwarmMode::Auto,
         }
     };
     o.finish();

@@ -1056,3 +1056,60 @@ update_level = "minor"
     assert!(!std::sync::Arc::ptr_eq(&a.policy, &third.policy));
     assert!(std::sync::Arc::ptr_eq(&a.registry, &b.registry));
 }
+
+#[test]
+fn swarm_discovery_is_auto_unless_turned_on_or_off() {
+    let mode = |text: &str| load_str("l.toml", text, &no_env).unwrap().swarm;
+    assert_eq!(mode(""), SwarmMode::Auto);
+    assert_eq!(mode("[swarm]\n"), SwarmMode::Auto);
+    assert_eq!(mode("[swarm]\nenabled = \"auto\"\n"), SwarmMode::Auto);
+    assert_eq!(mode("[swarm]\nenabled = true\n"), SwarmMode::On);
+    assert_eq!(mode("[swarm]\nenabled = false\n"), SwarmMode::Off);
+}
+
+#[test]
+fn a_stack_file_is_checked_at_load_and_its_errors_name_the_file_and_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = dir.path().join("stack.yml");
+    std::fs::write(&stack, "services:\n  web:\n    image: app:1.0.0\n").unwrap();
+    let config = |swarm: &str, file: &Path| {
+        let path = dir.path().join("lookout.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[services]]\nname = \"web\"\nimage = \"app:1.0.0\"\nswarm_service = \"{swarm}\"\n\
+                 stack_file = \"{}\"\n",
+                file.display()
+            ),
+        )
+        .unwrap();
+        load(&path)
+    };
+    let ok = config("shop_web", &stack).unwrap();
+    assert_eq!(ok.services[0].stack_file.as_deref(), Some(stack.as_path()));
+    for (swarm, file, want) in [
+        (
+            "shop_db",
+            stack.clone(),
+            "defines no service that Swarm service \"shop_db\"",
+        ),
+        ("shop_web", dir.path().join("gone.yml"), "gone.yml"),
+        ("shop_web", dir.path().to_path_buf(), "not a regular file"),
+    ] {
+        let e = config(swarm, &file).unwrap_err().to_string();
+        assert!(
+            e.contains("services[0].stack_file") && e.contains(want),
+            "{swarm} {}: {e}",
+            file.display()
+        );
+    }
+    let e = problems(
+        "l.toml",
+        "[[services]]\nname = \"web\"\nimage = \"app:1\"\ncompose_file = \"/c.yml\"\nstack_file = \"/s.yml\"\n",
+    );
+    assert!(
+        e.iter()
+            .any(|p| p.contains("services[0].stack_file") && p.contains("set swarm_service too")),
+        "{e:?}"
+    );
+}

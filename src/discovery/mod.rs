@@ -78,6 +78,9 @@ pub struct Grouped {
     pub unmanaged: Vec<Left>,
 }
 
+/// The label Swarm gives each task's container: the service it belongs to.
+pub const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
+
 /// Sorts the listed containers into compose services and standalone containers. Stopped
 /// containers count only with `include_stopped`.
 pub fn groups(listed: &[ContainerSummary], include_stopped: bool) -> Grouped {
@@ -100,6 +103,16 @@ pub fn groups(listed: &[ContainerSummary], include_stopped: bool) -> Grouped {
             out.unmanaged.push(Left {
                 container: c.name.clone(),
                 reason: "made by `compose run`: a one-off container, not a service's".into(),
+            });
+            continue;
+        }
+        if let Some(service) = label(SWARM_SERVICE_LABEL) {
+            out.unmanaged.push(Left {
+                container: c.name.clone(),
+                reason: format!(
+                    "a task of Swarm service {service:?}: lookout updates the Swarm service, \
+                     never its tasks (on a manager, see [swarm])"
+                ),
             });
             continue;
         }
@@ -438,8 +451,11 @@ pub fn resolve(
     out
 }
 
-/// Why labels or settings exclude a container, if they do.
-fn excluded(read: &LabelSettings, settings: &crate::config::DiscoverySettings) -> Option<String> {
+/// Why labels or settings exclude a container (or a Swarm service), if they do.
+pub(crate) fn excluded(
+    read: &LabelSettings,
+    settings: &crate::config::DiscoverySettings,
+) -> Option<String> {
     if let Some(e) = read.enable.as_ref().filter(|e| !e.value) {
         return Some(format!("label {} = false", e.label));
     }

@@ -8,7 +8,9 @@
 //! `standalone_after_pull`, `standalone_after_journal`, `standalone_after_rename`,
 //! `standalone_after_stop`, `standalone_after_create`, `standalone_during_health_gate`,
 //! `standalone_after_gate`, `standalone_during_dependents` (a dependent renamed aside),
-//! `standalone_during_rollback`. With
+//! `standalone_during_rollback`. A Swarm service's ([`super::swarm`]): `swarm_after_journal`,
+//! `swarm_after_stack_edit` (the stack file written, Swarm not asked), `swarm_during_update`
+//! (Swarm asked), `swarm_during_rollback` (Swarm asked to roll back). With
 //! `LOOKOUT_FAILPOINT=panic:<name>`, lookout panics there instead, for the tests that prove a
 //! panic fails one service and nothing else. Without the feature, [`hit`] is empty.
 

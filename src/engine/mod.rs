@@ -116,6 +116,9 @@ pub struct Engine<R: ContainerRuntime, C: Compose = LazyCompose> {
     in_force: RwLock<Arc<Config>>,
     /// The Swarm manager this engine is, if it is one (see [`Engine::with_swarm`]).
     swarm: Option<Arc<dyn crate::runtime::swarm::SwarmApi>>,
+    /// The Swarm services the last pass discovered (`[swarm] enabled`), in force beside the
+    /// others.
+    swarm_found: RwLock<Arc<Vec<ServiceSpec>>>,
 }
 
 /// Locks `mutex` even when a panic poisoned it. A panic is caught per service (see
@@ -201,6 +204,7 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             registries: Arc::new(Registries::new(RegistryOptions::default())),
             in_force: RwLock::new(Arc::new(config.clone())),
             discovered: RwLock::new(Arc::default()),
+            swarm_found: RwLock::new(Arc::default()),
             config: RwLock::new(Arc::new(config)),
             runtime,
             compose,
@@ -278,6 +282,25 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         } else {
             base
         };
+        let swarm_found = self
+            .swarm_found
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let in_force = if swarm_found.is_empty() {
+            in_force
+        } else {
+            let mut with = (*in_force).clone();
+            let known: std::collections::HashSet<String> =
+                with.services.iter().map(|s| s.name.clone()).collect();
+            with.services.extend(
+                swarm_found
+                    .iter()
+                    .filter(|spec| !known.contains(&spec.name))
+                    .cloned(),
+            );
+            Arc::new(with)
+        };
         *self
             .in_force
             .write()
@@ -323,6 +346,10 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
         let _forget = ForgetImages::now_and_after(&self.image_refs);
         // An interrupted update of a discovered service is finished too: discovery looks first.
         self.rediscover().await;
+        if self.swarm().is_some() {
+            self.rediscover_swarm().await;
+            self.refresh_in_force();
+        }
         let _guard = self.gate.exclusive().await;
         let in_flight = lock(&self.store).in_flight();
         let mut swarm_done = Vec::new();
@@ -491,9 +518,29 @@ impl<R: ContainerRuntime, C: Compose> Engine<R, C> {
             .collect()
     }
 
+    /// The configuration with the Swarm services `[swarm]` discovers now (one service list),
+    /// which are kept in force beside the others (the API, `lookout rollback`, recovery and
+    /// their metrics know them).
+    async fn rediscover_swarm(&self) -> Arc<Config> {
+        let configured = self.configured();
+        let config = swarm::with_discovered(self.swarm(), configured.clone()).await;
+        let found: Vec<ServiceSpec> = config
+            .services
+            .get(configured.services.len()..)
+            .unwrap_or_default()
+            .to_vec();
+        self.telemetry
+            .add_services(found.iter().map(|s| s.name.as_str()));
+        *self
+            .swarm_found
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(found);
+        config
+    }
+
     /// One check-and-update pass.
     pub async fn pass(&self, opts: &PassOptions) -> Vec<ServiceOutcome> {
-        let config = swarm::with_discovered(self.swarm(), self.configured()).await;
+        let config = self.rediscover_swarm().await;
         let now = || self.clock.now();
         let pass = Pass {
             config: &config,

@@ -19,6 +19,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::compose::stack::{NAMESPACE_LABEL, stack_service};
+use crate::compose::{EditOptions, ImageSite, PlanOptions, PlannedEdit};
 use crate::config::{Config, ServiceSpec, SwarmMode};
 use crate::engine::decide::{Candidate, Decision, Running};
 use crate::engine::pass::{
@@ -26,7 +28,7 @@ use crate::engine::pass::{
 };
 use crate::engine::pipeline::Checked;
 use crate::engine::recovery::Recovered;
-use crate::engine::update::{UpdateReport, UpdateResult};
+use crate::engine::update::{UpdateReport, UpdateResult, with_tag};
 use crate::engine::{failpoint, lock};
 use crate::reference::ImageRef;
 use crate::registry::{CheckCycle, check_service};
@@ -459,7 +461,153 @@ fn no_file(name: &str) -> FileChange {
     }
 }
 
-/// Carries out a Swarm update: journal, one service update, follow, finish the record.
+/// Plans the change of a Swarm service's image in its `stack_file` to `tag` (and `digest`
+/// with `pin_digest`), with the compose editor: `None` without a stack file, or when the file
+/// needs no change (a digest followed without pinning). The stack's service is the Swarm
+/// service's name less its stack's name (label `com.docker.stack.namespace`), and the file's
+/// value must name the repository the service runs.
+pub fn plan_stack_edit(
+    spec: &ServiceSpec,
+    service: &SwarmService,
+    tag: &str,
+    digest: &str,
+) -> Result<Option<PlannedEdit>, String> {
+    let Some(file) = &spec.stack_file else {
+        return Ok(None);
+    };
+    let in_file = |e: String| format!("stack_file {}: {e}", file.display());
+    let name = stack_service(
+        &service.name,
+        service.labels.get(NAMESPACE_LABEL).map(String::as_str),
+    )
+    .map_err(in_file)?;
+    let running = running_of(service)?;
+    let pin = spec.pin_digest.then(|| digest.to_owned());
+    if running.reference.tag() == Some(tag) && pin.is_none() {
+        return Ok(None);
+    }
+    let text = crate::config::read_text(file, crate::config::MAX_FILE_BYTES)
+        .map_err(|e| in_file(e.to_string()))?;
+    // The value as the file writes it, when it is written out; Swarm's spec otherwise (the
+    // editor then finds the variable or the part to change).
+    let written = match crate::compose::locate(&text, name).map_err(|e| in_file(e.to_string()))? {
+        ImageSite::Inline { value, .. } => {
+            let theirs = ImageRef::parse(&value).map(|r| r.name());
+            if theirs.as_ref() != Ok(&running.reference.name()) {
+                return Err(in_file(format!(
+                    "service {name:?} has image {value:?}, but Swarm service {:?} runs {}; \
+                     lookout changes only the image the service runs",
+                    service.name,
+                    running.reference.name()
+                )));
+            }
+            value
+        }
+        _ => service.image.clone(),
+    };
+    let opts = PlanOptions {
+        edit: EditOptions {
+            allow_anchor_group: spec.group,
+            pin_digest: pin,
+        },
+        env_file: None,
+    };
+    let plan = crate::compose::plan_set_image(file, name, &with_tag(&written, tag), &opts)
+        .map_err(|e| in_file(e.to_string()))?;
+    Ok((!plan.is_noop()).then_some(plan))
+}
+
+/// The journal's record of a stack file edit (old bytes kept, as for a compose file).
+fn stack_change(edit: &PlannedEdit) -> FileChange {
+    FileChange {
+        path: edit.target().to_path_buf(),
+        old_sha256: sha256_hex(edit.previous_bytes()),
+        new_sha256: sha256_hex(edit.new_bytes()),
+        old_bytes: SavedBytes::new(edit.previous_bytes()),
+        created: edit.created(),
+    }
+}
+
+/// Puts the stack file's old bytes back after an update Swarm did not complete; the reason
+/// grows by what could not be done.
+fn restore_stack(edit: Option<&PlannedEdit>, reason: &mut String) {
+    let Some(edit) = edit else { return };
+    if let Err(e) = edit.restore() {
+        tracing::error!(file = %edit.target().display(), error = %e, "cannot restore the stack file");
+        reason.push_str(&format!(
+            "; the stack file {} could not be restored to its old bytes: {e}",
+            edit.target().display()
+        ));
+    }
+}
+
+/// What recovery does with the stack file of an interrupted Swarm update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackFile {
+    /// No stack file, or it already holds what the outcome wants.
+    Keep,
+    /// It holds lookout's new bytes and Swarm did not complete the update: the old bytes back.
+    Restore,
+    /// It holds other bytes than the outcome wants (someone else changed it): left alone.
+    Conflict,
+}
+
+/// Pure: the file as journaled, its hash now, and whether the update was committed. The edit
+/// is written before Swarm is asked, so a committed update's file holds the new bytes.
+pub fn stack_file_after(
+    change: &FileChange,
+    now_sha256: Option<&str>,
+    committed: bool,
+) -> StackFile {
+    if change.old_sha256 == change.new_sha256 {
+        return StackFile::Keep; // No stack file edit (`no_file`).
+    }
+    let now = now_sha256.unwrap_or_default();
+    match (
+        committed,
+        now == change.new_sha256,
+        now == change.old_sha256,
+    ) {
+        (true, true, _) | (false, _, true) => StackFile::Keep,
+        (false, true, _) => StackFile::Restore,
+        _ => StackFile::Conflict,
+    }
+}
+
+/// Settles the stack file of a recovered Swarm update ([`stack_file_after`]); says what it did.
+fn settle_stack_file(change: &FileChange, committed: bool) -> Option<String> {
+    let bytes = crate::config::read_file(&change.path, crate::config::MAX_FILE_BYTES).ok();
+    let path = change.path.display();
+    match stack_file_after(
+        change,
+        bytes.as_deref().map(sha256_hex).as_deref(),
+        committed,
+    ) {
+        StackFile::Keep => None,
+        StackFile::Conflict => Some(format!(
+            "the stack file {path} does not hold the bytes this outcome wants (changed by \
+             someone else?); lookout leaves it alone"
+        )),
+        StackFile::Restore => {
+            let Some(old) = change.old_bytes.to_bytes() else {
+                return Some(format!(
+                    "the journal's copy of the stack file {path} is damaged; restore it by hand"
+                ));
+            };
+            let current = bytes.unwrap_or_default();
+            Some(
+                match crate::compose::restore(&change.path, &old, &current) {
+                    Ok(()) => format!("restored the old bytes of the stack file {path}"),
+                    Err(e) => format!("cannot restore the old bytes of the stack file {path}: {e}"),
+                },
+            )
+        }
+    }
+}
+
+/// Carries out a Swarm update: journal, the stack file's edit (with `stack_file`), one service
+/// update, follow, finish the record. The stack file keeps the new bytes only when Swarm
+/// completed the update; otherwise its old bytes are put back.
 pub async fn update(
     api: &dyn SwarmApi,
     store: &Mutex<StateStore>,
@@ -489,13 +637,30 @@ pub async fn update(
             return report;
         }
     };
+    let edit = match plan_stack_edit(
+        &req.spec,
+        &req.service,
+        req.candidate.reference.tag().unwrap_or("latest"),
+        &req.candidate.manifest_digest,
+    ) {
+        Ok(edit) => edit,
+        Err(reason) => {
+            report.result = UpdateResult::Failed {
+                stage: Stage::Plan,
+                reason,
+            };
+            return report;
+        }
+    };
     let intent = UpdateIntent {
         service: req.spec.name.clone(),
         kind: ChangeKind::Update,
         actor: req.actor.clone(),
         from,
         to: version_of(&req.candidate.reference, &req.candidate.manifest_digest),
-        file: no_file(&req.service.name),
+        file: edit
+            .as_ref()
+            .map_or_else(|| no_file(&req.service.name), stack_change),
         compose: None,
         swarm: Some(SwarmRun {
             service: req.service.name.clone(),
@@ -513,6 +678,26 @@ pub async fn update(
         return report;
     }
     failpoint::hit("swarm_after_journal");
+    if let Some(edit) = &edit {
+        if let Err(e) = edit.apply() {
+            let reason = format!("cannot change the stack file: {e}");
+            finish(
+                store,
+                now,
+                &req.spec.name,
+                ChangeOutcome::Abandoned {
+                    reason: reason.clone(),
+                },
+            );
+            report.result = UpdateResult::Failed {
+                stage: Stage::Edit,
+                reason,
+            };
+            report.duration = started.elapsed();
+            return report;
+        }
+        failpoint::hit("swarm_after_stack_edit");
+    }
     let posted = api
         .update_image(
             &req.service.name,
@@ -523,7 +708,8 @@ pub async fn update(
         .await;
     let verdict = match posted {
         Err(e) => {
-            let reason = e.to_string();
+            let mut reason = e.to_string();
+            restore_stack(edit.as_ref(), &mut reason);
             finish(
                 store,
                 now,
@@ -555,6 +741,22 @@ pub async fn update(
             )
             .await
         }
+    };
+    let verdict = match verdict {
+        Judged::Updated => Judged::Updated,
+        Judged::RolledBack { mut reason } => {
+            restore_stack(edit.as_ref(), &mut reason);
+            Judged::RolledBack { reason }
+        }
+        Judged::RollbackFailed { mut reason } => {
+            restore_stack(edit.as_ref(), &mut reason);
+            Judged::RollbackFailed { reason }
+        }
+        Judged::Failed { mut reason } => {
+            restore_stack(edit.as_ref(), &mut reason);
+            Judged::Failed { reason }
+        }
+        Judged::Wait => Judged::Wait,
     };
     if let Some(outcome) = outcome_of(&verdict) {
         finish(store, now, &req.spec.name, outcome);
@@ -608,6 +810,23 @@ pub async fn recover_one(
             let why = "lookout stopped before Swarm was asked; the service was not changed";
             (ChangeOutcome::Abandoned { reason: why.into() }, why.into())
         }
+        // A `lookout rollback` Swarm was asked for: its end is `rollback_completed`.
+        Resume::Follow if entry.intent.kind == ChangeKind::Rollback => {
+            let replicas = seen.as_ref().and_then(|s| s.replicas);
+            let deadline = update_deadline(health_timeout, replicas, 1, grace);
+            match follow_rollback(api, &run.service, &entry.intent.to.digest, deadline).await {
+                Ok(()) => (
+                    ChangeOutcome::Committed,
+                    "Swarm's rollback, followed to its end: completed".to_owned(),
+                ),
+                Err(reason) => (
+                    ChangeOutcome::Abandoned {
+                        reason: reason.clone(),
+                    },
+                    reason,
+                ),
+            }
+        }
         Resume::Follow => {
             let replicas = seen.as_ref().and_then(|s| s.replicas);
             let deadline = update_deadline(health_timeout, replicas, 1, grace);
@@ -616,6 +835,11 @@ pub async fn recover_one(
             (outcome_of(&verdict)?, detail)
         }
     };
+    let mut detail = detail;
+    if let Some(note) = settle_stack_file(&entry.intent.file, outcome == ChangeOutcome::Committed) {
+        tracing::warn!(%service, %note, "the stack file of an interrupted Swarm update");
+        detail = format!("{detail}; {note}");
+    }
     finish(store, now, service, outcome.clone());
     Some((outcome, detail))
 }
@@ -628,6 +852,18 @@ pub async fn rollback(
     deadline: Duration,
 ) -> Result<(), String> {
     api.rollback(name).await.map_err(|e| e.to_string())?;
+    failpoint::hit("swarm_during_rollback");
+    follow_rollback(api, name, target_digest, deadline).await
+}
+
+/// Follows a rollback Swarm was asked for until `rollback_completed` with every task on
+/// `target_digest`, `rollback_paused`, or the deadline.
+async fn follow_rollback(
+    api: &dyn SwarmApi,
+    name: &str,
+    target_digest: &str,
+    deadline: Duration,
+) -> Result<(), String> {
     let start = Instant::now();
     loop {
         let service = api
@@ -689,13 +925,20 @@ pub async fn rollback_service(
             service.image, last.to
         ));
     }
+    // The stack file goes back to the tag Swarm's previous spec runs, as an update would.
+    let edit = plan_stack_edit(
+        spec,
+        &service,
+        last.from.tag.as_deref().unwrap_or("latest"),
+        &last.from.digest,
+    )?;
     let intent = UpdateIntent {
         service: spec.name.clone(),
         kind: ChangeKind::Rollback,
         actor: actor.to_owned(),
         from: last.to.clone(),
         to: last.from.clone(),
-        file: no_file(name),
+        file: edit.as_ref().map_or_else(|| no_file(name), stack_change),
         compose: None,
         swarm: Some(SwarmRun {
             service: name.to_owned(),
@@ -708,7 +951,15 @@ pub async fn rollback_service(
         .begin_update(intent, now())
         .map_err(|e| e.to_string())?;
     let deadline = update_deadline(spec.health_timeout, service.replicas, 1, MIN_GRACE);
-    let done = rollback(api, name, &last.from.digest, deadline).await;
+    let done = match edit.as_ref().map(PlannedEdit::apply).transpose() {
+        Err(e) => Err(format!("cannot change the stack file: {e}")),
+        Ok(_) => rollback(api, name, &last.from.digest, deadline)
+            .await
+            .map_err(|mut reason| {
+                restore_stack(edit.as_ref(), &mut reason);
+                reason
+            }),
+    };
     let (outcome, result) = match &done {
         Ok(()) => (ChangeOutcome::Committed, UpdateResult::Updated),
         Err(reason) => (
@@ -733,10 +984,13 @@ pub async fn rollback_service(
     })
 }
 
-/// Every service of a Swarm manager as a lookout service: its policy from its `lookout.*`
-/// labels, updated only with `lookout.action=update` (otherwise watched and reported).
-/// `lookout.enable=false` and `lookout.action=ignore` leave a service out; a service whose
-/// labels are wrong is left out with its problems.
+/// Every service of a Swarm manager as a lookout service, admitted and acted on as
+/// `[discovery]` admits containers: its policy from its `lookout.*` labels; left out by
+/// `lookout.enable=false`, `lookout.action=ignore`, `discovery.scope` (the scope label) and
+/// `discovery.require_enable_label`; updated with `lookout.action=update`, or without an action
+/// label when `discovery.default_action = "update"` (otherwise watched and reported). A service
+/// a `[[services]]` entry names is left to that entry; one whose labels are wrong is left out
+/// with its problems.
 pub fn discovered(
     services: &[SwarmService],
     config: &crate::config::Config,
@@ -753,18 +1007,19 @@ pub fn discovered(
         let mut own: HashMap<String, String> = service.labels.clone();
         own.remove(PARALLELISM_LABEL);
         let read = labels::read(&own);
-        if read.enable.as_ref().is_some_and(|e| !e.value)
-            || read
-                .action
-                .as_ref()
-                .is_some_and(|a| a.value == labels::Action::Ignore)
+        if read
+            .action
+            .as_ref()
+            .is_some_and(|a| a.value == labels::Action::Ignore)
+            || crate::discovery::excluded(&read, &config.discovery).is_some()
         {
             continue;
         }
-        let update = read
+        let action = read
             .action
             .as_ref()
-            .is_some_and(|a| a.value == labels::Action::Update);
+            .map_or(config.discovery.default_action, |a| a.value);
+        let update = action == labels::Action::Update;
         let image = match ImageRef::parse(&service.image) {
             Ok(r) => r.with_tag(r.tag().unwrap_or("latest")),
             Err(e) => {
@@ -797,8 +1052,8 @@ pub fn discovered(
 /// The Swarm manager to drive, when the configuration asks for Swarm (`[swarm] enabled`, or a
 /// `swarm_service`) and the engine is an active manager; `None` otherwise (said in the log).
 pub async fn connect(config: &Config) -> Option<Arc<dyn SwarmApi>> {
-    let wanted =
-        config.swarm != SwarmMode::Off || config.services.iter().any(|s| s.swarm_service.is_some());
+    let wanted = config.swarm.discovers(&config.discovery)
+        || config.services.iter().any(|s| s.swarm_service.is_some());
     if !wanted {
         return None;
     }
@@ -829,14 +1084,15 @@ pub async fn connect(config: &Config) -> Option<Arc<dyn SwarmApi>> {
     }
 }
 
-/// The configuration with every Swarm service added, when `[swarm] enabled` asks for it and
-/// the engine is a manager (one service list per pass). A listing that fails is logged and
-/// the pass goes on with the configured services.
+/// The configuration with the Swarm services [`discovered`] admits added, when `[swarm]
+/// enabled` and `[discovery]` ask for them ([`SwarmMode::discovers`]) and the engine is a
+/// manager (one service list per pass). A listing that fails is logged and the pass goes on
+/// with the configured services.
 pub async fn with_discovered(api: Option<&dyn SwarmApi>, config: Arc<Config>) -> Arc<Config> {
     let Some(api) = api else {
         return config;
     };
-    if config.swarm == SwarmMode::Off {
+    if !config.swarm.discovers(&config.discovery) {
         return config;
     }
     let services = match api.services().await {
@@ -846,7 +1102,8 @@ pub async fn with_discovered(api: Option<&dyn SwarmApi>, config: Arc<Config>) ->
             return config;
         }
     };
-    let (specs, problems) = discovered(&services, &config);
+    let (mut specs, mut problems) = discovered(&services, &config);
+    keep_valid_stack_files(&mut specs, &mut problems);
     for problem in problems {
         tracing::warn!(%problem, "Swarm service left out");
     }
@@ -856,6 +1113,25 @@ pub async fn with_discovered(api: Option<&dyn SwarmApi>, config: Arc<Config>) ->
     let mut with = (*config).clone();
     with.services.extend(specs);
     Arc::new(with)
+}
+
+/// Leaves out the discovered services whose `lookout.stack_file` label fails the check a
+/// configured `stack_file` gets at load (reads each file), with the problem.
+fn keep_valid_stack_files(specs: &mut Vec<ServiceSpec>, problems: &mut Vec<String>) {
+    specs.retain(|spec| {
+        let (Some(file), Some(name)) = (&spec.stack_file, &spec.swarm_service) else {
+            return true;
+        };
+        match crate::compose::stack::check(file, name) {
+            Ok(()) => true,
+            Err(e) => {
+                problems.push(format!(
+                    "Swarm service {name:?}, label lookout.stack_file: {e}"
+                ));
+                false
+            }
+        }
+    });
 }
 
 /// Finishes every Swarm update of the journal (see [`recover_one`]). `spec` finds a service's
@@ -1068,7 +1344,7 @@ fn swarm_info(
     UpdateInfo {
         service: spec.name.clone(),
         compose_service: spec.swarm_service.clone().unwrap_or_default(),
-        compose_file: PathBuf::new(),
+        compose_file: spec.stack_file.clone().unwrap_or_default(),
         old_image: from.to_owned(),
         new_image: candidate.reference.familiar(),
         old_digest: digest_of(from).map(str::to_owned),
@@ -1400,6 +1676,232 @@ mod tests {
             problems[0].contains("\"wrong\"") && problems[0].contains("lookout.policy"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn discovered_services_follow_the_discovery_settings_as_containers_do() {
+        let config = |discovery: serde_json::Value| {
+            crate::config::validate(&serde_json::json!({ "discovery": discovery }), &|_| None)
+                .unwrap()
+        };
+        let with = |name: &str, labels: &[(&str, &str)]| {
+            let mut s = service(OLD, None);
+            s.name = name.into();
+            s.labels = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            s
+        };
+        const SCOPE: &str = "com.centurylinklabs.watchtower.scope";
+        let services = [
+            with("plain", &[]),
+            with("ours", &[(SCOPE, "blue")]),
+            with("theirs", &[(SCOPE, "green")]),
+            with("enabled", &[("lookout.enable", "true"), (SCOPE, "blue")]),
+            with("notify", &[("lookout.action", "notify"), (SCOPE, "blue")]),
+        ];
+        let cases: Vec<(serde_json::Value, Vec<(&str, bool)>)> = vec![
+            (
+                serde_json::json!({}),
+                vec![
+                    ("plain", false),
+                    ("ours", false),
+                    ("theirs", false),
+                    ("enabled", false),
+                    ("notify", false),
+                ],
+            ),
+            (
+                serde_json::json!({"scope": "blue", "default_action": "update"}),
+                vec![("ours", true), ("enabled", true), ("notify", false)],
+            ),
+            (
+                serde_json::json!({"require_enable_label": true}),
+                vec![("enabled", false)],
+            ),
+        ];
+        for (discovery, want) in cases {
+            let (specs, problems) = discovered(&services, &config(discovery.clone()));
+            assert!(problems.is_empty(), "{problems:?}");
+            let got: Vec<(&str, bool)> =
+                specs.iter().map(|s| (s.name.as_str(), s.enabled)).collect();
+            assert_eq!(got, want, "{discovery}");
+        }
+        // `[swarm]` absent is "auto": discovered when `[discovery]` is on.
+        let on = config(serde_json::json!({"scope": "blue"}));
+        assert_eq!(on.swarm, SwarmMode::Auto);
+        assert!(on.swarm.discovers(&on.discovery));
+        let off = crate::config::validate(&serde_json::json!({}), &|_| None).unwrap();
+        assert!(!off.swarm.discovers(&off.discovery));
+        assert!(SwarmMode::On.discovers(&off.discovery));
+    }
+
+    fn stack_spec(file: &std::path::Path, pin: bool) -> ServiceSpec {
+        crate::config::validate(
+            &serde_json::json!({"services": [{"name": "web", "image": "reg:5000/app:1.0.0",
+                "swarm_service": "shop_web", "stack_file": file, "pin_digest": pin}]}),
+            &|_| None,
+        )
+        .unwrap()
+        .services[0]
+            .clone()
+    }
+
+    fn stacked() -> SwarmService {
+        let mut s = service(OLD, None);
+        s.name = "shop_web".into();
+        s.labels.insert(NAMESPACE_LABEL.into(), "shop".into());
+        s
+    }
+
+    #[test]
+    fn the_stack_file_edit_changes_exactly_the_image_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stack.yml");
+        let text = "# shop\nservices:\n    web :   # site\n        image:   \"reg:5000/app:1.0.0\"   # pinned\n        deploy: {replicas: 3}\n    db:\n        image: reg:5000/app:1.0.0\n";
+        std::fs::write(&file, text).unwrap();
+        let edit = plan_stack_edit(&stack_spec(&file, false), &stacked(), "1.1.0", NEW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(edit.new_bytes().to_vec()).unwrap(),
+            text.replacen("app:1.0.0\"", "app:1.1.0\"", 1)
+        );
+        assert_eq!(edit.previous_bytes(), text.as_bytes());
+        // A digest followed without pinning changes nothing; pinned, the digest is written.
+        assert!(
+            plan_stack_edit(&stack_spec(&file, false), &stacked(), "1.0.0", NEW)
+                .unwrap()
+                .is_none()
+        );
+        let pinned = plan_stack_edit(&stack_spec(&file, true), &stacked(), "1.0.0", NEW)
+            .unwrap()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(pinned.new_bytes()).contains(&format!("app:1.0.0@{NEW}\"")),
+            "{}",
+            String::from_utf8_lossy(pinned.new_bytes())
+        );
+        // Without the stack's label, or with another repository in the file: refused, named.
+        let mut unlabelled = stacked();
+        unlabelled.labels.clear();
+        let e = plan_stack_edit(&stack_spec(&file, false), &unlabelled, "1.1.0", NEW).unwrap_err();
+        assert!(
+            e.contains("stack.yml") && e.contains(NAMESPACE_LABEL),
+            "{e}"
+        );
+        std::fs::write(
+            &file,
+            text.replace("reg:5000/app:1.0.0\"", "other/app:1.0.0\""),
+        )
+        .unwrap();
+        let e = plan_stack_edit(&stack_spec(&file, false), &stacked(), "1.1.0", NEW).unwrap_err();
+        assert!(e.contains("other/app") && e.contains("\"shop_web\""), "{e}");
+    }
+
+    #[test]
+    fn recovery_keeps_or_restores_the_stack_file_by_the_outcome() {
+        let change = FileChange {
+            path: "stack.yml".into(),
+            old_sha256: "old".into(),
+            new_sha256: "new".into(),
+            old_bytes: SavedBytes::new(b"x"),
+            created: false,
+        };
+        let cases = [
+            (Some("new"), true, StackFile::Keep),
+            (Some("old"), true, StackFile::Conflict),
+            (Some("new"), false, StackFile::Restore),
+            (Some("old"), false, StackFile::Keep),
+            (Some("other"), false, StackFile::Conflict),
+            (None, false, StackFile::Conflict),
+            (Some("other"), true, StackFile::Conflict),
+        ];
+        for (now, committed, want) in cases {
+            assert_eq!(
+                stack_file_after(&change, now, committed),
+                want,
+                "{now:?} {committed}"
+            );
+        }
+        assert_eq!(
+            stack_file_after(&no_file("web"), Some("other"), false),
+            StackFile::Keep
+        );
+    }
+
+    #[test]
+    fn a_swarm_task_s_container_is_not_discovered_as_a_standalone_container() {
+        use crate::runtime::{ContainerState, ContainerSummary};
+        let container = |name: &str, labels: &[(&str, &str)]| ContainerSummary {
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            image_id: format!("sha256:{}", "ab".repeat(32)),
+            state: ContainerState::Running,
+        };
+        let listed = [
+            container(
+                "shop_web.1.x1",
+                &[
+                    (crate::discovery::SWARM_SERVICE_LABEL, "shop_web"),
+                    ("lookout.action", "update"),
+                ],
+            ),
+            container("plain", &[]),
+        ];
+        let grouped = crate::discovery::groups(&listed, false);
+        let names: Vec<&str> = grouped
+            .groups
+            .iter()
+            .map(|g| g.container.name.as_str())
+            .collect();
+        assert_eq!(names, ["plain"]);
+        assert_eq!(grouped.unmanaged.len(), 1);
+        assert!(
+            grouped.unmanaged[0]
+                .reason
+                .contains("Swarm service \"shop_web\""),
+            "{:?}",
+            grouped.unmanaged
+        );
+    }
+
+    #[test]
+    fn a_stack_file_label_is_checked_as_a_configured_stack_file_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stack.yml");
+        std::fs::write(&file, "services:\n  web:\n    image: reg:5000/app:1.0.0\n").unwrap();
+        let config = crate::config::validate(&serde_json::json!({}), &|_| None).unwrap();
+        let with = |name: &str, stack: &std::path::Path| {
+            let mut s = stacked();
+            s.name = name.into();
+            s.labels
+                .insert("lookout.stack_file".into(), stack.display().to_string());
+            s
+        };
+        let services = [
+            with("shop_web", &file),
+            with("shop_db", &file),
+            with("shop_api", &dir.path().join("gone.yml")),
+        ];
+        let (mut specs, mut problems) = discovered(&services, &config);
+        assert_eq!(specs.len(), 3, "{problems:?}");
+        assert_eq!(specs[0].stack_file.as_deref(), Some(file.as_path()));
+        keep_valid_stack_files(&mut specs, &mut problems);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["shop_web"]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("\"shop_db\", label lookout.stack_file")
+                && problems[0].contains("defines no service"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("gone.yml"), "{problems:?}");
     }
 
     #[test]
