@@ -288,6 +288,46 @@ async fn a_registry_that_ignores_n_answers_the_whole_tag_list_at_once() {
     assert_eq!(registry.count("GET", "/v2/paged/app/tags/list?n=2"), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_eight_requests_are_in_flight_to_one_registry_host() {
+    // A registry that takes 100 ms per answer, asked for 24 repositories' tags at once: the
+    // per-host limit (8) is reached and never passed.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let server = FakeHttp::start({
+        let (now, most) = (now.clone(), most.clone());
+        move |req| {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(n, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            now.fetch_sub(1, Ordering::SeqCst);
+            let name = req
+                .path_only()
+                .trim_start_matches("/v2/")
+                .trim_end_matches("/tags/list")
+                .to_owned();
+            Response::json(200, &serde_json::json!({"name": name, "tags": ["1.0"]}))
+        }
+    });
+    let registries = Registries::new(options());
+    let images: Vec<ImageRef> = (0..24)
+        .map(|i| image(&format!("{}/r{i}/app:1.0", server.addr)))
+        .collect();
+    let lists = futures_util::future::join_all(images.iter().map(|img| {
+        let r = adapter(
+            &registries,
+            RegistryKind::Oci,
+            img,
+            &RegistrySettings::default(),
+        );
+        async move { r.tags(img).await.map(|t| t.len()) }
+    }))
+    .await;
+    assert!(lists.iter().all(|l| matches!(l, Ok(1))), "{lists:?}");
+    assert_eq!(server.count("/v2/"), 24);
+    assert_eq!(most.load(Ordering::SeqCst), 8, "requests in flight at most");
+}
+
 #[tokio::test]
 async fn tag_lists_are_read_page_by_page_following_link() {
     // The paging of the distribution spec (`?n=&last=`, `Link: <…>; rel="next"`), replayed by a

@@ -268,7 +268,9 @@ pub struct RegistryOptions {
     /// Host names resolved to these addresses instead of through DNS (as `curl --resolve`):
     /// for split-horizon setups and for tests that need a non-loopback name on loopback.
     pub resolve: Vec<(String, SocketAddr)>,
-    /// Requests in flight to one registry host at a time.
+    /// Requests in flight to one registry host at a time. 8: a check of 1,000 repositories on
+    /// one registry is bound by round trips, the requests are small metadata reads, and rate
+    /// limits (Docker Hub's) count requests, not how many run at once.
     pub max_per_host: usize,
     pub retry: RetryPolicy,
     /// Tags asked for per page of a tag list (`?n=`).
@@ -289,7 +291,7 @@ impl Default for RegistryOptions {
             check_timeout: Some(Duration::from_secs(300)),
             limits: Limits::default(),
             resolve: Vec::new(),
-            max_per_host: 4,
+            max_per_host: 8,
             retry: RetryPolicy::default(),
             page_size: 1000,
             max_created_lookups: 20,
