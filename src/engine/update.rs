@@ -343,7 +343,9 @@ impl<R: ContainerRuntime, C: Compose> Updater<'_, R, C> {
         }
     }
 
-    /// Steps 4-8; `applied` records what changed so a rollback undoes exactly that.
+    /// Steps 4-8; `applied` records what changed so a rollback undoes exactly that, `phases`
+    /// where the time went.
+    #[allow(clippy::too_many_arguments)] // The update's parts, handed down from `run`.
     async fn apply(
         &self,
         req: &UpdateRequest,

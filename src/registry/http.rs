@@ -475,10 +475,14 @@ async fn read_reply(
             body.extend_from_slice(chunk.get(..room).unwrap_or_default());
             break;
         }
-        if body.capacity() - body.len() < chunk.len() {
+        if body.capacity().saturating_sub(body.len()) < chunk.len() {
             // Doubling, as a Vec would, but never past the cap.
-            let want = (body.len() + chunk.len()).max(body.len() * 2).min(cap);
-            body.reserve_exact(want - body.len());
+            let want = body
+                .len()
+                .saturating_add(chunk.len())
+                .max(body.len().saturating_mul(2))
+                .min(cap);
+            body.reserve_exact(want.saturating_sub(body.len()));
         }
         body.extend_from_slice(&chunk);
     }
