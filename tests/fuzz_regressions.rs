@@ -155,6 +155,27 @@ fn a_compose_file_libyaml_safer_panics_on_is_refused_as_invalid_yaml() {
 }
 
 #[test]
+fn a_mapping_that_merges_itself_twice_is_searched_once_not_forever() {
+    // Found by the `compose_edit` target (one input ran for over 20 minutes): an anchored
+    // top-level mapping with two merge keys (`<< :` and `<<  :`) that both name itself. Every
+    // lookup of a key it lacks (`services`) followed both merges, 64 deep: 2^64 paths, and
+    // locating the image never ended. Each mapping is now searched once per lookup.
+    let data = include_bytes!("fixtures/fuzz/compose_edit-self-merge-twice");
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        fuzzing::compose_edit(data);
+        let text = String::from_utf8_lossy(data);
+        let compose = text.split_once('\n').map_or("", |(_, rest)| rest).to_owned();
+        let _ = done.send(lookout::compose::locate(&compose, "a").map_err(|e| e.to_string()));
+    });
+    let located = finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("locating a service in a self-merging mapping did not finish within 60 s");
+    let e = located.expect_err("the file defines no services");
+    assert!(e.contains("services"), "{e}");
+}
+
+#[test]
 fn an_anchored_empty_image_is_refused_not_edited_in_an_empty_span() {
     // Found by the `compose_edit` target: `image: &nextcloud:apache` is an anchor on an empty
     // value; the locator returned an empty span for it, into which an edit would have

@@ -303,14 +303,27 @@ impl<'t> Doc<'t> {
     /// The value of `key` in mapping `map`: its own entry first, then `<<` merges in order.
     /// Anchors passed through on the way are pushed onto `via`.
     pub(super) fn get(&self, map: NodeId, key: &str, via: &mut Vec<usize>) -> Option<NodeId> {
-        self.get_at(map, key, via, 0)
+        self.get_at(map, key, via, &mut HashSet::new(), 0)
     }
 
-    fn get_at(&self, map: NodeId, key: &str, via: &mut Vec<usize>, depth: usize) -> Option<NodeId> {
+    /// `searched`: the mappings already searched for `key` without finding it. Each is searched
+    /// once: `<<: [*a, *a]` chains forty deep would otherwise be searched 2^40 times (a file
+    /// found by fuzzing stalled a check for good).
+    fn get_at(
+        &self,
+        map: NodeId,
+        key: &str,
+        via: &mut Vec<usize>,
+        searched: &mut HashSet<NodeId>,
+        depth: usize,
+    ) -> Option<NodeId> {
         if depth > MAX_DEPTH {
             return None;
         }
         let map = self.resolve(map, via);
+        if !searched.insert(map) {
+            return None;
+        }
         let Kind::Map { entries } = &self.nodes[map].kind else {
             return None;
         };
@@ -329,7 +342,7 @@ impl<'t> Doc<'t> {
             };
             for s in sources {
                 let mut inner = merge_via.clone();
-                if let Some(found) = self.get_at(s, key, &mut inner, depth + 1) {
+                if let Some(found) = self.get_at(s, key, &mut inner, searched, depth + 1) {
                     *via = inner;
                     return Some(found);
                 }
@@ -341,21 +354,27 @@ impl<'t> Doc<'t> {
     /// Every key of mapping `map`, own keys first, then merged ones, without repeats.
     pub(super) fn keys(&self, map: NodeId) -> Vec<String> {
         let mut out = Vec::new();
-        self.keys_at(map, &mut out, &mut HashSet::new(), 0);
+        self.keys_at(map, &mut out, &mut HashSet::new(), &mut HashSet::new(), 0);
         out
     }
 
+    /// `visited`: the mappings whose keys are in `out` already; each is read once (see
+    /// [`Doc::get_at`]).
     fn keys_at<'d>(
         &'d self,
         map: NodeId,
         out: &mut Vec<String>,
         seen: &mut HashSet<&'d str>,
+        visited: &mut HashSet<NodeId>,
         depth: usize,
     ) {
         if depth > MAX_DEPTH {
             return;
         }
         let map = self.resolve(map, &mut Vec::new());
+        if !visited.insert(map) {
+            return;
+        }
         let Kind::Map { entries } = &self.nodes[map].kind else {
             return;
         };
@@ -372,10 +391,10 @@ impl<'t> Doc<'t> {
                 match &self.nodes[source].kind {
                     Kind::Seq(items) => {
                         for &i in items {
-                            self.keys_at(i, out, seen, depth + 1);
+                            self.keys_at(i, out, seen, visited, depth + 1);
                         }
                     }
-                    _ => self.keys_at(source, out, seen, depth + 1),
+                    _ => self.keys_at(source, out, seen, visited, depth + 1),
                 }
             }
         }
