@@ -165,7 +165,10 @@ fn a_mapping_that_merges_itself_twice_is_searched_once_not_forever() {
     std::thread::spawn(move || {
         fuzzing::compose_edit(data);
         let text = String::from_utf8_lossy(data);
-        let compose = text.split_once('\n').map_or("", |(_, rest)| rest).to_owned();
+        let compose = text
+            .split_once('\n')
+            .map_or("", |(_, rest)| rest)
+            .to_owned();
         let _ = done.send(lookout::compose::locate(&compose, "a").map_err(|e| e.to_string()));
     });
     let located = finished

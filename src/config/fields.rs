@@ -543,7 +543,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// The valid key closest to a misspelt one, when it is close enough to be a likely typo.
-fn closest<'k>(key: &str, valid: &[&'k str]) -> Option<&'k str> {
+pub(super) fn closest<'k>(key: &str, valid: &[&'k str]) -> Option<&'k str> {
     valid
         .iter()
         .map(|v| (edit_distance(key, v), *v))

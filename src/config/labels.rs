@@ -195,11 +195,14 @@ fn read_own(out: &mut LabelSettings, label: &str, key: &str, value: &str) {
         _ => {
             let mut valid: Vec<&str> = SERVICE_KEYS.iter().chain(OTHER_KEYS).copied().collect();
             valid.sort_unstable();
+            let hint = super::fields::closest(key, &valid)
+                .map(|k| format!("did you mean {PREFIX}{k}? "))
+                .unwrap_or_default();
             problem(
                 out,
                 label,
                 format!(
-                    "unknown label; lookout's labels are {}",
+                    "unknown label; {hint}lookout's labels are {}",
                     valid
                         .iter()
                         .map(|k| format!("{PREFIX}{k}"))
@@ -519,7 +522,9 @@ mod tests {
             "label lookout.action: \"sometimes\" is not one of update, notify, ignore"
         );
         assert!(
-            problems[1].starts_with("label lookout.acton: unknown label; lookout's labels are"),
+            problems[1].starts_with(
+                "label lookout.acton: unknown label; did you mean lookout.action? lookout's labels are"
+            ),
             "{problems:?}"
         );
         assert!(problems[1].contains("lookout.action"), "{problems:?}");
