@@ -678,23 +678,25 @@ pub async fn update(
         return report;
     }
     failpoint::hit("swarm_after_journal");
+    // A step that fails before Swarm changed anything: the journal entry is abandoned and the
+    // update reported failed at `stage`.
+    let abandon = |mut report: UpdateReport, stage: Stage, reason: String| {
+        finish(
+            store,
+            now,
+            &req.spec.name,
+            ChangeOutcome::Abandoned {
+                reason: reason.clone(),
+            },
+        );
+        report.result = UpdateResult::Failed { stage, reason };
+        report.duration = started.elapsed();
+        report
+    };
     if let Some(edit) = &edit {
         if let Err(e) = edit.apply() {
             let reason = format!("cannot change the stack file: {e}");
-            finish(
-                store,
-                now,
-                &req.spec.name,
-                ChangeOutcome::Abandoned {
-                    reason: reason.clone(),
-                },
-            );
-            report.result = UpdateResult::Failed {
-                stage: Stage::Edit,
-                reason,
-            };
-            report.duration = started.elapsed();
-            return report;
+            return abandon(report, Stage::Edit, reason);
         }
         failpoint::hit("swarm_after_stack_edit");
     }
@@ -710,20 +712,7 @@ pub async fn update(
         Err(e) => {
             let mut reason = e.to_string();
             restore_stack(edit.as_ref(), &mut reason);
-            finish(
-                store,
-                now,
-                &req.spec.name,
-                ChangeOutcome::Abandoned {
-                    reason: reason.clone(),
-                },
-            );
-            report.result = UpdateResult::Failed {
-                stage: Stage::Up,
-                reason,
-            };
-            report.duration = started.elapsed();
-            return report;
+            return abandon(report, Stage::Up, reason);
         }
         Ok(warnings) => {
             for w in warnings {
